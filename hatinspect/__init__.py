@@ -1,0 +1,29 @@
+"""hatinspect: look inside HAT / AdaHAT continual-learning networks.
+
+Importing the package is cheap: the torch-side helpers (``save_checkpoint``,
+``load_backbone``, ``convert``) are loaded on first use, and ``open_checkpoint``
+reads native files without torch.
+"""
+
+from importlib import import_module
+
+from hatinspect.core.errors import CheckpointError, HatinspectError
+
+__version__ = "0.1.0"
+
+_LAZY_EXPORTS = {
+    "open_checkpoint": "hatinspect.core.reader",
+    "Checkpoint": "hatinspect.core.types",
+    "LayerInfo": "hatinspect.core.types",
+    "save_checkpoint": "hatinspect.storage.save",
+    "load_backbone": "hatinspect.storage.load",
+    "convert": "hatinspect.storage.convert",
+}
+
+__all__ = ["CheckpointError", "HatinspectError", "__version__", *_LAZY_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _LAZY_EXPORTS:
+        return getattr(import_module(_LAZY_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hatinspect' has no attribute {name!r}")

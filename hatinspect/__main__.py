@@ -1,0 +1,3 @@
+from hatinspect.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``hatinspect`` command line: thin commands over the library."""

@@ -1,0 +1,1 @@
+"""The torch-free core: reading checkpoints and computing masks, measures and capacity."""
