@@ -170,6 +170,14 @@ class HATMaskBackbone(CLBackbone):
         """Replace the stored masks, e.g. with those read from a checkpoint."""
         self.masks = {int(task): dict(mask) for task, mask in masks.items()}
 
+    def _apply(self, fn, recurse=True):
+        # .to(), .cuda(), .double() ... move the stored masks along with the parameters
+        super()._apply(fn, recurse)
+        self.masks = {
+            task: {n: fn(m) for n, m in mask.items()} for task, mask in self.masks.items()
+        }
+        return self
+
     def get_cumulative_mask(self) -> Mask:
         """Element-wise max over the stored tasks' masks (zeros before any is stored)."""
         return self._aggregate_masks(torch.maximum)
