@@ -57,6 +57,13 @@ def test_train_mask_is_gate_of_scaled_embedding():
     )
 
 
+def test_a_one_unit_layer_keeps_a_one_element_mask():
+    net = HATMaskMLP(3, [2], 1, "sigmoid")
+    for stage in ("validation", "train"):
+        mask = net.get_mask(stage, s_max=400, batch_idx=1, num_batches=1)
+        assert mask["fc/1"].shape == (1,)
+
+
 def test_validation_mask_uses_s_max():
     net = tiny_hat()
     set_embeddings(net, {"fc/1": [0.001, -0.004]})
@@ -121,6 +128,8 @@ def test_cumulative_and_summative_after_several_tasks():
     assert net.get_cumulative_mask()["fc/1"].tolist() == [1.0, 0.0]
     assert net.get_summative_mask()["fc/0"].tolist() == [2.0, 2.0, 0.0]
     assert net.get_summative_mask()["fc/1"].tolist() == [2.0, 0.0]
+    assert net.summative_mask_for_previous_tasks["fc/0"].tolist() == [2.0, 2.0, 0.0]
+    assert net.cumulative_mask_for_previous_tasks["fc/1"].tolist() == [1.0, 0.0]
 
 
 def test_store_mask_needs_a_task():

@@ -186,6 +186,14 @@ class HATMaskBackbone(CLBackbone):
         """Element-wise sum over the stored tasks' masks (zeros before any is stored)."""
         return self._aggregate_masks(torch.add)
 
+    @property
+    def cumulative_mask_for_previous_tasks(self) -> Mask:
+        return self.get_cumulative_mask()
+
+    @property
+    def summative_mask_for_previous_tasks(self) -> Mask:
+        return self.get_summative_mask()
+
     def _aggregate_masks(self, op: Callable[[Tensor, Tensor], Tensor]) -> Mask:
         result = {}
         for name, embedding in self.task_embedding_t.items():
