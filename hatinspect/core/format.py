@@ -1,0 +1,205 @@
+"""The native checkpoint format: tensor key names, metadata keys and their encoding.
+
+This module is the one place these names live; ``docs/checkpoint-format.md`` describes
+them for readers in other languages. Everything here is pure Python: no file access,
+no torch. Decoding problems raise ``ValueError`` with a message that the reader
+prefixes with the file's path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from hatinspect.core.types import LayerInfo
+
+FORMAT_VERSION = 1
+SUFFIX = ".safetensors"
+
+# Tensor key prefixes. Layer names use "/" and never ".", so a mask key splits cleanly.
+BACKBONE_PREFIX = "backbone."  # + the backbone's state_dict key
+HEADS_PREFIX = "heads."  # + the heads' state_dict key
+OTHER_PREFIX = "other."  # + a converted file's tensors that belong to neither
+MASK_PREFIX = "mask."  # + "<task id>.<layer name>": (units,) uint8, 0 or 1
+MASK_DTYPES = ("U8", "BOOL")  # safetensors dtype names accepted for a mask; U8 is written
+
+# __metadata__ keys (values are strings; structured values are JSON).
+FORMAT_KEY = "format"  # always "pt": the tensors come from PyTorch
+FORMAT_VALUE = "pt"
+VERSION_KEY = "hatinspect.version"  # FORMAT_VERSION as a decimal string
+BACKBONE_KEY = "hatinspect.backbone"  # class name, e.g. "HATMaskResNet18"
+CONFIG_KEY = "hatinspect.config"  # JSON object of constructor arguments, or null
+LAYERS_KEY = "hatinspect.layers"  # JSON list of layer records in network order
+TASK_IDS_KEY = "hatinspect.task_ids"  # JSON list of the stored tasks' ids, ascending
+TASK_ID_KEY = "hatinspect.task_id"  # JSON: the backbone's current task id, or null
+SOURCE_KEY = "hatinspect.source"  # "hatinspect" or the format a file was converted from
+NOTES_KEY = "hatinspect.notes"  # JSON list of caveats about what could be recovered
+USER_PREFIX = "user."  # + a user metadata key; value a string or JSON text
+
+SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
+LAYER_FIELDS = ("name", "units", "weight_shape", "weight_key", "bias_key", "preceding")
+REQUIRED_KEYS = (VERSION_KEY, BACKBONE_KEY, LAYERS_KEY, TASK_IDS_KEY)
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything ``__metadata__`` says about a checkpoint."""
+
+    backbone: str
+    config: dict | None  # None when the file holds no hatinspect backbone to rebuild
+    layers: tuple[LayerInfo, ...]
+    task_ids: tuple[int, ...]
+    source: str = "hatinspect"
+    task_id: int | None = None
+    notes: tuple[str, ...] = ()
+    user: Mapping[str, str] = field(default_factory=dict)
+
+
+def mask_key(task_id: int, layer: str) -> str:
+    return f"{MASK_PREFIX}{task_id}.{layer}"
+
+
+def parse_mask_key(key: str) -> tuple[int, str]:
+    """``"mask.3.fc/0"`` -> ``(3, "fc/0")``; ``ValueError`` for a malformed key."""
+    _, task, layer = (key.split(".", 2) + ["", ""])[:3]
+    if not (task.isdigit() and task.isascii() and layer):
+        raise ValueError(f"malformed mask tensor name {key!r}")
+    return int(task), layer
+
+
+def encode_header(header: Header) -> dict[str, str]:
+    """The ``__metadata__`` mapping (string -> string) for ``header``."""
+    metadata = {
+        FORMAT_KEY: FORMAT_VALUE,
+        VERSION_KEY: str(FORMAT_VERSION),
+        BACKBONE_KEY: header.backbone,
+        CONFIG_KEY: json.dumps(header.config),
+        LAYERS_KEY: json.dumps([_layer_record(layer) for layer in header.layers]),
+        TASK_IDS_KEY: json.dumps(sorted(header.task_ids)),
+        TASK_ID_KEY: json.dumps(header.task_id),
+        SOURCE_KEY: header.source,
+        NOTES_KEY: json.dumps(list(header.notes)),
+    }
+    metadata.update({USER_PREFIX + key: value for key, value in encode_user(header.user).items()})
+    return metadata
+
+
+def encode_user(metadata: Mapping | None) -> dict[str, str]:
+    """User metadata as strings: a string as is, anything else as JSON text."""
+    encoded = {}
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str):
+            raise ValueError(f"metadata keys must be strings, got {key!r}")
+        try:
+            encoded[key] = value if isinstance(value, str) else json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"metadata {key!r} is not JSON-serialisable: {exc}") from None
+    return encoded
+
+
+def decode_header(metadata: Mapping[str, str] | None) -> Header:
+    """Parse and check ``__metadata__``; ``ValueError`` says what is missing or malformed."""
+    if not metadata:
+        raise ValueError("no hatinspect metadata in the header (not a hatinspect checkpoint)")
+    missing = [key for key in REQUIRED_KEYS if key not in metadata]
+    if missing:
+        raise ValueError(f"metadata lacks {', '.join(map(repr, missing))}")
+    _check_version(metadata[VERSION_KEY])
+    layers = decode_layers(_json(metadata, LAYERS_KEY))
+    return Header(
+        backbone=metadata[BACKBONE_KEY],
+        config=_optional(metadata, CONFIG_KEY, dict),
+        layers=layers,
+        task_ids=_task_ids(_json(metadata, TASK_IDS_KEY)),
+        source=_source(metadata.get(SOURCE_KEY, "hatinspect")),
+        task_id=_optional(metadata, TASK_ID_KEY, int),
+        notes=_notes(_optional(metadata, NOTES_KEY, list) or []),
+        user={k[len(USER_PREFIX) :]: v for k, v in metadata.items() if k.startswith(USER_PREFIX)},
+    )
+
+
+def decode_layers(records) -> tuple[LayerInfo, ...]:
+    """Layer records (JSON) -> ``LayerInfo``s, checking types, sizes and references."""
+    if not isinstance(records, list) or not records:
+        raise ValueError(f"{LAYERS_KEY!r} must be a non-empty list of layer records")
+    layers = tuple(_layer(record, index) for index, record in enumerate(records))
+    names = [layer.name for layer in layers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{LAYERS_KEY!r} names a layer twice")
+    for layer in layers:
+        if layer.preceding is not None and layer.preceding not in names:
+            raise ValueError(f"layer {layer.name!r}: unknown preceding layer {layer.preceding!r}")
+    return layers
+
+
+def _layer_record(layer: LayerInfo) -> dict:
+    record = {name: getattr(layer, name) for name in LAYER_FIELDS}
+    record["weight_shape"] = list(layer.weight_shape)
+    return record
+
+
+def _layer(record, index: int) -> LayerInfo:
+    where = f"layer record {index}"
+    if not isinstance(record, dict) or set(record) != set(LAYER_FIELDS):
+        raise ValueError(f"{where} must be an object with keys {', '.join(LAYER_FIELDS)}")
+    shape = record["weight_shape"]
+    if not (isinstance(shape, list) and len(shape) >= 2 and all(_positive(d) for d in shape)):
+        raise ValueError(f"{where}: weight_shape must be a list of >= 2 positive integers")
+    if not _positive(record["units"]) or record["units"] != shape[0]:
+        raise ValueError(f"{where}: units must equal weight_shape[0] ({shape[0]})")
+    for key in ("name", "weight_key"):
+        if not isinstance(record[key], str) or not record[key]:
+            raise ValueError(f"{where}: {key} must be a non-empty string")
+    for key in ("bias_key", "preceding"):
+        if record[key] is not None and not isinstance(record[key], str):
+            raise ValueError(f"{where}: {key} must be a string or null")
+    return LayerInfo(**{**record, "weight_shape": tuple(shape)})
+
+
+def _positive(value) -> bool:
+    return type(value) is int and value > 0
+
+
+def _check_version(text: str) -> None:
+    if not text.isdigit():
+        raise ValueError(f"malformed format version {text!r}")
+    if int(text) > FORMAT_VERSION:
+        raise ValueError(
+            f"format version {text} is newer than this hatinspect reads ({FORMAT_VERSION});"
+            " upgrade hatinspect"
+        )
+
+
+def _json(metadata: Mapping[str, str], key: str):
+    try:
+        return json.loads(metadata[key])
+    except (TypeError, ValueError):
+        raise ValueError(f"metadata {key!r} is not valid JSON") from None
+
+
+def _optional(metadata: Mapping[str, str], key: str, kind: type):
+    value = _json(metadata, key) if key in metadata else None
+    if value is not None and (type(value) is not kind):
+        raise ValueError(f"metadata {key!r} must be a JSON {kind.__name__} or null")
+    return value
+
+
+def _task_ids(value) -> tuple[int, ...]:
+    if not (isinstance(value, list) and all(type(t) is int and t >= 0 for t in value)):
+        raise ValueError(f"{TASK_IDS_KEY!r} must be a list of non-negative integers")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{TASK_IDS_KEY!r} lists a task twice")
+    return tuple(sorted(value))
+
+
+def _notes(value: list) -> tuple[str, ...]:
+    if not all(isinstance(note, str) for note in value):
+        raise ValueError(f"{NOTES_KEY!r} must be a list of strings")
+    return tuple(value)
+
+
+def _source(value: str) -> str:
+    if value not in SOURCES:
+        raise ValueError(f"unknown source {value!r}; expected one of {', '.join(SOURCES)}")
+    return value

@@ -1,0 +1,60 @@
+"""Converting the PyTorch checkpoints the importers understand into the native format."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from hatinspect.core import format as fmt
+from hatinspect.core.errors import CheckpointError
+from hatinspect.core.reader import existing_file, sniff
+from hatinspect.storage.importers import Imported, import_checkpoint
+from hatinspect.storage.save import mask_tensors, prefixed, write_checkpoint
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, source: str | None = None) -> Path:
+    """Write ``src`` (original HAT, HAT-CL, CLArena or a hatinspect state_dict; ``source``
+    forces the layout) as a native file at ``dst``, which remembers its source."""
+    src, dst = existing_file(src), Path(dst)
+    if dst.resolve() == src.resolve():
+        raise CheckpointError(f"{src}: converting it onto itself would overwrite the source")
+    if sniff(src) != "torch":
+        raise CheckpointError(f"{src}: already a native hatinspect file")
+    imported = import_checkpoint(src, source)
+    return write_checkpoint(dst, _tensors(imported), _header(imported))
+
+
+def _header(imported: Imported) -> fmt.Header:
+    checkpoint, native = imported.checkpoint, imported.native_keys
+    layers = tuple(
+        replace(
+            layer,
+            weight_key=native[layer.weight_key],
+            bias_key=native[layer.bias_key] if layer.bias_key else None,
+        )
+        for layer in checkpoint.layers
+    )
+    return fmt.Header(
+        backbone=checkpoint.backbone,
+        config=imported.config,
+        layers=layers,
+        task_ids=checkpoint.task_ids,
+        source=checkpoint.source,
+        task_id=imported.task_id,
+        notes=checkpoint.notes,
+    )
+
+
+def _tensors(imported: Imported) -> dict[str, torch.Tensor]:
+    masks = {
+        task: {name: torch.from_numpy(mask.copy()) for name, mask in layers.items()}
+        for task, layers in imported.checkpoint.masks.items()
+    }
+    return {
+        **{imported.native_keys[key]: value for key, value in imported.state.items()},
+        **prefixed(fmt.HEADS_PREFIX, imported.heads),
+        **mask_tensors(masks),
+    }

@@ -1,0 +1,459 @@
+"""Importing the PyTorch checkpoints other HAT implementations write, without running them.
+
+Files load only with ``torch.load(..., weights_only=True)``: a file that needs any other
+global is refused, naming what it asked for. A Lightning ``{"state_dict": ...}`` wrapper
+is unwrapped. Layouts, recognised from the tensor names:
+
+- ``original-hat`` (Serra et al.): ``e<layer>.weight`` of shape (tasks, units) beside
+  ``<layer>.weight``; task t's mask is ``e[t] > 0``, i.e. ``sigmoid(s·e[t]) > 0.5``.
+- ``hat-cl``: ``<module>.masker.attention.<t>`` (units,) and ``<module>.masker._task_trained``;
+  a trained task's mask is ``attention > 0``.
+- ``clarena``: ``backbone.task_embedding_t.<layer>.weight`` (1, units): only the mask of
+  the last trained task, ``e > 0``, survives in such a file.
+- ``hatinspect``: a backbone's ``state_dict()`` (like CLArena's, without the prefix), or
+  ``{"state_dict", "masks", "backbone", "config", "heads"}`` which keeps every stored mask.
+"""
+
+from __future__ import annotations
+
+import pickle
+import pickletools
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hatinspect.core import format as fmt
+from hatinspect.core.errors import CheckpointError
+from hatinspect.core.types import Checkpoint, LayerInfo
+
+UNKNOWN_BACKBONE = "unknown"
+THRESHOLD_NOTE = "masks recovered from task embeddings as e > 0 (= sigmoid(s*e) > 0.5, any s > 0)"
+SHORTCUT_NAMES = ("shortcut", "downsample")  # layers that read their block's input
+
+HATCL_ATTENTION = re.compile(r"^(?P<module>.+)\.masker\.attention\.(?P<task>\d+)$")
+EMBEDDING = re.compile(r"^(?:.+\.)?task_embedding_t\.(?P<layer>[^.]+)\.weight$")
+CLARENA_EMBEDDING = re.compile(r"^backbone\.(?:.+\.)?task_embedding_t\.[^.]+\.weight$")
+HEAD = re.compile(r"^heads\.heads\.(?P<task>\d+)\.")
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A foreign file read: its masks, its tensors and how a native file would name them."""
+
+    checkpoint: Checkpoint  # weight keys as in the foreign file
+    state: Mapping[str, Tensor]
+    native_keys: Mapping[str, str]  # foreign tensor key -> native tensor key
+    config: dict | None = None  # constructor arguments when the backbone can be rebuilt
+    task_id: int | None = None
+    heads: Mapping[str, Tensor] = field(default_factory=dict)
+
+
+def import_checkpoint(path: str | Path, source: str | None = None) -> Imported:
+    """Read a PyTorch file in one of the known layouts (``source`` forces one)."""
+    path = Path(path)
+    state, extra = unwrap(path, load_payload(path))
+    source = source or detect(path, state, extra)
+    if source not in IMPORTERS:
+        known = ", ".join(IMPORTERS)
+        raise CheckpointError(f"{path}: unknown source {source!r}; expected one of {known}")
+    return IMPORTERS[source](path, state, extra)
+
+
+def read_torch_tensors(path: str | Path, keys: list[str]) -> dict[str, np.ndarray]:
+    """Named tensors of a PyTorch file's state_dict, as numpy arrays."""
+    path = Path(path)
+    state, _ = unwrap(path, load_payload(path))
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: no tensor {missing[0]!r}")
+    return {key: _numpy(state[key]) for key in keys}
+
+
+def load_payload(path: Path):
+    """``torch.load`` with ``weights_only=True``; a refusal names the globals it needed."""
+    try:
+        # a file object, not the path: torch.load treats a path by its suffix
+        with path.open("rb") as f, warnings.catch_warnings():
+            # a refused plain pickle also warns about its protocol; the refusal says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: refused to load: {_refusal(path, exc)}") from None
+    except Exception as exc:  # torch.load raises many types on damaged data; all mean "unreadable"
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+
+
+def unwrap(path: Path, payload) -> tuple[dict[str, Tensor], dict]:
+    """``(state_dict, other entries)``; Lightning's ``{"state_dict": ...}`` is unwrapped."""
+    if not isinstance(payload, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(payload).__name__}, not a state_dict")
+    if isinstance(payload.get("state_dict"), Mapping):
+        extra = {key: value for key, value in payload.items() if key != "state_dict"}
+        state = payload["state_dict"]
+    else:
+        state, extra = payload, {}
+    return _named_tensors(path, "state_dict", state), extra
+
+
+def _named_tensors(path: Path, what: str, tensors) -> dict[str, Tensor]:
+    if not isinstance(tensors, Mapping):
+        raise CheckpointError(f"{path}: {what} is a {type(tensors).__name__}, not a mapping")
+    for key, value in tensors.items():
+        if not (isinstance(key, str) and isinstance(value, Tensor)):
+            raise CheckpointError(f"{path}: {what} entry {key!r} is not a named tensor")
+    return dict(tensors)
+
+
+def detect(path: Path, state: Mapping[str, Tensor], extra: Mapping) -> str:
+    """The layout a state_dict is in, from its tensor names."""
+    if "masks" in extra or any(key.startswith("task_embedding_t.") for key in state):
+        return "hatinspect"
+    if any(HATCL_ATTENTION.match(key) for key in state):
+        return "hat-cl"
+    if any(CLARENA_EMBEDDING.match(key) for key in state):
+        return "clarena"
+    if _original_layers(state):
+        return "original-hat"
+    raise CheckpointError(
+        f"{path}: no HAT masks found (no task embeddings e<layer>/task_embedding_t and no"
+        " HAT-CL masker.attention); pass a source to choose a layout"
+    )
+
+
+# --- original HAT ----------------------------------------------------------------------
+
+
+def _original_hat(path: Path, state, extra) -> Imported:
+    names = _original_layers(state)
+    if not names:
+        raise CheckpointError(f"{path}: no e<layer>.weight beside a <layer>.weight (original HAT)")
+    tasks = {state[f"e{name}.weight"].shape[0] for name in names}
+    if len(tasks) != 1:
+        raise CheckpointError(
+            f"{path}: task embeddings disagree on the task count: {sorted(tasks)}"
+        )
+    task_ids = tuple(range(tasks.pop()))
+    masks = {
+        t: {n: _threshold(path, f"e{n}.weight", state[f"e{n}.weight"][t]) for n in names}
+        for t in task_ids
+    }
+    notes = (
+        THRESHOLD_NOTE,
+        f"every one of the {len(task_ids)} embedding rows is read as a task;"
+        " rows of tasks not trained yet hold their initialisation",
+    )
+    layers = _layers(path, state, {name: name for name in names})
+    # the per-task output heads are the ModuleList `last`
+    native = {
+        k: (fmt.HEADS_PREFIX if k.startswith("last.") else fmt.BACKBONE_PREFIX) + k for k in state
+    }
+    return _imported(path, "original-hat", "Net", layers, masks, notes, state, native)
+
+
+def _original_layers(state: Mapping[str, Tensor]) -> list[str]:
+    """Layers with an embedding: ``<name>.weight`` beside ``e<name>.weight`` (tasks, units)."""
+    names = []
+    for key, weight in state.items():
+        name = key.removesuffix(".weight")
+        embedding = state.get(f"e{name}.weight")
+        if key != name and embedding is not None and embedding.dim() == 2 and weight.dim() >= 2:
+            if embedding.shape[1] == weight.shape[0]:
+                names.append(name)
+    return names
+
+
+# --- HAT-CL ----------------------------------------------------------------------------
+
+
+def _hat_cl(path: Path, state, extra) -> Imported:
+    attention: dict[str, dict[int, Tensor]] = {}
+    for key, value in state.items():
+        if match := HATCL_ATTENTION.match(key):
+            attention.setdefault(match["module"], {})[int(match["task"])] = value
+    if not attention:
+        raise CheckpointError(f"{path}: no HAT-CL masker.attention tensors")
+    task_ids = sorted(set().union(*(_trained_tasks(path, state, m) for m in attention)))
+    masks = {
+        t: {
+            module.replace(".", "/"): _attention_mask(path, module, attention[module], t)
+            for module in attention
+        }
+        for t in task_ids
+    }
+    notes = ("masks recovered from HAT-CL attention as attention > 0, for trained tasks only",)
+    layers = _layers(path, state, {m.replace(".", "/"): m for m in attention})
+    native = {key: fmt.BACKBONE_PREFIX + key for key in state}
+    return _imported(path, "hat-cl", UNKNOWN_BACKBONE, layers, masks, notes, state, native)
+
+
+def _trained_tasks(path: Path, state, module: str) -> set[int]:
+    flags = state.get(f"{module}.masker._task_trained")
+    if flags is None:
+        raise CheckpointError(f"{path}: HAT-CL masker {module!r} has no _task_trained flags")
+    return {int(t) for t in torch.nonzero(flags.flatten()).flatten().tolist()}
+
+
+def _attention_mask(path: Path, module: str, rows: Mapping[int, Tensor], task: int) -> np.ndarray:
+    key = f"{module}.masker.attention.{task}"
+    if task not in rows:
+        raise CheckpointError(f"{path}: task {task} is trained but {key!r} is missing")
+    return _threshold(path, key, rows[task])
+
+
+# --- CLArena and hatinspect ------------------------------------------------------------
+
+
+def _clarena(path: Path, state, extra) -> Imported:
+    prefix = fmt.BACKBONE_PREFIX
+    names = _embedded_layers(path, state, prefix)
+    task = _newest_head(state, default=1)  # CLArena counts tasks from 1
+    masks = {task: {n: _threshold(path, key, state[key][0]) for n, key in names.items()}}
+    notes = (THRESHOLD_NOTE, _last_task_note("clarena", task))
+    layers = _layers(path, state, {n: prefix + n.replace("/", ".") for n in names})
+    native = {
+        k: k if k.startswith((prefix, fmt.HEADS_PREFIX)) else fmt.OTHER_PREFIX + k for k in state
+    }
+    return _imported(path, "clarena", UNKNOWN_BACKBONE, layers, masks, notes, state, native)
+
+
+def _hatinspect(path: Path, state, extra) -> Imported:
+    names = _embedded_layers(path, state, "")
+    backbone, config = extra.get("backbone"), extra.get("config")
+    rebuildable = isinstance(backbone, str) and isinstance(config, Mapping)
+    task_id = extra.get("task_id")
+    if task_id is not None and type(task_id) is not int:
+        raise CheckpointError(f"{path}: 'task_id' must be an integer, got {task_id!r}")
+    if "masks" in extra:
+        masks, notes = _stored_masks(path, extra["masks"]), ()
+    else:
+        task = task_id or 0
+        masks = {task: {n: _threshold(path, key, state[key][0]) for n, key in names.items()}}
+        notes = (THRESHOLD_NOTE, _last_task_note("hatinspect", task))
+    layers = (
+        _rebuilt_layers(path, backbone, dict(config), state)
+        if rebuildable
+        else _layers(path, state, {n: n.replace("/", ".") for n in names})
+    )
+    native = {key: fmt.BACKBONE_PREFIX + key for key in state}
+    return _imported(
+        path,
+        "hatinspect",
+        backbone if rebuildable else UNKNOWN_BACKBONE,
+        layers,
+        masks,
+        notes,
+        state,
+        native,
+        config=dict(config) if rebuildable else None,
+        task_id=task_id,
+        heads=_named_tensors(path, "heads", extra.get("heads") or {}),
+    )
+
+
+def _embedded_layers(path: Path, state, prefix: str) -> dict[str, str]:
+    """Layer name -> its embedding key; a layer seen under several prefixes (CLArena's
+    blocks keep copies) takes the shortest key, the backbone's own."""
+    names: dict[str, str] = {}
+    for key in state:
+        match = EMBEDDING.match(key)
+        if match and key.startswith(prefix):
+            best = names.get(match["layer"])
+            names[match["layer"]] = key if best is None or len(key) < len(best) else best
+    if not names:
+        raise CheckpointError(f"{path}: no {prefix}task_embedding_t.<layer>.weight tensors")
+    for key in names.values():
+        if state[key].dim() != 2 or state[key].shape[0] != 1:
+            shape = tuple(state[key].shape)
+            raise CheckpointError(f"{path}: {key!r} has shape {shape}, expected (1, units)")
+    return names
+
+
+def _newest_head(state, default: int) -> int:
+    tasks = [int(m["task"]) for key in state if (m := HEAD.match(key))]
+    return max(tasks, default=default)
+
+
+def _last_task_note(source: str, task: int) -> str:
+    return (
+        f"a {source} state_dict keeps only the last trained task's embedding:"
+        f" only task {task}'s mask is recovered, earlier tasks' masks are lost"
+    )
+
+
+def _stored_masks(path: Path, masks) -> dict[int, dict[str, np.ndarray]]:
+    if not isinstance(masks, Mapping):
+        raise CheckpointError(f"{path}: 'masks' must map task ids to {{layer: mask}}")
+    out = {}
+    for task, mask in masks.items():
+        if not (isinstance(task, int) and isinstance(mask, Mapping)):
+            raise CheckpointError(f"{path}: 'masks' entry {task!r} is not task id -> layer masks")
+        out[task] = {name: _binary(path, f"masks[{task}][{name!r}]", m) for name, m in mask.items()}
+    return out
+
+
+def _rebuilt_layers(path: Path, backbone: str, config: dict, state) -> tuple[LayerInfo, ...]:
+    from hatinspect.backbones import build_backbone
+    from hatinspect.storage.save import describe_layers
+
+    try:
+        with torch.device("meta"):  # structure only: no memory, no initialisation cost
+            layers = describe_layers(build_backbone(backbone, config), prefix="")
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild {backbone}: {exc}") from None
+    for layer in layers:
+        _check_weight(path, state, layer)
+    return layers
+
+
+# --- shared ----------------------------------------------------------------------------
+
+
+def _layers(path: Path, state: Mapping[str, Tensor], modules: Mapping[str, str]):
+    """LayerInfo for each ``layer name -> module path`` in order, preceding inferred."""
+    layers = []
+    for name, module in modules.items():
+        weight_key, bias_key = f"{module}.weight", f"{module}.bias"
+        if weight_key not in state:
+            raise CheckpointError(f"{path}: layer {name!r} has a mask but no {weight_key!r}")
+        shape = tuple(state[weight_key].shape)
+        layers.append(
+            LayerInfo(
+                name, shape[0], shape, weight_key, bias_key if bias_key in state else None, None
+            )
+        )
+    preceding = _preceding_by_blocks(layers)
+    return tuple(replace(layer, preceding=p) for layer, p in zip(layers, preceding, strict=True))
+
+
+def _preceding_by_blocks(layers: list[LayerInfo]) -> list[str | None]:
+    """Preceding layers inferred from names, for files that do not record them.
+
+    Layers sharing a parent path (``conv2x/0/conv1``, ``conv2x/0/conv2``) form a block. A
+    block's first layer and its shortcut read the block input: the last non-shortcut
+    layer before the block. Any other layer reads the non-shortcut layer before it.
+    """
+    result: list[str | None] = []
+    block_input = previous = None
+    for index, layer in enumerate(layers):
+        parent, _, leaf = layer.name.rpartition("/")
+        if index == 0 or parent != layers[index - 1].name.rpartition("/")[0]:
+            block_input = previous
+        if leaf in SHORTCUT_NAMES:
+            result.append(block_input)
+        else:
+            result.append(previous)
+            previous = layer.name
+    return result
+
+
+def _check_weight(path: Path, state, layer: LayerInfo) -> None:
+    weight = state.get(layer.weight_key)
+    if weight is None or tuple(weight.shape) != layer.weight_shape:
+        raise CheckpointError(f"{path}: layer {layer.name!r} does not fit {layer.weight_key!r}")
+
+
+def _threshold(path: Path, key: str, values: Tensor) -> np.ndarray:
+    """A soft mask's binary mask, ``values > 0``; NaN is an error, not a 0."""
+    values = values.detach().float()
+    if torch.isnan(values).any():
+        raise CheckpointError(f"{path}: {key!r} contains NaN")
+    return _frozen((values > 0).numpy())
+
+
+def _binary(path: Path, where: str, values) -> np.ndarray:
+    values = torch.as_tensor(values).detach().float().flatten()
+    if not ((values == 0) | (values == 1)).all():
+        raise CheckpointError(f"{path}: {where} is not a binary (0/1) mask")
+    return _frozen(values.numpy())
+
+
+def _frozen(mask: np.ndarray) -> np.ndarray:
+    mask = mask.astype(np.uint8)
+    mask.setflags(write=False)
+    return mask
+
+
+def _imported(path, source, backbone, layers, masks, notes, state, native, **more) -> Imported:
+    _check_masks(path, layers, masks)
+    checkpoint = Checkpoint(
+        path=str(path),
+        backbone=backbone,
+        source=source,
+        layers=layers,
+        task_ids=tuple(sorted(masks)),
+        masks=MappingProxyType({t: MappingProxyType(m) for t, m in sorted(masks.items())}),
+        metadata=MappingProxyType({}),
+        notes=tuple(notes),
+    )
+    return Imported(checkpoint, state, native, **more)
+
+
+def _check_masks(path: Path, layers, masks) -> None:
+    for task, mask in masks.items():
+        if set(mask) != {layer.name for layer in layers}:
+            raise CheckpointError(f"{path}: task {task}'s masks do not cover exactly the layers")
+        for layer in layers:
+            if mask[layer.name].shape != (layer.units,):
+                raise CheckpointError(
+                    f"{path}: task {task}'s mask of {layer.name!r} has {mask[layer.name].size}"
+                    f" units, the layer has {layer.units}"
+                )
+
+
+def _numpy(tensor: Tensor) -> np.ndarray:
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+
+
+def _refusal(path: Path, exc: Exception) -> str:
+    names = _unsafe_globals(path, exc)
+    if names:
+        return f"it needs {', '.join(names)}, globals that could run code (only weights are read)"
+    return f"not a plain tensor checkpoint ({_torch_reason(exc)})"
+
+
+def _unsafe_globals(path: Path, exc: Exception) -> list[str]:
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a torch.save zip: fall back to the message, then to the pickle
+        pass
+    return re.findall(r"GLOBAL ([\w.]+)", str(exc)) or _pickle_globals(path)
+
+
+def _pickle_globals(path: Path) -> list[str]:
+    """Globals a plain pickle imports, found by reading its opcodes, never executing them."""
+    names, strings = [], []
+    try:
+        with path.open("rb") as f:
+            for opcode, arg, _ in pickletools.genops(f):
+                if opcode.name == "GLOBAL":
+                    names.append(arg.replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(".".join(strings[-2:]))
+                elif isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # a damaged pickle: report what was found before the damage
+        pass
+    return sorted(set(names))
+
+
+def _torch_reason(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = [line for line in lines if "Unsupported" in line or "Trying to load" in line]
+    return (detail or lines or [type(exc).__name__])[0][:200]
+
+
+IMPORTERS: dict[str, Callable[[Path, dict, dict], Imported]] = {
+    "hatinspect": _hatinspect,
+    "original-hat": _original_hat,
+    "hat-cl": _hat_cl,
+    "clarena": _clarena,
+}

@@ -1,0 +1,141 @@
+"""Writing the native format: atomically, and verified by reading the file back."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from hatinspect.core import format as fmt
+from hatinspect.core.errors import CheckpointError
+from hatinspect.core.reader import read_native
+from hatinspect.core.types import LayerInfo
+
+FILE_MODE = 0o644  # mkstemp creates 0600; a checkpoint is meant to be shared
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    backbone: nn.Module,
+    *,
+    heads: nn.Module | Mapping[str, Tensor] | None = None,
+    metadata: Mapping | None = None,
+) -> Path:
+    """Write ``backbone`` (weights, task embeddings, every stored task's binary mask and
+    how to rebuild it), optional ``heads`` and user ``metadata`` to one safetensors file."""
+    masks = getattr(backbone, "masks", {})
+    header = fmt.Header(
+        backbone=type(backbone).__name__,
+        config=json.loads(json.dumps(backbone.config)),  # as it reads back: lists, not tuples
+        layers=describe_layers(backbone),
+        task_ids=tuple(sorted(masks)),
+        task_id=backbone.task_id,
+        user=fmt.encode_user(metadata),
+    )
+    tensors = {
+        **prefixed(fmt.BACKBONE_PREFIX, backbone.state_dict()),
+        **prefixed(fmt.HEADS_PREFIX, _heads_state(heads)),
+        **mask_tensors(masks),
+    }
+    return write_checkpoint(path, tensors, header)
+
+
+def describe_layers(
+    backbone: nn.Module, prefix: str = fmt.BACKBONE_PREFIX
+) -> tuple[LayerInfo, ...]:
+    """The backbone's weighted layers in network order, tensor keys as ``prefix`` + path."""
+    paths = {id(module): path for path, module in backbone.named_modules()}
+    layers = []
+    for name in backbone.weighted_layer_names:
+        module = backbone.get_layer_by_name(name)
+        key = prefix + paths[id(module)]
+        layers.append(
+            LayerInfo(
+                name=name,
+                units=module.weight.shape[0],
+                weight_shape=tuple(module.weight.shape),
+                weight_key=f"{key}.weight",
+                bias_key=f"{key}.bias" if module.bias is not None else None,
+                preceding=backbone.preceding_layer_name(name),
+            )
+        )
+    return tuple(layers)
+
+
+def mask_tensors(masks: Mapping[int, Mapping[str, Tensor]]) -> dict[str, Tensor]:
+    """Stored masks as ``mask.<task>.<layer>`` uint8 tensors; a non-binary mask is refused."""
+    tensors = {}
+    for task, mask in masks.items():
+        for layer, values in mask.items():
+            values = torch.as_tensor(values).detach().cpu()
+            if not ((values == 0) | (values == 1)).all():
+                raise CheckpointError(f"task {task}'s mask of {layer!r} is not binary (0/1)")
+            tensors[fmt.mask_key(int(task), layer)] = values.to(torch.uint8)
+    return tensors
+
+
+def prefixed(prefix: str, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {prefix + key: value for key, value in state.items()}
+
+
+def write_checkpoint(path: str | os.PathLike, tensors: Mapping[str, Tensor], header) -> Path:
+    """Write a native file through a temporary file in the same folder, check it by
+    reading it back, then ``os.replace`` it over ``path``: never a half-written file."""
+    path = Path(path)
+    tensors = _plain(tensors)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=fmt.encode_header(header))
+        _fsync(tmp)
+        _verify(Path(tmp), tensors, header)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _heads_state(heads) -> Mapping[str, Tensor]:
+    if heads is None:
+        return {}
+    return heads.state_dict() if isinstance(heads, nn.Module) else heads
+
+
+def _plain(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Contiguous CPU tensors with no shared memory (safetensors refuses aliases)."""
+    seen: set[int] = set()
+    plain = {}
+    for key, tensor in tensors.items():
+        tensor = tensor.detach().cpu().contiguous()
+        pointer = tensor.untyped_storage().data_ptr()
+        plain[key] = tensor.clone() if pointer in seen and tensor.numel() else tensor
+        seen.add(pointer)
+    return plain
+
+
+def _fsync(path: str) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _verify(tmp: Path, tensors: Mapping[str, Tensor], header) -> None:
+    written, masks = read_native(tmp)
+    if written != header:
+        raise CheckpointError(f"{tmp}: metadata read back differs from what was written")
+    with safe_open(tmp, framework="numpy") as f:
+        table = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    if table != {key: tuple(tensor.shape) for key, tensor in tensors.items()}:
+        raise CheckpointError(f"{tmp}: tensor table read back differs from what was written")
+    for task, mask in masks.items():
+        for layer, values in mask.items():
+            if not (values == tensors[fmt.mask_key(task, layer)].numpy()).all():
+                raise CheckpointError(f"{tmp}: mask of task {task}, {layer!r} reads back changed")
