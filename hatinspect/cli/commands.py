@@ -1,1 +1,3 @@
 """Imports every command module so that each registers with the app."""
+
+from hatinspect.cli import inspect_commands  # noqa: F401

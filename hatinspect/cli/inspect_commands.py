@@ -1,0 +1,364 @@
+"""The inspection commands: masks, capacity, measure, overlap, audit, convert and info.
+
+Each parses its options, calls one library function and renders the result as a table,
+JSON or CSV on stdout; notes go to stderr. Figures import matplotlib only when drawn.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from hatinspect.cli.app import command, fail
+from hatinspect.render.files import FIGURE_FORMATS, check_writable, output_format
+
+if TYPE_CHECKING:
+    from hatinspect.core.types import Checkpoint
+
+# The layouts the reader knows (hatinspect.core.format.SOURCES, which a test keeps in step),
+# spelled out here because importing the format module would load numpy for --help.
+SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class Aggregation(StrEnum):
+    min = "min"
+    max = "max"
+
+
+Source = StrEnum("Source", {name: name for name in SOURCES})
+
+
+def _figure_path(value: Path | None) -> Path | None:
+    return _checked_suffix(value, FIGURE_FORMATS)
+
+
+def _safetensors_path(value: Path | None) -> Path | None:
+    return _checked_suffix(value, ("safetensors",))
+
+
+def _checked_suffix(value: Path | None, formats) -> Path | None:
+    if value is not None:
+        try:
+            output_format(value, formats)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def _known_cmap(value: str | None) -> str | None:
+    if value is not None:
+        from hatinspect.render.figures import check_cmap
+
+        try:
+            check_cmap(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def _unit_wise(value: str) -> str:
+    from hatinspect.core.measure import parse_unit_wise
+
+    try:
+        parse_unit_wise(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+CheckpointArg = Annotated[
+    Path, typer.Argument(help="Checkpoint: native .safetensors, or .pt/.pth/.ckpt to import.")
+]
+FormatOption = Annotated[
+    Format, typer.Option("--format", "-f", help="Output: a table, or JSON/CSV for scripts.")
+]
+SourceOption = Annotated[
+    Source | None,
+    typer.Option(help="Layout of a foreign checkpoint, when it is not recognised by itself."),
+]
+TaskOption = Annotated[
+    list[int] | None,
+    typer.Option("--task", "-t", help="Only this task id (repeatable).", metavar="ID"),
+]
+LayerOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--layer", "-l", help="Only layers matching this glob (repeatable).", metavar="GLOB"
+    ),
+]
+ExcludeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude", "-x", help="Leave out layers matching this glob (repeatable).", metavar="GLOB"
+    ),
+]
+HeatmapOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Also draw a heatmap to this .png, .svg or .pdf file.",
+        callback=_figure_path,
+        metavar="FILE",
+    ),
+]
+DpiOption = Annotated[int, typer.Option(min=20, max=1200, help="Resolution of PNG figures.")]
+CmapOption = Annotated[
+    str | None,
+    typer.Option(help="A matplotlib colormap for the heatmap.", callback=_known_cmap),
+]
+ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+
+
+def load(path: Path, source: Source | None = None) -> Checkpoint:
+    """Open a checkpoint (the one seam to the reader) and show its caveats on stderr."""
+    from hatinspect.core.reader import open_checkpoint
+
+    checkpoint = open_checkpoint(path, source=source.value if source else None)
+    for note in checkpoint.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return checkpoint
+
+
+def emit(result, fmt: Format, **options) -> None:
+    """Write a result to stdout; `options` shape the table and CSV views."""
+    from hatinspect.render import records, tables
+
+    if fmt is Format.json:
+        sys.stdout.write(records.to_json(result))
+    elif fmt is Format.csv:
+        sys.stdout.write(records.to_csv(result, **options))
+    else:
+        tables.print_tables(result, **options)
+
+
+def _draw(draw, result, path: Path | None, **options) -> None:
+    if path is not None:
+        draw(result, path, **{k: v for k, v in options.items() if v is not None})
+        print(f"wrote {path}", file=sys.stderr)
+
+
+def _outputs_free(force: bool, *paths: Path | None) -> None:
+    for path in paths:
+        if path is not None:
+            check_writable(path, force)
+
+
+@command("masks")
+def masks(
+    checkpoint: CheckpointArg,
+    task: TaskOption = None,
+    layer: LayerOption = None,
+    exclude: ExcludeOption = None,
+    show: Annotated[bool, typer.Option("--show", help="Draw the masks in the terminal.")] = False,
+    heatmap: HeatmapOption = None,
+    dpi: DpiOption = 100,
+    cmap: CmapOption = None,
+    force: ForceOption = False,
+    fmt: FormatOption = Format.table,
+    source: SourceOption = None,
+) -> None:
+    """Per layer and task: units each mask keeps, and the cumulative and summative masks."""
+    from hatinspect.core.masks import summarise_masks
+
+    if show and fmt is not Format.table:
+        raise typer.BadParameter("--show draws in the terminal; use it with --format table")
+    _outputs_free(force, heatmap)
+    report = summarise_masks(load(checkpoint, source), task or (), layer or (), exclude or ())
+    if heatmap:
+        from hatinspect.render.figures import mask_heatmap
+
+        _draw(mask_heatmap, report, heatmap, dpi=dpi, cmap=cmap)
+    emit(report, fmt)
+    if show:
+        _show(report)
+
+
+def _show(report) -> None:
+    from rich.console import Console
+
+    from hatinspect.render.terminal_heatmap import mask_heatmap
+
+    console = Console(highlight=False)
+    for line in mask_heatmap(report, console.width):
+        console.print(line, no_wrap=True, overflow="crop")
+
+
+@command("capacity")
+def capacity(
+    checkpoint: CheckpointArg,
+    by_task: Annotated[
+        bool, typer.Option("--by-task", help="Show usage growing task by task.")
+    ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Draw usage after each task to this .png, .svg or .pdf file.",
+            callback=_figure_path,
+            metavar="FILE",
+        ),
+    ] = None,
+    fail_above: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            metavar="X",
+            help="Exit 1 when the total param usage is above X (0 to 1).",
+        ),
+    ] = None,
+    dpi: DpiOption = 100,
+    force: ForceOption = False,
+    fmt: FormatOption = Format.table,
+    source: SourceOption = None,
+) -> None:
+    """How much of the network the stored tasks use, and what is still free."""
+    from hatinspect.core.capacity import capacity as report_capacity
+
+    _outputs_free(force, plot)
+    report = report_capacity(load(checkpoint, source))
+    if plot:
+        from hatinspect.render.figures import growth_plot
+
+        _draw(growth_plot, report, plot, dpi=dpi)
+    emit(report, fmt, by_task=by_task)
+    usage = report.total.param_usage
+    if fail_above is not None and usage > fail_above:
+        raise fail(
+            f"param usage {usage:.2%} is above {fail_above:.2%}",
+            "the network is nearly full; see `hatinspect capacity --by-task`",
+        )
+
+
+@command("measure")
+def measure(
+    checkpoint: CheckpointArg,
+    layer: Annotated[str, typer.Option("--layer", "-l", help="The layer's exact name.")],
+    of: Annotated[
+        str,
+        typer.Option(
+            "--of",
+            metavar="cumulative|summative|task:N",
+            help="The unit-wise measure to spread over the parameters.",
+            callback=_unit_wise,
+        ),
+    ] = "cumulative",
+    aggregation: Annotated[
+        Aggregation, typer.Option(help="How a weight combines its two units' measures.")
+    ] = Aggregation.min,
+    heatmap: HeatmapOption = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            help="Save the weight- and bias-shaped measures to a .safetensors file.",
+            callback=_safetensors_path,
+            metavar="FILE",
+        ),
+    ] = None,
+    dpi: DpiOption = 100,
+    cmap: CmapOption = None,
+    force: ForceOption = False,
+    fmt: FormatOption = Format.table,
+    source: SourceOption = None,
+) -> None:
+    """The parameter-wise measure of one layer: statistics, histogram, heatmap, export."""
+    from hatinspect.core.measure import measure as layer_measure
+
+    _outputs_free(force, heatmap, save)
+    result = layer_measure(load(checkpoint, source), layer, of, aggregation.value)
+    if heatmap:
+        from hatinspect.render.figures import measure_heatmap
+
+        _draw(measure_heatmap, result, heatmap, dpi=dpi, cmap=cmap)
+    if save:
+        from hatinspect.render.files import save_measure
+
+        _draw(save_measure, result, save)
+    emit(result, fmt)
+
+
+@command("overlap")
+def overlap(
+    checkpoint: CheckpointArg,
+    task: TaskOption = None,
+    layer: LayerOption = None,
+    exclude: ExcludeOption = None,
+    per_layer: Annotated[
+        bool, typer.Option("--per-layer", help="Also show each layer's matrix (table, CSV).")
+    ] = False,
+    heatmap: HeatmapOption = None,
+    dpi: DpiOption = 100,
+    cmap: CmapOption = None,
+    force: ForceOption = False,
+    fmt: FormatOption = Format.table,
+    source: SourceOption = None,
+) -> None:
+    """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer."""
+    from hatinspect.core.overlap import overlap as task_overlap
+
+    _outputs_free(force, heatmap)
+    report = task_overlap(load(checkpoint, source), task or (), layer or (), exclude or ())
+    if heatmap:
+        from hatinspect.render.figures import overlap_heatmap
+
+        _draw(overlap_heatmap, report, heatmap, dpi=dpi, cmap=cmap)
+    emit(report, fmt, per_layer=per_layer)
+
+
+@command("audit")
+def audit(
+    before: Annotated[Path, typer.Argument(help="The checkpoint whose masks protect weights.")],
+    after: Annotated[Path, typer.Argument(help="A later checkpoint of the same network.")],
+    fmt: FormatOption = Format.table,
+    source: SourceOption = None,
+) -> None:
+    """Check that every parameter BEFORE protects is bit-identical in AFTER (exit 1 if not)."""
+    from hatinspect.core.audit import audit as audit_files
+
+    report = audit_files(load(before, source), load(after, source))
+    emit(report, fmt)
+    if not report.ok:
+        raise fail(
+            f"{report.changed:,} of {report.protected:,} protected parameters changed",
+            "the training between the two checkpoints did not respect the masks",
+        )
+
+
+@command("convert")
+def convert(
+    src: Annotated[Path, typer.Argument(help="A checkpoint to convert (.pt, .pth, .ckpt...).")],
+    dst: Annotated[
+        Path, typer.Argument(help="The .safetensors file to write.", callback=_safetensors_path)
+    ],
+    force: ForceOption = False,
+    source: SourceOption = None,
+) -> None:
+    """Write any checkpoint the reader understands in the native safetensors format."""
+    from hatinspect.storage.convert import convert as convert_file
+
+    _outputs_free(force, dst)
+    convert_file(src, dst, source=source.value if source else None)
+    written = load(dst)
+    print(
+        f"wrote {dst}: {written.backbone}, {len(written.layers)} layers, "
+        f"{len(written.task_ids)} task(s), from a {written.source} checkpoint",
+        file=sys.stderr,
+    )
+
+
+@command("info")
+def info(
+    checkpoint: CheckpointArg,
+    fmt: FormatOption = Format.table,
+    source: SourceOption = None,
+) -> None:
+    """What a checkpoint holds: backbone, layers, tasks, source format and metadata."""
+    emit(load(checkpoint, source), fmt)

@@ -1,0 +1,96 @@
+"""Per-layer, per-task summary of a checkpoint's binary masks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hatinspect.core.select import select_layers, select_tasks
+from hatinspect.core.types import Checkpoint, LayerInfo
+
+
+@dataclass(frozen=True)
+class LayerMasks:
+    """How the chosen tasks use one layer's units."""
+
+    name: str
+    units: int
+    active: Mapping[int, int]  # task id -> units its mask keeps
+    cumulative: int  # units used by any chosen task
+    histogram: tuple[int, ...]  # histogram[k]: units used by exactly k chosen tasks
+    # (tasks, units): row t is the t-th chosen task's 0/1 mask, for drawing
+    matrix: np.ndarray = field(repr=False, compare=False)
+
+    def fraction(self, task: int) -> float:
+        return self.active[task] / self.units
+
+    @property
+    def cumulative_fraction(self) -> float:
+        return self.cumulative / self.units
+
+    @property
+    def summative_max(self) -> int:
+        return max((k for k, count in enumerate(self.histogram) if count), default=0)
+
+    @property
+    def summative_mean(self) -> float:
+        return sum(k * count for k, count in enumerate(self.histogram)) / self.units
+
+
+@dataclass(frozen=True)
+class MaskReport:
+    checkpoint: str
+    backbone: str
+    tasks: tuple[int, ...]
+    layers: tuple[LayerMasks, ...]
+
+    @property
+    def histogram(self) -> tuple[int, ...]:
+        """Network-wide: units used by exactly k chosen tasks, for k = 0 .. len(tasks)."""
+        return tuple(int(n) for n in np.sum([layer.histogram for layer in self.layers], axis=0))
+
+    @property
+    def units(self) -> int:
+        return sum(layer.units for layer in self.layers)
+
+
+def summarise_masks(
+    checkpoint: Checkpoint,
+    tasks: Sequence[int] = (),
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> MaskReport:
+    """Masks of the chosen tasks and layers (all by default); cumulative and summative
+    views are taken over the chosen tasks only."""
+    chosen = select_tasks(checkpoint, tasks)
+    layers = select_layers(checkpoint, include, exclude)
+    return MaskReport(
+        checkpoint=checkpoint.path,
+        backbone=checkpoint.backbone,
+        tasks=chosen,
+        layers=tuple(
+            _layer_masks(task_matrix(checkpoint, layer, chosen), layer, chosen) for layer in layers
+        ),
+    )
+
+
+def task_matrix(checkpoint: Checkpoint, layer: LayerInfo, tasks: Sequence[int]) -> np.ndarray:
+    """(tasks, units) uint8: row t is the mask of tasks[t] on `layer`."""
+    rows = [checkpoint.masks[task][layer.name] for task in tasks]
+    return np.array(rows, dtype=np.uint8).reshape(len(tasks), layer.units)
+
+
+def _layer_masks(matrix: np.ndarray, layer: LayerInfo, tasks: tuple[int, ...]) -> LayerMasks:
+    active = matrix.sum(axis=1, dtype=np.int64)
+    summative = matrix.sum(axis=0, dtype=np.int64)
+    matrix.flags.writeable = False
+    return LayerMasks(
+        name=layer.name,
+        units=layer.units,
+        active={task: int(n) for task, n in zip(tasks, active, strict=True)},
+        cumulative=int(np.count_nonzero(summative)),
+        histogram=tuple(int(n) for n in np.bincount(summative, minlength=len(tasks) + 1)),
+        matrix=matrix,
+    )

@@ -1,0 +1,73 @@
+"""Writing output files safely: known extensions, no silent overwrite, never half-written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Collection
+from pathlib import Path
+
+from hatinspect.core.errors import HatinspectError
+
+FIGURE_FORMATS = ("png", "svg", "pdf")
+FILE_MODE = 0o644  # mkstemp creates 0600; figures and exports are meant to be shared
+
+
+class OutputExists(HatinspectError):
+    """The output file is already there and overwriting it was not asked for."""
+
+
+def output_format(path: Path, formats: Collection[str]) -> str:
+    """The format named by `path`'s extension; ValueError when it is not one of `formats`."""
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ValueError(
+            f"{path.name}: the extension must be one of {', '.join('.' + f for f in formats)}"
+        )
+    return suffix
+
+
+def check_writable(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise OutputExists(f"{path} already exists; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise HatinspectError(f"cannot write {path}: folder {path.parent} does not exist")
+
+
+def write_atomically(path: Path, write: Callable[[str], None]) -> None:
+    """Call `write(temporary_path)` in `path`'s folder, then move the result over `path`."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.chmod(temporary, FILE_MODE)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_measure(result, path: Path) -> None:
+    """Write a LayerMeasure's weight- and bias-shaped measures (float32) as safetensors."""
+    from safetensors.numpy import load_file, save_file
+
+    tensors = {"weight": result.weight}
+    if result.bias is not None:
+        tensors["bias"] = result.bias
+    metadata = {
+        "format": "np",
+        "checkpoint": result.checkpoint,
+        "layer": result.layer,
+        "of": result.of,
+        "aggregation": result.aggregation,
+    }
+
+    def write_and_verify(temporary: str) -> None:
+        save_file(tensors, temporary, metadata=metadata)
+        back = load_file(temporary)
+        if back.keys() != tensors.keys() or any(
+            back[key].shape != tensors[key].shape for key in tensors
+        ):
+            raise HatinspectError(f"{path}: the written measures did not read back intact")
+
+    write_atomically(path, write_and_verify)

@@ -1,0 +1,287 @@
+"""Machine output: each result as a JSON document (`"schema": 1`) or CSV rows, raw numbers only.
+
+The JSON keys are a public contract that scripts rely on; add keys, never rename them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from functools import singledispatch
+
+from hatinspect.core.audit import AuditReport
+from hatinspect.core.capacity import CapacityReport, TaskGrowth, Usage
+from hatinspect.core.masks import MaskReport
+from hatinspect.core.measure import LayerMeasure, Stats
+from hatinspect.core.overlap import Overlap, OverlapReport
+from hatinspect.core.types import Checkpoint
+
+SCHEMA = 1
+
+
+def to_json(result) -> str:
+    return json.dumps({"schema": SCHEMA, **record(result)}, indent=2, allow_nan=False) + "\n"
+
+
+def to_csv(result, **options) -> str:
+    header, rows = csv_rows(result, **options)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+@singledispatch
+def record(result) -> dict:
+    """The JSON document of a result, without the schema key."""
+    raise TypeError(f"no JSON record for {type(result).__name__}")
+
+
+@singledispatch
+def csv_rows(result, **options) -> tuple[list[str], list[list]]:
+    """(header, rows) of a result as one flat table."""
+    raise TypeError(f"no CSV rows for {type(result).__name__}")
+
+
+# masks
+
+
+@record.register
+def _(report: MaskReport) -> dict:
+    return {
+        "checkpoint": report.checkpoint,
+        "backbone": report.backbone,
+        "tasks": list(report.tasks),
+        "layers": [
+            {
+                "name": layer.name,
+                "units": layer.units,
+                "tasks": {
+                    str(task): {"active": layer.active[task], "fraction": layer.fraction(task)}
+                    for task in report.tasks
+                },
+                "cumulative": {"active": layer.cumulative, "fraction": layer.cumulative_fraction},
+                "summative": {"max": layer.summative_max, "mean": layer.summative_mean},
+            }
+            for layer in report.layers
+        ],
+    }
+
+
+@csv_rows.register
+def _(report: MaskReport) -> tuple[list[str], list[list]]:
+    per_task = [f"task_{task}_{key}" for task in report.tasks for key in ("active", "fraction")]
+    header = [
+        "layer",
+        "units",
+        *per_task,
+        "cumulative_active",
+        "cumulative_fraction",
+        "summative_max",
+        "summative_mean",
+    ]
+    rows = [
+        [
+            layer.name,
+            layer.units,
+            *[v for task in report.tasks for v in (layer.active[task], layer.fraction(task))],
+            layer.cumulative,
+            layer.cumulative_fraction,
+            layer.summative_max,
+            layer.summative_mean,
+        ]
+        for layer in report.layers
+    ]
+    return header, rows
+
+
+# capacity
+
+USAGE_KEYS = [
+    "name",
+    "units",
+    "units_used",
+    "unit_usage",
+    "params",
+    "params_protected",
+    "param_usage",
+    "free",
+]
+GROWTH_KEYS = ["task", "new_units", "reused_units", "network_sparsity", "param_usage"]
+GROWTH_CSV_KEYS = [*GROWTH_KEYS, "units_used", "params_protected"]
+
+
+@record.register
+def _(report: CapacityReport) -> dict:
+    return {
+        "checkpoint": report.checkpoint,
+        "tasks": list(report.tasks),
+        "layers": [_fields(layer, USAGE_KEYS) for layer in report.layers],
+        "total": _fields(report.total, USAGE_KEYS),
+        "by_task": [_fields(step, GROWTH_KEYS) for step in report.by_task],
+    }
+
+
+@csv_rows.register
+def _(report: CapacityReport, by_task: bool = False) -> tuple[list[str], list[list]]:
+    if by_task:
+        return GROWTH_CSV_KEYS, [_values(step, GROWTH_CSV_KEYS) for step in report.by_task]
+    usages = [*report.layers, report.total]
+    return USAGE_KEYS, [_values(usage, USAGE_KEYS) for usage in usages]
+
+
+def _fields(item: Usage | TaskGrowth, keys: list[str]) -> dict:
+    return dict(zip(keys, _values(item, keys), strict=True))
+
+
+def _values(item, keys: list[str]) -> list:
+    return [_finite(getattr(item, key)) for key in keys]
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: such a float (say, a change to NaN) becomes null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+# measure
+
+
+@record.register
+def _(result: LayerMeasure) -> dict:
+    return {
+        "checkpoint": result.checkpoint,
+        "layer": result.layer,
+        "of": result.of,
+        "aggregation": result.aggregation,
+        "weight": _stats(result.weight_stats, result.weight.shape),
+        "bias": None if result.bias is None else _stats(result.bias_stats, result.bias.shape),
+    }
+
+
+@csv_rows.register
+def _(result: LayerMeasure) -> tuple[list[str], list[list]]:
+    tensors = [("weight", result.weight_stats), ("bias", result.bias_stats)]
+    rows = [
+        [name, value, count] for name, stats in tensors if stats for value, count in stats.histogram
+    ]
+    return ["tensor", "value", "count"], rows
+
+
+def _stats(stats: Stats, shape: tuple[int, ...]) -> dict:
+    return {
+        "shape": list(shape),
+        "count": stats.count,
+        "min": stats.min,
+        "max": stats.max,
+        "mean": stats.mean,
+        "histogram": [{"value": value, "count": count} for value, count in stats.histogram],
+    }
+
+
+# overlap
+
+
+@record.register
+def _(report: OverlapReport) -> dict:
+    return {
+        "checkpoint": report.checkpoint,
+        "tasks": list(report.tasks),
+        "network": _matrices(report.network),
+        "layers": [{"name": layer.name, **_matrices(layer)} for layer in report.layers],
+    }
+
+
+@csv_rows.register
+def _(report: OverlapReport, per_layer: bool = False) -> tuple[list[str], list[list]]:
+    scopes = (report.network, *(report.layers if per_layer else ()))
+    rows = [
+        [
+            scope.name,
+            a,
+            b,
+            int(scope.shared[i, j]),
+            int(scope.union[i, j]),
+            float(scope.jaccard[i, j]),
+        ]
+        for scope in scopes
+        for i, a in enumerate(report.tasks)
+        for j, b in enumerate(report.tasks)
+    ]
+    return ["scope", "task_a", "task_b", "shared", "union", "jaccard"], rows
+
+
+def _matrices(scope: Overlap) -> dict:
+    return {
+        "units": scope.units,
+        "shared": scope.shared.tolist(),
+        "union": scope.union.tolist(),
+        "jaccard": scope.jaccard.tolist(),
+    }
+
+
+# audit
+
+AUDIT_KEYS = ["name", "protected", "changed", "max_abs_change", "mean_abs_change"]
+
+
+@record.register
+def _(report: AuditReport) -> dict:
+    return {
+        "before": report.before,
+        "after": report.after,
+        "tasks": list(report.tasks),
+        "ok": report.ok,
+        "protected": report.protected,
+        "changed": report.changed,
+        "layers": [_fields(layer, AUDIT_KEYS) for layer in report.layers],
+    }
+
+
+@csv_rows.register
+def _(report: AuditReport) -> tuple[list[str], list[list]]:
+    return AUDIT_KEYS, [_values(layer, AUDIT_KEYS) for layer in report.layers]
+
+
+# info
+
+
+@record.register
+def _(checkpoint: Checkpoint) -> dict:
+    return {
+        "checkpoint": checkpoint.path,
+        "backbone": checkpoint.backbone,
+        "source": checkpoint.source,
+        "tasks": list(checkpoint.task_ids),
+        "layers": [
+            {
+                "name": layer.name,
+                "units": layer.units,
+                "weight_shape": list(layer.weight_shape),
+                "has_bias": layer.has_bias,
+                "preceding": layer.preceding,
+                "params": layer.params,
+            }
+            for layer in checkpoint.layers
+        ],
+        "metadata": dict(checkpoint.metadata),
+        "notes": list(checkpoint.notes),
+    }
+
+
+@csv_rows.register
+def _(checkpoint: Checkpoint) -> tuple[list[str], list[list]]:
+    rows = [
+        [
+            layer.name,
+            layer.units,
+            "x".join(map(str, layer.weight_shape)),
+            layer.has_bias,
+            layer.preceding or "",
+            layer.params,
+        ]
+        for layer in checkpoint.layers
+    ]
+    return ["name", "units", "weight_shape", "has_bias", "preceding", "params"], rows

@@ -1,0 +1,1 @@
+"""Training HAT, AdaHAT and fine-tuning task after task (uses the backbones)."""

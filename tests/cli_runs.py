@@ -1,0 +1,35 @@
+"""Running the CLI in the tests: fixed width, no colour, stdout and stderr apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inspect_checkpoints import CONV, make_checkpoint, random_masks, write_native
+from typer.testing import CliRunner
+
+import hatinspect.cli.commands  # noqa: F401  (registers the commands)
+from hatinspect.cli.app import app
+
+ENV = {"COLUMNS": "100", "NO_COLOR": "1", "HATINSPECT_DEBUG": ""}
+CONV_TASKS = (0, 1, 2)
+
+
+def run(*args: str, **env: str):
+    return CliRunner().invoke(app, [str(a) for a in args], env={**ENV, **env})
+
+
+def write_examples(folder: Path) -> None:
+    """net.safetensors: the hand-picked MLP masks; conv.safetensors: random conv masks."""
+    write_native(folder / "net.safetensors", make_checkpoint(), metadata={"s_max": 400})
+    conv = make_checkpoint(CONV, random_masks(CONV, CONV_TASKS, seed=1), backbone="TinyConv")
+    write_native(folder / "conv.safetensors", conv)
+
+
+def one_error_line(result, *fragments: str) -> str:
+    """The single stderr line of a failed command, checked to contain `fragments`."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

@@ -1,0 +1,162 @@
+"""Every way a command can fail: one stderr line with a hint, and the right exit code.
+
+Exit 1 is bad data or a failed check; exit 2 a usage error (click prints its own usage).
+"""
+
+import pytest
+from cli_runs import one_error_line, run, write_examples
+
+from hatinspect.core.errors import CheckpointError
+
+
+@pytest.fixture(autouse=True)
+def examples(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_examples(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    (tmp_path / "taken.png").write_bytes(b"keep me")
+
+
+COMMANDS_ON_ONE_FILE = [
+    ["masks"],
+    ["capacity"],
+    ["measure", "--layer", "fc/0"],
+    ["overlap"],
+    ["info"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS_ON_ONE_FILE, ids=lambda c: c[0])
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("missing.safetensors", "no such file"),
+        ("notes.txt", "neither a safetensors file"),
+        (".", "is a directory"),
+    ],
+)
+def test_unreadable_checkpoints_exit_1(command, path, message):
+    result = run(command[0], path, *command[1:])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    one_error_line(result, message, "hint: set HATINSPECT_DEBUG=1")
+
+
+def test_debug_variable_shows_the_exception():
+    result = run("masks", "missing.safetensors", HATINSPECT_DEBUG="1")
+    assert isinstance(result.exception, CheckpointError)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["masks", "net.safetensors", "-t", "3"], ["no task 3", "its tasks are 1, 2, 4"]),
+        (["overlap", "net.safetensors", "-t", "1", "-t", "9"], ["no task 9"]),
+        (
+            ["masks", "net.safetensors", "-l", "conv*"],
+            ["'conv*' matches no layer", "fc/0, fc/1, fc/2"],
+        ),
+        (["overlap", "net.safetensors", "-x", "head"], ["'head' matches no layer"]),
+        (["masks", "net.safetensors", "-x", "*"], ["leave no layer"]),
+        (["measure", "net.safetensors", "-l", "fc1"], ["no layer 'fc1'", "did you mean 'fc/1'"]),
+        (["measure", "net.safetensors", "-l", "fc/0", "--of", "task:3"], ["no task 3"]),
+        (
+            ["masks", "net.safetensors", "--heatmap", "taken.png"],
+            ["taken.png already exists", "--force"],
+        ),
+        (["audit", "net.safetensors", "conv.safetensors"], ["has no layer fc/0"]),
+        (["audit", "net.safetensors", "missing.safetensors"], ["no such file"]),
+        (
+            ["capacity", "net.safetensors", "--fail-above", "0.5"],
+            ["param usage 84.51% is above 50.00%"],
+        ),
+        (
+            ["masks", "net.safetensors", "--heatmap", "no/such/folder/m.png"],
+            ["folder no/such/folder does not exist"],
+        ),
+    ],
+)
+def test_bad_data_and_failed_checks_exit_1(args, fragments):
+    result = run(*args)
+    assert result.exit_code == 1, result.stdout + result.stderr
+    one_error_line(result, *fragments)
+
+
+def test_fail_above_still_prints_the_report():
+    result = run("capacity", "net.safetensors", "--fail-above", "0.8", "--format", "json")
+    assert result.exit_code == 1 and '"param_usage"' in result.stdout
+    assert run("capacity", "net.safetensors", "--fail-above", "0.9").exit_code == 0
+
+
+def test_an_existing_file_is_left_alone():
+    run("masks", "net.safetensors", "--heatmap", "taken.png")
+    assert open("taken.png", "rb").read() == b"keep me"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["masks", "net.safetensors", "--format", "xml"], "'xml' is not one of"),
+        (["capacity", "net.safetensors", "--source", "keras"], "'keras' is not one of"),
+        (
+            ["masks", "net.safetensors", "--heatmap", "m.jpg"],
+            "the extension must be one of .png, .svg, .pdf",
+        ),
+        (["masks", "net.safetensors", "--heatmap", "m"], "the extension must be one of"),
+        (
+            ["overlap", "net.safetensors", "--heatmap", "o.png", "--dpi", "5"],
+            "'--dpi': Input should be greater than or equal to 20",
+        ),
+        (
+            ["overlap", "net.safetensors", "--heatmap", "o.png", "--cmap", "rainbowish"],
+            "unknown colormap 'rainbowish'",
+        ),
+        (
+            ["masks", "net.safetensors", "--show", "--format", "json"],
+            "--show draws in the terminal",
+        ),
+        (
+            ["masks", "net.safetensors", "-t", "one"],
+            "'--task' / '-t': Input should be a valid integer",
+        ),
+        (
+            ["capacity", "net.safetensors", "--fail-above", "1.5"],
+            "'--fail-above': Input should be less than or equal to 1",
+        ),
+        (["capacity", "net.safetensors", "--plot", "p.gif"], "the extension must be one of"),
+        (["measure", "net.safetensors"], "Missing option '--layer'"),
+        (
+            ["measure", "net.safetensors", "-l", "fc/0", "--of", "average"],
+            "'average' is not one of cumulative",
+        ),
+        (
+            ["measure", "net.safetensors", "-l", "fc/0", "--aggregation", "mean"],
+            "'mean' is not one of",
+        ),
+        (
+            ["measure", "net.safetensors", "-l", "fc/0", "--save", "m.npz"],
+            "must be one of .safetensors",
+        ),
+        (["convert", "net.safetensors", "out.pt"], "must be one of .safetensors"),
+        (["audit", "net.safetensors"], "Missing argument"),
+        (["masks"], "Missing argument"),
+        (["masks", "net.safetensors", "--frobnicate"], "No such option"),
+    ],
+)
+def test_usage_errors_exit_2(args, fragment):
+    result = run(*args)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert fragment in " ".join(result.stderr.replace("│", " ").split())
+    assert result.stdout == ""
+
+
+def test_notes_go_to_stderr(tmp_path):
+    from inspect_checkpoints import make_checkpoint, write_native
+
+    write_native(
+        tmp_path / "last.safetensors", make_checkpoint(), notes=["only the last task's mask"]
+    )
+    result = run("capacity", "last.safetensors", "--format", "json")
+    assert result.exit_code == 0
+    assert result.stderr == "note: only the last task's mask\n"
+    assert result.stdout.startswith("{")

@@ -1,0 +1,52 @@
+"""Task x task overlap against counting shared units one by one."""
+
+import numpy as np
+import pytest
+from brute_force import overlap_counts
+from inspect_checkpoints import CONV, MLP, make_checkpoint, random_masks
+
+from hatinspect.core.overlap import overlap
+
+
+@pytest.mark.parametrize("layers", [MLP, CONV], ids=["mlp", "conv"])
+@pytest.mark.parametrize("tasks", [(), (2, 8)])
+def test_matches_brute_force(layers, tasks):
+    ckpt = make_checkpoint(layers, random_masks(layers, [1, 2, 5, 8], seed=11))
+    report = overlap(ckpt, tasks)
+    chosen = tasks or (1, 2, 5, 8)
+    assert report.tasks == chosen
+    shared, union = overlap_counts(layers, ckpt.masks, chosen)
+    assert report.network.shared.tolist() == shared
+    assert report.network.union.tolist() == union
+    expected = [
+        [s / u if u else 1.0 for s, u in zip(*rows, strict=True)]
+        for rows in zip(shared, union, strict=True)
+    ]
+    np.testing.assert_allclose(report.network.jaccard, expected)
+    for lay, scope in zip(layers, report.layers, strict=True):
+        shared, union = overlap_counts([lay], ckpt.masks, chosen)
+        assert (scope.name, scope.units) == (lay.name, lay.units)
+        assert scope.shared.tolist() == shared and scope.union.tolist() == union
+
+
+def test_layer_selection_limits_the_network_sums():
+    ckpt = make_checkpoint()
+    report = overlap(ckpt, include=["fc/*"], exclude=["fc/2"])
+    assert [scope.name for scope in report.layers] == ["fc/0", "fc/1"]
+    assert report.network.units == 9
+    # tasks 1 and 2 share unit 1 of fc/0 and unit 0 of fc/1
+    assert report.network.shared[0, 1] == 2
+    assert report.network.jaccard[0, 1] == 2 / 5
+
+
+def test_empty_masks_are_identical():
+    empty = {lay.name: [0] * lay.units for lay in MLP}
+    report = overlap(make_checkpoint(masks={0: empty, 1: empty}))
+    assert report.network.jaccard.tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    assert report.network.shared.tolist() == [[0, 0], [0, 0]]
+
+
+def test_matrices_are_read_only():
+    report = overlap(make_checkpoint())
+    with pytest.raises(ValueError):
+        report.network.shared[0, 0] = 3
