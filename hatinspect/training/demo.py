@@ -1,0 +1,203 @@
+"""The ``train-demo`` run: one algorithm on a task sequence, a checkpoint after every task,
+and the numbers that show what was, or was not, forgotten."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hatinspect.core.capacity import capacity
+from hatinspect.core.types import Checkpoint
+from hatinspect.training.engine import ALGORITHMS, EpochCallback, TrainConfig, train_sequence
+from hatinspect.training.heads import TaskHeads
+from hatinspect.training.tasks import DATASETS, Task, make_tasks, max_tasks
+
+MLP_WIDTH = 100  # both hidden layers and the feature
+# Training settings per backbone. A ResNet's 20 masked conv layers, with no batch norm,
+# pass almost no signal when each closes half its units from the start: its embeddings
+# start in U(0, 1), every unit open, and the sparsity regulariser closes what is unused.
+BACKBONE_SETTINGS = {
+    "mlp": {"lr": 0.1, "embedding_init": "N01"},
+    "resnet18": {"lr": 0.1, "embedding_init": "U01"},
+}
+BACKBONES = tuple(BACKBONE_SETTINGS)
+# digits has 270 training images per task, the toy tasks 768: smaller batches give it
+# about as many steps (and as many mask annealing cycles) per epoch
+DATASET_SETTINGS = {"toy": {"batch_size": 64}, "digits": {"batch_size": 16}}
+DEFAULT_EPOCHS = 15
+CHECKPOINT_NAME = "after-task-{task}.safetensors"
+
+CheckpointCallback = Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    algorithm: str = "hat"
+    tasks: int = 5
+    epochs: int = DEFAULT_EPOCHS
+    seed: int = 0
+    backbone: str = "mlp"
+    dataset: str = "toy"
+
+    def __post_init__(self) -> None:
+        for name, value, options in (
+            ("algorithm", self.algorithm, ALGORITHMS),
+            ("backbone", self.backbone, BACKBONES),
+            ("dataset", self.dataset, DATASETS),
+        ):
+            if value not in options:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(options)}")
+        limit = max_tasks(self.dataset)
+        if self.tasks < 1 or (limit is not None and self.tasks > limit):
+            bound = f"1..{limit} for dataset {self.dataset}" if limit else "at least 1"
+            raise ValueError(f"the number of tasks must be {bound}, got {self.tasks}")
+        if self.epochs < 0:
+            raise ValueError(f"the number of epochs must be 0 or more, got {self.epochs}")
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            algorithm=self.algorithm,
+            epochs=self.epochs,
+            **BACKBONE_SETTINGS[self.backbone],
+            **DATASET_SETTINGS[self.dataset],
+        )
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    algorithm: str
+    backbone: str
+    dataset: str
+    seed: int
+    epochs: int
+    # row t: test accuracy on tasks 1..t+1 right after learning task t+1 (lower triangle)
+    accuracy: tuple[tuple[float, ...], ...]
+    forgetting: tuple[float, ...]  # per task but the last: best earlier accuracy - final
+    capacity: tuple[float, ...]  # share of the backbone's parameters protected after each task
+    checkpoints: tuple[str, ...]
+    seconds: float
+
+    @property
+    def tasks(self) -> int:
+        return len(self.accuracy)
+
+    @property
+    def average_accuracy(self) -> float:
+        return float(np.mean(self.accuracy[-1]))
+
+    @property
+    def mean_forgetting(self) -> float:
+        return float(np.mean(self.forgetting)) if self.forgetting else 0.0
+
+
+def run_demo(
+    config: DemoConfig,
+    out: Path | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
+) -> DemoResult:
+    """Train ``config.tasks`` tasks; write ``out/after-task-<t>.safetensors`` after each when
+    ``out`` is given. The same config gives the same masks and accuracies."""
+    start = time.perf_counter()
+    checkpoints: list[str] = []
+    with torch.random.fork_rng(devices=[]):  # seed here, leave the caller's RNG alone
+        torch.manual_seed(config.seed)
+        tasks = make_tasks(config.dataset, config.tasks, config.seed, config.backbone != "mlp")
+        backbone = build_backbone(config.backbone, tasks[0])
+        heads = TaskHeads(backbone.output_dim)
+
+        def save(task_id: int, accuracy: list[list[float]]) -> None:
+            if out is not None:
+                path = Path(out) / CHECKPOINT_NAME.format(task=task_id)
+                write_checkpoint(path, backbone, heads, config, accuracy)
+                checkpoints.append(str(path))
+                if on_checkpoint is not None:
+                    on_checkpoint(path)
+
+        generator = torch.Generator().manual_seed(config.seed)
+        accuracy = train_sequence(
+            backbone, heads, tasks, config.train_config, generator, on_epoch, save
+        )
+    return DemoResult(
+        algorithm=config.algorithm,
+        backbone=config.backbone,
+        dataset=config.dataset,
+        seed=config.seed,
+        epochs=config.epochs,
+        accuracy=tuple(tuple(row) for row in accuracy),
+        forgetting=tuple(forgetting(accuracy)),
+        capacity=tuple(capacity_after_each_task(backbone)),
+        checkpoints=tuple(checkpoints),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def build_backbone(name: str, task: Task) -> nn.Module:
+    from hatinspect.backbones import HATMaskMLP, HATMaskResNet18
+
+    if name == "mlp":
+        features = int(np.prod(task.input_shape))
+        return HATMaskMLP(features, [MLP_WIDTH, MLP_WIDTH], MLP_WIDTH, gate="sigmoid")
+    if name == "resnet18":
+        return HATMaskResNet18(task.input_shape[0], 512, gate="sigmoid")
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+
+
+def forgetting(accuracy: Sequence[Sequence[float]]) -> list[float]:
+    """For each task but the last: its best accuracy before the final row, minus the final."""
+    final = accuracy[-1]
+    return [
+        max(row[task] for row in accuracy[task:-1]) - final[task]
+        for task in range(len(accuracy) - 1)
+    ]
+
+
+def capacity_after_each_task(backbone: nn.Module) -> list[float]:
+    """Share of the weighted layers' parameters the stored masks protect, task by task."""
+    return [growth.param_usage for growth in capacity(in_memory_checkpoint(backbone)).by_task]
+
+
+def in_memory_checkpoint(backbone: nn.Module) -> Checkpoint:
+    """The backbone's layers and stored masks as the inspection core sees a file."""
+    from hatinspect.storage.save import describe_layers
+
+    masks = {
+        task: {name: mask.numpy().astype(np.uint8) for name, mask in layer_masks.items()}
+        for task, layer_masks in backbone.masks.items()
+    }
+    return Checkpoint(
+        path="<memory>",
+        backbone=type(backbone).__name__,
+        source="hatinspect",
+        layers=describe_layers(backbone),
+        task_ids=tuple(sorted(masks)),
+        masks=masks,
+    )
+
+
+def write_checkpoint(
+    path: Path, backbone: nn.Module, heads: TaskHeads, config: DemoConfig, accuracy
+) -> None:
+    from hatinspect.storage.save import save_checkpoint
+
+    train = config.train_config
+    metadata = {
+        "algorithm": config.algorithm,
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "lr": train.lr,
+        "s_max": train.s_max,
+        "sparsity_factor": train.sparsity_factor,
+        "accuracy": accuracy,  # rows so far, as in DemoResult.accuracy
+    }
+    if config.algorithm == "adahat":
+        metadata["alpha"] = train.alpha
+    save_checkpoint(path, backbone, heads=heads, metadata=metadata)

@@ -1,0 +1,200 @@
+"""Train a HAT backbone and task-incremental heads on one task after another.
+
+HAT and AdaHAT learn a mask per task (annealed masks, the sparsity regulariser,
+embedding-gradient compensation and clamping) and differ only in how they protect the
+parameters of earlier tasks (``PROTECTIONS``). Fine-tuning, the baseline that forgets,
+opens every unit to every task and protects nothing: its stored masks are all ones.
+
+The optimiser is plain SGD with no weight decay, fresh for each task. That is what makes
+HAT's protection exact: a parameter whose gradient is exactly zero moves by ``lr * 0``.
+Weight decay would shrink it, and momentum or Adam moments carried over from an earlier
+task would keep moving it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from hatinspect.backbones import annealed_scale
+from hatinspect.training import hat
+from hatinspect.training.adahat import ALPHA, AdaHATAdjustment
+from hatinspect.training.heads import TaskHeads
+from hatinspect.training.tasks import Task
+
+PROTECTIONS = {
+    "hat": lambda backbone, config: hat.HATConditioning(backbone),
+    "adahat": lambda backbone, config: AdaHATAdjustment(backbone, config.alpha),
+    "finetuning": None,  # learns no mask, protects nothing
+}
+ALGORITHMS = tuple(PROTECTIONS)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    algorithm: str = "hat"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.05
+    s_max: float = hat.S_MAX
+    sparsity_factor: float = hat.SPARSITY_FACTOR
+    alpha: float = ALPHA  # AdaHAT only
+    embedding_init: str = "N01"
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in PROTECTIONS:
+            raise ValueError(f"unknown algorithm {self.algorithm!r}; choose one of {ALGORITHMS}")
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs must be >= 0, batch_size >= 1 and lr > 0")
+
+    @property
+    def learns_masks(self) -> bool:
+        return PROTECTIONS[self.algorithm] is not None
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    task_id: int
+    epoch: int  # counted from 1
+    epochs: int
+    loss: float  # mean over the epoch's batches, regulariser included
+    accuracy: float  # training accuracy (under the annealed masks for HAT / AdaHAT)
+
+
+EpochCallback = Callable[[EpochReport], None]
+# task id, accuracy rows so far: row t holds the accuracy on tasks 1..t after learning task t
+TaskEndCallback = Callable[[int, list[list[float]]], None]
+
+
+def train_sequence(
+    backbone: nn.Module,
+    heads: TaskHeads,
+    tasks: Sequence[Task],
+    config: TrainConfig,
+    generator: torch.Generator,
+    on_epoch: EpochCallback | None = None,
+    on_task_end: TaskEndCallback | None = None,
+) -> list[list[float]]:
+    """Learn ``tasks`` in order (task ids 1, 2, ...); return the accuracy rows."""
+    accuracy: list[list[float]] = []
+    for t, task in enumerate(tasks, start=1):
+        train_task(backbone, heads, task, config, generator, on_epoch)
+        accuracy.append([evaluate(backbone, heads, earlier) for earlier in tasks[:t]])
+        if on_task_end is not None:
+            on_task_end(task.task_id, accuracy)
+    return accuracy
+
+
+def train_task(
+    backbone: nn.Module,
+    heads: TaskHeads,
+    task: Task,
+    config: TrainConfig,
+    generator: torch.Generator,
+    on_epoch: EpochCallback | None = None,
+) -> None:
+    """Learn one task, then store its binary mask in the backbone."""
+    backbone.setup_task_id(task.task_id)
+    head = heads.add_task(task.task_id, task.num_classes)
+    step = _MaskLearningStep(backbone, config) if config.learns_masks else _FullStep(backbone)
+    # earlier heads stay out of the optimiser: nothing can move them
+    parameters = [*backbone.parameters(), *head.parameters()]
+    optimiser = torch.optim.SGD(parameters, lr=config.lr, momentum=0.0, weight_decay=0.0)
+    backbone.train()
+    heads.train()
+    for epoch in range(1, config.epochs + 1):
+        batches = _batches(task, config.batch_size, generator)
+        loss, accuracy = _train_epoch(step, heads, task.task_id, batches, optimiser)
+        if on_epoch is not None:
+            on_epoch(EpochReport(task.task_id, epoch, config.epochs, loss, accuracy))
+    backbone.store_mask()
+
+
+def _train_epoch(step, heads: TaskHeads, task_id: int, batches, optimiser) -> tuple[float, float]:
+    """One pass over ``batches``; the mean loss and the training accuracy."""
+    loss_sum, correct, seen = 0.0, 0, 0
+    for batch_idx, (x, y) in enumerate(batches, start=1):
+        optimiser.zero_grad()
+        feature, loss = step.forward(x, batch_idx, len(batches))
+        logits = heads(feature, task_id)
+        loss = loss + F.cross_entropy(logits, y)
+        loss.backward()
+        step.adjust_gradients()
+        optimiser.step()
+        step.after_update()
+        loss_sum += loss.item()
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+    return loss_sum / len(batches), correct / seen
+
+
+class _MaskLearningStep:
+    """HAT / AdaHAT: annealed mask and sparsity regulariser in, gradient rules out."""
+
+    def __init__(self, backbone: nn.Module, config: TrainConfig) -> None:
+        backbone.initialise_task_embedding(config.embedding_init)
+        self.backbone, self.config = backbone, config
+        self.protect = PROTECTIONS[config.algorithm](backbone, config)
+        self.cumulative = backbone.get_cumulative_mask()  # of the tasks before this one
+
+    def forward(self, x: Tensor, batch_idx: int, num_batches: int) -> tuple[Tensor, Tensor]:
+        """The feature, and the regulariser to add to the loss."""
+        self.s = annealed_scale(self.config.s_max, batch_idx, num_batches)
+        feature, self.mask, _ = self.backbone(x, "train", self.config.s_max, batch_idx, num_batches)
+        regulariser = hat.sparsity_regularisation(
+            self.mask, self.cumulative, self.config.sparsity_factor
+        )
+        return feature, regulariser
+
+    def adjust_gradients(self) -> None:
+        self.protect(self.mask)
+        hat.compensate_embedding_gradients(self.backbone, self.s, self.config.s_max)
+
+    def after_update(self) -> None:
+        hat.clamp_embeddings(self.backbone)
+
+
+class _FullStep:
+    """Fine-tuning: every unit open (a mask of ones), no regulariser, no protection."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        # embeddings pinned positive: store_mask() then stores all ones, as trained
+        with torch.no_grad():
+            for embedding in backbone.task_embedding_t.values():
+                embedding.weight.fill_(hat.EMBEDDING_BOUND)
+        self.backbone = backbone
+        self.ones = {
+            name: torch.ones_like(e.weight[0].detach())
+            for name, e in backbone.task_embedding_t.items()
+        }
+
+    def forward(self, x: Tensor, batch_idx: int, num_batches: int) -> tuple[Tensor, Tensor]:
+        feature, _, _ = self.backbone(x, "test", test_mask=self.ones)
+        return feature, torch.zeros(())
+
+    def adjust_gradients(self) -> None:
+        pass
+
+    def after_update(self) -> None:
+        pass
+
+
+@torch.no_grad()
+def evaluate(backbone: nn.Module, heads: TaskHeads, task: Task) -> float:
+    """Test accuracy on ``task`` through its stored binary mask and its own head."""
+    backbone.eval()
+    heads.eval()
+    feature, _, _ = backbone(task.test_x, "test", test_mask=backbone.masks[task.task_id])
+    predictions = heads(feature, task.task_id).argmax(1)
+    return (predictions == task.test_y).sum().item() / len(task.test_y)
+
+
+def _batches(
+    task: Task, batch_size: int, generator: torch.Generator
+) -> list[tuple[Tensor, Tensor]]:
+    order = torch.randperm(len(task.train_y), generator=generator)
+    return [(task.train_x[chunk], task.train_y[chunk]) for chunk in order.split(batch_size)]

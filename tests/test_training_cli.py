@@ -1,0 +1,126 @@
+"""``hatinspect train-demo``: options, output formats, errors and interruption."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import hatinspect
+from hatinspect.cli import train_command
+from hatinspect.cli.app import app
+from hatinspect.training import demo, engine, tasks
+
+runner = CliRunner()
+
+
+def train(*args):
+    return runner.invoke(app, ["train-demo", *args])
+
+
+def test_json_output(tmp_path):
+    result = train("-n", "3", "-e", "1", "-o", str(tmp_path), "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["schema"] == 1
+    assert (doc["algorithm"], doc["backbone"], doc["dataset"], doc["seed"], doc["tasks"]) == (
+        "hat",
+        "mlp",
+        "toy",
+        0,
+        3,
+    )
+    accuracy = doc["accuracy"]
+    assert [row.count(None) for row in accuracy] == [2, 1, 0]
+    assert all(None not in row[:t] for t, row in enumerate(accuracy, start=1))
+    assert doc["forgetting"] == [0.0, 0.0]
+    assert doc["average_accuracy"] == pytest.approx(sum(accuracy[-1]) / 3)
+    assert len(doc["capacity"]) == 3
+    assert doc["checkpoints"] == [str(tmp_path / f"after-task-{t}.safetensors") for t in (1, 2, 3)]
+    for path in doc["checkpoints"]:
+        assert hatinspect.open_checkpoint(path).source == "hatinspect"
+    assert "trained 3 task(s)" in result.stderr
+
+
+def test_table_output_ends_with_the_next_command(tmp_path):
+    result = train("-a", "finetuning", "-n", "2", "-e", "1", "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert "forgetting" in result.stdout and "capacity" in result.stdout
+    last = tmp_path / "after-task-2.safetensors"
+    assert result.stdout.strip().endswith(f"next: hatinspect masks {last}")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["-n", "0"], "number of tasks"),
+        (["-e", "-1"], "number of epochs"),
+        (["-a", "ewc"], "unknown algorithm 'ewc'"),
+        (["--backbone", "vgg"], "unknown backbone"),
+        (["--dataset", "mnist"], "unknown dataset"),
+        (["--dataset", "digits", "-n", "6"], "1..5"),
+        (["-f", "xml"], "unknown format"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(tmp_path, args, words):
+    result = train(*args, "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and words in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_folder_is_exit_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = train("-n", "1", "-e", "1", "-o", str(blocker / "out"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: cannot write checkpoints to")
+    assert result.stderr.count("\n") == 1
+
+
+def test_digits_needs_scikit_learn_or_runs(tmp_path, monkeypatch):
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        result = train("--dataset", "digits", "-n", "2", "-e", "1", "-o", str(tmp_path))
+        assert result.exit_code == 1
+        assert "scikit-learn" in result.stderr and result.stderr.count("\n") == 1
+    else:
+        result = train(
+            "--dataset", "digits", "-n", "2", "-e", "1", "-o", str(tmp_path), "-f", "json"
+        )
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["dataset"] == "digits"
+
+
+def test_interrupted_run_keeps_the_checkpoints_already_written(tmp_path, monkeypatch):
+    write = demo.write_checkpoint
+
+    def write_then_interrupt(path, *args):
+        write(path, *args)
+        if path.name == "after-task-2.safetensors":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "write_checkpoint", write_then_interrupt)
+    result = train("-n", "4", "-e", "1", "-o", str(tmp_path))
+    assert result.exit_code == 130
+    assert "interrupted" in result.stderr and "is complete" in result.stderr
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == ["after-task-1.safetensors", "after-task-2.safetensors"]
+    for name in names:
+        hatinspect.open_checkpoint(tmp_path / name)
+
+
+def test_cli_choices_are_the_librarys():
+    assert train_command.ALGORITHMS == engine.ALGORITHMS
+    assert train_command.BACKBONES == demo.BACKBONES
+    assert train_command.DATASETS == tasks.DATASETS
+    assert train_command.DEFAULT_EPOCHS == demo.DEFAULT_EPOCHS
+
+
+def test_help_names_the_choices_and_the_cost_of_resnet18():
+    result = train("--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.replace("│", " ").split())  # unwrap rich's help panel
+    for word in ("hat|adahat|finetuning", "mlp|resnet18", "toy|digits", "15 times slower"):
+        assert word in text
