@@ -71,9 +71,11 @@ def test_per_task_columns_that_do_not_fit_are_left_out_with_a_hint(tmp_path):
     from inspect_checkpoints import MLP, make_checkpoint, random_masks, write_native
 
     write_native(tmp_path / "many.safetensors", make_checkpoint(MLP, random_masks(MLP, range(12))))
-    squeezed = run("masks", "many.safetensors").stdout
-    assert "task 0" not in squeezed and "…" not in squeezed
-    assert "12 per-task columns do not fit in 100 columns: choose some with --task" in squeezed
+    compact = run("masks", "many.safetensors", COLUMNS="120").stdout
+    assert "task 0" not in compact and "t11" in compact and "(tN: units task N uses)" in compact
+    squeezed = run("masks", "many.safetensors", COLUMNS="60").stdout
+    assert "t0" not in squeezed and "…" not in squeezed
+    assert "12 per-task columns do not fit in 60 columns" in squeezed
     chosen = run("masks", "many.safetensors", "-t", "3", "-t", "7").stdout
     assert "task 3" in chosen and "task 7" in chosen and "do not fit" not in chosen
 

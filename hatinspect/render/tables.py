@@ -69,36 +69,52 @@ def _shape(shape: tuple[int, ...]) -> str:
 # masks
 
 
+# per-task columns of the masks table, the fullest first: (header, cell)
+MASK_TASK_COLUMNS = (
+    (
+        lambda task: f"task {task}",
+        lambda layer, task: _of(layer.active[task], layer.fraction(task)),
+    ),
+    (lambda task: f"t{task}", lambda layer, task: _count(layer.active[task])),
+)
+
+
 @tables.register
 def _(report: MaskReport, width: int | None = None) -> list[RenderableType]:
-    table, left_out = _mask_table(report, report.tasks), []
-    if width and report.tasks and _natural_width(table) > width:
-        # squeezed, every cell would be cut to "…": drop the per-task columns instead
-        table = _mask_table(report, ())
-        left_out = [
-            Text(
-                f"({len(report.tasks)} per-task columns do not fit in {width} columns: "
-                "choose some with --task, or see all with --show or --format json)",
-                "dim",
-            )
-        ]
     return [
         _heading(f"Masks of {report.checkpoint} ({report.backbone})"),
-        table,
-        *left_out,
+        *_fitting_mask_table(report, width),
         _heading("Units by how many of the shown tasks use them"),
         _histogram_table(report),
     ]
 
 
-def _mask_table(report: MaskReport, tasks: tuple[int, ...]) -> Table:
-    columns = [f"task {task}" for task in tasks]
-    table = _table("layer", "units", *columns, "cumulative", "summative max", "summative mean")
+def _fitting_mask_table(report: MaskReport, width: int | None) -> list[RenderableType]:
+    for columns in MASK_TASK_COLUMNS:
+        table = _mask_table(report, report.tasks, columns)
+        if not width or _natural_width(table) <= width:
+            compact = columns is not MASK_TASK_COLUMNS[0] and report.tasks
+            return [table, Text("(tN: units task N uses)", "dim")] if compact else [table]
+    # squeezed, every cell would be cut to "…": drop the per-task columns instead
+    hint = "choose some with --task, or see all with --show or --format json"
+    return [
+        _mask_table(report, (), MASK_TASK_COLUMNS[0]),
+        Text(
+            f"({len(report.tasks)} per-task columns do not fit in {width} columns: {hint})", "dim"
+        ),
+    ]
+
+
+def _mask_table(report: MaskReport, tasks: tuple[int, ...], columns) -> Table:
+    header, cell = columns
+    table = _table(
+        "layer", "units", *map(header, tasks), "cumulative", "summative\nmax", "summative\nmean"
+    )
     for layer in report.layers:
         table.add_row(
             layer.name,
             _count(layer.units),
-            *[_of(layer.active[task], layer.fraction(task)) for task in tasks],
+            *[cell(layer, task) for task in tasks],
             _of(layer.cumulative, layer.cumulative_fraction),
             str(layer.summative_max),
             f"{layer.summative_mean:.2f}",
