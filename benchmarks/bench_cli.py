@@ -11,22 +11,13 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from workloads import hat_resnet152, median_time
 
 
 def process_time(command: list[str], repeats: int) -> float:
@@ -36,15 +27,9 @@ def process_time(command: list[str], repeats: int) -> float:
 def build_files(folder: Path, tasks: int) -> tuple[Path, Path]:
     import torch
 
-    from hatinspect.backbones import HATMaskResNet152
     from hatinspect.storage.save import describe_layers, save_checkpoint
 
-    torch.manual_seed(0)
-    backbone = HATMaskResNet152(3, 2048, "sigmoid")
-    for task in range(tasks):
-        backbone.setup_task_id(task)
-        backbone.initialise_task_embedding("N01")
-        backbone.store_mask()
+    backbone = hat_resnet152(tasks)
     native = save_checkpoint(folder / "resnet152.safetensors", backbone)
     pickled = folder / "resnet152.pt"
     layers = [asdict(layer) for layer in describe_layers(backbone)]

@@ -20,19 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from workloads import hat_resnet152
+
 
 def build_files(folder: Path, tasks: int) -> tuple[Path, Path]:
     import torch
 
     import hatinspect
-    from hatinspect.backbones import HATMaskResNet152
 
-    torch.manual_seed(0)
-    backbone = HATMaskResNet152(3, 2048, "sigmoid")
-    for task in range(tasks):
-        backbone.setup_task_id(task)
-        backbone.initialise_task_embedding("N01")
-        backbone.store_mask()
+    backbone = hat_resnet152(tasks)
     native = hatinspect.save_checkpoint(folder / "resnet152.safetensors", backbone)
     pickled = folder / "resnet152.pt"
     torch.save({"state_dict": backbone.state_dict(), "masks": backbone.masks}, pickled)

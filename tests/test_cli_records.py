@@ -66,19 +66,23 @@ def test_masks_json_follows_the_selection():
     assert layer["cumulative"]["active"] == 3  # units 0, 2, 3 of fc/1
 
 
+# the capacity keys as the output contract lists them, in order
+CAPACITY_KEYS = [
+    "name",
+    "units",
+    "units_used",
+    "unit_usage",
+    "params",
+    "params_protected",
+    "param_usage",
+    "free",
+]
+
+
 def test_capacity_json():
     doc = as_json("capacity", "net.safetensors")
     assert set(doc) == {"schema", "checkpoint", "tasks", "layers", "total", "by_task"}
-    keys = {
-        "name",
-        "units",
-        "units_used",
-        "unit_usage",
-        "params",
-        "params_protected",
-        "param_usage",
-        "free",
-    }
+    keys = set(CAPACITY_KEYS)
     protected = protected_params(MLP, MLP_MASKS, TASKS)
     used = used_units(MLP, MLP_MASKS, TASKS)
     params = {
@@ -111,16 +115,7 @@ def test_capacity_json():
 
 def test_capacity_csv_layers_and_total():
     rows = as_csv("capacity", "net.safetensors")
-    assert list(rows[0]) == [
-        "name",
-        "units",
-        "units_used",
-        "unit_usage",
-        "params",
-        "params_protected",
-        "param_usage",
-        "free",
-    ]
+    assert list(rows[0]) == CAPACITY_KEYS
     assert [row["name"] for row in rows] == ["fc/0", "fc/1", "fc/2", "total"]
     assert rows[-1]["params_protected"] == str(
         sum(protected_params(MLP, MLP_MASKS, TASKS).values())

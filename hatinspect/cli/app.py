@@ -43,8 +43,7 @@ def _one_line_errors(fn: Callable) -> Callable:
         except (HatinspectError, OSError) as exc:
             if os.environ.get(DEBUG_ENV):
                 raise
-            hint = None if os.environ.get(DEBUG_ENV) else f"set {DEBUG_ENV}=1 for a traceback"
-            raise fail(str(exc), hint) from None
+            raise fail(str(exc), f"set {DEBUG_ENV}=1 for a traceback") from None
         except KeyboardInterrupt:
             raise fail("interrupted", code=130) from None
 
