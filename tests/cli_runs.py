@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from inspect_checkpoints import CONV, make_checkpoint, random_masks, write_native
@@ -33,3 +35,28 @@ def one_error_line(result, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+FRESH_CLI = """
+import sys
+from hatinspect.cli.app import main
+for args in {commands!r}:
+    sys.argv = ["hatinspect", *args]
+    try:
+        main()
+    except SystemExit as exit:
+        assert exit.code in (0, None), (args, exit.code)
+{then}
+"""
+
+
+def run_in_fresh_python(commands: list[list[str]], then: str, cwd: Path | None = None):
+    """Run each argv through the console entry point in one new interpreter, then the
+    statements `then` (asserts on `sys.modules`, say); the finished process is returned."""
+    code = FRESH_CLI.format(commands=commands, then=then)
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+
+
+def modules_left_out(*names: str) -> str:
+    """Statements for `run_in_fresh_python`: none of `names` was imported."""
+    return f"heavy = [m for m in {names!r} if m in sys.modules]\nassert not heavy, heavy"

@@ -4,7 +4,7 @@ import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import pytest
-from cli_runs import one_error_line, run, write_examples
+from cli_runs import one_error_line, run, run_in_fresh_python, write_examples
 from inspect_checkpoints import layer, make_checkpoint, random_masks, write_native
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -115,17 +115,11 @@ def test_saved_measures_read_back():
 
 
 def test_drawing_uses_no_pyplot():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\nfrom hatinspect.cli.app import main\n"
-        "sys.argv = ['hatinspect', 'overlap', 'net.safetensors', '--heatmap', 'o.svg']\n"
-        "try:\n    main()\nexcept SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
+    checks = (
         "assert 'matplotlib' in sys.modules and 'matplotlib.pyplot' not in sys.modules\n"
-        "assert 'torch' not in sys.modules\n"
+        "assert 'torch' not in sys.modules"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_in_fresh_python([["overlap", "net.safetensors", "--heatmap", "o.svg"]], checks)
     assert result.returncode == 0, result.stderr
 
 
