@@ -113,6 +113,14 @@ class ResidualBlock(nn.Module):
         return getattr(self, f"bn{idx + 1}")(getattr(self, self.conv_names[idx])(x))
 
 
+def _check_feature_dim(network: str, output_dim: int, feature_dim: int) -> None:
+    if output_dim != feature_dim:
+        raise ValueError(
+            f"{network} outputs {feature_dim} features: "
+            f"output_dim must be {feature_dim}, got {output_dim}"
+        )
+
+
 def _prefixed(gate: Gate, prefix: str) -> Gate:
     return lambda name, x: gate(f"{prefix}/{name}", x)
 
@@ -138,12 +146,7 @@ class ResNet(CLBackbone):
         self, input_channels, output_dim, activation_layer, batch_normalisation, bias
     ) -> None:
         kind, blocks_per_stage = RESNET_SPECS[self.depth]
-        feature_dim = STAGES[-1][1] * kind.expansion
-        if output_dim != feature_dim:
-            raise ValueError(
-                f"{type(self).__name__} outputs {feature_dim} features: "
-                f"output_dim must be {feature_dim}, got {output_dim}"
-            )
+        _check_feature_dim(type(self).__name__, output_dim, STAGES[-1][1] * kind.expansion)
         self.conv1 = nn.Conv2d(input_channels, STEM_CHANNELS, 7, 2, padding=3, bias=bias)
         self.bn1 = _norm(STEM_CHANNELS, batch_normalisation)
         self.activation = activation_layer()
@@ -153,21 +156,11 @@ class ResNet(CLBackbone):
         for (stage, planes, stride), count in zip(STAGES, blocks_per_stage, strict=True):
             blocks = nn.ModuleList()
             for idx in range(count):
-                block = ResidualBlock(
-                    kind,
-                    channels,
-                    planes,
-                    stride if idx == 0 else 1,
-                    activation_layer,
-                    batch_normalisation,
-                    bias,
-                )
-                prefix = f"{stage}/{idx}"
-                for name, units, preceding in block.weighted_layers():
-                    outer = block_input if preceding is None else f"{prefix}/{preceding}"
-                    self.register_weighted_layer(f"{prefix}/{name}", units, outer)
+                block = ResidualBlock(kind, channels, planes, stride if idx == 0 else 1,
+                                      activation_layer, batch_normalisation, bias)  # fmt: skip
+                block_input = self._register_block(f"{stage}/{idx}", block, block_input)
+                channels = block.out_channels
                 blocks.append(block)
-                channels, block_input = block.out_channels, f"{prefix}/{block.conv_names[-1]}"
             setattr(self, stage, blocks)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.config = {
@@ -176,6 +169,13 @@ class ResNet(CLBackbone):
             "activation_layer": activation_layer.__name__,
             "bias": bias,
         }
+
+    def _register_block(self, prefix: str, block: ResidualBlock, block_input: str) -> str:
+        """Register the block's weighted layers; return the layer whose mask gates its output."""
+        for name, units, preceding in block.weighted_layers():
+            outer = block_input if preceding is None else f"{prefix}/{preceding}"
+            self.register_weighted_layer(f"{prefix}/{name}", units, outer)
+        return f"{prefix}/{block.conv_names[-1]}"
 
     def forward_gated(self, input: Tensor, gate: Gate) -> Tensor:
         x = self.maxpool(gate("conv1", self.activation(self.bn1(self.conv1(input)))))
