@@ -38,42 +38,36 @@ class Aggregation(StrEnum):
 Source = StrEnum("Source", {name: name for name in SOURCES})
 
 
-def _figure_path(value: Path | None) -> Path | None:
-    return _checked_suffix(value, FIGURE_FORMATS)
+def _usage_check(check):
+    """A typer callback: ``check(value)`` on a given value, its ValueError a usage error."""
+
+    def callback(value):
+        if value is not None:
+            try:
+                check(value)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from None
+        return value
+
+    return callback
 
 
-def _safetensors_path(value: Path | None) -> Path | None:
-    return _checked_suffix(value, ("safetensors",))
+def _check_cmap(value: str) -> None:
+    from hatinspect.render.figures import check_cmap
+
+    check_cmap(value)
 
 
-def _checked_suffix(value: Path | None, formats) -> Path | None:
-    if value is not None:
-        try:
-            output_format(value, formats)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return value
-
-
-def _known_cmap(value: str | None) -> str | None:
-    if value is not None:
-        from hatinspect.render.figures import check_cmap
-
-        try:
-            check_cmap(value)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return value
-
-
-def _unit_wise(value: str) -> str:
+def _check_unit_wise(value: str) -> None:
     from hatinspect.core.measure import parse_unit_wise
 
-    try:
-        parse_unit_wise(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    return value
+    parse_unit_wise(value)
+
+
+_figure_path = _usage_check(lambda path: output_format(path, FIGURE_FORMATS))
+_safetensors_path = _usage_check(lambda path: output_format(path, ("safetensors",)))
+_known_cmap = _usage_check(_check_cmap)
+_unit_wise = _usage_check(_check_unit_wise)
 
 
 CheckpointArg = Annotated[

@@ -23,7 +23,6 @@ BACKBONES = ("mlp", "resnet18")
 DATASETS = ("toy", "digits")
 FORMATS = ("table", "json")
 DEFAULT_EPOCHS = 15
-SCHEMA = 1
 
 
 def _choices(options: tuple[str, ...]) -> str:
@@ -109,10 +108,12 @@ def train_demo(
         )
         raise
     print(f"trained {result.tasks} task(s) in {result.seconds:.1f} s", file=sys.stderr)
+    from hatinspect.render import demo
+
     if fmt == "json":
-        sys.stdout.write(json.dumps(record(result), indent=2) + "\n")
+        sys.stdout.write(json.dumps(demo.record(result), indent=2) + "\n")
     else:
-        _print_table(result)
+        demo.print_table(result)
 
 
 def _prepare(out: Path) -> None:
@@ -170,57 +171,3 @@ class _Progress:
             loss=f"{report.loss:.3f}",
             accuracy=f"{report.accuracy:.1%}",
         )
-
-
-def record(result) -> dict:
-    """The JSON document: raw numbers, ``null`` above the accuracy matrix's diagonal."""
-    n = result.tasks
-    return {
-        "schema": SCHEMA,
-        "algorithm": result.algorithm,
-        "backbone": result.backbone,
-        "dataset": result.dataset,
-        "seed": result.seed,
-        "epochs": result.epochs,
-        "tasks": n,
-        "accuracy": [list(row) + [None] * (n - len(row)) for row in result.accuracy],
-        "average_accuracy": result.average_accuracy,
-        "forgetting": list(result.forgetting),
-        "mean_forgetting": result.mean_forgetting,
-        "capacity": list(result.capacity),
-        "checkpoints": list(result.checkpoints),
-    }
-
-
-def _print_table(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    console = Console(highlight=False)
-    title = (
-        f"Test accuracy after each task: {result.algorithm}, {result.backbone}, "
-        f"{result.dataset}, seed {result.seed}"
-    )
-    console.print(Text(title, "bold"))
-    table = Table()
-    table.add_column("after", no_wrap=True)
-    for task in range(1, result.tasks + 1):
-        table.add_column(f"task {task}", justify="right")
-    table.add_column("capacity", justify="right")
-    for t, row in enumerate(result.accuracy, start=1):
-        cells = [f"{a:.1%}" for a in row] + [""] * (result.tasks - len(row))
-        table.add_row(f"task {t}", *cells, f"{result.capacity[t - 1]:.1%}")
-    table.add_section()
-    table.add_row("forgetting", *[_points(f) for f in result.forgetting], "", "")
-    console.print(table)
-    console.print(
-        f"average accuracy {result.average_accuracy:.1%}, "
-        f"mean forgetting {_points(result.mean_forgetting)} (percentage points)"
-    )
-    if result.checkpoints:
-        console.print(f"next: hatinspect masks {result.checkpoints[-1]}", soft_wrap=True)
-
-
-def _points(fraction: float) -> str:
-    return f"{100 * fraction:.1f}"
