@@ -16,6 +16,7 @@ import typer
 
 import hatinspect
 from hatinspect.core.errors import HatinspectError
+from hatinspect.core.extras import missing_dependency
 
 DEBUG_ENV = "HATINSPECT_DEBUG"
 
@@ -35,11 +36,16 @@ def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _one_line_errors(fn: Callable) -> Callable:
+def _one_line_errors(fn: Callable, name: str) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except ModuleNotFoundError as exc:
+            missing = missing_dependency(exc, name)
+            if missing is None or os.environ.get(DEBUG_ENV):
+                raise
+            raise fail(str(missing)) from None
         except (HatinspectError, OSError) as exc:
             if os.environ.get(DEBUG_ENV):
                 raise
@@ -50,11 +56,11 @@ def _one_line_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def command(*args, **kwargs) -> Callable[[Callable], Callable]:
+def command(name: str, **kwargs) -> Callable[[Callable], Callable]:
     """Register a command whose known failures become one line on stderr and exit 1."""
 
     def register(fn: Callable) -> Callable:
-        app.command(*args, **kwargs)(_one_line_errors(fn))
+        app.command(name, **kwargs)(_one_line_errors(fn, name))
         return fn
 
     return register

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from hatinspect import api
 from hatinspect.cli.app import command, fail
 from hatinspect.render.files import FIGURE_FORMATS, check_writable, output_format
 
@@ -161,12 +162,10 @@ def masks(
     source: SourceOption = None,
 ) -> None:
     """Per layer and task: units each mask keeps, and the cumulative and summative masks."""
-    from hatinspect.core.masks import summarise_masks
-
     if show and fmt is not Format.table:
         raise typer.BadParameter("--show draws in the terminal; use it with --format table")
     _outputs_free(force, heatmap)
-    report = summarise_masks(load(checkpoint, source), task or (), layer or (), exclude or ())
+    report = api.masks(load(checkpoint, source), task=task, layer=layer, exclude=exclude)
     if heatmap:
         from hatinspect.render.figures import mask_heatmap
 
@@ -215,10 +214,8 @@ def capacity(
     source: SourceOption = None,
 ) -> None:
     """How much of the network the stored tasks use, and what is still free."""
-    from hatinspect.core.capacity import capacity as report_capacity
-
     _outputs_free(force, plot)
-    report = report_capacity(load(checkpoint, source))
+    report = api.capacity(load(checkpoint, source))
     if plot:
         from hatinspect.render.figures import growth_plot
 
@@ -264,10 +261,8 @@ def measure(
     source: SourceOption = None,
 ) -> None:
     """The parameter-wise measure of one layer: statistics, histogram, heatmap, export."""
-    from hatinspect.core.measure import measure as layer_measure
-
     _outputs_free(force, heatmap, save)
-    result = layer_measure(load(checkpoint, source), layer, of, aggregation.value)
+    result = api.measure(load(checkpoint, source), layer, of=of, aggregation=aggregation.value)
     if heatmap:
         from hatinspect.render.figures import measure_heatmap
 
@@ -296,10 +291,8 @@ def overlap(
     source: SourceOption = None,
 ) -> None:
     """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer."""
-    from hatinspect.core.overlap import overlap as task_overlap
-
     _outputs_free(force, heatmap)
-    report = task_overlap(load(checkpoint, source), task or (), layer or (), exclude or ())
+    report = api.overlap(load(checkpoint, source), task=task, layer=layer, exclude=exclude)
     if heatmap:
         from hatinspect.render.figures import overlap_heatmap
 
@@ -315,9 +308,7 @@ def audit(
     source: SourceOption = None,
 ) -> None:
     """Check that every parameter BEFORE protects is bit-identical in AFTER (exit 1 if not)."""
-    from hatinspect.core.audit import audit as audit_files
-
-    report = audit_files(load(before, source), load(after, source))
+    report = api.audit(load(before, source), load(after, source))
     emit(report, fmt)
     if not report.ok:
         raise fail(
@@ -355,4 +346,4 @@ def info(
     source: SourceOption = None,
 ) -> None:
     """What a checkpoint holds: backbone, layers, tasks, source format and metadata."""
-    emit(load(checkpoint, source), fmt)
+    emit(api.info(load(checkpoint, source)), fmt)

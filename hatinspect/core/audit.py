@@ -9,6 +9,7 @@ import numpy as np
 
 from hatinspect.core.capacity import inputs_per_unit
 from hatinspect.core.errors import CheckpointError
+from hatinspect.core.results import Result
 from hatinspect.core.types import Checkpoint, LayerInfo
 
 Reader = Callable[[str, Sequence[str]], Mapping[str, np.ndarray]]
@@ -24,7 +25,7 @@ class LayerAudit:
 
 
 @dataclass(frozen=True)
-class AuditReport:
+class AuditReport(Result):
     before: str
     after: str
     tasks: tuple[int, ...]  # BEFORE's tasks, whose units are protected

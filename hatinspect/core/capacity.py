@@ -15,6 +15,7 @@ import numpy as np
 
 from hatinspect.core.errors import CheckpointError
 from hatinspect.core.masks import task_matrix
+from hatinspect.core.results import Result
 from hatinspect.core.types import Checkpoint, LayerInfo
 
 
@@ -65,7 +66,7 @@ class TaskGrowth:
 
 
 @dataclass(frozen=True)
-class CapacityReport:
+class CapacityReport(Result):
     checkpoint: str
     tasks: tuple[int, ...]
     layers: tuple[Usage, ...]

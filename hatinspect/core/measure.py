@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hatinspect.core.capacity import inputs_per_unit
+from hatinspect.core.results import Result
 from hatinspect.core.select import find_layer, select_tasks
 from hatinspect.core.types import Checkpoint, LayerInfo
 
@@ -32,7 +33,7 @@ class Stats:
 
 
 @dataclass(frozen=True)
-class LayerMeasure:
+class LayerMeasure(Result):
     checkpoint: str
     layer: str
     of: str  # "cumulative", "summative" or "task:N"

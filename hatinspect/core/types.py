@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hatinspect.core.results import Result
+
 
 @dataclass(frozen=True)
 class LayerInfo:
@@ -39,7 +41,7 @@ class LayerInfo:
 
 
 @dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(Result):
     """What an inspection needs from a checkpoint: layers in network order and binary masks."""
 
     path: str
