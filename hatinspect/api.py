@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:  # the core loads numpy: imported by the functions, so `--help` stays light
     from hatinspect.core.audit import AuditReport
     from hatinspect.core.capacity import CapacityReport
+    from hatinspect.core.compare import Comparison
     from hatinspect.core.masks import MaskReport
     from hatinspect.core.measure import LayerMeasure
     from hatinspect.core.overlap import OverlapReport
+    from hatinspect.core.report import Report
+    from hatinspect.core.runs import Run, RunCapacity
     from hatinspect.core.types import Checkpoint
 
 CheckpointLike: TypeAlias = "str | os.PathLike | Checkpoint"
@@ -48,8 +52,15 @@ def masks(
     return summarise_masks(open_any(checkpoint, source), _many(task), _many(layer), _many(exclude))
 
 
-def capacity(checkpoint: CheckpointLike, *, source: str | None = None) -> CapacityReport:
-    """Units and parameters used and protected, per layer, in total and task by task."""
+def capacity(
+    checkpoint: CheckpointLike | Run, *, source: str | None = None
+) -> CapacityReport | RunCapacity:
+    """Units and parameters used and protected, per layer, in total and task by task;
+    for a run folder, also one row a file (a ``RunCapacity``)."""
+    from hatinspect.core.runs import Run, run_capacity
+
+    if _is_folder(checkpoint) or isinstance(checkpoint, Run):
+        return run_capacity(open_run(checkpoint, source=source))
     from hatinspect.core.capacity import capacity as report_capacity
 
     return report_capacity(open_any(checkpoint, source))
@@ -97,6 +108,50 @@ def audit(
 def info(checkpoint: CheckpointLike, *, source: str | None = None) -> Checkpoint:
     """What a checkpoint holds: backbone, layers, tasks, source format and metadata."""
     return open_any(checkpoint, source)
+
+
+def compare(*runs: CheckpointLike | Run, source: str | None = None) -> Comparison:
+    """Runs side by side; a run is a checkpoint or a folder of after-task files."""
+    from hatinspect.core.compare import compare as compare_runs
+
+    return compare_runs([open_run(run, source=source) for run in runs])
+
+
+def report(
+    *runs: CheckpointLike | Run,
+    output: str | os.PathLike | None = None,
+    source: str | None = None,
+) -> Report:
+    """Everything about one or more runs: what each file is, capacity, masks, overlap,
+    measures, the audit between a run's files, and the comparison of several runs.
+
+    Two or more checkpoints of one run (each holding the tasks of the one before) are
+    read as that run. With ``output`` (.html, .md or .json) the report is also written.
+    """
+    from hatinspect.core.report import build_report, one_run_or_many
+
+    result = build_report(one_run_or_many([open_run(run, source=source) for run in runs]))
+    if output is not None:
+        from hatinspect.render.report import write_report
+
+        write_report(result, Path(output))
+    return result
+
+
+def open_run(run: CheckpointLike | Run, source: str | None = None) -> Run:
+    """A checkpoint or a run folder (its files checked to agree), or a ``Run`` as is."""
+    from hatinspect.core.runs import Run, read_run
+    from hatinspect.core.types import Checkpoint
+
+    if isinstance(run, Run):
+        return run
+    if isinstance(run, Checkpoint):
+        return Run(name=Path(run.path).name, path=run.path, checkpoints=(run,))
+    return read_run(run, lambda path: open_any(path, source))
+
+
+def _is_folder(checkpoint) -> bool:
+    return isinstance(checkpoint, str | os.PathLike) and os.path.isdir(checkpoint)
 
 
 def _many(value: Many) -> tuple:

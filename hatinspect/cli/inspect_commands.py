@@ -74,6 +74,13 @@ _unit_wise = _usage_check(_check_unit_wise)
 CheckpointArg = Annotated[
     Path, typer.Argument(help="Checkpoint: native .safetensors, or .pt/.pth/.ckpt to import.")
 ]
+RunArg = Annotated[
+    Path,
+    typer.Argument(
+        help="A checkpoint, or a run folder of after-task-<t>.safetensors files.",
+        metavar="CHECKPOINT_OR_RUN",
+    ),
+]
 FormatOption = Annotated[
     Format, typer.Option("--format", "-f", help="Output: a table, or JSON/CSV for scripts.")
 ]
@@ -121,6 +128,16 @@ def load(path: Path, source: Source | None = None) -> Checkpoint:
     for note in checkpoint.notes:
         print(f"note: {note}", file=sys.stderr)
     return checkpoint
+
+
+def load_run(path: Path, source: Source | None = None):
+    """A run folder (its files checked to agree) or one checkpoint; notes on stderr."""
+    if not path.is_dir():
+        return load(path, source)
+    run = api.open_run(path, source=source.value if source else None)
+    for note in run.final.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return run
 
 
 def emit(result, fmt: Format, **options) -> None:
@@ -187,7 +204,7 @@ def _show(report) -> None:
 
 @command("capacity")
 def capacity(
-    checkpoint: CheckpointArg,
+    checkpoint: RunArg,
     by_task: Annotated[
         bool, typer.Option("--by-task", help="Show usage growing task by task.")
     ] = False,
@@ -215,12 +232,13 @@ def capacity(
 ) -> None:
     """How much of the network the stored tasks use, and what is still free."""
     _outputs_free(force, plot)
-    report = api.capacity(load(checkpoint, source))
+    result = api.capacity(load_run(checkpoint, source))
+    report = getattr(result, "capacity", result)  # a run folder's: its final file's
     if plot:
         from hatinspect.render.figures import growth_plot
 
         _draw(growth_plot, report, plot, dpi=dpi)
-    emit(report, fmt, by_task=by_task)
+    emit(result, fmt, by_task=by_task)
     usage = report.total.param_usage
     if fail_above is not None and usage > fail_above:
         raise fail(

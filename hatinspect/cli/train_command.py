@@ -8,6 +8,7 @@ only when the command runs.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -36,7 +37,9 @@ AlgorithmOption = Annotated[
         "-a",
         metavar=_choices(ALGORITHMS),
         help="hat: zero forgetting; adahat: HAT with adaptive, soft protection; "
-        "finetuning: no protection, the baseline that forgets.",
+        "finetuning: no protection, the baseline that forgets. Several, comma-separated "
+        "(hat,adahat,finetuning), train each on the same tasks into DIR/<algorithm>/ "
+        "and compare them.",
     ),
 ]
 TasksOption = Annotated[
@@ -91,12 +94,58 @@ def train_demo(
     """Train a HAT network on toy tasks, one after another, and show it forgets nothing."""
     if fmt not in FORMATS:
         raise fail(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", code=2)
-    from hatinspect.training.demo import DemoConfig, run_demo
+    from hatinspect.training.demo import DemoConfig
 
+    algorithms = [name.strip() for name in algorithm.split(",")]
     try:
-        config = DemoConfig(algorithm, tasks, epochs, seed, backbone, dataset)
+        configs = [DemoConfig(name, tasks, epochs, seed, backbone, dataset) for name in algorithms]
     except ValueError as exc:
         raise fail(str(exc), hint="see hatinspect train-demo --help", code=2) from None
+    if len(set(algorithms)) < len(algorithms):
+        raise fail(f"--algorithm names one twice: {algorithm}", code=2)
+    if len(configs) == 1:
+        _train_one(configs[0], out, fmt)
+    else:
+        _train_and_compare(configs, out, fmt)
+
+
+def _train_one(config, out: Path, fmt: str) -> None:
+    from hatinspect.render import demo
+
+    result = _train(config, out)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(demo.record(result), indent=2) + "\n")
+    else:
+        demo.print_table(result)
+
+
+def _train_and_compare(configs, out: Path, fmt: str) -> None:
+    """Each algorithm on the same tasks into out/<algorithm>/, then the runs compared."""
+    from hatinspect import api
+    from hatinspect.render import demo, records, tables
+
+    folders = [out / config.algorithm for config in configs]
+    results = [_train(config, folder) for config, folder in zip(configs, folders, strict=True)]
+    comparison = api.compare(*folders)
+    command = "hatinspect compare " + " ".join(shlex.quote(str(f)) for f in folders)
+    if fmt == "json":
+        document = {
+            "schema": records.SCHEMA,
+            "runs": [demo.record(result) for result in results],
+            "comparison": records.record(comparison),
+            "command": command,
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    for result in results:
+        demo.print_table(result)
+    tables.print_tables(comparison)
+    print(f"reproduce this comparison: {command}")
+
+
+def _train(config, out: Path):
+    from hatinspect.training.demo import run_demo
+
     _prepare(out)
     try:
         with _Progress(config.tasks, config.epochs) as progress:
@@ -107,13 +156,11 @@ def train_demo(
             file=sys.stderr,
         )
         raise
-    print(f"trained {result.tasks} task(s) in {result.seconds:.1f} s", file=sys.stderr)
-    from hatinspect.render import demo
-
-    if fmt == "json":
-        sys.stdout.write(json.dumps(demo.record(result), indent=2) + "\n")
-    else:
-        demo.print_table(result)
+    print(
+        f"trained {result.tasks} task(s) with {config.algorithm} in {result.seconds:.1f} s",
+        file=sys.stderr,
+    )
+    return result
 
 
 def _prepare(out: Path) -> None:

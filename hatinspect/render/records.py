@@ -285,3 +285,7 @@ def _(checkpoint: Checkpoint) -> tuple[list[str], list[list]]:
         for layer in checkpoint.layers
     ]
     return ["name", "units", "weight_shape", "has_bias", "preceding", "params"], rows
+
+
+# runs: registered by their own module
+from hatinspect.render import runs as _runs  # noqa: E402, F401
