@@ -1,0 +1,183 @@
+"""report: what it holds, its escaping, its files; measures checked against brute force."""
+
+import itertools
+import json
+import re
+
+import numpy as np
+import pytest
+from cli_runs import one_error_line, run
+from inspect_checkpoints import CONV, MLP, layer, make_checkpoint, random_masks, write_native
+
+import hatinspect
+from hatinspect.core.measure import parameter_wise, summarise
+from hatinspect.core.report import layer_measures
+
+HOSTILE = {
+    "script": "<script>document.title='pwned'</script>",
+    "attribute": '"><img src=x onerror="document.title=\'pwned\'">',
+    "markdown": "| a | [link](javascript:alert(1)) `code` *b* _c_",
+}
+HOSTILE_NET = (
+    layer(HOSTILE["script"], (4, 5)),
+    layer(HOSTILE["attribute"], (3, 4), HOSTILE["script"]),
+)
+SECTIONS = ("about", "capacity", "masks", "overlap", "measures")
+
+
+def resnet18_layers():
+    """Weighted layers shaped like HATMaskResNet18 (basic blocks [2, 2, 2, 2])."""
+    layers = [layer("conv1", (64, 3, 3, 3), bias=False)]
+    channels, previous = 64, "conv1"
+    for stage, width in enumerate((64, 128, 256, 512), start=2):
+        for block in range(2):
+            prefix = f"conv{stage}x/{block}"
+            specs = [
+                ("conv1", (width, channels, 3, 3), previous),
+                ("conv2", (width, width, 3, 3), f"{prefix}/conv1"),
+            ]
+            if channels != width:
+                specs.append(("shortcut", (width, channels, 1, 1), previous))
+            layers += [layer(f"{prefix}/{n}", s, p, bias=False) for n, s, p in specs]
+            channels, previous = width, f"{prefix}/conv2"
+    return tuple(layers)
+
+
+RESNET18 = resnet18_layers()
+
+
+def write_run(folder, layers, tasks=(1, 2, 3), seed=0, metadata=None):
+    folder.mkdir()
+    masks = random_masks(layers, tasks, seed=seed)
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for lay in layers:
+        weights[lay.weight_key] = rng.standard_normal(lay.weight_shape).astype(np.float32)
+        if lay.has_bias:
+            weights[lay.bias_key] = rng.standard_normal(lay.units).astype(np.float32)
+    for t in range(1, len(tasks) + 1):  # HAT's promise kept: the same weights throughout
+        stored = {task: masks[task] for task in tasks[:t]}
+        path = folder / f"after-task-{tasks[t - 1]}.safetensors"
+        write_native(path, make_checkpoint(layers, stored), weights, metadata=metadata)
+    return folder
+
+
+@pytest.mark.parametrize("layers", [MLP, CONV, RESNET18[:7]], ids=["mlp", "conv", "resnet"])
+def test_measure_summary_is_the_measure_of_every_weight(layers):
+    checkpoint = make_checkpoint(layers, random_masks(layers, (0, 1, 2, 3), seed=4))
+    for lay in layers:
+        got = layer_measures(checkpoint, lay)
+        for of, stats in (("cumulative", got.cumulative), ("summative", got.summative)):
+            unit_wise = getattr(checkpoint, f"{of}_mask")()
+            weight, _ = parameter_wise(checkpoint, lay, unit_wise, "min")
+            assert stats == summarise(weight), (lay.name, of)
+        assert got.protected == weight_is_one(checkpoint, lay)
+
+
+def weight_is_one(checkpoint, lay):
+    """Weights whose both units are in the cumulative mask, by plain loops."""
+    cumulative = checkpoint.cumulative_mask()
+    rows = cumulative[lay.name]
+    if lay.preceding is None:
+        return int(rows.sum()) * lay.fan_in * lay.kernel_size
+    columns = np.repeat(cumulative[lay.preceding], lay.fan_in // len(cumulative[lay.preceding]))
+    pairs = itertools.product(rows, columns)
+    return sum(int(a and b) for a, b in pairs) * lay.kernel_size
+
+
+@pytest.mark.parametrize("layers", [MLP, RESNET18], ids=["mlp", "resnet18"])
+def test_sections_of_a_run_folder(tmp_path, layers):
+    write_run(tmp_path / "run", layers)
+    cli = run("report", tmp_path / "run", "-o", tmp_path / "report.html")
+    assert cli.exit_code == 0, cli.stderr
+    html = (tmp_path / "report.html").read_text()
+    for section in (*SECTIONS, "audit"):
+        assert f'id="run1-{section}"' in html
+    assert 'id="comparison"' not in html
+    summary = re.search(r'<p class="summary" id="summary">(.*?)</p>', html)[1]
+    assert summary.startswith("3 tasks, ") and summary.endswith(", 0 protected parameters changed")
+    assert html.count('<img src="data:image/svg+xml;base64,') == 3
+    assert "<details>" in html
+    assert cli.stderr.startswith(f"wrote {tmp_path / 'report.html'}: 3 tasks")
+
+
+def test_two_checkpoints_of_one_run_are_audited_and_two_runs_compared(tmp_path):
+    write_run(tmp_path / "a", MLP)
+    write_run(tmp_path / "b", MLP, seed=1)
+    files = [tmp_path / "a/after-task-1.safetensors", tmp_path / "a/after-task-3.safetensors"]
+    one = hatinspect.report(*files)
+    assert len(one.runs) == 1 and len(one.runs[0].audits) == 1
+    assert one.runs[0].audits[0].protected > 0 and one.comparison is None
+    both = hatinspect.report(tmp_path / "a", tmp_path / "b/after-task-3.safetensors")
+    assert [r.run.name for r in both.runs] == ["a", "after-task-3.safetensors"]
+    assert both.comparison is not None and len(both.runs[1].audits) == 0
+    html = tmp_path / "both.html"
+    hatinspect.report(tmp_path / "a", tmp_path / "b", output=html)
+    text = html.read_text()
+    assert 'id="comparison"' in text and 'id="run2-capacity"' in text
+    assert text.count('<img src="data:image/svg+xml;base64,') == 7
+
+
+def test_self_contained_no_network_reference(tmp_path):
+    write_run(tmp_path / "run", MLP)
+    html = tmp_path / "r.html"
+    hatinspect.report(tmp_path / "run", output=html)
+    text = html.read_text()
+    references = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', text)
+    assert references and all(ref.startswith("data:") for ref in references)
+    assert "http://" not in text and "https://" not in text
+    assert "<link" not in text and "<script" not in text
+
+
+def hostile_run(folder):
+    metadata = {HOSTILE["script"]: HOSTILE["attribute"], "algorithm": HOSTILE["markdown"]}
+    return write_run(folder, HOSTILE_NET, metadata=metadata)
+
+
+def test_hostile_strings_are_escaped(tmp_path):
+    hostile_run(tmp_path / "run")
+    hatinspect.report(tmp_path / "run", output=tmp_path / "r.html")
+    hatinspect.report(tmp_path / "run", output=tmp_path / "r.md")
+    html = (tmp_path / "r.html").read_text()
+    assert "<script" not in html and "<img src=x" not in html and 'onerror="' not in html
+    assert "&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;" in html
+    markdown = (tmp_path / "r.md").read_text()
+    assert "<script" not in markdown and "<img src=x" not in markdown
+    assert "[link](javascript" not in markdown and "`code`" not in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| algorithm |"))
+    assert row.count("|") == 3  # the value's own pipes cannot split the cell
+
+
+def test_markdown_writes_its_figures_beside_it(tmp_path):
+    write_run(tmp_path / "run", MLP)
+    cli = run("report", tmp_path / "run", "-o", tmp_path / "r.md")
+    assert cli.exit_code == 0, cli.stderr
+    figures = sorted(p.name for p in (tmp_path / "r-figures").iterdir())
+    assert figures == ["run1-capacity.svg", "run1-masks.svg", "run1-overlap.svg"]
+    markdown = (tmp_path / "r.md").read_text()
+    for name in figures:
+        assert f"](r-figures/{name})" in markdown
+    again = run("report", tmp_path / "run", "-o", tmp_path / "r.md")
+    one_error_line(again, "r.md already exists", "--force")
+    (tmp_path / "r.md").unlink()
+    one_error_line(run("report", tmp_path / "run", "-o", tmp_path / "r.md"), "r-figures")
+    assert run("report", tmp_path / "run", "-o", tmp_path / "r.md", "--force").exit_code == 0
+
+
+def test_json_is_the_api_result(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path / "a", MLP)
+    write_native(tmp_path / "b.safetensors", make_checkpoint())
+    cli = run("report", "a", "b.safetensors", "-o", "r.json")
+    assert cli.exit_code == 0, cli.stderr
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document == hatinspect.report("a", "b.safetensors").to_dict()
+    assert [r["name"] for r in document["runs"]] == ["a", "b.safetensors"]
+    capacity = hatinspect.capacity("a/after-task-3.safetensors").to_dict()
+    assert document["runs"][0]["capacity"] == {k: v for k, v in capacity.items() if k != "schema"}
+
+
+def test_bad_output_is_a_usage_error(tmp_path):
+    write_run(tmp_path / "run", MLP)
+    result = run("report", tmp_path / "run", "-o", tmp_path / "r.pdf")
+    assert result.exit_code == 2 and "must be one of .html, .md, .json" in result.stderr
