@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from browser import needs_chromium, open_page, screenshot
 from inspect_checkpoints import MLP, make_checkpoint, write_native
-from test_report import HOSTILE, hostile_run
+from report_runs import hostile_run
 
 import hatinspect
 
