@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # the core loads numpy: imported by the functions, so `--help
     from hatinspect.core.types import Checkpoint
 
 CheckpointLike: TypeAlias = "str | os.PathLike | Checkpoint"
+PathLike: TypeAlias = "str | os.PathLike"
 Many = Iterable | int | str | None  # one value, several, or None for all
 
 
@@ -44,26 +46,39 @@ def masks(
     task: Many = None,
     layer: Many = None,
     exclude: Many = None,
+    heatmap: PathLike | None = None,
+    dpi: int = 100,
+    cmap: str | None = None,
     source: str | None = None,
 ) -> MaskReport:
-    """Per layer and task: units each mask keeps; cumulative and summative masks."""
+    """Per layer and task: units each mask keeps; cumulative and summative masks.
+    ``heatmap``: also draw the masks to this .png, .svg or .pdf file."""
     from hatinspect.core.masks import summarise_masks
 
-    return summarise_masks(open_any(checkpoint, source), _many(task), _many(layer), _many(exclude))
+    checkpoint = open_any(checkpoint, source)
+    result = summarise_masks(checkpoint, _many(task), _many(layer), _many(exclude))
+    return _drawn(result, "figures.mask_heatmap", heatmap, dpi=dpi, cmap=cmap)
 
 
 def capacity(
-    checkpoint: CheckpointLike | Run, *, source: str | None = None
+    checkpoint: CheckpointLike | Run,
+    *,
+    plot: PathLike | None = None,
+    dpi: int = 100,
+    source: str | None = None,
 ) -> CapacityReport | RunCapacity:
     """Units and parameters used and protected, per layer, in total and task by task;
-    for a run folder, also one row a file (a ``RunCapacity``)."""
+    for a run folder, also one row a file (a ``RunCapacity``). ``plot``: also draw the
+    usage after each task to this .png, .svg or .pdf file."""
+    from hatinspect.core.capacity import capacity as report_capacity
     from hatinspect.core.runs import Run, run_capacity
 
     if _is_folder(checkpoint) or isinstance(checkpoint, Run):
-        return run_capacity(open_run(checkpoint, source=source))
-    from hatinspect.core.capacity import capacity as report_capacity
-
-    return report_capacity(open_any(checkpoint, source))
+        result = run_capacity(open_run(checkpoint, source=source))
+        _drawn(result.capacity, "figures.growth_plot", plot, dpi=dpi)
+        return result
+    result = report_capacity(open_any(checkpoint, source))
+    return _drawn(result, "figures.growth_plot", plot, dpi=dpi)
 
 
 def measure(
@@ -72,14 +87,21 @@ def measure(
     *,
     of: str = "cumulative",
     aggregation: str = "min",
+    heatmap: PathLike | None = None,
+    save: PathLike | None = None,
+    dpi: int = 100,
+    cmap: str | None = None,
     source: str | None = None,
 ) -> LayerMeasure:
-    """The parameter-wise measure of one layer (``of``: cumulative, summative or task:N)."""
+    """The parameter-wise measure of one layer (``of``: cumulative, summative or task:N).
+    ``heatmap``: also draw it to a figure file; ``save``: write it to a .safetensors file."""
     from hatinspect.core.measure import measure as layer_measure
     from hatinspect.core.measure import parse_unit_wise
 
     parse_unit_wise(of)
-    return layer_measure(open_any(checkpoint, source), layer, of, aggregation)
+    result = layer_measure(open_any(checkpoint, source), layer, of, aggregation)
+    _drawn(result, "figures.measure_heatmap", heatmap, dpi=dpi, cmap=cmap)
+    return _drawn(result, "files.save_measure", save)
 
 
 def overlap(
@@ -88,12 +110,18 @@ def overlap(
     task: Many = None,
     layer: Many = None,
     exclude: Many = None,
+    heatmap: PathLike | None = None,
+    dpi: int = 100,
+    cmap: str | None = None,
     source: str | None = None,
 ) -> OverlapReport:
-    """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer."""
+    """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer.
+    ``heatmap``: also draw the task x task Jaccard matrix to a figure file."""
     from hatinspect.core.overlap import overlap as task_overlap
 
-    return task_overlap(open_any(checkpoint, source), _many(task), _many(layer), _many(exclude))
+    checkpoint = open_any(checkpoint, source)
+    result = task_overlap(checkpoint, _many(task), _many(layer), _many(exclude))
+    return _drawn(result, "figures.overlap_heatmap", heatmap, dpi=dpi, cmap=cmap)
 
 
 def audit(
@@ -110,16 +138,23 @@ def info(checkpoint: CheckpointLike, *, source: str | None = None) -> Checkpoint
     return open_any(checkpoint, source)
 
 
-def compare(*runs: CheckpointLike | Run, source: str | None = None) -> Comparison:
-    """Runs side by side; a run is a checkpoint or a folder of after-task files."""
+def compare(
+    *runs: CheckpointLike | Run,
+    plot: PathLike | None = None,
+    dpi: int = 100,
+    source: str | None = None,
+) -> Comparison:
+    """Runs side by side; a run is a checkpoint or a folder of after-task files.
+    ``plot``: also draw every run's capacity curves to a figure file."""
     from hatinspect.core.compare import compare as compare_runs
 
-    return compare_runs([open_run(run, source=source) for run in runs])
+    result = compare_runs([open_run(run, source=source) for run in runs])
+    return _drawn(result, "runs.capacity_curves", plot, dpi=dpi)
 
 
 def report(
     *runs: CheckpointLike | Run,
-    output: str | os.PathLike | None = None,
+    output: PathLike | None = None,
     source: str | None = None,
 ) -> Report:
     """Everything about one or more runs: what each file is, capacity, masks, overlap,
@@ -148,6 +183,15 @@ def open_run(run: CheckpointLike | Run, source: str | None = None) -> Run:
     if isinstance(run, Checkpoint):
         return Run(name=Path(run.path).name, path=run.path, checkpoints=(run,))
     return read_run(run, lambda path: open_any(path, source))
+
+
+def _drawn(result, drawing: str, path: PathLike | None, **options):
+    """`result`, after `hatinspect.render.<drawing>` wrote it to `path` (when given)."""
+    if path is not None:
+        module, _, name = drawing.rpartition(".")
+        draw = getattr(import_module(f"hatinspect.render.{module}"), name)
+        draw(result, Path(path), **{key: v for key, v in options.items() if v is not None})
+    return result
 
 
 def _is_folder(checkpoint) -> bool:

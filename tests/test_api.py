@@ -112,3 +112,15 @@ def test_native_results_need_no_torch(tmp_path):
     )
     result = run_in_fresh_python([], then, tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_figures_are_keyword_arguments_too(tmp_path):
+    result = hatinspect.masks("net.safetensors", heatmap="masks.svg", cmap="Blues")
+    assert result == hatinspect.masks("net.safetensors")
+    hatinspect.capacity("conv.safetensors", plot="growth.png", dpi=30)
+    hatinspect.measure("net.safetensors", "fc/1", save="m.safetensors")
+    assert (tmp_path / "masks.svg").read_text().startswith("<?xml")
+    assert (tmp_path / "growth.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "m.safetensors").stat().st_size > 0
+    with pytest.raises(ValueError, match="extension must be one of"):
+        hatinspect.overlap("net.safetensors", heatmap="overlap.txt")

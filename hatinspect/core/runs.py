@@ -53,7 +53,9 @@ def run_files(folder: Path) -> list[Path]:
         if match:
             numbered.append((int(match[1]), file))
     if not numbered:
-        raise HatinspectError(f"{folder}: no after-task-<t>.safetensors files in this folder")
+        raise HatinspectError(
+            f"{folder}: is a directory with no after-task-<t>.safetensors files, not a run"
+        )
     return [file for _, file in sorted(numbered)]
 
 
