@@ -124,3 +124,17 @@ def test_figures_are_keyword_arguments_too(tmp_path):
     assert (tmp_path / "m.safetensors").stat().st_size > 0
     with pytest.raises(ValueError, match="extension must be one of"):
         hatinspect.overlap("net.safetensors", heatmap="overlap.txt")
+
+
+def test_compare_and_report_keep_torch_out(tmp_path):
+    commands = [
+        ["compare", "--help"],
+        ["report", "--help"],
+        ["compare", "net.safetensors", "conv.safetensors", "-f", "json"],
+    ]
+    light = run_in_fresh_python(commands, modules_left_out("torch", "matplotlib"), tmp_path)
+    assert light.returncode == 0, light.stderr
+    drawn = run_in_fresh_python(
+        [["report", "net.safetensors", "-o", "r.html"]], modules_left_out("torch"), tmp_path
+    )
+    assert drawn.returncode == 0, drawn.stderr
