@@ -130,3 +130,17 @@ def test_bad_output_is_a_usage_error(tmp_path):
     write_run(tmp_path / "run", MLP)
     result = run("report", tmp_path / "run", "-o", tmp_path / "r.pdf")
     assert result.exit_code == 2 and "must be one of .html, .md, .json" in result.stderr
+
+
+def test_a_file_without_tasks_still_reports(tmp_path):
+    empty = make_checkpoint(MLP, {})
+    write_native(tmp_path / "empty.safetensors", empty)
+    write_native(tmp_path / "other.safetensors", make_checkpoint(CONV, {}))
+    for suffix in ("html", "md"):
+        output = tmp_path / f"r.{suffix}"
+        result = hatinspect.report(
+            tmp_path / "empty.safetensors", tmp_path / "other.safetensors", output=output
+        )
+        assert result.summary.startswith("empty.safetensors: 0 tasks, 0% of units used")
+        assert "No task masks are stored." in output.read_text() or suffix == "md"
+    assert not (tmp_path / "r-figures").exists()

@@ -54,9 +54,11 @@ def figure_folder(path: Path) -> Path:
 
 def _write_markdown(report: Report, figures: dict, path: Path) -> list[Path]:
     folder = figure_folder(path)
-    folder.mkdir(exist_ok=True)
+    drawn = [f for group in figures.values() for f in group.values() if f is not None]
+    if drawn:
+        folder.mkdir(exist_ok=True)
     written = []
-    for figure in (f for group in figures.values() for f in group.values()):
+    for figure in drawn:
         target = folder / f"{figure.name}.svg"
         write_atomically(target, lambda tmp, svg=figure.svg: Path(tmp).write_text(svg))
         written.append(target)
@@ -100,14 +102,14 @@ def _markdown_cell(value) -> Markup:
 # figures
 
 
-def draw_figures(report: Report) -> dict[str, dict[str, Figure]]:
+def draw_figures(report: Report) -> dict[str, dict[str, Figure | None]]:
     """Per run name (and "comparison"): the figures, keyed by kind."""
     from hatinspect.render.figures import growth_plot, mask_heatmap, overlap_heatmap
 
-    figures = {}
+    figures = {"comparison": {"curves": None}}
     for index, run in enumerate(report.runs):
         stem = f"run{index + 1}"
-        drawn = {}
+        drawn = dict.fromkeys(("capacity", "masks", "overlap"))  # None: nothing to draw
         if run.capacity.tasks:
             drawn["capacity"] = _svg(f"{stem}-capacity", "Capacity task by task", growth_plot,
                                      run.capacity)  # fmt: skip
@@ -115,7 +117,7 @@ def draw_figures(report: Report) -> dict[str, dict[str, Figure]]:
             drawn["masks"] = _svg(f"{stem}-masks", "Task masks", masks, run.masks)
             drawn["overlap"] = _svg(f"{stem}-overlap", "Shared units", overlap_heatmap, run.overlap)
         figures[stem] = drawn
-    if report.comparison is not None:
+    if report.comparison is not None and any(run.steps for run in report.comparison.runs):
         from hatinspect.render.runs import capacity_curves
 
         figures["comparison"] = {
