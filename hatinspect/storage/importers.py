@@ -140,7 +140,10 @@ def _check_pickle(path: Path, zipped: bool) -> None:
 def unwrap(path: Path, payload) -> tuple[dict[str, Tensor], dict]:
     """``(state_dict, other entries)``; Lightning's ``{"state_dict": ...}`` is unwrapped."""
     if not isinstance(payload, Mapping):
-        raise CheckpointError(f"{path}: holds a {type(payload).__name__}, not a state_dict")
+        raise CheckpointError(
+            f"{path}: holds a {type(payload).__name__}, not a state_dict; save the weights"
+            " with torch.save(model.state_dict(), ...) and inspect that file"
+        )
     if isinstance(payload.get("state_dict"), Mapping):
         extra = {key: value for key, value in payload.items() if key != "state_dict"}
         state = payload["state_dict"]

@@ -22,7 +22,6 @@ from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError
 from hatinspect.storage.unpickler import Placeholder
 
-CLARENA_MODULE = "clarena."
 STATE_HINT = "save the weights with torch.save(model.state_dict(), ...) and inspect that file"
 
 
@@ -64,24 +63,36 @@ def saved_model_state(path: Path, obj: Placeholder) -> dict[str, Tensor]:
 
 
 def _parts(path: Path, obj: Placeholder, source: str | None):
-    """(backbone, algorithm or None) of a CLArena saved model; anything else is refused."""
-    name = obj.global_name
-    if not name.startswith(CLARENA_MODULE):
-        raise CheckpointError(
-            f"{path}: holds a whole pickled {name} object, not a state_dict or a CLArena saved"
-            f" model; {STATE_HINT}"
-        )
+    """(backbone, algorithm or None) of a CLArena saved model, recognised by its layout
+    (a backbone with ``masks``, ``weighted_layer_names`` and ``task_embedding_t``, alone or
+    as an algorithm's ``backbone``); anything else is refused."""
+    if _is_hat_backbone(obj):
+        backbone, algorithm = obj, None
+    else:
+        backbone, algorithm = _modules_or_empty(obj).get("backbone"), obj
+        if not _is_hat_backbone(backbone):
+            raise CheckpointError(
+                f"{path}: holds a whole pickled {obj.global_name} object, not a state_dict or"
+                f" a CLArena HAT saved model; {STATE_HINT}"
+            )
     if source not in (None, "clarena"):
         raise CheckpointError(f"{path}: a CLArena saved model; source={source!r} does not apply")
-    attrs = _attributes(path, obj)
-    if "masks" in attrs:
-        return obj, None
-    backbone = _modules(path, obj).get("backbone")
-    if not isinstance(backbone, Placeholder) or "masks" not in _attributes(path, backbone):
-        raise CheckpointError(
-            f"{path}: a pickled {name} without a HAT backbone (no backbone.masks); {STATE_HINT}"
-        )
-    return backbone, obj
+    return backbone, algorithm
+
+
+def _is_hat_backbone(obj) -> bool:
+    if not isinstance(obj, Placeholder) or not isinstance(obj.__dict__.get("state"), Mapping):
+        return False
+    state = obj.__dict__["state"]
+    return {"masks", "weighted_layer_names"} <= set(state) and "task_embedding_t" in (
+        _modules_or_empty(obj)
+    )
+
+
+def _modules_or_empty(obj) -> dict:
+    state = obj.__dict__.get("state") if isinstance(obj, Placeholder) else None
+    modules = state.get("_modules") if isinstance(state, Mapping) else None
+    return dict(modules) if isinstance(modules, Mapping) else {}
 
 
 def _attributes(path: Path, obj: Placeholder) -> dict:

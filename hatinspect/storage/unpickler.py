@@ -12,6 +12,7 @@ though as a placeholder it could not run. ``refused_globals`` is that one check.
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import io
 import pickle
@@ -154,8 +155,19 @@ class Placeholder:
 
 
 def refused_globals(names: Iterable[str]) -> list[str]:
-    """The names among ``module.name`` globals that could run code or touch the system."""
-    return sorted({name for name in names if _refused(name)})
+    """The names among ``module.name`` globals that could run code or touch the system,
+    sorted, under their Python 3 names (a protocol 2 pickle may say ``commands.call``
+    or ``__builtin__.eval``, which unpickling maps to ``subprocess.call``, ``builtins.eval``)."""
+    found = {_python3_name(name) for name in names}
+    return sorted({name for name in found if _refused(name)})
+
+
+def _python3_name(name: str) -> str:
+    module, _, attr = name.rpartition(".")
+    if (module, attr) in _compat_pickle.NAME_MAPPING:
+        module, attr = _compat_pickle.NAME_MAPPING[(module, attr)]
+    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+    return f"{module}.{attr}"
 
 
 def _refused(name: str) -> bool:
@@ -244,7 +256,8 @@ class _Unpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         full = f"{module}.{name}"
-        if _refused(full):  # the opcode scan found it first; this is a second lock
+        # the opcode scan refused these first; this is a second lock
+        if _refused(full) or _refused(_python3_name(full)):
             raise pickle.UnpicklingError(f"refused global {full}")
         if (module, name) in REAL:
             return REAL[(module, name)]
