@@ -10,7 +10,9 @@ import pytest
 import torch
 from checkpoint_factories import (
     PEERS,
+    binary_masks,
     hat_mlp,
+    linear_layers,
     original_hat_state,
     peer_truth,
     stored_masks,
@@ -178,3 +180,48 @@ def test_inferred_flow_matches_the_real_data_flow_whatever_the_key_order(build):
     shuffled = [replace(layer, preceding=None) for layer in (layers[::-1] if blocks else layers)]
     inferred = infer_flow(Path("x.pt"), shuffled)
     assert [(x.name, x.preceding) for x in inferred] == [(x.name, x.preceding) for x in layers]
+
+
+def _layer(name, shape):
+    return hatinspect.LayerInfo(name, shape[0], shape, f"{name}.weight", None, None)
+
+
+@pytest.mark.parametrize("shortcut", ["shortcut", "downsample/0", "identity_downsample"])
+def test_every_projection_shortcut_name_reads_the_block_input(shortcut):
+    layers = [
+        _layer("stage2/0/conv2", (6, 6, 3, 3)),
+        _layer(f"stage2/0/{shortcut}", (6, 4, 1, 1)),
+        _layer("stage2/0/conv1", (6, 4, 3, 3)),
+        _layer("stage1/0/conv2", (4, 4, 3, 3)),
+        _layer("stage1/0/conv1", (4, 4, 3, 3)),
+        _layer("conv1", (4, 3, 3, 3)),
+    ]
+    flow = {x.name: x.preceding for x in infer_flow(Path("x.pt"), layers)}
+    assert flow == {
+        "conv1": None,
+        "stage1/0/conv1": "conv1",
+        "stage1/0/conv2": "stage1/0/conv1",
+        "stage2/0/conv1": "stage1/0/conv2",
+        "stage2/0/conv2": "stage2/0/conv1",
+        f"stage2/0/{shortcut}": "stage1/0/conv2",
+    }
+
+
+def test_a_flow_the_shapes_refuse_is_one_error_naming_the_layer():
+    layers = [_layer("conv1", (4, 3, 3, 3)), _layer("layer1/0/conv1", (4, 5, 3, 3))]
+    with pytest.raises(hatinspect.CheckpointError) as error:
+        infer_flow(Path("x.pt"), layers)
+    message = str(error.value)
+    assert "'layer1/0/conv1'" in message and "'conv1'" in message and "\n" not in message
+
+
+def test_a_native_file_naming_an_unknown_inferred_layer_is_refused(tmp_path):
+    from checkpoint_factories import native_metadata, write_native
+
+    from hatinspect.core import format as fmt
+
+    metadata = native_metadata(linear_layers(), binary_masks({"fc/0": 5}, ()))
+    metadata[fmt.INFERRED_KEY] = '["fc/0"]'  # fc/0 has no preceding layer
+    path = write_native(tmp_path / "n.safetensors", metadata=metadata, masks={})
+    with pytest.raises(hatinspect.CheckpointError, match="preceding_inferred"):
+        hatinspect.open_checkpoint(path)
