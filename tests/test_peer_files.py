@@ -279,3 +279,9 @@ def test_audit_json_carries_the_notes():
     name = "clarena_hat_resnet_state.ckpt"
     notes = json.loads(run("audit", name, name, "-f", "json").stdout)["notes"]
     assert any("earlier tasks' masks are lost" in note for note in notes)
+
+
+def test_a_native_file_takes_no_task_id():
+    assert run("convert", "clarena_hat_mlp.pth", "n.safetensors").exit_code == 0
+    refused = run("info", "n.safetensors", "--task-id", "1")
+    assert refused.exit_code == 1 and "task_id does not apply" in refused.stderr

@@ -1,23 +1,27 @@
 """Importing the PyTorch checkpoints other HAT implementations write, without running them.
 
-Files load only with ``torch.load(..., weights_only=True)``: a file that needs any other
-global is refused, naming what it asked for. A Lightning ``{"state_dict": ...}`` wrapper
-is unwrapped. Layouts, recognised from the tensor names:
+A file's pickle is scanned first and refused if it names a global that could run code
+(``unpickler.refused_globals``). Files of tensors and containers load with
+``torch.load(..., weights_only=True)``; a Lightning ``{"state_dict": ...}`` wrapper is
+unwrapped. A whole pickled object (``torch.save(module)``) loads with the placeholder
+unpickler and is read as a CLArena saved model (``saved_models``) or refused. Layouts,
+recognised from the tensor names:
 
 - ``original-hat`` (Serra et al.): ``e<layer>.weight`` of shape (tasks, units) beside
   ``<layer>.weight``; task t's mask is ``e[t] > 0``, i.e. ``sigmoid(s·e[t]) > 0.5``.
 - ``hat-cl``: ``<module>.masker.attention.<t>`` (units,) and ``<module>.masker._task_trained``;
   a trained task's mask is ``attention > 0``.
-- ``clarena``: ``backbone.task_embedding_t.<layer>.weight`` (1, units): only the mask of
+- ``clarena``: ``[backbone.]task_embedding_t.<layer>.weight`` (1, units): only the mask of
   the last trained task, ``e > 0``, survives in such a file.
-- ``hatinspect``: a backbone's ``state_dict()`` (like CLArena's, without the prefix), or
-  ``{"state_dict", "masks", "backbone", "config", "heads"}`` which keeps every stored mask.
+- ``hatinspect``: ``{"state_dict", "masks", "backbone", "config", "heads"}``, which keeps
+  every stored mask (a bare backbone state_dict is CLArena's layout).
+
+Layers get their data flow from ``flow.infer_flow``, never from key order.
 """
 
 from __future__ import annotations
 
 import pickle
-import pickletools
 import re
 import warnings
 import zipfile
@@ -34,7 +38,12 @@ from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError
 from hatinspect.core.types import Checkpoint, LayerInfo
 from hatinspect.storage.flow import infer_flow, inferred_note
-from hatinspect.storage.unpickler import Placeholder, check_globals, load_saved_object
+from hatinspect.storage.unpickler import (
+    Placeholder,
+    check_globals,
+    load_saved_object,
+    pickle_globals,
+)
 
 UNKNOWN_BACKBONE = "unknown"
 THRESHOLD_NOTE = "masks recovered from task embeddings as e > 0 (= sigmoid(s*e) > 0.5, any s > 0)"
@@ -459,33 +468,21 @@ def _numpy(tensor: Tensor) -> np.ndarray:
 def _refusal(path: Path, exc: Exception) -> str:
     names = _unsafe_globals(path, exc)
     if names:
-        return f"it needs {', '.join(names)}, globals that could run code (only weights are read)"
+        return (
+            f"it needs {', '.join(names)}, not only tensors and containers; save the weights"
+            " with torch.save(model.state_dict(), ...) and inspect that file"
+        )
     return f"not a plain tensor checkpoint ({_torch_reason(exc)})"
 
 
 def _unsafe_globals(path: Path, exc: Exception) -> list[str]:
-    try:
-        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-    except Exception:  # not a torch.save zip: fall back to the message, then to the pickle
-        pass
-    return re.findall(r"GLOBAL ([\w.]+)", str(exc)) or _pickle_globals(path)
-
-
-def _pickle_globals(path: Path) -> list[str]:
-    """Globals a plain pickle imports, found by reading its opcodes, never executing them."""
-    names, strings = [], []
-    try:
-        with path.open("rb") as f:
-            for opcode, arg, _ in pickletools.genops(f):
-                if opcode.name == "GLOBAL":
-                    names.append(arg.replace(" ", "."))
-                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                    names.append(".".join(strings[-2:]))
-                elif isinstance(arg, str):
-                    strings.append(arg)
-    except Exception:  # a damaged pickle: report what was found before the damage
-        pass
-    return sorted(set(names))
+    found = re.findall(r"GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return sorted(set(found))
+    try:  # opcodes only, never executed; a damaged pickle names nothing
+        return [name for name in pickle_globals(path.read_bytes()) if name != "<unknown>"]
+    except Exception:
+        return []
 
 
 def _torch_reason(exc: Exception) -> str:

@@ -22,6 +22,7 @@ from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError
 from hatinspect.storage.unpickler import Placeholder
 
+MAX_DEPTH, MAX_MODULES = 64, 100_000  # a ResNet-152 with its heads has ~1,000 modules
 STATE_HINT = "save the weights with torch.save(model.state_dict(), ...) and inspect that file"
 
 
@@ -58,7 +59,7 @@ def saved_model_state(path: Path, obj: Placeholder) -> dict[str, Tensor]:
     """The ``state_dict()`` of a pickled module: its and its submodules' parameters and
     buffers under dotted names."""
     state: dict[str, Tensor] = {}
-    _collect(path, obj, "", state, depth=0)
+    _collect(path, obj, "", state, depth=0, budget=[MAX_MODULES])
     return state
 
 
@@ -111,9 +112,12 @@ def _modules(path: Path, obj: Placeholder) -> dict:
     return dict(modules)
 
 
-def _collect(path: Path, obj: Placeholder, prefix: str, state: dict, depth: int) -> None:
-    if depth > 64:
-        raise CheckpointError(f"{path}: modules nested over 64 deep")
+def _collect(path: Path, obj: Placeholder, prefix: str, state: dict, depth: int, budget) -> None:
+    budget[0] -= 1  # shared submodules are walked once per name, as state_dict() does
+    if depth > MAX_DEPTH or budget[0] < 0:
+        raise CheckpointError(
+            f"{path}: modules nested over {MAX_DEPTH} deep or over {MAX_MODULES} in all"
+        )
     attrs = _attributes(path, obj)
     for group in ("_parameters", "_buffers"):
         tensors = attrs.get(group) or {}
@@ -126,7 +130,7 @@ def _collect(path: Path, obj: Placeholder, prefix: str, state: dict, depth: int)
                 state[prefix + name] = tensor.detach()
     for name, child in _modules(path, obj).items():
         if isinstance(child, Placeholder):
-            _collect(path, child, f"{prefix}{name}.", state, depth + 1)
+            _collect(path, child, f"{prefix}{name}.", state, depth + 1, budget)
 
 
 def _layer_names(path: Path, attrs: dict) -> list[str]:
@@ -152,6 +156,9 @@ def _task_masks(path: Path, masks, names: list[str]) -> dict[int, dict[str, np.n
             raise CheckpointError(
                 f"{path}: backbone.masks[{key!r}] does not map exactly the weighted layers"
             )
+        for name in names:
+            if not isinstance(mask[name], Tensor):
+                raise CheckpointError(f"{path}: backbone.masks[{key!r}][{name!r}] is not a tensor")
         out[task] = {n: _binary(path, f"backbone.masks[{key!r}][{n!r}]", mask[n]) for n in names}
     return out
 
