@@ -285,3 +285,10 @@ def test_a_native_file_takes_no_task_id():
     assert run("convert", "clarena_hat_mlp.pth", "n.safetensors").exit_code == 0
     refused = run("info", "n.safetensors", "--task-id", "1")
     assert refused.exit_code == 1 and "task_id does not apply" in refused.stderr
+
+
+def test_the_info_table_marks_an_inferred_preceding_layer():
+    result = run("info", "hatcl_resnet.pt")
+    assert result.exit_code == 0
+    assert "(inferred)" in result.stdout
+    assert result.stdout.count("(inferred)") == 1
