@@ -115,3 +115,10 @@ def test_the_refusal_text_is_the_same_every_time(tmp_path, monkeypatch):
     (message,) = messages
     named = message.split("names ")[1].split(", which")[0].split(", ")
     assert named == sorted(named) and len(named) == 3
+
+
+def test_a_plain_pickle_is_refused_by_the_scan_itself(tmp_path):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(Planted(subprocess.call, ["x"]), protocol=2))
+    with pytest.raises(hatinspect.CheckpointError, match=r"refused: it names subprocess\.call"):
+        hatinspect.open_checkpoint(path)

@@ -132,18 +132,17 @@ def load_payload(path: Path):
 
 def _check_pickle(path: Path, zipped: bool) -> None:
     """Refuse a file whose pickle names a global that could run code, before loading it."""
+    if not zipped:  # a plain or legacy torch pickle: the scan stops at its first STOP
+        with path.open("rb") as f:
+            check_globals(path, f, damaged_ok=True)
+        return
     try:
-        if zipped:
-            with zipfile.ZipFile(path) as archive:
-                records = [n for n in archive.namelist() if n.endswith("data.pkl")]
-                data = archive.read(records[0]) if len(records) == 1 else b""
-        else:
-            with path.open("rb") as f:
-                data = f.read()
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
+        with zipfile.ZipFile(path) as archive:
+            records = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            data = archive.read(records[0]) if len(records) == 1 else b""
+    except (zipfile.BadZipFile, OSError, KeyError):
         return  # torch.load reports what is wrong with the container
-    if data:
-        check_globals(path, data, damaged_ok=True)  # torch.load says what is damaged
+    check_globals(path, data, damaged_ok=True)
 
 
 def unwrap(path: Path, payload) -> tuple[dict[str, Tensor], dict]:

@@ -179,7 +179,7 @@ def _refused(name: str) -> bool:
     return False
 
 
-def pickle_globals(data: bytes) -> list[str]:
+def pickle_globals(data) -> list[str]:
     """Every global the pickle's opcodes name (``GLOBAL``/``STACK_GLOBAL``), sorted;
     a ``STACK_GLOBAL`` whose names cannot be told without running is ``"<unknown>"``."""
     found, pushed, memo = set(), [], {}
@@ -205,7 +205,7 @@ def pickle_globals(data: bytes) -> list[str]:
     return sorted(found)
 
 
-def check_globals(path: Path, data: bytes, damaged_ok: bool = False) -> None:
+def check_globals(path: Path, data, damaged_ok: bool = False) -> None:
     """Refuse, naming them, the globals in ``REFUSED``; done before anything is unpickled.
     A pickle too damaged to scan is an error, or passes when ``damaged_ok`` (its loader
     then reports it)."""
