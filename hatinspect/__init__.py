@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 _API = ("masks", "capacity", "measure", "overlap", "audit", "info", "compare", "report")
 _LAZY_EXPORTS = {
     **dict.fromkeys(_API, "hatinspect.api"),
-    "open_checkpoint": "hatinspect.core.reader",
+    "open_checkpoint": "hatinspect.checkpoints",
+    "read_tensors": "hatinspect.checkpoints",
     "Checkpoint": "hatinspect.core.types",
     "LayerInfo": "hatinspect.core.types",
     "save_checkpoint": "hatinspect.storage.save",

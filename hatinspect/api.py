@@ -13,6 +13,8 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
+from hatinspect.core.results import with_sources
+
 if TYPE_CHECKING:  # the core loads numpy: imported by the functions, so `--help` stays light
     from hatinspect.core.audit import AuditReport
     from hatinspect.core.capacity import CapacityReport
@@ -29,15 +31,17 @@ PathLike: TypeAlias = "str | os.PathLike"
 Many = Iterable | int | str | None  # one value, several, or None for all
 
 
-def open_any(checkpoint: CheckpointLike, source: str | None = None) -> Checkpoint:
+def open_any(
+    checkpoint: CheckpointLike, source: str | None = None, task_id: int | None = None
+) -> Checkpoint:
     """An opened checkpoint as is; a path read with ``open_checkpoint``."""
     from hatinspect.core.types import Checkpoint
 
     if isinstance(checkpoint, Checkpoint):
         return checkpoint
-    from hatinspect.core.reader import open_checkpoint
+    from hatinspect.checkpoints import open_checkpoint
 
-    return open_checkpoint(checkpoint, source=source)
+    return open_checkpoint(checkpoint, source=source, task_id=task_id)
 
 
 def masks(
@@ -50,13 +54,16 @@ def masks(
     dpi: int = 100,
     cmap: str | None = None,
     source: str | None = None,
+    task_id: int | None = None,
 ) -> MaskReport:
     """Per layer and task: units each mask keeps; cumulative and summative masks.
     ``heatmap``: also draw the masks to this .png, .svg or .pdf file."""
     from hatinspect.core.masks import summarise_masks
 
-    checkpoint = open_any(checkpoint, source)
-    result = summarise_masks(checkpoint, _many(task), _many(layer), _many(exclude))
+    checkpoint = open_any(checkpoint, source, task_id)
+    result = with_sources(
+        summarise_masks(checkpoint, _many(task), _many(layer), _many(exclude)), [checkpoint]
+    )
     return _drawn(result, "figures.mask_heatmap", heatmap, dpi=dpi, cmap=cmap)
 
 
@@ -66,6 +73,7 @@ def capacity(
     plot: PathLike | None = None,
     dpi: int = 100,
     source: str | None = None,
+    task_id: int | None = None,
 ) -> CapacityReport | RunCapacity:
     """Units and parameters used and protected, per layer, in total and task by task;
     for a run folder, also one row a file (a ``RunCapacity``). ``plot``: also draw the
@@ -74,10 +82,12 @@ def capacity(
     from hatinspect.core.runs import Run, run_capacity
 
     if _is_folder(checkpoint) or isinstance(checkpoint, Run):
-        result = run_capacity(open_run(checkpoint, source=source))
+        run = open_run(checkpoint, source=source, task_id=task_id)
+        result = with_sources(run_capacity(run), [run.final])
         _drawn(result.capacity, "figures.growth_plot", plot, dpi=dpi)
         return result
-    result = report_capacity(open_any(checkpoint, source))
+    opened = open_any(checkpoint, source, task_id)
+    result = with_sources(report_capacity(opened), [opened])
     return _drawn(result, "figures.growth_plot", plot, dpi=dpi)
 
 
@@ -92,6 +102,7 @@ def measure(
     dpi: int = 100,
     cmap: str | None = None,
     source: str | None = None,
+    task_id: int | None = None,
 ) -> LayerMeasure:
     """The parameter-wise measure of one layer (``of``: cumulative, summative or task:N).
     ``heatmap``: also draw it to a figure file; ``save``: write it to a .safetensors file."""
@@ -99,7 +110,8 @@ def measure(
     from hatinspect.core.measure import parse_unit_wise
 
     parse_unit_wise(of)
-    result = layer_measure(open_any(checkpoint, source), layer, of, aggregation)
+    opened = open_any(checkpoint, source, task_id)
+    result = with_sources(layer_measure(opened, layer, of, aggregation), [opened])
     _drawn(result, "figures.measure_heatmap", heatmap, dpi=dpi, cmap=cmap)
     return _drawn(result, "files.save_measure", save)
 
@@ -114,28 +126,38 @@ def overlap(
     dpi: int = 100,
     cmap: str | None = None,
     source: str | None = None,
+    task_id: int | None = None,
 ) -> OverlapReport:
     """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer.
     ``heatmap``: also draw the task x task Jaccard matrix to a figure file."""
     from hatinspect.core.overlap import overlap as task_overlap
 
-    checkpoint = open_any(checkpoint, source)
-    result = task_overlap(checkpoint, _many(task), _many(layer), _many(exclude))
+    checkpoint = open_any(checkpoint, source, task_id)
+    result = with_sources(
+        task_overlap(checkpoint, _many(task), _many(layer), _many(exclude)), [checkpoint]
+    )
     return _drawn(result, "figures.overlap_heatmap", heatmap, dpi=dpi, cmap=cmap)
 
 
 def audit(
-    before: CheckpointLike, after: CheckpointLike, *, source: str | None = None
+    before: CheckpointLike,
+    after: CheckpointLike,
+    *,
+    source: str | None = None,
+    task_id: int | None = None,
 ) -> AuditReport:
     """Every parameter BEFORE protects, checked bit for bit in AFTER (``.ok``)."""
     from hatinspect.core.audit import audit as audit_files
 
-    return audit_files(open_any(before, source), open_any(after, source))
+    opened = [open_any(before, source, task_id), open_any(after, source, task_id)]
+    return with_sources(audit_files(*opened), opened)
 
 
-def info(checkpoint: CheckpointLike, *, source: str | None = None) -> Checkpoint:
+def info(
+    checkpoint: CheckpointLike, *, source: str | None = None, task_id: int | None = None
+) -> Checkpoint:
     """What a checkpoint holds: backbone, layers, tasks, source format and metadata."""
-    return open_any(checkpoint, source)
+    return open_any(checkpoint, source, task_id)
 
 
 def compare(
@@ -143,12 +165,14 @@ def compare(
     plot: PathLike | None = None,
     dpi: int = 100,
     source: str | None = None,
+    task_id: int | None = None,
 ) -> Comparison:
     """Runs side by side; a run is a checkpoint or a folder of after-task files.
     ``plot``: also draw every run's capacity curves to a figure file."""
     from hatinspect.core.compare import compare as compare_runs
 
-    result = compare_runs([open_run(run, source=source) for run in runs])
+    opened = [open_run(run, source=source, task_id=task_id) for run in runs]
+    result = with_sources(compare_runs(opened), [run.final for run in opened])
     return _drawn(result, "runs.capacity_curves", plot, dpi=dpi)
 
 
@@ -156,6 +180,7 @@ def report(
     *runs: CheckpointLike | Run,
     output: PathLike | None = None,
     source: str | None = None,
+    task_id: int | None = None,
 ) -> Report:
     """Everything about one or more runs: what each file is, capacity, masks, overlap,
     measures, the audit between a run's files, and the comparison of several runs.
@@ -165,7 +190,8 @@ def report(
     """
     from hatinspect.core.report import build_report, one_run_or_many
 
-    result = build_report(one_run_or_many([open_run(run, source=source) for run in runs]))
+    opened = one_run_or_many([open_run(run, source=source, task_id=task_id) for run in runs])
+    result = with_sources(build_report(opened), [run.final for run in opened])
     if output is not None:
         from hatinspect.render.report import write_report
 
@@ -173,7 +199,9 @@ def report(
     return result
 
 
-def open_run(run: CheckpointLike | Run, source: str | None = None) -> Run:
+def open_run(
+    run: CheckpointLike | Run, source: str | None = None, task_id: int | None = None
+) -> Run:
     """A checkpoint or a run folder (its files checked to agree), or a ``Run`` as is."""
     from hatinspect.core.runs import Run, read_run
     from hatinspect.core.types import Checkpoint
@@ -182,7 +210,7 @@ def open_run(run: CheckpointLike | Run, source: str | None = None) -> Run:
         return run
     if isinstance(run, Checkpoint):
         return Run(name=Path(run.path).name, path=run.path, checkpoints=(run,))
-    return read_run(run, lambda path: open_any(path, source))
+    return read_run(run, lambda path: open_any(path, source, task_id))
 
 
 def _drawn(result, drawing: str, path: PathLike | None, **options):

@@ -8,8 +8,8 @@ import pytest
 from cli_runs import modules_left_out, run, run_in_fresh_python, write_examples
 
 import hatinspect
+from hatinspect import open_checkpoint
 from hatinspect.core.errors import HatinspectError
-from hatinspect.core.reader import open_checkpoint
 
 CALLS = {
     "masks": (["net.safetensors"], {}),
@@ -138,3 +138,14 @@ def test_compare_and_report_keep_torch_out(tmp_path):
         [["report", "net.safetensors", "-o", "r.html"]], modules_left_out("torch"), tmp_path
     )
     assert drawn.returncode == 0, drawn.stderr
+
+
+@pytest.mark.parametrize("command", ["masks", "capacity", "overlap", "compare"])
+def test_the_files_notes_are_in_both(tmp_path, command):
+    from inspect_checkpoints import make_checkpoint, write_native
+
+    write_native(tmp_path / "noted.safetensors", make_checkpoint(), notes=["a caveat"])
+    cli = run(command, "noted.safetensors", "--format", "json")
+    assert cli.exit_code == 0, cli.stderr
+    document = getattr(hatinspect, command)("noted.safetensors").to_dict()
+    assert document == json.loads(cli.stdout) and document["notes"] == ["a caveat"]

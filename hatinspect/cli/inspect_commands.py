@@ -88,6 +88,15 @@ SourceOption = Annotated[
     Source | None,
     typer.Option(help="Layout of a foreign checkpoint, when it is not recognised by itself."),
 ]
+TaskIdOption = Annotated[
+    int | None,
+    typer.Option(
+        "--task-id",
+        min=0,
+        metavar="N",
+        help="The task of a foreign file that holds one task's embedding and does not say which.",
+    ),
+]
 TaskOption = Annotated[
     list[int] | None,
     typer.Option("--task", "-t", help="Only this task id (repeatable).", metavar="ID"),
@@ -120,32 +129,33 @@ CmapOption = Annotated[
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 
 
-def load(path: Path, source: Source | None = None) -> Checkpoint:
+def load(path: Path, source: Source | None = None, task_id: int | None = None) -> Checkpoint:
     """Open a checkpoint (the one seam to the reader) and show its caveats on stderr."""
-    from hatinspect.core.reader import open_checkpoint
+    from hatinspect.checkpoints import open_checkpoint
 
-    checkpoint = open_checkpoint(path, source=source.value if source else None)
+    checkpoint = open_checkpoint(path, source=source.value if source else None, task_id=task_id)
     for note in checkpoint.notes:
         print(f"note: {note}", file=sys.stderr)
     return checkpoint
 
 
-def load_run(path: Path, source: Source | None = None):
+def load_run(path: Path, source: Source | None = None, task_id: int | None = None):
     """A run folder (its files checked to agree) or one checkpoint; notes on stderr."""
     if not path.is_dir():
-        return load(path, source)
-    run = api.open_run(path, source=source.value if source else None)
+        return load(path, source, task_id)
+    run = api.open_run(path, source=source.value if source else None, task_id=task_id)
     for note in run.final.notes:
         print(f"note: {note}", file=sys.stderr)
     return run
 
 
-def emit(result, fmt: Format, **options) -> None:
-    """Write a result to stdout; `options` shape the table and CSV views."""
+def emit(result, fmt: Format, checkpoints: tuple = (), **options) -> None:
+    """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
+    table and CSV views."""
     from hatinspect.render import records, tables
 
     if fmt is Format.json:
-        sys.stdout.write(records.to_json(result))
+        sys.stdout.write(records.to_json(result, checkpoints))
     elif fmt is Format.csv:
         sys.stdout.write(records.to_csv(result, **options))
     else:
@@ -177,17 +187,19 @@ def masks(
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """Per layer and task: units each mask keeps, and the cumulative and summative masks."""
     if show and fmt is not Format.table:
         raise typer.BadParameter("--show draws in the terminal; use it with --format table")
     _outputs_free(force, heatmap)
-    report = api.masks(load(checkpoint, source), task=task, layer=layer, exclude=exclude)
+    opened = load(checkpoint, source, task_id)
+    report = api.masks(opened, task=task, layer=layer, exclude=exclude)
     if heatmap:
         from hatinspect.render.figures import mask_heatmap
 
         _draw(mask_heatmap, report, heatmap, dpi=dpi, cmap=cmap)
-    emit(report, fmt)
+    emit(report, fmt, (opened,))
     if show:
         _show(report)
 
@@ -229,16 +241,17 @@ def capacity(
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """How much of the network the stored tasks use, and what is still free."""
     _outputs_free(force, plot)
-    result = api.capacity(load_run(checkpoint, source))
+    result = api.capacity(load_run(checkpoint, source, task_id))
     report = getattr(result, "capacity", result)  # a run folder's: its final file's
     if plot:
         from hatinspect.render.figures import growth_plot
 
         _draw(growth_plot, report, plot, dpi=dpi)
-    emit(result, fmt, by_task=by_task)
+    emit(result, fmt, result.sources, by_task=by_task)
     usage = report.total.param_usage
     if fail_above is not None and usage > fail_above:
         raise fail(
@@ -277,10 +290,12 @@ def measure(
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """The parameter-wise measure of one layer: statistics, histogram, heatmap, export."""
     _outputs_free(force, heatmap, save)
-    result = api.measure(load(checkpoint, source), layer, of=of, aggregation=aggregation.value)
+    opened = load(checkpoint, source, task_id)
+    result = api.measure(opened, layer, of=of, aggregation=aggregation.value)
     if heatmap:
         from hatinspect.render.figures import measure_heatmap
 
@@ -289,7 +304,7 @@ def measure(
         from hatinspect.render.files import save_measure
 
         _draw(save_measure, result, save)
-    emit(result, fmt)
+    emit(result, fmt, (opened,))
 
 
 @command("overlap")
@@ -307,15 +322,17 @@ def overlap(
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer."""
     _outputs_free(force, heatmap)
-    report = api.overlap(load(checkpoint, source), task=task, layer=layer, exclude=exclude)
+    opened = load(checkpoint, source, task_id)
+    report = api.overlap(opened, task=task, layer=layer, exclude=exclude)
     if heatmap:
         from hatinspect.render.figures import overlap_heatmap
 
         _draw(overlap_heatmap, report, heatmap, dpi=dpi, cmap=cmap)
-    emit(report, fmt, per_layer=per_layer)
+    emit(report, fmt, (opened,), per_layer=per_layer)
 
 
 @command("audit")
@@ -324,10 +341,12 @@ def audit(
     after: Annotated[Path, typer.Argument(help="A later checkpoint of the same network.")],
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """Check that every parameter BEFORE protects is bit-identical in AFTER (exit 1 if not)."""
-    report = api.audit(load(before, source), load(after, source))
-    emit(report, fmt)
+    opened = (load(before, source, task_id), load(after, source, task_id))
+    report = api.audit(*opened)
+    emit(report, fmt, opened)
     if not report.ok:
         raise fail(
             f"{report.changed:,} of {report.protected:,} protected parameters changed",
@@ -343,12 +362,13 @@ def convert(
     ],
     force: ForceOption = False,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """Write any checkpoint the reader understands in the native safetensors format."""
     from hatinspect.storage.convert import convert as convert_file
 
     _outputs_free(force, dst)
-    convert_file(src, dst, source=source.value if source else None)
+    convert_file(src, dst, source=source.value if source else None, task_id=task_id)
     written = load(dst)
     print(
         f"wrote {dst}: {written.backbone}, {len(written.layers)} layers, "
@@ -362,6 +382,8 @@ def info(
     checkpoint: CheckpointArg,
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """What a checkpoint holds: backbone, layers, tasks, source format and metadata."""
-    emit(api.info(load(checkpoint, source)), fmt)
+    opened = load(checkpoint, source, task_id)
+    emit(api.info(opened), fmt, (opened,))

@@ -16,6 +16,7 @@ from hatinspect.cli.inspect_commands import (
     Format,
     FormatOption,
     SourceOption,
+    TaskIdOption,
     _draw,
     _figure_path,
     _outputs_free,
@@ -54,15 +55,16 @@ def compare(
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """Runs side by side, task by task: units, protected parameters, accuracy, forgetting."""
     _outputs_free(force, plot)
-    result = api.compare(*(load_run(path, source) for path in runs))
+    result = api.compare(*(load_run(path, source, task_id) for path in runs))
     if plot:
         from hatinspect.render.runs import capacity_curves
 
         _draw(capacity_curves, result, plot, dpi=dpi)
-    emit(result, fmt, per_layer=per_layer)
+    emit(result, fmt, result.sources, per_layer=per_layer)
 
 
 @command("report")
@@ -81,6 +83,7 @@ def report(
     ],
     force: ForceOption = False,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """A report to share: what each file is, capacity, masks, overlap, measures, audit, and
     several runs compared. Given two checkpoints of one run, reads them as that run."""
@@ -88,5 +91,5 @@ def report(
 
     extra = [figure_folder(output)] if output.suffix.lower() == ".md" else []
     _outputs_free(force, output, *extra)
-    result = api.report(*(load_run(path, source) for path in runs), output=output)
+    result = api.report(*(load_run(path, source, task_id) for path in runs), output=output)
     print(f"wrote {output}: {result.summary}", file=sys.stderr)

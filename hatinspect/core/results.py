@@ -16,11 +16,16 @@ class Result:
 
     __slots__ = ()
 
+    @property
+    def sources(self) -> tuple:
+        """The checkpoints the result was computed from (their notes go into its JSON)."""
+        return vars(self).get("_sources", ())
+
     def to_dict(self) -> dict:
         """The command's JSON document (``--format json``) as Python objects."""
         from hatinspect.render.records import to_json
 
-        return json.loads(to_json(self))
+        return json.loads(to_json(self, self.sources))
 
     def to_pandas(self, **options):
         """The command's CSV rows (``--format csv``) as a DataFrame; needs pandas.
@@ -32,3 +37,10 @@ class Result:
 
         header, rows = csv_rows(self, **options)
         return pandas.DataFrame(rows, columns=header)
+
+
+def with_sources(result: Result, checkpoints) -> Result:
+    """`result`, knowing the checkpoints it came from (not a field: results compare as
+    before)."""
+    object.__setattr__(result, "_sources", tuple(checkpoints))
+    return result

@@ -37,7 +37,7 @@ class Run:
 def read_run(path: str | os.PathLike, open_file: Opener | None = None) -> Run:
     """A checkpoint, or a folder's ``after-task-<t>.safetensors`` files checked to agree."""
     if open_file is None:
-        from hatinspect.core.reader import open_checkpoint as open_file
+        from hatinspect.core.reader import open_native as open_file
     path = Path(path)
     files = run_files(path) if path.is_dir() else [path]
     checkpoints = tuple(open_file(file) for file in files)

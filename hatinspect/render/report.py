@@ -8,6 +8,7 @@ metadata, paths) is escaped. Figures are SVG drawn by matplotlib; in HTML they a
 from __future__ import annotations
 
 import base64
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,14 +166,16 @@ def _(report: Report) -> dict:
 
 
 def _run(run: RunReport) -> dict:
+    final = (run.checkpoint,)
+    files = run.run.checkpoints
     return {
         "name": run.run.name,
-        "files": [checkpoint.path for checkpoint in run.run.checkpoints],
+        "files": [checkpoint.path for checkpoint in files],
         "summary": run.summary,
-        "info": records.record(run.checkpoint),
-        "capacity": records.record(run.capacity),
-        "masks": records.record(run.masks),
-        "overlap": records.record(run.overlap),
+        "info": _document(run.checkpoint, final),
+        "capacity": _document(run.capacity, final),
+        "masks": _document(run.masks, final),
+        "overlap": _document(run.overlap, final),
         "measures": [
             {
                 "name": layer.name,
@@ -181,8 +184,18 @@ def _run(run: RunReport) -> dict:
             }
             for layer in run.measures
         ],
-        "audits": [records.record(audit) for audit in run.audits],
+        "audits": [
+            _document(audit, pair)
+            for audit, pair in zip(run.audits, zip(files, files[1:], strict=False), strict=True)
+        ],
     }
+
+
+def _document(result, checkpoints) -> dict:
+    """The command's JSON document of `result`, without the schema key."""
+    document = json.loads(records.to_json(result, checkpoints))
+    del document["schema"]
+    return document
 
 
 def _stats(stats) -> dict:
