@@ -227,7 +227,7 @@ def test_info_json_and_csv():
     assert (doc["source"], doc["tasks"], doc["metadata"], doc["notes"]) == (
         "hatinspect",
         TASKS,
-        {"s_max": "400"},
+        {"s_max": 400},
         [],
     )
     assert doc["layers"][2] == {

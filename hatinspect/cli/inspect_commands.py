@@ -110,6 +110,16 @@ CmapOption = Annotated[
     typer.Option(help="A matplotlib colormap for the heatmap.", callback=_known_cmap),
 ]
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+WidthOption = Annotated[
+    int | None,
+    typer.Option(
+        "--width",
+        min=20,
+        metavar="N",
+        help="Lay tables out in N columns (default: COLUMNS or the terminal's; "
+        "no limit when the output is piped).",
+    ),
+]
 
 
 def load(path: Path, source: Source | None = None) -> Checkpoint:
@@ -122,8 +132,11 @@ def load(path: Path, source: Source | None = None) -> Checkpoint:
     return checkpoint
 
 
-def emit(result, fmt: Format, **options) -> None:
-    """Write a result to stdout; `options` shape the table and CSV views."""
+def emit(
+    result, fmt: Format, width: int | None = None, table: dict | None = None, **options
+) -> None:
+    """Write a result to stdout; `options` shape the table and CSV views, `table` and
+    `width` the table alone."""
     from hatinspect.render import records, tables
 
     if fmt is Format.json:
@@ -131,7 +144,7 @@ def emit(result, fmt: Format, **options) -> None:
     elif fmt is Format.csv:
         sys.stdout.write(records.to_csv(result, **options))
     else:
-        tables.print_tables(result, **options)
+        tables.print_tables(result, width=width, **(table or {}), **options)
 
 
 def _draw(draw, result, path: Path | None, **options) -> None:
@@ -158,6 +171,7 @@ def masks(
     cmap: CmapOption = None,
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
+    width: WidthOption = None,
     source: SourceOption = None,
 ) -> None:
     """Per layer and task: units each mask keeps, and the cumulative and summative masks."""
@@ -171,17 +185,17 @@ def masks(
         from hatinspect.render.figures import mask_heatmap
 
         _draw(mask_heatmap, report, heatmap, dpi=dpi, cmap=cmap)
-    emit(report, fmt)
+    emit(report, fmt, width, table={"chosen_tasks": bool(task)})
     if show:
-        _show(report)
+        _show(report, width)
 
 
-def _show(report) -> None:
+def _show(report, width: int | None) -> None:
     from rich.console import Console
 
     from hatinspect.render.terminal_heatmap import mask_heatmap
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=width)
     for line in mask_heatmap(report, console.width):
         console.print(line, no_wrap=True, overflow="crop")
 
@@ -212,6 +226,7 @@ def capacity(
     dpi: DpiOption = 100,
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
+    width: WidthOption = None,
     source: SourceOption = None,
 ) -> None:
     """How much of the network the stored tasks use, and what is still free."""
@@ -223,7 +238,7 @@ def capacity(
         from hatinspect.render.figures import growth_plot
 
         _draw(growth_plot, report, plot, dpi=dpi)
-    emit(report, fmt, by_task=by_task)
+    emit(report, fmt, width, by_task=by_task)
     usage = report.total.param_usage
     if fail_above is not None and usage > fail_above:
         raise fail(
@@ -261,6 +276,7 @@ def measure(
     cmap: CmapOption = None,
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
+    width: WidthOption = None,
     source: SourceOption = None,
 ) -> None:
     """The parameter-wise measure of one layer: statistics, histogram, heatmap, export."""
@@ -276,7 +292,7 @@ def measure(
         from hatinspect.render.files import save_measure
 
         _draw(save_measure, result, save)
-    emit(result, fmt)
+    emit(result, fmt, width)
 
 
 @command("overlap")
@@ -293,6 +309,7 @@ def overlap(
     cmap: CmapOption = None,
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
+    width: WidthOption = None,
     source: SourceOption = None,
 ) -> None:
     """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer."""
@@ -304,7 +321,7 @@ def overlap(
         from hatinspect.render.figures import overlap_heatmap
 
         _draw(overlap_heatmap, report, heatmap, dpi=dpi, cmap=cmap)
-    emit(report, fmt, per_layer=per_layer)
+    emit(report, fmt, width, per_layer=per_layer)
 
 
 @command("audit")
@@ -352,7 +369,8 @@ def convert(
 def info(
     checkpoint: CheckpointArg,
     fmt: FormatOption = Format.table,
+    width: WidthOption = None,
     source: SourceOption = None,
 ) -> None:
     """What a checkpoint holds: backbone, layers, tasks, source format and metadata."""
-    emit(load(checkpoint, source), fmt)
+    emit(load(checkpoint, source), fmt, width)

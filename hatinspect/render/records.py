@@ -266,9 +266,27 @@ def _(checkpoint: Checkpoint) -> dict:
             }
             for layer in checkpoint.layers
         ],
-        "metadata": dict(checkpoint.metadata),
+        "metadata": _metadata(checkpoint.metadata),
         "notes": list(checkpoint.notes),
     }
+
+
+def _metadata(metadata) -> dict:
+    """User metadata with its values' types back, keys sorted (the file keeps no order).
+
+    The file stores a string as is and anything else as JSON text, so text that parses
+    as a JSON number, boolean, null, list or object is shown as that value."""
+    return {key: _typed(metadata[key]) for key in sorted(metadata)}
+
+
+def _typed(text: str):
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, str) or (isinstance(value, float) and not math.isfinite(value)):
+        return text  # a string stored as is stays as it was written
+    return value
 
 
 @csv_rows.register
