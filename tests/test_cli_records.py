@@ -81,7 +81,8 @@ CAPACITY_KEYS = [
 
 def test_capacity_json():
     doc = as_json("capacity", "net.safetensors")
-    assert set(doc) == {"schema", "checkpoint", "tasks", "layers", "total", "by_task"}
+    assert set(doc) == {"schema", "checkpoint", "tasks", "layers", "total", "by_task", "protects"}
+    assert doc["protects"] is True
     keys = set(CAPACITY_KEYS)
     protected = protected_params(MLP, MLP_MASKS, TASKS)
     used = used_units(MLP, MLP_MASKS, TASKS)

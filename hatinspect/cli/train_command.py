@@ -26,7 +26,8 @@ DEFAULT_EPOCHS = 15
 
 
 def _choices(options: tuple[str, ...]) -> str:
-    return "|".join(options)
+    # spaced, so that a narrow help panel wraps between choices, never inside one
+    return " | ".join(options)
 
 
 AlgorithmOption = Annotated[
@@ -53,8 +54,8 @@ BackboneOption = Annotated[
     str,
     typer.Option(
         metavar=_choices(BACKBONES),
-        help="mlp (about 4 s for 5 tasks on 2 CPU cores) or resnet18 on 16x16 synthetic "
-        "images (about 15 times slower, a minute, and 45 MB per checkpoint).",
+        help="mlp (seconds for 5 tasks on a CPU) or resnet18 on 16x16 synthetic "
+        "images (much slower: minutes on a CPU, and 45 MB per checkpoint).",
     ),
 ]
 DatasetOption = Annotated[
@@ -108,7 +109,11 @@ def train_demo(
     force: ForceOption = False,
     width: WidthOption = None,
 ) -> None:
-    """Train a HAT network on toy tasks, one after another, and show it forgets nothing."""
+    """Train a HAT network on toy tasks, one after another, and show it forgets nothing.
+
+    Examples:  hatinspect train-demo --out demo
+               hatinspect train-demo --algorithm finetuning --out ft -n 3
+    """
     if fmt not in FORMATS:
         raise fail(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", code=2)
     if epochs < 1:

@@ -122,6 +122,7 @@ def _(report: CapacityReport) -> dict:
         "layers": [_fields(layer, USAGE_KEYS) for layer in report.layers],
         "total": _fields(report.total, USAGE_KEYS),
         "by_task": [_fields(step, GROWTH_KEYS) for step in report.by_task],
+        "protects": report.protects,  # false: no masks protect anything (e.g. fine-tuning)
     }
 
 

@@ -270,10 +270,11 @@ def _histogram_table(report: MaskReport, width: int | None) -> Table:
 def _(
     report: CapacityReport, by_task: bool = False, width: int | None = None
 ) -> list[RenderableType | Note]:
-    if not report.tasks:
+    if not report.protects:
+        why = "a fine-tuning run" if report.tasks else "no task stored"
         return [
             _heading(f"Capacity of {report.checkpoint}"),
-            Text("no masks: nothing is protected (a fine-tuning run, or no task stored)"),
+            Text(f"no masks: nothing is protected ({why}); every parameter is free"),
         ]
     return [
         _heading(f"Capacity of {report.checkpoint} after {len(report.tasks)} task(s)"),
