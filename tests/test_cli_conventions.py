@@ -54,8 +54,7 @@ def test_capacity_help_explains_network_sparsity():
         ["masks", "net.safetensors", "--frobnicate"],
         ["measure", "net.safetensors"],
         ["capacity", "net.safetensors", "--width", "3"],
-        ["train-demo", "-e", "0"],
-        ["train-demo", "-n", "0"],
+        ["train-demo", "-e", "0"],  # like -n 0 (test_training_cli), and before torch loads
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(args):
@@ -190,3 +189,9 @@ def test_fine_tuning_protects_nothing(tmp_path):
     assert json.loads(run("capacity", "ft.safetensors", "-f", "json").stdout)["protects"] is False
     hat = json.loads(run("capacity", "net.safetensors", "-f", "json").stdout)
     assert hat["protects"] is True and not math.isclose(hat["total"]["param_usage"], 0)
+
+
+def test_no_command_shows_the_help_without_an_error_line():
+    result = run()
+    assert result.exit_code == 2
+    assert "Usage: hatinspect" in result.stdout and "error:" not in result.stderr

@@ -45,9 +45,13 @@ class _OneLineUsageErrors(_PlainFlags, TyperGroup):
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except TyperException as exc:  # the parser's usage errors
-            context = getattr(exc, "ctx", None)
-            where = context.command_path if context else "hatinspect"
-            fail(exc.format_message(), f"see {where} --help", code=exc.exit_code)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # no command: the help is the answer
+                if exc.format_message().strip():  # rich has printed it already otherwise
+                    exc.show()
+            else:
+                context = getattr(exc, "ctx", None)
+                where = context.command_path if context else "hatinspect"
+                fail(exc.format_message(), f"see {where} --help", code=exc.exit_code)
             code = exc.exit_code
         except typer.Abort:
             fail("aborted")

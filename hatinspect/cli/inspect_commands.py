@@ -80,12 +80,28 @@ _unit_wise = _usage_check(_check_unit_wise)
 CheckpointArg = Annotated[
     Path, typer.Argument(help="Checkpoint: native .safetensors, or .pt/.pth/.ckpt to import.")
 ]
+
+
+def _choices(options) -> str:
+    # spaced, so that a narrow help panel wraps between choices, never inside one
+    return " | ".join(options)
+
+
 FormatOption = Annotated[
-    Format, typer.Option("--format", "-f", help="Output: a table, or JSON/CSV for scripts.")
+    Format,
+    typer.Option(
+        "--format",
+        "-f",
+        metavar=_choices(Format),
+        help="Output: a table, or JSON/CSV for scripts.",
+    ),
 ]
 SourceOption = Annotated[
     Source | None,
-    typer.Option(help="Layout of a foreign checkpoint, when it is not recognised by itself."),
+    typer.Option(
+        metavar=_choices(SOURCES),
+        help="Layout of a foreign checkpoint, when it is not recognised by itself.",
+    ),
 ]
 TaskOption = Annotated[
     list[int] | None,
@@ -334,7 +350,10 @@ def measure(
         ),
     ] = "cumulative",
     aggregation: Annotated[
-        Aggregation, typer.Option(help="How a weight combines its two units' measures.")
+        Aggregation,
+        typer.Option(
+            metavar=_choices(Aggregation), help="How a weight combines its two units' measures."
+        ),
     ] = Aggregation.min,
     heatmap: HeatmapOption = None,
     save: Annotated[
