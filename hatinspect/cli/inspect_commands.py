@@ -103,6 +103,15 @@ SourceOption = Annotated[
         help="Layout of a foreign checkpoint, when it is not recognised by itself.",
     ),
 ]
+TaskIdOption = Annotated[
+    int | None,
+    typer.Option(
+        "--task-id",
+        min=0,
+        metavar="N",
+        help="The task of a foreign file that holds one task's embedding and does not say which.",
+    ),
+]
 TaskOption = Annotated[
     list[int] | None,
     typer.Option("--task", "-t", help="Only this task id (repeatable).", metavar="ID"),
@@ -156,25 +165,30 @@ WidthOption = Annotated[
 ]
 
 
-def load(path: Path, source: Source | None = None) -> Checkpoint:
+def load(path: Path, source: Source | None = None, task_id: int | None = None) -> Checkpoint:
     """Open a checkpoint (the one seam to the reader) and show its caveats on stderr."""
-    from hatinspect.core.reader import open_checkpoint
+    from hatinspect.checkpoints import open_checkpoint
 
-    checkpoint = open_checkpoint(path, source=source.value if source else None)
+    checkpoint = open_checkpoint(path, source=source.value if source else None, task_id=task_id)
     for note in checkpoint.notes:
         print(f"note: {note}", file=sys.stderr)
     return checkpoint
 
 
 def emit(
-    result, fmt: Format, width: int | None = None, table: dict | None = None, **options
+    result,
+    fmt: Format,
+    checkpoints: tuple = (),
+    width: int | None = None,
+    table: dict | None = None,
+    **options,
 ) -> None:
-    """Write a result to stdout; `options` shape the table and CSV views, `table` and
-    `width` the table alone."""
+    """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
+    table and CSV views, `table` and `width` the table alone."""
     from hatinspect.render import records, tables
 
     if fmt is Format.json:
-        sys.stdout.write(records.to_json(result))
+        sys.stdout.write(records.to_json(result, checkpoints))
     elif fmt is Format.csv:
         sys.stdout.write(records.to_csv(result, **options))
     else:
@@ -230,6 +244,7 @@ def masks(
     fmt: FormatOption = Format.table,
     width: WidthOption = None,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """Per layer and task: units each mask keeps, and the cumulative and summative masks.
 
@@ -242,12 +257,13 @@ def masks(
     if show and fmt is not Format.table:
         raise typer.BadParameter("--show draws in the terminal; use it with --format table")
     _outputs_free(force, (checkpoint,), heatmap)
-    report = summarise_masks(load(checkpoint, source), task or (), layer or (), exclude or ())
+    opened = load(checkpoint, source, task_id)
+    report = summarise_masks(opened, task or (), layer or (), exclude or ())
     if heatmap:
         from hatinspect.render.figures import mask_heatmap
 
         _draw(mask_heatmap, report, heatmap, _look(dpi, cmap, figsize, title), bool(layer))
-    emit(report, fmt, width, table={"chosen_tasks": bool(task)})
+    emit(report, fmt, (opened,), width, table={"chosen_tasks": bool(task)})
     if show:
         _show(report, width)
 
@@ -298,6 +314,7 @@ def capacity(
     fmt: FormatOption = Format.table,
     width: WidthOption = None,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """How much of the network the stored tasks use, and what is still free.
 
@@ -313,12 +330,13 @@ def capacity(
     from hatinspect.core.capacity import capacity as report_capacity
 
     _outputs_free(force, (checkpoint,), plot)
-    report = report_capacity(load(checkpoint, source), task or (), layer or (), exclude or ())
+    opened = load(checkpoint, source, task_id)
+    report = report_capacity(opened, task or (), layer or (), exclude or ())
     if plot:
         from hatinspect.render.figures import growth_plot
 
         _draw(growth_plot, report, plot, _look(dpi, None, figsize, title))
-    emit(report, fmt, width, by_task=by_task)
+    emit(report, fmt, (opened,), width, by_task=by_task)
     usage = report.total.param_usage
     if fail_above is not None and usage > fail_above:
         raise fail(
@@ -372,6 +390,7 @@ def measure(
     fmt: FormatOption = Format.table,
     width: WidthOption = None,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """The parameter-wise measure of one layer: statistics, histogram, heatmap, export.
 
@@ -381,7 +400,8 @@ def measure(
     from hatinspect.core.measure import measure as layer_measure
 
     _outputs_free(force, (checkpoint,), heatmap, save)
-    result = layer_measure(load(checkpoint, source), layer, of, aggregation.value)
+    opened = load(checkpoint, source, task_id)
+    result = layer_measure(opened, layer, of, aggregation.value)
     if heatmap:
         from hatinspect.render.figures import measure_heatmap
 
@@ -390,7 +410,7 @@ def measure(
         from hatinspect.render.files import save_measure
 
         _draw(save_measure, result, save)
-    emit(result, fmt, width)
+    emit(result, fmt, (opened,), width)
 
 
 @command("overlap")
@@ -411,6 +431,7 @@ def overlap(
     fmt: FormatOption = Format.table,
     width: WidthOption = None,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer.
 
@@ -420,12 +441,13 @@ def overlap(
     from hatinspect.core.overlap import overlap as task_overlap
 
     _outputs_free(force, (checkpoint,), heatmap)
-    report = task_overlap(load(checkpoint, source), task or (), layer or (), exclude or ())
+    opened = load(checkpoint, source, task_id)
+    report = task_overlap(opened, task or (), layer or (), exclude or ())
     if heatmap:
         from hatinspect.render.figures import overlap_heatmap
 
         _draw(overlap_heatmap, report, heatmap, _look(dpi, cmap, figsize, title))
-    emit(report, fmt, width, per_layer=per_layer)
+    emit(report, fmt, (opened,), width, per_layer=per_layer)
 
 
 @command("audit")
@@ -434,6 +456,7 @@ def audit(
     after: Annotated[Path, typer.Argument(help="A later checkpoint of the same network.")],
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """Check that every parameter BEFORE protects is bit-identical in AFTER (exit 1 if not).
 
@@ -441,8 +464,9 @@ def audit(
     """
     from hatinspect.core.audit import audit as audit_files
 
-    report = audit_files(load(before, source), load(after, source))
-    emit(report, fmt)
+    opened = (load(before, source, task_id), load(after, source, task_id))
+    report = audit_files(*opened)
+    emit(report, fmt, opened)
     if not report.ok:
         raise fail(
             f"{report.changed:,} of {report.protected:,} protected parameters changed",
@@ -458,6 +482,7 @@ def convert(
     ],
     force: ForceOption = False,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """Write any checkpoint the reader understands in the native safetensors format.
 
@@ -467,7 +492,7 @@ def convert(
     from hatinspect.storage.convert import convert as convert_file
 
     _outputs_free(force, (src,), dst)
-    convert_file(src, dst, source=source.value if source else None)
+    convert_file(src, dst, source=source.value if source else None, task_id=task_id)
     written = load(dst)
     print(
         f"wrote {dst}: {written.backbone}, {len(written.layers)} layers, "
@@ -482,10 +507,12 @@ def info(
     fmt: FormatOption = Format.table,
     width: WidthOption = None,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """What a checkpoint holds: backbone, layers, tasks, source format and metadata.
 
     Examples:  hatinspect info run/after-task-5.safetensors
                hatinspect info model.pt --format json
     """
-    emit(load(checkpoint, source), fmt, width)
+    opened = load(checkpoint, source, task_id)
+    emit(opened, fmt, (opened,), width)
