@@ -70,24 +70,29 @@ def masks(
 def capacity(
     checkpoint: CheckpointLike | Run,
     *,
+    task: Many = None,
+    layer: Many = None,
+    exclude: Many = None,
     plot: PathLike | None = None,
     dpi: int = 100,
     source: str | None = None,
     task_id: int | None = None,
 ) -> CapacityReport | RunCapacity:
-    """Units and parameters used and protected, per layer, in total and task by task;
-    for a run folder, also one row a file (a ``RunCapacity``). ``plot``: also draw the
-    usage after each task to this .png, .svg or .pdf file."""
+    """Units and parameters used and protected, per layer, in total and task by task
+    (``task`` counts only those tasks; ``layer``/``exclude`` choose the layers); for a run
+    folder, also one row a file (a ``RunCapacity``). ``plot``: also draw the usage after
+    each task to this .png, .svg or .pdf file."""
     from hatinspect.core.capacity import capacity as report_capacity
     from hatinspect.core.runs import Run, run_capacity
 
+    chosen = (_many(task), _many(layer), _many(exclude))
     if _is_folder(checkpoint) or isinstance(checkpoint, Run):
         run = open_run(checkpoint, source=source, task_id=task_id)
-        result = with_sources(run_capacity(run), [run.final])
+        result = with_sources(run_capacity(run, *chosen), [run.final])
         _drawn(result.capacity, "figures.growth_plot", plot, dpi=dpi)
         return result
     opened = open_any(checkpoint, source, task_id)
-    result = with_sources(report_capacity(opened), [opened])
+    result = with_sources(report_capacity(opened, *chosen), [opened])
     return _drawn(result, "figures.growth_plot", plot, dpi=dpi)
 
 
@@ -113,7 +118,11 @@ def measure(
     opened = open_any(checkpoint, source, task_id)
     result = with_sources(layer_measure(opened, layer, of, aggregation), [opened])
     _drawn(result, "figures.measure_heatmap", heatmap, dpi=dpi, cmap=cmap)
-    return _drawn(result, "files.save_measure", save)
+    if save is not None:
+        from hatinspect.render.files import save_measure
+
+        save_measure(result, Path(save))
+    return result
 
 
 def overlap(
@@ -213,12 +222,14 @@ def open_run(
     return read_run(run, lambda path: open_any(path, source, task_id))
 
 
-def _drawn(result, drawing: str, path: PathLike | None, **options):
+def _drawn(result, drawing: str, path: PathLike | None, dpi: int = 100, cmap: str | None = None):
     """`result`, after `hatinspect.render.<drawing>` wrote it to `path` (when given)."""
     if path is not None:
+        from hatinspect.render.figures import Look
+
         module, _, name = drawing.rpartition(".")
         draw = getattr(import_module(f"hatinspect.render.{module}"), name)
-        draw(result, Path(path), **{key: v for key, v in options.items() if v is not None})
+        draw(result, Path(path), Look(cmap=cmap, dpi=dpi))
     return result
 
 

@@ -163,8 +163,7 @@ def test_train_demo_trains_three_algorithms_and_compares_them(tmp_path):
     from safetensors.numpy import load_file
 
     out = tmp_path / "demo"
-    # no epochs: masks from the initial embeddings and untrained accuracies are enough
-    cli = run("train-demo", "-a", "hat,adahat,finetuning", "-n", "2", "-e", "0", "--out", out)
+    cli = run("train-demo", "-a", "hat,adahat,finetuning", "-n", "2", "-e", "1", "--out", out)
     assert cli.exit_code == 0, cli.stderr
     folders = [out / name for name in ("hat", "adahat", "finetuning")]
     command = "hatinspect compare " + " ".join(map(str, folders))

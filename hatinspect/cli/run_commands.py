@@ -12,13 +12,17 @@ from hatinspect import api
 from hatinspect.cli.app import command
 from hatinspect.cli.inspect_commands import (
     DpiOption,
+    FigsizeOption,
     ForceOption,
     Format,
     FormatOption,
     SourceOption,
     TaskIdOption,
+    TitleOption,
+    WidthOption,
     _draw,
     _figure_path,
+    _look,
     _outputs_free,
     _usage_check,
     emit,
@@ -52,19 +56,22 @@ def compare(
         bool, typer.Option("--per-layer", help="CSV: final usage per layer and run.")
     ] = False,
     dpi: DpiOption = 100,
+    figsize: FigsizeOption = None,
+    title: TitleOption = None,
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
+    width: WidthOption = None,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
 ) -> None:
     """Runs side by side, task by task: units, protected parameters, accuracy, forgetting."""
-    _outputs_free(force, plot)
+    _outputs_free(force, tuple(runs), plot)
     result = api.compare(*(load_run(path, source, task_id) for path in runs))
     if plot:
         from hatinspect.render.runs import capacity_curves
 
-        _draw(capacity_curves, result, plot, dpi=dpi)
-    emit(result, fmt, result.sources, per_layer=per_layer)
+        _draw(capacity_curves, result, plot, _look(dpi, None, figsize, title))
+    emit(result, fmt, result.sources, width, per_layer=per_layer)
 
 
 @command("report")
@@ -90,6 +97,6 @@ def report(
     from hatinspect.render.report import figure_folder
 
     extra = [figure_folder(output)] if output.suffix.lower() == ".md" else []
-    _outputs_free(force, output, *extra)
+    _outputs_free(force, tuple(runs), output, *extra)
     result = api.report(*(load_run(path, source, task_id) for path in runs), output=output)
     print(f"wrote {output}: {result.summary}", file=sys.stderr)

@@ -27,7 +27,8 @@ DEFAULT_EPOCHS = 15
 
 
 def _choices(options: tuple[str, ...]) -> str:
-    return "|".join(options)
+    # spaced, so that a narrow help panel wraps between choices, never inside one
+    return " | ".join(options)
 
 
 AlgorithmOption = Annotated[
@@ -45,7 +46,7 @@ AlgorithmOption = Annotated[
 TasksOption = Annotated[
     int, typer.Option("--tasks", "-n", help="Tasks to learn, one after another.")
 ]
-EpochsOption = Annotated[int, typer.Option("--epochs", "-e", help="Epochs per task.")]
+EpochsOption = Annotated[int, typer.Option("--epochs", "-e", help="Epochs per task (1 or more).")]
 SeedOption = Annotated[
     int,
     typer.Option(
@@ -56,8 +57,8 @@ BackboneOption = Annotated[
     str,
     typer.Option(
         metavar=_choices(BACKBONES),
-        help="mlp (about 4 s for 5 tasks on 2 CPU cores) or resnet18 on 16x16 synthetic "
-        "images (about 15 times slower, a minute, and 45 MB per checkpoint).",
+        help="mlp (seconds for 5 tasks on a CPU) or resnet18 on 16x16 synthetic "
+        "images (much slower: minutes on a CPU, and 45 MB per checkpoint).",
     ),
 ]
 DatasetOption = Annotated[
@@ -70,7 +71,25 @@ DatasetOption = Annotated[
 ]
 OutOption = Annotated[
     Path,
-    typer.Option("--out", "-o", metavar="DIR", help="Folder for after-task-<t>.safetensors."),
+    typer.Option(
+        "--out",
+        "-o",
+        metavar="DIR",
+        help="Folder for after-task-<t>.safetensors: a new or empty one, unless --force.",
+    ),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Write into a folder that already holds files.")
+]
+WidthOption = Annotated[
+    int | None,
+    typer.Option(
+        "--width",
+        min=20,
+        metavar="N",
+        help="Lay the table out in N columns (default: COLUMNS or the terminal's; "
+        "no limit when the output is piped).",
+    ),
 ]
 FormatOption = Annotated[
     str,
@@ -90,10 +109,18 @@ def train_demo(
     dataset: DatasetOption = "toy",
     out: OutOption = Path("hatinspect-demo"),
     fmt: FormatOption = "table",
+    force: ForceOption = False,
+    width: WidthOption = None,
 ) -> None:
-    """Train a HAT network on toy tasks, one after another, and show it forgets nothing."""
+    """Train a HAT network on toy tasks, one after another, and show it forgets nothing.
+
+    Examples:  hatinspect train-demo --out demo
+               hatinspect train-demo --algorithm finetuning --out ft -n 3
+    """
     if fmt not in FORMATS:
         raise fail(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", code=2)
+    if epochs < 1:
+        raise fail(f"the number of epochs must be at least 1, got {epochs}", code=2)
     from hatinspect.training.demo import DemoConfig
 
     algorithms = [name.strip() for name in algorithm.split(",")]
@@ -104,27 +131,30 @@ def train_demo(
     if len(set(algorithms)) < len(algorithms):
         raise fail(f"--algorithm names one twice: {algorithm}", code=2)
     if len(configs) == 1:
-        _train_one(configs[0], out, fmt)
+        _train_one(configs[0], out, fmt, force, width)
     else:
-        _train_and_compare(configs, out, fmt)
+        _train_and_compare(configs, out, fmt, force, width)
 
 
-def _train_one(config, out: Path, fmt: str) -> None:
+def _train_one(config, out: Path, fmt: str, force: bool, width: int | None) -> None:
     from hatinspect.render import demo
 
+    _prepare(out, force)
     result = _train(config, out)
     if fmt == "json":
         sys.stdout.write(json.dumps(demo.record(result), indent=2) + "\n")
     else:
-        demo.print_table(result)
+        demo.print_table(result, width)
 
 
-def _train_and_compare(configs, out: Path, fmt: str) -> None:
+def _train_and_compare(configs, out: Path, fmt: str, force: bool, width: int | None) -> None:
     """Each algorithm on the same tasks into out/<algorithm>/, then the runs compared."""
     from hatinspect import api
     from hatinspect.render import demo, records, tables
 
     folders = [out / config.algorithm for config in configs]
+    for folder in folders:
+        _prepare(folder, force)
     results = [_train(config, folder) for config, folder in zip(configs, folders, strict=True)]
     comparison = api.compare(*folders)
     command = "hatinspect compare " + " ".join(shlex.quote(str(f)) for f in folders)
@@ -138,15 +168,14 @@ def _train_and_compare(configs, out: Path, fmt: str) -> None:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return
     for result in results:
-        demo.print_table(result)
-    tables.print_tables(comparison)
+        demo.print_table(result, width)
+    tables.print_tables(comparison, width)
     print(f"reproduce this comparison: {command}")
 
 
 def _train(config, out: Path):
     from hatinspect.training.demo import run_demo
 
-    _prepare(out)
     try:
         with _Progress(config.tasks, config.epochs) as progress:
             result = run_demo(config, out, progress.epoch_done)
@@ -163,8 +192,15 @@ def _train(config, out: Path):
     return result
 
 
-def _prepare(out: Path) -> None:
-    """Make sure checkpoints can be written to ``out`` before training for a minute."""
+def _prepare(out: Path, force: bool) -> None:
+    """Make sure checkpoints can be written to ``out`` before training for a minute, and
+    that they will not mix with another run's files."""
+    if out.is_dir() and not force and any(out.iterdir()):
+        raise fail(
+            f"{out} already holds files; another run's checkpoints would mix with this one's",
+            hint="choose an empty --out, or pass --force",
+            code=2,
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):

@@ -135,15 +135,22 @@ class RunCapacity(Result):
     trajectory: tuple[FileUsage, ...]
 
 
-def run_capacity(run: Run) -> RunCapacity:
+def run_capacity(
+    run: Run,
+    tasks: Sequence[int] = (),
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> RunCapacity:
+    """The final file's capacity (of the chosen tasks and layers), and one row a file
+    (all of its tasks, the chosen layers)."""
     return RunCapacity(
-        capacity=capacity(run.final),
-        trajectory=tuple(_file_usage(checkpoint) for checkpoint in run.checkpoints),
+        capacity=capacity(run.final, tasks, include, exclude),
+        trajectory=tuple(_file_usage(c, include, exclude) for c in run.checkpoints),
     )
 
 
-def _file_usage(checkpoint: Checkpoint) -> FileUsage:
-    total = capacity(checkpoint).total
+def _file_usage(checkpoint: Checkpoint, include=(), exclude=()) -> FileUsage:
+    total = capacity(checkpoint, (), include, exclude).total
     return FileUsage(
         file=checkpoint.path,
         tasks=len(checkpoint.task_ids),

@@ -21,7 +21,6 @@ from hatinspect.render import records
 from hatinspect.render.files import output_format, write_atomically
 
 FORMATS = ("html", "md", "json")
-MAX_MASK_PANELS = 12  # layers drawn one panel each; more get the whole-network figure
 
 
 @dataclass(frozen=True)
@@ -114,8 +113,7 @@ def draw_figures(report: Report) -> dict[str, dict[str, Figure | None]]:
         if run.capacity.tasks:
             drawn["capacity"] = _svg(f"{stem}-capacity", "Capacity task by task", growth_plot,
                                      run.capacity)  # fmt: skip
-            masks = mask_heatmap if len(run.masks.layers) <= MAX_MASK_PANELS else network_masks
-            drawn["masks"] = _svg(f"{stem}-masks", "Task masks", masks, run.masks)
+            drawn["masks"] = _svg(f"{stem}-masks", "Task masks", mask_heatmap, run.masks)
             drawn["overlap"] = _svg(f"{stem}-overlap", "Shared units", overlap_heatmap, run.overlap)
         figures[stem] = drawn
     if report.comparison is not None and any(run.steps for run in report.comparison.runs):
@@ -132,26 +130,6 @@ def _svg(name: str, title: str, draw: Callable, result) -> Figure:
         path = Path(folder) / "figure.svg"
         draw(result, path)
         return Figure(name, title, path.read_text(encoding="utf-8"))
-
-
-def network_masks(report, path: Path, dpi: int = 100) -> None:
-    """Every layer's units side by side, one row a task: the whole network at a glance."""
-    import numpy as np
-
-    from hatinspect.render.figures import _figure, _label_ticks, _save
-
-    matrix = np.concatenate([layer.matrix for layer in report.layers], axis=1)
-    fig = _figure(9.0, float(np.clip(1.2 + 0.18 * len(report.tasks), 2.0, 8.0)))
-    ax = fig.subplots()
-    ax.imshow(matrix, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="antialiased")
-    edges = np.cumsum([layer.units for layer in report.layers])[:-1] - 0.5
-    for edge in edges:
-        ax.axvline(edge, color="tab:red", linewidth=0.3, alpha=0.5)
-    _label_ticks(ax, "y", report.tasks)
-    ax.set_xlabel(f"unit ({len(report.layers)} layers, in network order; red: layer boundaries)")
-    ax.set_ylabel("task")
-    ax.set_title(f"Task masks of {Path(report.checkpoint).name} (dark: unit kept)", fontsize=10)
-    _save(fig, path, dpi)
 
 
 # JSON

@@ -176,25 +176,36 @@ def _trajectory(trajectory: tuple[FileUsage, ...]) -> Table:
 # the figure
 
 
-def capacity_curves(comparison: Comparison, path: Path, dpi: int = 100) -> None:
+def curves_figure(comparison: Comparison, look=None):
     """Parameter usage (solid) and unit usage (dashed) after each task, one colour a run."""
-    from hatinspect.render.figures import _figure, _save
+    from hatinspect.render.figures import COLUMN_WIDTH, Look, _figure
 
+    look = look or Look()
     if not any(run.steps for run in comparison.runs):
         raise HatinspectError("no run stores task masks: there is nothing to draw")
-    fig = _figure(7.0, 4.2)
+    fig = _figure(look, (COLUMN_WIDTH, 2.6))
     ax = fig.subplots()
     for index, run in enumerate(comparison.runs):
         colour = f"C{index % 10}"
         x = range(1, len(run.steps) + 1)
-        ax.plot(x, [s.param_usage for s in run.steps], "-o", color=colour, label=run.name)
+        ax.plot(x, [s.param_usage for s in run.steps], "-o", color=colour, label=run.name,
+                markersize=3)  # fmt: skip
         ax.plot(x, [s.unit_usage for s in run.steps], "--", color=colour, alpha=0.7)
     ax.set_ylim(0, 1.02)
     ax.yaxis.set_major_formatter("{x:.0%}")
     ax.set_xlabel("tasks learned")
-    ax.set_ylabel("params protected (solid), units used (dashed)")
+    ax.set_ylabel("params protected (solid)\nunits used (dashed)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    ax.set_title("Capacity used, task by task", fontsize=10)
-    _save(fig, path, dpi)
+    ax.legend(loc="best")
+    ax.set_title(look.title or "Capacity used, task by task")
+    return fig
+
+
+def capacity_curves(comparison: Comparison, path: Path, look=None) -> None:
+    """Draw `curves_figure` to a .png, .svg or .pdf file."""
+    from hatinspect.render.figures import Look, _save, styled
+
+    look = look or Look()
+    with styled():
+        _save(curves_figure(comparison, look), path, look.dpi)
