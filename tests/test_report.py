@@ -3,15 +3,14 @@
 import itertools
 import json
 import re
+from collections import Counter
 
-import numpy as np
 import pytest
 from cli_runs import one_error_line, run
 from inspect_checkpoints import CONV, MLP, make_checkpoint, random_masks, write_native
 from report_runs import RESNET18, hostile_run, write_run
 
 import hatinspect
-from hatinspect.core.measure import parameter_wise, summarise
 from hatinspect.core.report import layer_measures
 
 SECTIONS = ("about", "capacity", "masks", "overlap", "measures")
@@ -20,24 +19,33 @@ SECTIONS = ("about", "capacity", "masks", "overlap", "measures")
 @pytest.mark.parametrize("layers", [MLP, CONV, RESNET18[:7]], ids=["mlp", "conv", "resnet"])
 def test_measure_summary_is_the_measure_of_every_weight(layers):
     checkpoint = make_checkpoint(layers, random_masks(layers, (0, 1, 2, 3), seed=4))
+    summative = {
+        lay.name: [sum(int(checkpoint.masks[t][lay.name][u]) for t in checkpoint.task_ids)
+                   for u in range(lay.units)]
+        for lay in layers
+    }  # fmt: skip
+    cumulative = {name: [int(n > 0) for n in counts] for name, counts in summative.items()}
     for lay in layers:
         got = layer_measures(checkpoint, lay)
-        for of, stats in (("cumulative", got.cumulative), ("summative", got.summative)):
-            unit_wise = getattr(checkpoint, f"{of}_mask")()
-            weight, _ = parameter_wise(checkpoint, lay, unit_wise, "min")
-            assert stats == summarise(weight), (lay.name, of)
-        assert got.protected == weight_is_one(checkpoint, lay)
+        for unit_wise, stats in ((cumulative, got.cumulative), (summative, got.summative)):
+            values = weight_values(lay, unit_wise)
+            assert stats.count == len(values)
+            assert (stats.min, stats.max) == (min(values), max(values))
+            assert stats.mean == pytest.approx(sum(values) / len(values))
+            assert dict(stats.histogram) == dict(Counter(values))
+        assert got.protected == weight_values(lay, cumulative).count(1)
 
 
-def weight_is_one(checkpoint, lay):
-    """Weights whose both units are in the cumulative mask, by plain loops."""
-    cumulative = checkpoint.cumulative_mask()
-    rows = cumulative[lay.name]
+def weight_values(lay, unit_wise) -> list[int]:
+    """Every weight's min(m[i], m_preceding[j]) (m[i] in a first layer), by plain loops."""
+    rows = unit_wise[lay.name]
     if lay.preceding is None:
-        return int(rows.sum()) * lay.fan_in * lay.kernel_size
-    columns = np.repeat(cumulative[lay.preceding], lay.fan_in // len(cumulative[lay.preceding]))
+        columns = [max(rows)] * lay.fan_in  # min(m[i], top) is m[i]
+    else:
+        source = unit_wise[lay.preceding]
+        columns = [m for m in source for _ in range(lay.fan_in // len(source))]
     pairs = itertools.product(rows, columns)
-    return sum(int(a and b) for a, b in pairs) * lay.kernel_size
+    return [min(a, b) for a, b in pairs for _ in range(lay.kernel_size)]
 
 
 @pytest.mark.parametrize("layers", [MLP, RESNET18], ids=["mlp", "resnet18"])

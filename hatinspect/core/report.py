@@ -77,11 +77,11 @@ class Report(Result):
         return "; ".join(f"{run.run.name}: {run.summary}" for run in self.runs)
 
 
-def build_report(runs: Sequence[Run], read=None) -> Report:
-    """The report of `runs`; `read(path, keys)` reads tensors for the audits."""
+def build_report(runs: Sequence[Run]) -> Report:
+    """The report of `runs`; the audits read the weights of each run's files."""
     if not runs:
         raise HatinspectError("a report needs at least one checkpoint or run")
-    reports = tuple(run_report(run, read) for run in runs)
+    reports = tuple(run_report(run) for run in runs)
     return Report(reports, compare(runs) if len(runs) > 1 else None)
 
 
@@ -101,7 +101,7 @@ def one_run_or_many(runs: Sequence[Run]) -> list[Run]:
     return [Run(name=runs[0].name, path=files[-1].path, checkpoints=tuple(files))]
 
 
-def run_report(run: Run, read=None) -> RunReport:
+def run_report(run: Run) -> RunReport:
     final = run.final
     pairs = zip(run.checkpoints, run.checkpoints[1:], strict=False)
     return RunReport(
@@ -110,7 +110,7 @@ def run_report(run: Run, read=None) -> RunReport:
         masks=summarise_masks(final),
         overlap=overlap(final),
         measures=tuple(layer_measures(final, layer) for layer in final.layers),
-        audits=tuple(audit(before, after, read) for before, after in pairs),
+        audits=tuple(audit(before, after) for before, after in pairs),
     )
 
 
