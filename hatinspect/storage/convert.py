@@ -24,7 +24,12 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, source: str | None =
     if sniff(src) != "torch":
         raise CheckpointError(f"{src}: already a native hatinspect file")
     imported = import_checkpoint(src, source)
-    return write_checkpoint(dst, _tensors(imported), _header(imported))
+    header = _header(imported)
+    try:  # the header as a reader will see it: refused here, naming the source
+        fmt.decode_header(fmt.encode_header(header))
+    except ValueError as exc:
+        raise CheckpointError(f"{src}: cannot be converted: {exc}") from None
+    return write_checkpoint(dst, _tensors(imported), header)
 
 
 def _header(imported: Imported) -> fmt.Header:
