@@ -585,3 +585,15 @@ def test_huge_task_numbers_in_keys_are_never_parsed(tmp_path):
 def test_a_config_of_100000_layers_is_refused_before_building(tmp_path):
     path = torch_save(tmp_path / "deep.pt", _hatinspect_pt(config=_config(hidden_dims=[4] * 10**5)))
     refused(path, "hidden_dims")
+
+
+def test_a_million_task_ids_without_masks_are_refused_without_listing_their_masks(tmp_path):
+    metadata = native_metadata(LAYERS, MASKS)
+    metadata[fmt.TASK_IDS_KEY] = json.dumps(list(range(10**6)))
+    path = write_native(tmp_path / "many.safetensors", LAYERS, MASKS, metadata=metadata)
+    refused(path, "no tensor 'mask.2.fc/0'")
+
+
+def test_more_masks_than_any_network_has_are_refused_before_building_them(tmp_path):
+    state = {"c.weight": torch.randn(1, 3), "ec.weight": torch.randn(2**18 + 1, 1)}
+    refused(torch_save(tmp_path / "many-tasks.pt", state), "more masks than")

@@ -264,8 +264,15 @@ def _mask(path: Path, f, key: str, units: int) -> np.ndarray:
 
 
 def _check_no_stray_masks(path: Path, f, header: fmt.Header) -> None:
+    held = {key for key in f.keys() if key.startswith(fmt.MASK_PREFIX)}
+    if len(header.task_ids) * len(header.layers) > len(held):
+        # a mask is missing: name the first, never building the (tasks x layers) names
+        for task in header.task_ids:
+            for layer in header.layers:
+                if (key := fmt.mask_key(task, layer.name)) not in held:
+                    raise CheckpointError(f"{path}: mask: no tensor {shown(key)}")
     expected = {fmt.mask_key(t, layer.name) for t in header.task_ids for layer in header.layers}
-    stray = sorted(k for k in f.keys() if k.startswith(fmt.MASK_PREFIX) and k not in expected)
+    stray = sorted(held - expected)
     if stray:
         raise CheckpointError(
             f"{path}: mask {shown(stray[0])} belongs to no stored task and layer in the metadata"

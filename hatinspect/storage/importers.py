@@ -146,6 +146,7 @@ def _original_hat(path: Path, state, extra) -> Imported:
             f"{path}: task embeddings disagree on the task count: {sorted(tasks)}"
         )
     task_ids = tuple(range(tasks.pop()))
+    _check_mask_count(path, len(task_ids), len(names))
     masks = {
         t: {n: _threshold(path, f"e{n}.weight", state[f"e{n}.weight"][t]) for n in names}
         for t in task_ids
@@ -186,6 +187,7 @@ def _hat_cl(path: Path, state, extra) -> Imported:
     if not attention:
         raise CheckpointError(f"{path}: no HAT-CL masker.attention tensors")
     task_ids = sorted(set().union(*(_trained_tasks(path, state, m) for m in attention)))
+    _check_mask_count(path, len(task_ids), len(attention))
     masks = {
         t: {
             module.replace(".", "/"): _attention_mask(path, module, attention[module], t)
@@ -325,6 +327,19 @@ def _rebuilt_layers(path: Path, backbone: str, config: dict, state) -> tuple[Lay
     for layer in layers:
         _check_weight(path, state, layer)
     return layers
+
+
+MAX_MASKS = 2**18  # (task, layer) masks one file may yield: 1,000 tasks of a ResNet-152 fit
+
+
+def _check_mask_count(path: Path, tasks: int, layers: int) -> None:
+    """Refuse, before building them, more masks than any network has (each costs a
+    small array: a file of many one-unit embeddings would otherwise cost ~50x its size)."""
+    if tasks * layers > MAX_MASKS:
+        raise CheckpointError(
+            f"{path}: {tasks:,} tasks x {layers:,} layers are more masks than hatinspect"
+            f" reads ({MAX_MASKS:,})"
+        )
 
 
 MAX_CONFIG_ITEMS = 1024  # entries of a config list, e.g. hidden_dims: no network has more

@@ -291,8 +291,9 @@ def _readable_dtypes() -> frozenset:
 
 
 def _tensors(payload) -> Iterator:
-    """Tensors anywhere in dicts, lists and tuples, walked without recursion; every other
-    object is skipped (a placeholder's contents are walked where they are containers)."""
+    """Tensors anywhere in dicts, lists, tuples and the attributes of other objects (a
+    placeholder for a pickled class keeps its arguments and state there), walked without
+    recursion, each object once."""
     import torch
 
     pending, seen = [payload], set()
@@ -300,8 +301,14 @@ def _tensors(payload) -> Iterator:
         item = pending.pop()
         if isinstance(item, torch.Tensor):
             yield item
-        elif isinstance(item, dict | list | tuple) and id(item) not in seen:
+        elif id(item) in seen or isinstance(item, str | bytes | int | float | type):
+            continue
+        else:
             seen.add(id(item))
-            pending.extend(item.values() if isinstance(item, dict) else item)
             if isinstance(item, dict):
+                pending.extend(item.values())
                 pending.extend(key for key in item if isinstance(key, torch.Tensor))
+            elif isinstance(item, list | tuple | set | frozenset):
+                pending.extend(item)
+            elif isinstance(getattr(item, "__dict__", None), dict):
+                pending.extend(vars(item).values())
