@@ -34,9 +34,9 @@ from checkpoint_factories import (
 from safetensors.torch import save_file
 
 import hatinspect
+from hatinspect.checkpoints import read_tensors
 from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError, one_line, shown
-from hatinspect.core.reader import read_tensors
 
 LAYERS = linear_layers((6, 5, 4, 3))
 MASKS = binary_masks({layer.name: layer.units for layer in LAYERS}, (0, 1), seed=1)
@@ -231,7 +231,7 @@ def test_unreadable_files_and_folders_are_checkpoint_errors(tmp_path):
         code = """
             import os, sys
             import hatinspect
-            from hatinspect.core.reader import read_tensors
+            from hatinspect.checkpoints import read_tensors
             if os.geteuid() == 0:
                 os.setgid(65534), os.setuid(65534)
             for opener in (hatinspect.open_checkpoint, lambda p: read_tensors(p, ["w"])):
@@ -292,7 +292,7 @@ def test_out_of_memory_under_an_address_space_limit_is_one_line(tmp_path):
     code = """
         import resource, sys
         import hatinspect
-        from hatinspect.core.reader import read_tensors
+        from hatinspect.checkpoints import read_tensors
         resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31))
         for opener in (hatinspect.open_checkpoint, lambda p: read_tensors(p, ["w"])):
             try:
@@ -520,7 +520,8 @@ def _config(**changes):
 @pytest.mark.parametrize(
     "name, payload, message",
     [
-        ("sparse", lambda: _original(**{"ec.weight": torch.randn(2, 4).to_sparse()}), "dense"),
+        # sparse tensors are rebuilt by a torch global that is refused before loading
+        ("sparse", lambda: _original(**{"ec.weight": torch.randn(2, 4).to_sparse()}), "refused"),
         ("meta", lambda: _original(**{"c.weight": torch.empty(4, 3, device="meta")}), "dense"),
         (
             "quantized",
@@ -597,3 +598,25 @@ def test_a_million_task_ids_without_masks_are_refused_without_listing_their_mask
 def test_more_masks_than_any_network_has_are_refused_before_building_them(tmp_path):
     state = {"c.weight": torch.randn(1, 3), "ec.weight": torch.randn(2**18 + 1, 1)}
     refused(torch_save(tmp_path / "many-tasks.pt", state), "more masks than")
+
+
+def test_a_saved_model_whose_tensor_outgrows_its_storage_is_refused_unallocated(tmp_path):
+    # a whole pickled object goes through the placeholder unpickler, whose storages torch
+    # would grow to whatever a tensor claims: 2^31 floats from a 4-byte record
+    data = torch_zip(torch.nn.Linear(1, 1))
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+        pickled = archive.read(name)
+    at = pickled.index(b"K\x01K\x01\x86")  # the weight's size (1, 1)
+    grown = pickled[:at] + b"J\x00\x00\x00\x80K\x01\x86" + pickled[at + 5 :]
+    path = tmp_path / "grown.pt"
+    path.write_bytes(replace_record(data, "data.pkl", grown))
+    out = open_in_subprocess([path], memory=2**29)["grown.pt"]
+    assert out.startswith("ERR") and "outside its storage" in out, out
+
+
+def test_a_saved_model_storage_shorter_than_it_claims_is_refused(tmp_path):
+    data = torch_zip(torch.nn.Linear(4, 2))
+    path = tmp_path / "short.pt"
+    path.write_bytes(replace_record(data, "data/0", bytes(4)))
+    refused(path, "holds other than it claims")

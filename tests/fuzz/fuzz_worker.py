@@ -66,10 +66,11 @@ def run_case(path: Path, scratch: Path) -> dict:
     import numpy as np
 
     import hatinspect
+    from hatinspect.checkpoints import read_tensors
     from hatinspect.core.capacity import capacity
     from hatinspect.core.errors import one_line
     from hatinspect.core.measure import measure
-    from hatinspect.core.reader import read_tensors, sniff
+    from hatinspect.core.reader import sniff
 
     global armed
     before = _digest(path)
