@@ -14,7 +14,6 @@ from typing import NamedTuple
 import numpy as np
 
 from hatinspect.core.errors import CheckpointError
-from hatinspect.core.masks import task_matrix
 from hatinspect.core.types import Checkpoint, LayerInfo
 
 
@@ -74,7 +73,7 @@ class CapacityReport:
 
 
 class _Counts(NamedTuple):
-    """One layer's unit counts, each (tasks,) int64 in the checkpoint's task order."""
+    """Unit counts, each (layers, tasks) int64: layers and tasks in the checkpoint's order."""
 
     used: np.ndarray  # units in the cumulative mask after each task
     active: np.ndarray  # units each task's own mask keeps
@@ -82,42 +81,69 @@ class _Counts(NamedTuple):
 
 
 def capacity(checkpoint: Checkpoint) -> CapacityReport:
-    """Usage per layer and in total after all stored tasks, and how it grew task by task."""
-    counts = {layer.name: _counts(checkpoint, layer) for layer in checkpoint.layers}
-    # layer name -> (tasks,) parameters protected after each task
-    protected = {
-        layer.name: _protected(
-            layer, counts[layer.name].used, _fan_in_used(checkpoint, layer, counts)
+    """Usage per layer and in total after all stored tasks, and how it grew task by task.
+
+    Every layer is counted at once: the masks are laid side by side in one (tasks, units)
+    matrix, so the time is linear in layers and tasks."""
+    layers = checkpoint.layers
+    counts = _counts(checkpoint)
+    # (layers, tasks): parameters protected after each task
+    protected = _protected(layers, counts.used, _fan_in_used(checkpoint, counts.used))
+    last = len(checkpoint.task_ids) - 1
+    usages = tuple(
+        Usage(
+            name=layer.name,
+            units=layer.units,
+            units_used=int(counts.used[index, last]) if last >= 0 else 0,
+            params=layer.params,
+            params_protected=int(protected[index, last]) if last >= 0 else 0,
         )
-        for layer in checkpoint.layers
-    }
-    layers = tuple(
-        _usage(layer, counts[layer.name].used, protected[layer.name]) for layer in checkpoint.layers
+        for index, layer in enumerate(layers)
     )
     return CapacityReport(
         checkpoint=checkpoint.path,
         tasks=checkpoint.task_ids,
-        layers=layers,
-        total=_total(layers),
+        layers=usages,
+        total=_total(usages),
         by_task=_growth(checkpoint, counts, protected),
     )
 
 
-def _counts(checkpoint: Checkpoint, layer: LayerInfo) -> _Counts:
-    matrix = task_matrix(checkpoint, layer, checkpoint.task_ids)
-    cumulative = np.maximum.accumulate(matrix, axis=0) if len(matrix) else matrix
-    used = cumulative.sum(axis=1, dtype=np.int64)
-    active = matrix.sum(axis=1, dtype=np.int64)
-    return _Counts(used, active, np.diff(used, prepend=0))
+def _counts(checkpoint: Checkpoint) -> _Counts:
+    layers, tasks = checkpoint.layers, checkpoint.task_ids
+    sizes = np.array([layer.units for layer in layers], dtype=np.int64)
+    owner = np.repeat(np.arange(len(layers)), sizes)  # (units,): the layer of each unit
+    shape = (len(layers), len(tasks))
+    if not tasks:
+        empty = np.zeros(shape, dtype=np.int64)
+        return _Counts(empty, empty, empty)
+    # (tasks, units): every layer's mask side by side, one row per task
+    matrix = np.stack(
+        [np.concatenate([checkpoint.masks[task][layer.name] for layer in layers]) for task in tasks]
+    )
+    # the task (index) that first used each unit; len(tasks) for a unit none used
+    first = np.where(matrix.any(axis=0), matrix.argmax(axis=0), len(tasks))
+    new = np.bincount(owner * (len(tasks) + 1) + first, minlength=len(layers) * (len(tasks) + 1))
+    new = new.reshape(len(layers), len(tasks) + 1)[:, :-1].astype(np.int64)
+    active = np.stack(
+        [np.bincount(owner, weights=row, minlength=len(layers)) for row in matrix], axis=1
+    ).astype(np.int64)
+    return _Counts(np.cumsum(new, axis=1), active, new)
 
 
-def _fan_in_used(checkpoint: Checkpoint, layer: LayerInfo, counts) -> np.ndarray | int:
-    """Inputs of `layer` in the cumulative mask after each task: the preceding layer's
-    used units times the inputs each of them feeds (1, or h*w after a flatten)."""
-    if layer.preceding is None:
-        return layer.fan_in
-    source = checkpoint.layer(layer.preceding)
-    return counts[source.name].used * inputs_per_unit(layer, source)
+def _fan_in_used(checkpoint: Checkpoint, used: np.ndarray) -> np.ndarray:
+    """(layers, tasks): inputs of each layer in the cumulative mask after each task: the
+    preceding layer's used units times the inputs each of them feeds (1, or h*w after a
+    flatten); all inputs for a first layer."""
+    rows = []
+    index = {layer.name: i for i, layer in enumerate(checkpoint.layers)}
+    for layer in checkpoint.layers:
+        if layer.preceding is None:
+            rows.append(np.full(used.shape[1], layer.fan_in, dtype=np.int64))
+        else:
+            source = checkpoint.layer(layer.preceding)
+            rows.append(used[index[source.name]] * inputs_per_unit(layer, source))
+    return np.stack(rows) if rows else used
 
 
 def inputs_per_unit(layer: LayerInfo, source: LayerInfo) -> int:
@@ -130,19 +156,10 @@ def inputs_per_unit(layer: LayerInfo, source: LayerInfo) -> int:
     return layer.fan_in // source.units
 
 
-def _protected(layer: LayerInfo, used: np.ndarray, fan_in_used) -> np.ndarray:
-    biases = used if layer.has_bias else 0
-    return layer.kernel_size * used * fan_in_used + biases
-
-
-def _usage(layer: LayerInfo, used: np.ndarray, protected: np.ndarray) -> Usage:
-    return Usage(
-        name=layer.name,
-        units=layer.units,
-        units_used=int(used[-1]) if len(used) else 0,
-        params=layer.params,
-        params_protected=int(protected[-1]) if len(used) else 0,
-    )
+def _protected(layers, used: np.ndarray, fan_in_used: np.ndarray) -> np.ndarray:
+    kernel = np.array([[layer.kernel_size] for layer in layers], dtype=np.int64)
+    bias = np.array([[layer.has_bias] for layer in layers], dtype=np.int64)
+    return kernel * used * fan_in_used + bias * used
 
 
 def _total(layers: tuple[Usage, ...]) -> Usage:
@@ -154,13 +171,13 @@ def _total(layers: tuple[Usage, ...]) -> Usage:
     )
 
 
-def _growth(checkpoint: Checkpoint, counts, protected) -> tuple[TaskGrowth, ...]:
-    used_after = sum(layer.used for layer in counts.values())
-    active = sum(layer.active for layer in counts.values())
-    new = sum(layer.new for layer in counts.values())
+def _growth(checkpoint: Checkpoint, counts: _Counts, protected) -> tuple[TaskGrowth, ...]:
+    used_after = counts.used.sum(axis=0)
+    active = counts.active.sum(axis=0)
+    new = counts.new.sum(axis=0)
     units = sum(layer.units for layer in checkpoint.layers)
     params = sum(layer.params for layer in checkpoint.layers)
-    protected_after = sum(protected.values())
+    protected_after = protected.sum(axis=0)
     return tuple(
         TaskGrowth(
             task=task,

@@ -36,6 +36,9 @@ TASK_ID_KEY = "hatinspect.task_id"  # JSON: the backbone's current task id, or n
 SOURCE_KEY = "hatinspect.source"  # "hatinspect" or the format a file was converted from
 NOTES_KEY = "hatinspect.notes"  # JSON list of caveats about what could be recovered
 USER_PREFIX = "user."  # + a user metadata key; value a string or JSON text
+# User metadata keys hatinspect itself writes and reads (without the prefix).
+RUN_ID_KEY = "run_id"  # the same in every checkpoint of one training run
+ALGORITHM_KEY = "algorithm"  # "hat", "adahat" or "finetuning"
 
 SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
 LAYER_FIELDS = ("name", "units", "weight_shape", "weight_key", "bias_key", "preceding")
@@ -124,8 +127,8 @@ def decode_layers(records) -> tuple[LayerInfo, ...]:
     if not isinstance(records, list) or not records:
         raise ValueError(f"{LAYERS_KEY!r} must be a non-empty list of layer records")
     layers = tuple(_layer(record, index) for index, record in enumerate(records))
-    names = [layer.name for layer in layers]
-    if len(set(names)) != len(names):
+    names = {layer.name for layer in layers}
+    if len(names) != len(layers):
         raise ValueError(f"{LAYERS_KEY!r} names a layer twice")
     for layer in layers:
         if layer.preceding is not None and layer.preceding not in names:
