@@ -79,7 +79,13 @@ def train_sequence(
     on_epoch: EpochCallback | None = None,
     on_task_end: TaskEndCallback | None = None,
 ) -> list[list[float]]:
-    """Learn ``tasks`` in order (task ids 1, 2, ...); return the accuracy rows."""
+    """Learn ``tasks`` in order (task ids 1, 2, ...); return the accuracy rows.
+
+    The backbone gets a run id (``hatinspect.storage.save.run_id``) that every checkpoint
+    saved of it carries."""
+    from hatinspect.storage.save import run_id
+
+    run_id(backbone)
     accuracy: list[list[float]] = []
     for t, task in enumerate(tasks, start=1):
         train_task(backbone, heads, task, config, generator, on_epoch)
