@@ -88,7 +88,7 @@ def measure_heatmap(
         cmap=cmap,
         interpolation="nearest" if max(matrix.shape) <= 256 else "antialiased",
     )
-    kernel = "×".join(map(str, result.weight.shape[2:]))
+    kernel = "×".join(map(str, result.weight_shape[2:]))
     summed = f", summed over the {kernel} kernel" if kernel else ""
     fig.colorbar(image, ax=ax, label=f"{result.aggregation} of the {result.of} measure{summed}")
     _unit_axis(ax, matrix.shape, rows_are_units=True)
