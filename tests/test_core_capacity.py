@@ -100,7 +100,7 @@ def test_resnet152_with_ten_tasks_is_fast():
 def test_a_long_chain_matches_brute_force():
     # many layers, some without bias, each fed by the one before: the counts of every
     # layer come out of one side-by-side matrix, so a misaligned offset would show
-    layers = [layer("l/0", (3, 2))] + [
+    layers = [layer("l/0", (2, 3))] + [
         layer(f"l/{i}", (2 + i % 3, 2 + (i - 1) % 3), f"l/{i - 1}", bias=i % 2 == 0)
         for i in range(1, 300)
     ]
