@@ -8,6 +8,7 @@ weight-sized tensor is ever built.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -90,22 +91,19 @@ def capacity(checkpoint: Checkpoint) -> CapacityReport:
     # (layers, tasks): parameters protected after each task
     protected = _protected(layers, counts.used, _fan_in_used(checkpoint, counts.used))
     last = len(checkpoint.task_ids) - 1
+    used_last = counts.used[:, last].tolist() if last >= 0 else [0] * len(layers)
+    protected_last = protected[:, last].tolist() if last >= 0 else [0] * len(layers)
     usages = tuple(
-        Usage(
-            name=layer.name,
-            units=layer.units,
-            units_used=int(counts.used[index, last]) if last >= 0 else 0,
-            params=layer.params,
-            params_protected=int(protected[index, last]) if last >= 0 else 0,
-        )
-        for index, layer in enumerate(layers)
+        Usage(layer.name, layer.units, used, layer.params, kept)
+        for layer, used, kept in zip(layers, used_last, protected_last, strict=True)
     )
+    total = _total(usages)
     return CapacityReport(
         checkpoint=checkpoint.path,
         tasks=checkpoint.task_ids,
         layers=usages,
-        total=_total(usages),
-        by_task=_growth(checkpoint, counts, protected),
+        total=total,
+        by_task=_growth(checkpoint, counts, protected, total),
     )
 
 
@@ -118,32 +116,36 @@ def _counts(checkpoint: Checkpoint) -> _Counts:
         empty = np.zeros(shape, dtype=np.int64)
         return _Counts(empty, empty, empty)
     # (tasks, units): every layer's mask side by side, one row per task
-    matrix = np.stack(
-        [np.concatenate([checkpoint.masks[task][layer.name] for layer in layers]) for task in tasks]
-    )
+    pick = operator.itemgetter(*(layer.name for layer in layers))
+    matrix = np.stack([np.concatenate(_as_tuple(pick(checkpoint.masks[task]))) for task in tasks])
     # the task (index) that first used each unit; len(tasks) for a unit none used
     first = np.where(matrix.any(axis=0), matrix.argmax(axis=0), len(tasks))
     new = np.bincount(owner * (len(tasks) + 1) + first, minlength=len(layers) * (len(tasks) + 1))
     new = new.reshape(len(layers), len(tasks) + 1)[:, :-1].astype(np.int64)
-    active = np.stack(
-        [np.bincount(owner, weights=row, minlength=len(layers)) for row in matrix], axis=1
-    ).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    active = np.add.reduceat(matrix, starts, axis=1, dtype=np.int64).T
     return _Counts(np.cumsum(new, axis=1), active, new)
+
+
+def _as_tuple(picked) -> tuple:
+    return picked if isinstance(picked, tuple) else (picked,)  # itemgetter of one name
 
 
 def _fan_in_used(checkpoint: Checkpoint, used: np.ndarray) -> np.ndarray:
     """(layers, tasks): inputs of each layer in the cumulative mask after each task: the
     preceding layer's used units times the inputs each of them feeds (1, or h*w after a
     flatten); all inputs for a first layer."""
-    rows = []
     index = {layer.name: i for i, layer in enumerate(checkpoint.layers)}
-    for layer in checkpoint.layers:
+    source = np.zeros(len(checkpoint.layers), dtype=np.intp)  # row of the preceding layer
+    factor = np.zeros(len(checkpoint.layers), dtype=np.int64)  # inputs each of its units feeds
+    whole = np.zeros(len(checkpoint.layers), dtype=np.int64)  # all inputs, for a first layer
+    for i, layer in enumerate(checkpoint.layers):
         if layer.preceding is None:
-            rows.append(np.full(used.shape[1], layer.fan_in, dtype=np.int64))
+            whole[i] = layer.fan_in
         else:
-            source = checkpoint.layer(layer.preceding)
-            rows.append(used[index[source.name]] * inputs_per_unit(layer, source))
-    return np.stack(rows) if rows else used
+            source[i] = index[layer.preceding]
+            factor[i] = inputs_per_unit(layer, checkpoint.layer(layer.preceding))
+    return used[source] * factor[:, None] + whole[:, None]
 
 
 def inputs_per_unit(layer: LayerInfo, source: LayerInfo) -> int:
@@ -163,20 +165,19 @@ def _protected(layers, used: np.ndarray, fan_in_used: np.ndarray) -> np.ndarray:
 
 
 def _total(layers: tuple[Usage, ...]) -> Usage:
-    def total(key: str) -> int:
-        return sum(getattr(layer, key) for layer in layers)
-
-    return Usage(
-        "total", total("units"), total("units_used"), total("params"), total("params_protected")
+    columns = zip(
+        *((u.units, u.units_used, u.params, u.params_protected) for u in layers), strict=True
     )
+    return Usage("total", *(sum(column) for column in columns))
 
 
-def _growth(checkpoint: Checkpoint, counts: _Counts, protected) -> tuple[TaskGrowth, ...]:
+def _growth(
+    checkpoint: Checkpoint, counts: _Counts, protected, total: Usage
+) -> tuple[TaskGrowth, ...]:
     used_after = counts.used.sum(axis=0)
     active = counts.active.sum(axis=0)
     new = counts.new.sum(axis=0)
-    units = sum(layer.units for layer in checkpoint.layers)
-    params = sum(layer.params for layer in checkpoint.layers)
+    units, params = total.units, total.params
     protected_after = protected.sum(axis=0)
     return tuple(
         TaskGrowth(
