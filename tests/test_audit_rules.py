@@ -261,3 +261,19 @@ def test_cli_notes_missing_run_ids_on_stderr(tmp_path, monkeypatch):
     result = run("audit", "before.safetensors", "after.safetensors")
     assert result.exit_code == 0
     assert result.stderr.count("carries no run id") == 2 and "run id" not in result.stdout
+
+
+def test_capacity_of_finetuning_says_nothing_is_protected(tmp_path, monkeypatch):
+    from hatinspect.core.capacity import capacity
+
+    monkeypatch.chdir(tmp_path)
+    before, _ = files(tmp_path, before_meta=run_meta("finetuning"))
+    report = capacity(open_checkpoint(before))
+    assert report.note == "no masks: nothing is protected"
+    assert report.total.params_protected == 0 and report.total.units_used == 0
+    result = run("capacity", before.name)
+    assert result.exit_code == 0 and "no masks: nothing is protected" in result.stdout
+    assert "protected" not in result.stdout.replace("nothing is protected", "")
+    assert json.loads(run("capacity", before.name, "-f", "json").stdout)["note"] == report.note
+    hat = capacity(open_checkpoint(files(tmp_path, before_meta=run_meta("hat"))[0]))
+    assert hat.note is None and hat.total.params_protected > 0

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError
 from hatinspect.core.types import Checkpoint, LayerInfo
 
@@ -71,6 +72,7 @@ class CapacityReport:
     layers: tuple[Usage, ...]
     total: Usage
     by_task: tuple[TaskGrowth, ...]
+    note: str | None = None  # e.g. why nothing is protected
 
 
 class _Counts(NamedTuple):
@@ -87,7 +89,8 @@ def capacity(checkpoint: Checkpoint) -> CapacityReport:
     Every layer is counted at once: the masks are laid side by side in one (tasks, units)
     matrix, so the time is linear in layers and tasks."""
     layers = checkpoint.layers
-    counts = _counts(checkpoint)
+    protects = protects_anything(checkpoint)
+    counts = _counts(checkpoint, protects)
     # (layers, tasks): parameters protected after each task
     protected = _protected(layers, counts.used, _fan_in_used(checkpoint, counts.used))
     last = len(checkpoint.task_ids) - 1
@@ -104,10 +107,20 @@ def capacity(checkpoint: Checkpoint) -> CapacityReport:
         layers=usages,
         total=total,
         by_task=_growth(checkpoint, counts, protected, total),
+        note=None if protects else NO_MASKS,
     )
 
 
-def _counts(checkpoint: Checkpoint) -> _Counts:
+NO_MASKS = "no masks: nothing is protected"
+
+
+def protects_anything(checkpoint: Checkpoint) -> bool:
+    """False for a fine-tuning run, whose stored masks (all ones) protect nothing."""
+    algorithm = str(checkpoint.metadata.get(fmt.ALGORITHM_KEY, "")).strip('"').lower()
+    return algorithm != "finetuning"
+
+
+def _counts(checkpoint: Checkpoint, protects: bool = True) -> _Counts:
     layers, tasks = checkpoint.layers, checkpoint.task_ids
     sizes = np.array([layer.units for layer in layers], dtype=np.int64)
     owner = np.repeat(np.arange(len(layers)), sizes)  # (units,): the layer of each unit
@@ -118,6 +131,8 @@ def _counts(checkpoint: Checkpoint) -> _Counts:
     # (tasks, units): every layer's mask side by side, one row per task
     pick = operator.itemgetter(*(layer.name for layer in layers))
     matrix = np.stack([np.concatenate(_as_tuple(pick(checkpoint.masks[task]))) for task in tasks])
+    if not protects:
+        matrix[...] = 0
     # the task (index) that first used each unit; len(tasks) for a unit none used
     first = np.where(matrix.any(axis=0), matrix.argmax(axis=0), len(tasks))
     new = np.bincount(owner * (len(tasks) + 1) + first, minlength=len(layers) * (len(tasks) + 1))

@@ -117,6 +117,7 @@ GROWTH_CSV_KEYS = [*GROWTH_KEYS, "units_used", "params_protected"]
 @record.register
 def _(report: CapacityReport) -> dict:
     return {
+        **({"note": report.note} if report.note else {}),
         "checkpoint": report.checkpoint,
         "tasks": list(report.tasks),
         "layers": [_fields(layer, USAGE_KEYS) for layer in report.layers],

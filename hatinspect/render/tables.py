@@ -138,6 +138,8 @@ def _histogram_table(report: MaskReport) -> Table:
 
 @tables.register
 def _(report: CapacityReport, by_task: bool = False, **_layout) -> list[RenderableType]:
+    if report.note:
+        return [_heading(f"Capacity of {report.checkpoint}"), Text(f"{report.note}.")]
     if by_task:
         return [_heading("Growth task by task"), _growth_table(report, full=True)]
     return [
