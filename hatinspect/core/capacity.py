@@ -121,25 +121,21 @@ def protects_anything(checkpoint: Checkpoint) -> bool:
 
 
 def _counts(checkpoint: Checkpoint, protects: bool = True) -> _Counts:
+    """Every layer's counts at once: each task's masks laid side by side in one (units,)
+    row, summed per layer with `np.add.reduceat`; memory is one row, time linear."""
     layers, tasks = checkpoint.layers, checkpoint.task_ids
     sizes = np.array([layer.units for layer in layers], dtype=np.int64)
-    owner = np.repeat(np.arange(len(layers)), sizes)  # (units,): the layer of each unit
-    shape = (len(layers), len(tasks))
-    if not tasks:
-        empty = np.zeros(shape, dtype=np.int64)
-        return _Counts(empty, empty, empty)
-    # (tasks, units): every layer's mask side by side, one row per task
-    pick = operator.itemgetter(*(layer.name for layer in layers))
-    matrix = np.stack([np.concatenate(_as_tuple(pick(checkpoint.masks[task]))) for task in tasks])
-    if not protects:
-        matrix[...] = 0
-    # the task (index) that first used each unit; len(tasks) for a unit none used
-    first = np.where(matrix.any(axis=0), matrix.argmax(axis=0), len(tasks))
-    new = np.bincount(owner * (len(tasks) + 1) + first, minlength=len(layers) * (len(tasks) + 1))
-    new = new.reshape(len(layers), len(tasks) + 1)[:, :-1].astype(np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    active = np.add.reduceat(matrix, starts, axis=1, dtype=np.int64).T
-    return _Counts(np.cumsum(new, axis=1), active, new)
+    used = np.zeros((len(layers), len(tasks)), dtype=np.int64)
+    active = np.zeros_like(used)
+    pick = operator.itemgetter(*(layer.name for layer in layers))
+    cumulative = np.zeros(int(sizes.sum()), dtype=np.uint8)
+    for t, task in enumerate(tasks if protects else ()):
+        row = np.concatenate(_as_tuple(pick(checkpoint.masks[task])))
+        active[:, t] = np.add.reduceat(row, starts, dtype=np.int64)
+        np.maximum(cumulative, row, out=cumulative)
+        used[:, t] = np.add.reduceat(cumulative, starts, dtype=np.int64)
+    return _Counts(used, active, np.diff(used, axis=1, prepend=0))
 
 
 def _as_tuple(picked) -> tuple:

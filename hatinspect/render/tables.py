@@ -9,8 +9,8 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from hatinspect.core.audit import DRIFT, NO_MASKS, NOTHING_PROTECTED, TOLERANCE, AuditReport
-from hatinspect.core.capacity import CapacityReport, TaskGrowth, Usage
+from hatinspect.core.audit import DRIFT, NOTHING_PROTECTED, TOLERANCE, AuditReport
+from hatinspect.core.capacity import NO_MASKS, CapacityReport, TaskGrowth, Usage
 from hatinspect.core.masks import MaskReport
 from hatinspect.core.measure import LayerMeasure
 from hatinspect.core.overlap import Overlap, OverlapReport
