@@ -112,12 +112,12 @@ def bench_overlap_command(pairs: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = write_sparse(Path(folder) / "t640.safetensors", checkpoint.layers, checkpoint.masks)
         sides = {
-            "hatinspect overlap -f json (640 tasks)": [
+            "hatinspect overlap -f csv (640 tasks)": [
                 "hatinspect",
                 "overlap",
                 path.name,
                 "-f",
-                "json",
+                "csv",
             ],
             "python -c 'import numpy, safetensors'": [
                 sys.executable,
@@ -126,7 +126,7 @@ def bench_overlap_command(pairs: int) -> None:
             ],
         }
         results = interleave_commands(sides, pairs, cwd=folder)
-        report("overlap command, 640 tasks x 155 layers (JSON to /dev/null)", results, unit="s")
+        report("overlap command, 640 tasks x 155 layers, network matrix as CSV", results, unit="s")
 
 
 def _copy(checkpoint: Checkpoint) -> Checkpoint:
@@ -137,10 +137,15 @@ def _copy(checkpoint: Checkpoint) -> Checkpoint:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--only", choices=("capacity", "overlap", "command"))
     args = parser.parse_args()
-    bench_capacity(args.pairs)
-    bench_overlap(args.pairs)
-    bench_overlap_command(args.pairs)
+    for name, bench in (
+        ("capacity", bench_capacity),
+        ("overlap", bench_overlap),
+        ("command", bench_overlap_command),
+    ):
+        if args.only in (None, name):
+            bench(args.pairs)
 
 
 if __name__ == "__main__":
