@@ -45,7 +45,7 @@ def whole_file_audit(before: str, after: str) -> None:
     """The former audit: every weight of both files in memory, compared entry by entry."""
     import numpy as np
 
-    from hatinspect.core.reader import open_checkpoint, read_tensors
+    from hatinspect.checkpoints import open_checkpoint, read_tensors
 
     early, late = open_checkpoint(before), open_checkpoint(after)
     keys = [k for layer in early.layers for k in (layer.weight_key, layer.bias_key) if k]
@@ -69,7 +69,7 @@ def whole_measure(path: str, layer_name: str) -> None:
     """The former measure: the weight-shaped array built, then counted with np.unique."""
     import numpy as np
 
-    from hatinspect.core.reader import open_checkpoint
+    from hatinspect.checkpoints import open_checkpoint
 
     checkpoint = open_checkpoint(path)
     layer = checkpoint.layer(layer_name)

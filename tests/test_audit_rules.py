@@ -15,9 +15,9 @@ from inspect_checkpoints import (
     write_native,
 )
 
+from hatinspect.checkpoints import open_checkpoint
 from hatinspect.core import blocks
 from hatinspect.core.audit import AuditRefused, audit
-from hatinspect.core.reader import open_checkpoint
 
 TASKS_AFTER = random_masks(MLP, [1, 2, 3], seed=5)
 TASKS_AFTER[1]["fc/0"][0] = 1  # unit 0 of fc/0 is protected from task 1 on

@@ -55,7 +55,7 @@ class AuditReport:
     algorithm: str = "unknown"  # from the metadata: hat, adahat, finetuning or unknown
     rule: str = BIT_IDENTICAL
     tolerance: float | None = None  # the largest change allowed under the tolerance rule
-    notes: tuple[str, ...] = ()  # what could not be checked, e.g. files without a run id
+    notes: tuple[str, ...] = ()  # the files' caveats, and what could not be checked (run ids)
 
     @property
     def protected(self) -> int:
@@ -94,7 +94,8 @@ def audit(
     `TensorFile`; a PyTorch checkpoint's tensors are loaded whole through the importers).
     """
     pairs = [(layer, _counterpart(layer, after)) for layer in before.layers]
-    notes = _check_comparable(before, after)
+    inputs = (note for checkpoint in (before, after) for note in checkpoint.notes)
+    notes = tuple(dict.fromkeys((*inputs, *_check_comparable(before, after))))
     algorithm = _algorithm(before, after)
     rule = _rule(algorithm, strict, tolerance, before)
     report = AuditReport(
@@ -198,7 +199,7 @@ class InMemory:
 
     def __init__(self, path: str, keys: list[str], tensors=None) -> None:
         if tensors is None:
-            from hatinspect.core.reader import read_tensors
+            from hatinspect.checkpoints import read_tensors
 
             tensors = read_tensors(path, keys)
         self._tensors = {key: np.ascontiguousarray(value) for key, value in tensors.items()}
