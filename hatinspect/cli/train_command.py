@@ -26,7 +26,8 @@ DEFAULT_EPOCHS = 15
 
 
 def _choices(options: tuple[str, ...]) -> str:
-    return "|".join(options)
+    # spaced, so that a narrow help panel wraps between choices, never inside one
+    return " | ".join(options)
 
 
 AlgorithmOption = Annotated[
@@ -42,7 +43,7 @@ AlgorithmOption = Annotated[
 TasksOption = Annotated[
     int, typer.Option("--tasks", "-n", help="Tasks to learn, one after another.")
 ]
-EpochsOption = Annotated[int, typer.Option("--epochs", "-e", help="Epochs per task.")]
+EpochsOption = Annotated[int, typer.Option("--epochs", "-e", help="Epochs per task (1 or more).")]
 SeedOption = Annotated[
     int,
     typer.Option(
@@ -53,8 +54,8 @@ BackboneOption = Annotated[
     str,
     typer.Option(
         metavar=_choices(BACKBONES),
-        help="mlp (about 4 s for 5 tasks on 2 CPU cores) or resnet18 on 16x16 synthetic "
-        "images (about 15 times slower, a minute, and 45 MB per checkpoint).",
+        help="mlp (seconds for 5 tasks on a CPU) or resnet18 on 16x16 synthetic "
+        "images (much slower: minutes on a CPU, and 45 MB per checkpoint).",
     ),
 ]
 DatasetOption = Annotated[
@@ -67,7 +68,25 @@ DatasetOption = Annotated[
 ]
 OutOption = Annotated[
     Path,
-    typer.Option("--out", "-o", metavar="DIR", help="Folder for after-task-<t>.safetensors."),
+    typer.Option(
+        "--out",
+        "-o",
+        metavar="DIR",
+        help="Folder for after-task-<t>.safetensors: a new or empty one, unless --force.",
+    ),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Write into a folder that already holds files.")
+]
+WidthOption = Annotated[
+    int | None,
+    typer.Option(
+        "--width",
+        min=20,
+        metavar="N",
+        help="Lay the table out in N columns (default: COLUMNS or the terminal's; "
+        "no limit when the output is piped).",
+    ),
 ]
 FormatOption = Annotated[
     str,
@@ -87,17 +106,25 @@ def train_demo(
     dataset: DatasetOption = "toy",
     out: OutOption = Path("hatinspect-demo"),
     fmt: FormatOption = "table",
+    force: ForceOption = False,
+    width: WidthOption = None,
 ) -> None:
-    """Train a HAT network on toy tasks, one after another, and show it forgets nothing."""
+    """Train a HAT network on toy tasks, one after another, and show it forgets nothing.
+
+    Examples:  hatinspect train-demo --out demo
+               hatinspect train-demo --algorithm finetuning --out ft -n 3
+    """
     if fmt not in FORMATS:
         raise fail(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", code=2)
+    if epochs < 1:
+        raise fail(f"the number of epochs must be at least 1, got {epochs}", code=2)
     from hatinspect.training.demo import DemoConfig, run_demo
 
     try:
         config = DemoConfig(algorithm, tasks, epochs, seed, backbone, dataset)
     except ValueError as exc:
         raise fail(str(exc), hint="see hatinspect train-demo --help", code=2) from None
-    _prepare(out)
+    _prepare(out, force)
     try:
         with _Progress(config.tasks, config.epochs) as progress:
             result = run_demo(config, out, progress.epoch_done)
@@ -113,11 +140,18 @@ def train_demo(
     if fmt == "json":
         sys.stdout.write(json.dumps(demo.record(result), indent=2) + "\n")
     else:
-        demo.print_table(result)
+        demo.print_table(result, width)
 
 
-def _prepare(out: Path) -> None:
-    """Make sure checkpoints can be written to ``out`` before training for a minute."""
+def _prepare(out: Path, force: bool) -> None:
+    """Make sure checkpoints can be written to ``out`` before training for a minute, and
+    that they will not mix with another run's files."""
+    if out.is_dir() and not force and any(out.iterdir()):
+        raise fail(
+            f"{out} already holds files; another run's checkpoints would mix with this one's",
+            hint="choose an empty --out, or pass --force",
+            code=2,
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):

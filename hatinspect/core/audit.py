@@ -31,6 +31,7 @@ BIT_IDENTICAL = "bit-identical"  # no protected parameter may change at all
 TOLERANCE = "tolerance"  # no protected parameter may change by more than the tolerance
 DRIFT = "drift"  # AdaHAT: changes are reported, not judged
 NOTHING_PROTECTED = "nothing protected"  # no masks: fine-tuning, or no task stored yet
+NO_MASKS = "no masks: nothing is protected"
 
 
 class AuditRefused(HatinspectError):

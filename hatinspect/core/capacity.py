@@ -9,13 +9,15 @@ weight-sized tensor is ever built.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
 
 from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError
+from hatinspect.core.select import select_layers, select_tasks
 from hatinspect.core.types import Checkpoint, LayerInfo
 
 
@@ -72,7 +74,8 @@ class CapacityReport:
     layers: tuple[Usage, ...]
     total: Usage
     by_task: tuple[TaskGrowth, ...]
-    note: str | None = None  # e.g. why nothing is protected
+    # False when the masks protect nothing: none stored, or a fine-tuning run's
+    protects: bool = True
 
 
 class _Counts(NamedTuple):
@@ -83,22 +86,38 @@ class _Counts(NamedTuple):
     new: np.ndarray  # units each task claimed that no earlier task had used
 
 
-def capacity(checkpoint: Checkpoint) -> CapacityReport:
-    """Usage per layer and in total after all stored tasks, and how it grew task by task.
+def capacity(
+    checkpoint: Checkpoint,
+    tasks: Sequence[int] = (),
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> CapacityReport:
+    """Usage per layer and in total after the stored tasks, and how it grew task by task.
 
-    Every layer is counted at once: the masks are laid side by side in one (tasks, units)
-    matrix, so the time is linear in layers and tasks."""
+    `tasks` counts only those tasks' masks (as if no other was stored); `include` and
+    `exclude` globs choose the layers reported, totalled and grown over (a chosen layer's
+    protected weights still depend on its preceding layer's units, chosen or not).
+
+    Every layer is counted at once, its masks side by side with the others', so the time
+    is linear in layers and tasks."""
+    if tasks:
+        checkpoint = replace(checkpoint, task_ids=select_tasks(checkpoint, tasks))
     layers = checkpoint.layers
-    protects = protects_anything(checkpoint)
-    counts = _counts(checkpoint, protects)
+    chosen = select_layers(checkpoint, include, exclude) if include or exclude else layers
+    counts = _counts(checkpoint)
     # (layers, tasks): parameters protected after each task
     protected = _protected(layers, counts.used, _fan_in_used(checkpoint, counts.used))
+    if chosen is not layers:
+        wanted = {layer.name for layer in chosen}
+        rows = [i for i, layer in enumerate(layers) if layer.name in wanted]
+        counts = _Counts(*(part[rows] for part in counts))
+        protected = protected[rows]
     last = len(checkpoint.task_ids) - 1
-    used_last = counts.used[:, last].tolist() if last >= 0 else [0] * len(layers)
-    protected_last = protected[:, last].tolist() if last >= 0 else [0] * len(layers)
+    used_last = counts.used[:, last].tolist() if last >= 0 else [0] * len(chosen)
+    protected_last = protected[:, last].tolist() if last >= 0 else [0] * len(chosen)
     usages = tuple(
         Usage(layer.name, layer.units, used, layer.params, kept)
-        for layer, used, kept in zip(layers, used_last, protected_last, strict=True)
+        for layer, used, kept in zip(chosen, used_last, protected_last, strict=True)
     )
     total = _total(usages)
     return CapacityReport(
@@ -107,20 +126,18 @@ def capacity(checkpoint: Checkpoint) -> CapacityReport:
         layers=usages,
         total=total,
         by_task=_growth(checkpoint, counts, protected, total),
-        note=None if protects else NO_MASKS,
+        protects=protects_anything(checkpoint),
     )
 
 
-NO_MASKS = "no masks: nothing is protected"
-
-
 def protects_anything(checkpoint: Checkpoint) -> bool:
-    """False for a fine-tuning run, whose stored masks (all ones) protect nothing."""
+    """False with no stored task, or for a fine-tuning run: its stored masks are all ones
+    by convention, and it protects nothing."""
     algorithm = str(checkpoint.metadata.get(fmt.ALGORITHM_KEY, "")).strip('"').lower()
-    return algorithm != "finetuning"
+    return bool(checkpoint.task_ids) and algorithm != "finetuning"
 
 
-def _counts(checkpoint: Checkpoint, protects: bool = True) -> _Counts:
+def _counts(checkpoint: Checkpoint) -> _Counts:
     """Every layer's counts at once: each task's masks laid side by side in one (units,)
     row, summed per layer with `np.add.reduceat`; memory is one row, time linear."""
     layers, tasks = checkpoint.layers, checkpoint.task_ids
@@ -130,7 +147,7 @@ def _counts(checkpoint: Checkpoint, protects: bool = True) -> _Counts:
     active = np.zeros_like(used)
     pick = operator.itemgetter(*(layer.name for layer in layers))
     cumulative = np.zeros(int(sizes.sum()), dtype=np.uint8)
-    for t, task in enumerate(tasks if protects else ()):
+    for t, task in enumerate(tasks):
         row = np.concatenate(_as_tuple(pick(checkpoint.masks[task])))
         active[:, t] = np.add.reduceat(row, starts, dtype=np.int64)
         np.maximum(cumulative, row, out=cumulative)
