@@ -152,14 +152,18 @@ def audit(
     before: CheckpointLike,
     after: CheckpointLike,
     *,
+    strict: bool = False,
+    tolerance: float | None = None,
     source: str | None = None,
     task_id: int | None = None,
 ) -> AuditReport:
-    """Every parameter BEFORE protects, checked bit for bit in AFTER (``.ok``)."""
+    """The parameters BEFORE protects, checked in AFTER (``.ok``): bit for bit for HAT;
+    AdaHAT's drift is reported and passes unless ``strict``; ``tolerance`` allows changes
+    up to that size."""
     from hatinspect.core.audit import audit as audit_files
 
     opened = [open_any(before, source, task_id), open_any(after, source, task_id)]
-    return with_sources(audit_files(*opened), opened)
+    return with_sources(audit_files(*opened, strict=strict, tolerance=tolerance), opened)
 
 
 def info(
