@@ -1,5 +1,6 @@
 """The install without torch: what it declares, and what a command needing torch says."""
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -27,7 +28,7 @@ def run_without_torch(*args: str, cwd: Path):
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={"COLUMNS": "100", "NO_COLOR": "1", "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "HATINSPECT_DEBUG": ""},
     )
 
 
