@@ -100,10 +100,8 @@ def train_task(
     """Learn one task, then store its binary mask in the backbone."""
     backbone.setup_task_id(task.task_id)
     head = heads.add_task(task.task_id, task.num_classes)
-    step = _MaskLearningStep(backbone, config) if config.learns_masks else _FullStep(backbone)
-    # earlier heads stay out of the optimiser: nothing can move them
-    parameters = [*backbone.parameters(), *head.parameters()]
-    optimiser = torch.optim.SGD(parameters, lr=config.lr, momentum=0.0, weight_decay=0.0)
+    step = make_step(backbone, config)
+    optimiser = task_optimiser(backbone, head, config.lr)
     backbone.train()
     heads.train()
     for epoch in range(1, config.epochs + 1):
@@ -114,14 +112,33 @@ def train_task(
     backbone.store_mask()
 
 
+def make_step(backbone: nn.Module, config: TrainConfig) -> MaskLearningStep | FullStep:
+    """The current task's training rules (initialises its embeddings: call once per task)."""
+    return MaskLearningStep(backbone, config) if config.learns_masks else FullStep(backbone)
+
+
+def task_optimiser(backbone: nn.Module, head: nn.Module, lr: float) -> torch.optim.SGD:
+    """Plain SGD, fresh for the task, over the backbone and the task's own head only."""
+    # earlier heads stay out of the optimiser: nothing can move them
+    parameters = [p for p in (*backbone.parameters(), *head.parameters()) if p.requires_grad]
+    return torch.optim.SGD(parameters, lr=lr, momentum=0.0, weight_decay=0.0)
+
+
+def step_loss(
+    step, heads: TaskHeads, task_id: int, x: Tensor, y: Tensor, batch_idx: int, num_batches: int
+) -> tuple[Tensor, Tensor]:
+    """The training loss (cross-entropy + the step's regulariser) and the logits."""
+    feature, regulariser = step.forward(x, batch_idx, num_batches)
+    logits = heads(feature, task_id)
+    return regulariser + F.cross_entropy(logits, y), logits
+
+
 def _train_epoch(step, heads: TaskHeads, task_id: int, batches, optimiser) -> tuple[float, float]:
     """One pass over ``batches``; the mean loss and the training accuracy."""
     loss_sum, correct, seen = 0.0, 0, 0
     for batch_idx, (x, y) in enumerate(batches, start=1):
         optimiser.zero_grad()
-        feature, loss = step.forward(x, batch_idx, len(batches))
-        logits = heads(feature, task_id)
-        loss = loss + F.cross_entropy(logits, y)
+        loss, logits = step_loss(step, heads, task_id, x, y, batch_idx, len(batches))
         loss.backward()
         step.adjust_gradients()
         optimiser.step()
@@ -132,7 +149,7 @@ def _train_epoch(step, heads: TaskHeads, task_id: int, batches, optimiser) -> tu
     return loss_sum / len(batches), correct / seen
 
 
-class _MaskLearningStep:
+class MaskLearningStep:
     """HAT / AdaHAT: annealed mask and sparsity regulariser in, gradient rules out."""
 
     def __init__(self, backbone: nn.Module, config: TrainConfig) -> None:
@@ -158,14 +175,16 @@ class _MaskLearningStep:
         hat.clamp_embeddings(self.backbone)
 
 
-class _FullStep:
+class FullStep:
     """Fine-tuning: every unit open (a mask of ones), no regulariser, no protection."""
 
     def __init__(self, backbone: nn.Module) -> None:
-        # embeddings pinned positive: store_mask() then stores all ones, as trained
+        # embeddings pinned positive: store_mask() then stores all ones, as trained;
+        # never in a forward pass, they are left out of training altogether
         with torch.no_grad():
             for embedding in backbone.task_embedding_t.values():
                 embedding.weight.fill_(hat.EMBEDDING_BOUND)
+                embedding.requires_grad_(False)
         self.backbone = backbone
         self.ones = {
             name: torch.ones_like(e.weight[0].detach())
@@ -173,7 +192,7 @@ class _FullStep:
         }
 
     def forward(self, x: Tensor, batch_idx: int, num_batches: int) -> tuple[Tensor, Tensor]:
-        feature, _, _ = self.backbone(x, "test", test_mask=self.ones)
+        feature, _, _ = self.backbone(x, "test", test_mask=self.ones, task_id=self.backbone.task_id)
         return feature, torch.zeros(())
 
     def adjust_gradients(self) -> None:
@@ -188,7 +207,8 @@ def evaluate(backbone: nn.Module, heads: TaskHeads, task: Task) -> float:
     """Test accuracy on ``task`` through its stored binary mask and its own head."""
     backbone.eval()
     heads.eval()
-    feature, _, _ = backbone(task.test_x, "test", test_mask=backbone.masks[task.task_id])
+    mask = backbone.masks[task.task_id]
+    feature, _, _ = backbone(task.test_x, "test", test_mask=mask, task_id=task.task_id)
     predictions = heads(feature, task.task_id).argmax(1)
     return (predictions == task.test_y).sum().item() / len(task.test_y)
 
