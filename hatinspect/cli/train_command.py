@@ -23,6 +23,8 @@ BACKBONES = ("mlp", "resnet18")
 DATASETS = ("toy", "digits")
 FORMATS = ("table", "json")
 DEFAULT_EPOCHS = 15
+ENGINES = ("plain", "lightning")
+STRATEGIES = ("auto", "ddp")
 
 
 def _choices(options: tuple[str, ...]) -> str:
@@ -69,6 +71,27 @@ OutOption = Annotated[
     Path,
     typer.Option("--out", "-o", metavar="DIR", help="Folder for after-task-<t>.safetensors."),
 ]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        metavar=_choices(ENGINES),
+        help="plain: a few lines of PyTorch; lightning: hatinspect.lightning.HATModule on "
+        "Lightning's Trainer, checkpoints by HATMaskCheckpoint (needs the lightning extra).",
+    ),
+]
+DevicesOption = Annotated[
+    int,
+    typer.Option(
+        min=1, help="Processes (CPU) or GPUs for --engine lightning, e.g. 2 with --strategy ddp."
+    ),
+]
+StrategyOption = Annotated[
+    str,
+    typer.Option(
+        metavar=_choices(STRATEGIES),
+        help="Lightning's strategy for --engine lightning; ddp runs one process per device.",
+    ),
+]
 FormatOption = Annotated[
     str,
     typer.Option(
@@ -87,11 +110,15 @@ def train_demo(
     dataset: DatasetOption = "toy",
     out: OutOption = Path("hatinspect-demo"),
     fmt: FormatOption = "table",
+    engine: EngineOption = "plain",
+    devices: DevicesOption = 1,
+    strategy: StrategyOption = "auto",
 ) -> None:
     """Train a HAT network on toy tasks, one after another, and show it forgets nothing."""
     if fmt not in FORMATS:
         raise fail(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", code=2)
-    from hatinspect.training.demo import DemoConfig, run_demo
+    run = _engine(engine, devices, strategy)
+    from hatinspect.training.demo import DemoConfig
 
     try:
         config = DemoConfig(algorithm, tasks, epochs, seed, backbone, dataset)
@@ -100,13 +127,15 @@ def train_demo(
     _prepare(out)
     try:
         with _Progress(config.tasks, config.epochs) as progress:
-            result = run_demo(config, out, progress.epoch_done)
+            result = run(config, out, progress.epoch_done)
     except KeyboardInterrupt:
         print(
             f"note: every checkpoint already in {out} is complete (each is written atomically)",
             file=sys.stderr,
         )
         raise
+    if result is None:  # another process of a distributed run: global rank zero reports
+        return
     print(f"trained {result.tasks} task(s) in {result.seconds:.1f} s", file=sys.stderr)
     from hatinspect.render import demo
 
@@ -114,6 +143,26 @@ def train_demo(
         sys.stdout.write(json.dumps(demo.record(result), indent=2) + "\n")
     else:
         demo.print_table(result)
+
+
+def _engine(engine: str, devices: int, strategy: str):
+    """The demo runner for ``engine``: ``run(config, out, on_epoch) -> DemoResult | None``."""
+    for name, value, options in (("engine", engine, ENGINES), ("strategy", strategy, STRATEGIES)):
+        if value not in options:
+            raise fail(f"unknown {name} {value!r}; choose one of {', '.join(options)}", code=2)
+    if engine == "plain":
+        if (devices, strategy) != (1, "auto"):
+            raise fail("--devices and --strategy need --engine lightning", code=2)
+        from hatinspect.training.demo import run_demo
+
+        return run_demo
+    try:
+        from hatinspect.lightning.demo import run_lightning_demo
+    except ImportError as exc:
+        raise fail(str(exc)) from None
+    return lambda config, out, on_epoch: run_lightning_demo(
+        config, out, on_epoch, devices=devices, strategy=strategy
+    )
 
 
 def _prepare(out: Path) -> None:
