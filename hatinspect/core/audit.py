@@ -58,7 +58,33 @@ def audit(before: Checkpoint, after: Checkpoint, read: Reader | None = None) -> 
         _audit_layer(layer, twin, _protection(before, layer, cumulative), old, new)
         for layer, twin in pairs
     )
-    return AuditReport(before.path, after.path, before.task_ids, layers)
+    norms = tuple(
+        _audit_task_norms(before, after, task, read)
+        for task in before.task_ids
+        if task in before.task_norms  # the stored tasks: not one still training
+    )
+    return AuditReport(before.path, after.path, before.task_ids, layers + norms)
+
+
+def _audit_task_norms(before: Checkpoint, after: Checkpoint, task: int, read) -> LayerAudit:
+    """A task's own batch norms (parameters and running statistics) never change again."""
+    keys = before.task_norms[task]
+    missing = sorted(set(keys) - set(after.task_norms.get(task, ())))
+    if missing:
+        raise CheckpointError(
+            f"{after.path} has no {missing[0]!r}: task {task}'s batch norm, in the earlier file"
+        )
+    old, new = read(before.path, keys), read(after.path, keys)
+    changes = np.concatenate(
+        [_changes(key, old[key], new[key], np.ones(old[key].shape, bool)).ravel() for key in keys]
+    )
+    return LayerAudit(
+        name=f"batch norm of task {task}",
+        protected=sum(int(old[key].size) for key in keys),
+        changed=int(changes.size),
+        max_abs_change=float(changes.max()) if changes.size else 0.0,
+        mean_abs_change=float(changes.mean()) if changes.size else 0.0,
+    )
 
 
 def _counterpart(layer: LayerInfo, after: Checkpoint) -> LayerInfo:

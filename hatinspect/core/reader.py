@@ -48,6 +48,7 @@ def open_checkpoint(path: str | os.PathLike, source: str | None = None) -> Check
         masks=MappingProxyType({t: MappingProxyType(m) for t, m in masks.items()}),
         metadata=MappingProxyType(dict(header.user)),
         notes=header.notes,
+        task_norms=MappingProxyType(_task_norm_keys(path)),
     )
 
 
@@ -64,6 +65,11 @@ def read_tensors(path: str | os.PathLike, keys: Iterable[str]) -> dict[str, np.n
         if missing:
             raise CheckpointError(f"{path}: no tensor {missing[0]!r}")
         return {key: f.get_tensor(key) for key in keys}
+
+
+def _task_norm_keys(path: Path) -> dict[int, tuple[str, ...]]:
+    with _safetensors(path) as f:
+        return fmt.task_norm_keys(f.keys())
 
 
 def read_native(path: Path) -> tuple[fmt.Header, dict[int, dict[str, np.ndarray]]]:
