@@ -31,7 +31,7 @@ def digest(checkpoint) -> str:
 def test_two_process_ddp_run(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "hatinspect", "train-demo", "--engine", "lightning"]
-    command += ["--devices", "2", "--strategy", "ddp", "-n", "2", "-e", "2"]
+    command += ["--devices", "2", "--strategy", "ddp", "-n", "2", "-e", "1"]
     command += ["-o", str(out), "-f", "json"]
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp_path

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 from cli_runs import modules_left_out, run_in_fresh_python, write_examples
-from test_cli_imports import COMMANDS
 
 WITHOUT_LIGHTNING = "import sys\nsys.modules['lightning'] = None  # as if not installed\n"
 HINT = "hatinspect.lightning needs Lightning: pip install 'hatinspect[lightning]'"
@@ -17,8 +16,12 @@ def python(code: str, cwd=None) -> subprocess.CompletedProcess:
 
 def test_inspection_and_the_plain_demo_never_import_lightning(tmp_path):
     write_examples(tmp_path)
-    demo = ["train-demo", "-n", "1", "-e", "1", "-o", "out", "-f", "json"]
-    result = run_in_fresh_python([*COMMANDS, demo], modules_left_out("lightning"), tmp_path)
+    commands = [
+        ["--help"],
+        ["masks", "net.safetensors"],
+        ["train-demo", "-n", "1", "-e", "1", "-o", "out", "-f", "json"],  # torch, no Lightning
+    ]
+    result = run_in_fresh_python(commands, modules_left_out("lightning"), tmp_path)
     assert result.returncode == 0, result.stderr
 
 

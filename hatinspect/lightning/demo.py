@@ -56,10 +56,12 @@ def run_lightning_demo(
             embedding_init=train.embedding_init,
         )
         callbacks: list[Callback] = [_EpochReports(on_epoch)] if on_epoch else []
+        checkpoint = None
         if out is not None:
             metadata = {"dataset": config.dataset, "seed": config.seed, "epochs": config.epochs}
             name = CHECKPOINT_NAME.removesuffix(".safetensors")
-            callbacks.append(HATMaskCheckpoint(out, filename=name, metadata=metadata))
+            checkpoint = HATMaskCheckpoint(out, filename=name, metadata=metadata)
+            callbacks.append(checkpoint)
         for task in tasks:
             module.start_task(task.task_id, task.num_classes)
             trainer = Trainer(
@@ -69,7 +71,7 @@ def run_lightning_demo(
                 max_epochs=config.epochs,
                 callbacks=list(callbacks),
                 logger=False,
-                enable_checkpointing=out is not None,
+                enable_checkpointing=checkpoint is not None,
                 enable_progress_bar=False,
                 enable_model_summary=False,
                 num_sanity_val_steps=0,
@@ -82,7 +84,7 @@ def run_lightning_demo(
             module.test_tasks(trainer, {t.task_id: _test_loader(t) for t in tasks[: task.task_id]})
     if not trainer.is_global_zero:
         return None
-    written = callbacks[-1].paths if out is not None else {}
+    written = checkpoint.paths if checkpoint is not None else {}
     return DemoResult(
         algorithm=config.algorithm,
         backbone=config.backbone,
