@@ -82,7 +82,9 @@ EngineOption = Annotated[
 DevicesOption = Annotated[
     int,
     typer.Option(
-        min=1, help="Processes (CPU) or GPUs for --engine lightning, e.g. 2 with --strategy ddp."
+        min=1,
+        metavar="N",
+        help="Processes (CPU) or GPUs for --engine lightning, e.g. 2 with --strategy ddp.",
     ),
 ]
 StrategyOption = Annotated[
