@@ -82,8 +82,8 @@ def startup(repeats: int) -> None:
 
 
 def capacity_timings(native: Path, pickled: Path, repeats: int) -> None:
+    from hatinspect.checkpoints import open_checkpoint
     from hatinspect.core.capacity import capacity
-    from hatinspect.core.reader import open_checkpoint
 
     checkpoint = open_checkpoint(native)
     count_s = median_time(lambda: capacity(checkpoint), repeats)

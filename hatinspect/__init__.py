@@ -12,7 +12,8 @@ from hatinspect.core.errors import CheckpointError, HatinspectError
 __version__ = "0.1.0"
 
 _LAZY_EXPORTS = {
-    "open_checkpoint": "hatinspect.core.reader",
+    "open_checkpoint": "hatinspect.checkpoints",
+    "read_tensors": "hatinspect.checkpoints",
     "Checkpoint": "hatinspect.core.types",
     "LayerInfo": "hatinspect.core.types",
     "save_checkpoint": "hatinspect.storage.save",

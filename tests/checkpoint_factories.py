@@ -1,13 +1,16 @@
 """Checkpoint files for tests: native ones from plain numpy, foreign ones in each layout.
 
-Every foreign builder starts from chosen binary masks and writes embeddings whose sign
-encodes them, so a test knows the masks a reader must recover without computing them
-with the code under test. Builders return ``(path, expected masks)``.
+HAT-CL's and CLArena's files are the ones their own code wrote (``fixtures/peers``, made
+by ``make_fixtures.py``), each with the producer's ground truth beside it as JSON. The
+original HAT layout, whose code is not installable, is built here: it starts from chosen
+binary masks and writes embeddings whose sign encodes them, so a test knows the masks a
+reader must recover without computing them with the code under test.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,19 @@ from hatinspect.core import format as fmt
 from hatinspect.core.types import LayerInfo
 
 Masks = dict[int, dict[str, np.ndarray]]  # task id -> layer name -> (units,) uint8
+PEERS = Path(__file__).parent / "fixtures" / "peers"  # files written by other implementations
+
+
+def peer_truth(name: str) -> dict:
+    """The producer's ground truth for ``fixtures/peers/<name>``."""
+    return json.loads((PEERS / f"{name}.json").read_text())
+
+
+def truth_masks(truth: dict, key: str = "masks") -> Masks:
+    return {
+        int(task): {layer: np.array(m, dtype=np.uint8) for layer, m in by_layer.items()}
+        for task, by_layer in truth[key].items()
+    }
 
 
 def linear_layers(widths=(6, 5, 4, 3), prefix="backbone.fc") -> tuple[LayerInfo, ...]:
@@ -108,55 +124,6 @@ def original_hat_state(n_tasks=3, seed=0) -> tuple[dict, Masks]:
     for name in shapes:
         rows = [masks[t][name] for t in range(n_tasks)]
         state[f"e{name}.weight"] = signed_embedding(rows, seed)
-    return state, masks
-
-
-def hat_cl_state(n_tasks=4, trained=(0, 1), seed=0) -> tuple[dict, Masks]:
-    """A HAT-CL model: ``features.0`` (conv), ``classifier.0`` and ``classifier.2``
-    (linear), each with ``masker.attention.<t>`` and ``masker._task_trained``."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    modules = {"features.0": (4, 3, 3, 3), "classifier.0": (5, 16), "classifier.2": (3, 5)}
-    all_masks = binary_masks({m: s[0] for m, s in modules.items()}, range(n_tasks), seed)
-    state = {}
-    for module, shape in modules.items():
-        state[f"{module}.weight"] = torch.randn(shape, generator=g)
-        state[f"{module}.bias"] = torch.randn(shape[0], generator=g)
-        rows = signed_embedding([all_masks[t][module] for t in range(n_tasks)], seed)
-        for t in range(n_tasks):
-            state[f"{module}.masker.attention.{t}"] = rows[t].clone()
-        flags = torch.zeros(n_tasks, dtype=torch.bool)
-        flags[list(trained)] = True
-        state[f"{module}.masker._task_trained"] = flags
-    masks = {t: {m.replace(".", "/"): all_masks[t][m] for m in modules} for t in trained}
-    return state, masks
-
-
-def clarena_state(last_task=3, seed=0) -> tuple[dict, Masks]:
-    """A CLArena HAT algorithm's state_dict: a stem ``conv1`` and one residual block whose
-    embeddings the block keeps a second copy of, plus heads ``heads.heads.<t>``."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    shapes = {
-        "conv1": (4, 3, 3, 3),
-        "conv2x/0/conv1": (6, 4, 3, 3),
-        "conv2x/0/conv2": (6, 6, 3, 3),
-        "conv2x/0/shortcut": (6, 4, 1, 1),
-    }
-    masks = binary_masks({n: s[0] for n, s in shapes.items()}, (last_task,), seed)
-    state = {}
-    for name, shape in shapes.items():
-        state[f"backbone.{name.replace('/', '.')}.weight"] = torch.randn(shape, generator=g)
-    for name in shapes:
-        embedding = signed_embedding([masks[last_task][name]], seed)
-        state[f"backbone.task_embedding_t.{name}.weight"] = embedding
-        if name.startswith("conv2x/0/"):
-            state[f"backbone.conv2x.0.task_embedding_t.{name}.weight"] = embedding
-    for t in range(1, last_task + 1):
-        state[f"heads.heads.{t}.weight"] = torch.randn(2, 6, generator=g)
-        state[f"heads.heads.{t}.bias"] = torch.randn(2, generator=g)
     return state, masks
 
 

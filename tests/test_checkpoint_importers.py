@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from checkpoint_factories import (
-    clarena_state,
-    hat_cl_state,
+    PEERS,
+    binary_masks,
     hat_mlp,
+    linear_layers,
     original_hat_state,
+    peer_truth,
     stored_masks,
     torch_save,
+    truth_masks,
 )
 
 import hatinspect
 from hatinspect.backbones import HATMaskMLP, HATMaskResNet18, HATMaskResNet50
-from hatinspect.core.reader import read_tensors
-from hatinspect.storage.importers import _preceding_by_blocks
+from hatinspect.checkpoints import read_tensors
+from hatinspect.storage.flow import infer_flow
 from hatinspect.storage.save import describe_layers
 
 
@@ -42,42 +48,31 @@ def test_original_hat(tmp_path):
     assert any("e > 0" in note for note in checkpoint.notes)
 
 
-def test_hat_cl_reads_trained_tasks_only(tmp_path):
-    state, expected = hat_cl_state(n_tasks=4, trained=(0, 2))
-    checkpoint = hatinspect.open_checkpoint(torch_save(tmp_path / "hatcl.pth", state))
+def test_hat_cl_reads_trained_tasks_only():
+    checkpoint = hatinspect.open_checkpoint(PEERS / "hatcl_resnet.pt")
+    truth = peer_truth("hatcl_resnet.pt")
     assert checkpoint.source == "hat-cl"
-    assert checkpoint.layer_names == ["features/0", "classifier/0", "classifier/2"]
-    assert checkpoint.layer("features/0").weight_key == "features.0.weight"
-    assert_masks(checkpoint, expected)
+    assert checkpoint.task_ids == (0, 1)  # of its 3 attention rows, 2 were trained
+    assert checkpoint.layer("layer2/0/downsample/0").weight_key == "layer2.0.downsample.0.weight"
+    assert_masks(checkpoint, truth_masks(truth))
 
 
-def test_clarena_recovers_the_last_task_and_says_so(tmp_path):
-    state, expected = clarena_state(last_task=3)
-    checkpoint = hatinspect.open_checkpoint(torch_save(tmp_path / "clarena.ckpt", state))
+def test_clarena_recovers_the_last_task_and_says_so():
+    checkpoint = hatinspect.open_checkpoint(PEERS / "clarena_hat_resnet_state.ckpt")
     assert checkpoint.source == "clarena"
-    assert checkpoint.layer_names == list(expected[3])  # block copies are not extra layers
-    assert checkpoint.layer("conv2x/0/shortcut").preceding == "conv1"
-    assert checkpoint.layer("conv2x/0/conv2").preceding == "conv2x/0/conv1"
-    assert_masks(checkpoint, expected)
+    assert checkpoint.layer_names == [
+        layer["name"] for layer in peer_truth("clarena_hat_resnet.pth")["layers"]
+    ]
+    assert_masks(checkpoint, truth_masks(peer_truth("clarena_hat_resnet_state.ckpt")))
     assert any("only task 3" in note for note in checkpoint.notes)
-
-
-def test_lightning_wrapper_is_unwrapped(tmp_path):
-    state, expected = clarena_state(last_task=2)
-    wrapped = {
-        "state_dict": state,
-        "epoch": 4,
-        "global_step": 100,
-        "pytorch-lightning_version": "2",
-    }
-    checkpoint = hatinspect.open_checkpoint(torch_save(tmp_path / "last.ckpt", wrapped))
-    assert_masks(checkpoint, expected)
 
 
 def test_hatinspect_state_dict_keeps_the_current_task(tmp_path):
     backbone = hat_mlp(tasks=(0, 1))
     path = torch_save(tmp_path / "sd.pt", backbone.state_dict())
-    checkpoint = hatinspect.open_checkpoint(path)
+    # a bare backbone state_dict has CLArena's layout; the source names it hatinspect
+    assert hatinspect.open_checkpoint(path).source == "clarena"
+    checkpoint = hatinspect.open_checkpoint(path, source="hatinspect")
     assert checkpoint.source == "hatinspect"
     assert checkpoint.layer_names == backbone.weighted_layer_names
     current = {n: m.numpy().astype(np.uint8) for n, m in backbone.te_to_binary_mask().items()}
@@ -106,13 +101,27 @@ def test_hatinspect_dict_keeps_every_mask_and_converts_to_a_rebuildable_file(tmp
         )
 
 
+def _original(tmp_path):
+    state, expected = original_hat_state()
+    return torch_save(tmp_path / "hat.pt", state), expected
+
+
+def _peer(name):
+    return lambda tmp_path: (PEERS / name, truth_masks(peer_truth(name)))
+
+
 @pytest.mark.parametrize(
-    ("build", "name"),
-    [(original_hat_state, "hat.pt"), (hat_cl_state, "cl.pth"), (clarena_state, "c.ckpt")],
+    "make",
+    [
+        _original,
+        _peer("hatcl_resnet.pt"),
+        _peer("clarena_hat_resnet_state.ckpt"),
+        _peer("clarena_hat_mlp.pth"),
+        _peer("clarena_adahat_resnet.pth"),
+    ],
 )
-def test_convert_keeps_masks_layers_and_source(tmp_path, build, name):
-    state, expected = build()
-    src = torch_save(tmp_path / name, state)
+def test_convert_keeps_masks_layers_and_source(tmp_path, make):
+    src, expected = make(tmp_path)
     before = src.read_bytes()
     foreign = hatinspect.open_checkpoint(src)
     native = hatinspect.open_checkpoint(hatinspect.convert(src, tmp_path / "out.safetensors"))
@@ -120,6 +129,9 @@ def test_convert_keeps_masks_layers_and_source(tmp_path, build, name):
     assert native.source == foreign.source and native.notes == foreign.notes
     assert native.layer_names == foreign.layer_names
     assert [x.preceding for x in native.layers] == [x.preceding for x in foreign.layers]
+    assert [x.preceding_inferred for x in native.layers] == [
+        x.preceding_inferred for x in foreign.layers
+    ]
     assert_masks(native, expected)
     layer = native.layers[0]
     np.testing.assert_array_equal(
@@ -159,8 +171,57 @@ def test_nan_embedding_is_an_error_not_a_zero(tmp_path):
         lambda: HATMaskResNet50(3, 2048, "sigmoid"),
     ],
 )
-def test_inferred_preceding_matches_the_real_data_flow(build):
+def test_inferred_flow_matches_the_real_data_flow_whatever_the_key_order(build):
     with torch.device("meta"):
         layers = list(describe_layers(build()))
-    inferred = _preceding_by_blocks(layers)
-    assert inferred == [layer.preceding for layer in layers]
+    # blocks' layers in reverse order: the flow must not come from the file's key order
+    # (a network without blocks keeps its order: nothing else tells it)
+    blocks = len({layer.name.rpartition("/")[0] for layer in layers}) > 2
+    shuffled = [replace(layer, preceding=None) for layer in (layers[::-1] if blocks else layers)]
+    inferred = infer_flow(Path("x.pt"), shuffled)
+    assert [(x.name, x.preceding) for x in inferred] == [(x.name, x.preceding) for x in layers]
+
+
+def _layer(name, shape):
+    return hatinspect.LayerInfo(name, shape[0], shape, f"{name}.weight", None, None)
+
+
+@pytest.mark.parametrize("shortcut", ["shortcut", "downsample/0", "identity_downsample"])
+def test_every_projection_shortcut_name_reads_the_block_input(shortcut):
+    layers = [
+        _layer("stage2/0/conv2", (6, 6, 3, 3)),
+        _layer(f"stage2/0/{shortcut}", (6, 4, 1, 1)),
+        _layer("stage2/0/conv1", (6, 4, 3, 3)),
+        _layer("stage1/0/conv2", (4, 4, 3, 3)),
+        _layer("stage1/0/conv1", (4, 4, 3, 3)),
+        _layer("conv1", (4, 3, 3, 3)),
+    ]
+    flow = {x.name: x.preceding for x in infer_flow(Path("x.pt"), layers)}
+    assert flow == {
+        "conv1": None,
+        "stage1/0/conv1": "conv1",
+        "stage1/0/conv2": "stage1/0/conv1",
+        "stage2/0/conv1": "stage1/0/conv2",
+        "stage2/0/conv2": "stage2/0/conv1",
+        f"stage2/0/{shortcut}": "stage1/0/conv2",
+    }
+
+
+def test_a_flow_the_shapes_refuse_is_one_error_naming_the_layer():
+    layers = [_layer("conv1", (4, 3, 3, 3)), _layer("layer1/0/conv1", (4, 5, 3, 3))]
+    with pytest.raises(hatinspect.CheckpointError) as error:
+        infer_flow(Path("x.pt"), layers)
+    message = str(error.value)
+    assert "'layer1/0/conv1'" in message and "'conv1'" in message and "\n" not in message
+
+
+def test_a_native_file_naming_an_unknown_inferred_layer_is_refused(tmp_path):
+    from checkpoint_factories import native_metadata, write_native
+
+    from hatinspect.core import format as fmt
+
+    metadata = native_metadata(linear_layers(), binary_masks({"fc/0": 5}, ()))
+    metadata[fmt.INFERRED_KEY] = '["fc/0"]'  # fc/0 has no preceding layer
+    path = write_native(tmp_path / "n.safetensors", metadata=metadata, masks={})
+    with pytest.raises(hatinspect.CheckpointError, match="preceding_inferred"):
+        hatinspect.open_checkpoint(path)

@@ -11,8 +11,8 @@ import pytest
 from checkpoint_factories import binary_masks, linear_layers, write_native
 
 import hatinspect
+from hatinspect.checkpoints import read_tensors
 from hatinspect.core import reader
-from hatinspect.core.reader import read_tensors
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_reading_native_files_never_imports_torch(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         import hatinspect
-        from hatinspect.core.reader import read_tensors
+        from hatinspect.checkpoints import read_tensors
         checkpoint = hatinspect.open_checkpoint({str(path)!r})
         checkpoint.cumulative_mask(), checkpoint.summative_mask()
         read_tensors({str(path)!r}, [{layer_key!r}])

@@ -1,10 +1,11 @@
 """convert, and the data commands on imported (foreign) checkpoints."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
-from checkpoint_factories import clarena_state, original_hat_state, torch_save
+from checkpoint_factories import PEERS, original_hat_state, torch_save
 from cli_runs import one_error_line, run, write_examples
 
 
@@ -62,10 +63,11 @@ def test_a_forced_source_that_does_not_fit_is_one_error(original_hat):
     one_error_line(result)
 
 
-def test_recovery_notes_reach_stderr(tmp_path):
-    state, _ = clarena_state(last_task=3)
-    torch_save(tmp_path / "clarena.pt", state)
+def test_recovery_notes_reach_stderr_and_json(tmp_path):
+    shutil.copy(PEERS / "clarena_hat_resnet_state.ckpt", tmp_path / "clarena.pt")
     result = run("capacity", "clarena.pt", "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert result.stderr.startswith("note: ") and "last" in result.stderr
-    assert json.loads(result.stdout)["tasks"] == [3]
+    document = json.loads(result.stdout)
+    assert document["tasks"] == [3]
+    assert any("earlier tasks' masks are lost" in note for note in document["notes"])

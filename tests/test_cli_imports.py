@@ -44,3 +44,20 @@ def test_help_of_every_command_stays_light():
     result = run_in_fresh_python(commands, modules_left_out("torch", "matplotlib", "numpy"))
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
+
+
+def test_the_core_reader_never_reaches_up_to_storage():
+    import ast
+    from pathlib import Path
+
+    import hatinspect.core.reader as reader
+
+    tree = ast.parse(Path(reader.__file__).read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not {name for name in imported if name and name.startswith("hatinspect.storage")}
+    assert not {name for name in imported if name in ("torch", "hatinspect.checkpoints")}

@@ -35,7 +35,7 @@ def as_csv(*args):
 
 def test_masks_json():
     doc = as_json("masks", "net.safetensors")
-    assert set(doc) == {"schema", "checkpoint", "backbone", "tasks", "layers"}
+    assert set(doc) == {"schema", "checkpoint", "backbone", "tasks", "layers", "notes"}
     assert (doc["checkpoint"], doc["backbone"], doc["tasks"]) == (
         "net.safetensors",
         "HATMaskMLP",
@@ -81,7 +81,7 @@ CAPACITY_KEYS = [
 
 def test_capacity_json():
     doc = as_json("capacity", "net.safetensors")
-    assert set(doc) == {"schema", "checkpoint", "tasks", "layers", "total", "by_task"}
+    assert set(doc) == {"schema", "checkpoint", "tasks", "layers", "total", "by_task", "notes"}
     keys = set(CAPACITY_KEYS)
     protected = protected_params(MLP, MLP_MASKS, TASKS)
     used = used_units(MLP, MLP_MASKS, TASKS)
@@ -90,7 +90,7 @@ def test_capacity_json():
         for lay in MLP
     }
     for lay, got in zip(MLP, doc["layers"], strict=True):
-        assert set(got) == keys
+        assert set(got) == {*keys, "preceding_inferred"} and got["preceding_inferred"] is False
         assert got["units_used"] == sum(used[lay.name])
         assert got["unit_usage"] == sum(used[lay.name]) / lay.units
         assert (got["params"], got["params_protected"]) == (params[lay.name], protected[lay.name])
@@ -144,7 +144,17 @@ def test_measure_json_and_csv():
     doc = as_json(
         "measure", "net.safetensors", "-l", "fc/1", "--of", "summative", "--aggregation", "max"
     )
-    assert set(doc) == {"schema", "checkpoint", "layer", "of", "aggregation", "weight", "bias"}
+    assert set(doc) == {
+        "schema",
+        "checkpoint",
+        "layer",
+        "of",
+        "aggregation",
+        "weight",
+        "bias",
+        "notes",
+        "preceding_inferred",
+    }
     assert (doc["layer"], doc["of"], doc["aggregation"]) == ("fc/1", "summative", "max")
     weight, bias = parameter_wise(MLP, MLP_MASKS, TASKS, MLP[1], "summative", "max")
     values = list(weight.values())
@@ -172,7 +182,7 @@ def test_measure_json_without_bias():
 
 def test_overlap_json_and_csv():
     doc = as_json("overlap", "net.safetensors")
-    assert set(doc) == {"schema", "checkpoint", "tasks", "network", "layers"}
+    assert set(doc) == {"schema", "checkpoint", "tasks", "network", "layers", "notes"}
     shared, union = overlap_counts(MLP, MLP_MASKS, TASKS)
     network = doc["network"]
     assert (network["units"], network["shared"], network["union"]) == (12, shared, union)
@@ -202,6 +212,7 @@ def test_audit_json_and_csv():
         "protected",
         "changed",
         "layers",
+        "notes",
     }
     assert doc["ok"] is True and doc["changed"] == 0
     assert doc["protected"] == sum(protected_params(MLP, MLP_MASKS, TASKS).values())
@@ -236,6 +247,7 @@ def test_info_json_and_csv():
         "weight_shape": [3, 4],
         "has_bias": False,
         "preceding": "fc/1",
+        "preceding_inferred": False,
         "params": 12,
     }
     rows = as_csv("info", "net.safetensors")

@@ -116,7 +116,7 @@ def assert_same_as_backbone(backbone, ckpt):
 
 def test_same_as_backbone_mlp_through_a_file(tmp_path):
     from hatinspect.backbones import HATMaskMLP
-    from hatinspect.core.reader import open_checkpoint
+    from hatinspect.checkpoints import open_checkpoint
     from hatinspect.storage.save import save_checkpoint
 
     backbone = trained(HATMaskMLP(6, [16, 8], 8, "sigmoid"), TASKS)

@@ -80,6 +80,15 @@ SourceOption = Annotated[
     Source | None,
     typer.Option(help="Layout of a foreign checkpoint, when it is not recognised by itself."),
 ]
+TaskIdOption = Annotated[
+    int | None,
+    typer.Option(
+        "--task-id",
+        min=0,
+        metavar="N",
+        help="The task of a foreign file that holds one task's embedding and does not say which.",
+    ),
+]
 TaskOption = Annotated[
     list[int] | None,
     typer.Option("--task", "-t", help="Only this task id (repeatable).", metavar="ID"),
@@ -112,22 +121,23 @@ CmapOption = Annotated[
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 
 
-def load(path: Path, source: Source | None = None) -> Checkpoint:
+def load(path: Path, source: Source | None = None, task_id: int | None = None) -> Checkpoint:
     """Open a checkpoint (the one seam to the reader) and show its caveats on stderr."""
-    from hatinspect.core.reader import open_checkpoint
+    from hatinspect.checkpoints import open_checkpoint
 
-    checkpoint = open_checkpoint(path, source=source.value if source else None)
+    checkpoint = open_checkpoint(path, source=source.value if source else None, task_id=task_id)
     for note in checkpoint.notes:
         print(f"note: {note}", file=sys.stderr)
     return checkpoint
 
 
-def emit(result, fmt: Format, **options) -> None:
-    """Write a result to stdout; `options` shape the table and CSV views."""
+def emit(result, fmt: Format, checkpoints: tuple = (), **options) -> None:
+    """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
+    table and CSV views."""
     from hatinspect.render import records, tables
 
     if fmt is Format.json:
-        sys.stdout.write(records.to_json(result))
+        sys.stdout.write(records.to_json(result, checkpoints))
     elif fmt is Format.csv:
         sys.stdout.write(records.to_csv(result, **options))
     else:
@@ -159,6 +169,7 @@ def masks(
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """Per layer and task: units each mask keeps, and the cumulative and summative masks."""
     from hatinspect.core.masks import summarise_masks
@@ -166,12 +177,13 @@ def masks(
     if show and fmt is not Format.table:
         raise typer.BadParameter("--show draws in the terminal; use it with --format table")
     _outputs_free(force, heatmap)
-    report = summarise_masks(load(checkpoint, source), task or (), layer or (), exclude or ())
+    opened = load(checkpoint, source, task_id)
+    report = summarise_masks(opened, task or (), layer or (), exclude or ())
     if heatmap:
         from hatinspect.render.figures import mask_heatmap
 
         _draw(mask_heatmap, report, heatmap, dpi=dpi, cmap=cmap)
-    emit(report, fmt)
+    emit(report, fmt, (opened,))
     if show:
         _show(report)
 
@@ -213,17 +225,19 @@ def capacity(
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """How much of the network the stored tasks use, and what is still free."""
     from hatinspect.core.capacity import capacity as report_capacity
 
     _outputs_free(force, plot)
-    report = report_capacity(load(checkpoint, source))
+    opened = load(checkpoint, source, task_id)
+    report = report_capacity(opened)
     if plot:
         from hatinspect.render.figures import growth_plot
 
         _draw(growth_plot, report, plot, dpi=dpi)
-    emit(report, fmt, by_task=by_task)
+    emit(report, fmt, (opened,), by_task=by_task)
     usage = report.total.param_usage
     if fail_above is not None and usage > fail_above:
         raise fail(
@@ -262,12 +276,14 @@ def measure(
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """The parameter-wise measure of one layer: statistics, histogram, heatmap, export."""
     from hatinspect.core.measure import measure as layer_measure
 
     _outputs_free(force, heatmap, save)
-    result = layer_measure(load(checkpoint, source), layer, of, aggregation.value)
+    opened = load(checkpoint, source, task_id)
+    result = layer_measure(opened, layer, of, aggregation.value)
     if heatmap:
         from hatinspect.render.figures import measure_heatmap
 
@@ -276,7 +292,7 @@ def measure(
         from hatinspect.render.files import save_measure
 
         _draw(save_measure, result, save)
-    emit(result, fmt)
+    emit(result, fmt, (opened,))
 
 
 @command("overlap")
@@ -294,17 +310,19 @@ def overlap(
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer."""
     from hatinspect.core.overlap import overlap as task_overlap
 
     _outputs_free(force, heatmap)
-    report = task_overlap(load(checkpoint, source), task or (), layer or (), exclude or ())
+    opened = load(checkpoint, source, task_id)
+    report = task_overlap(opened, task or (), layer or (), exclude or ())
     if heatmap:
         from hatinspect.render.figures import overlap_heatmap
 
         _draw(overlap_heatmap, report, heatmap, dpi=dpi, cmap=cmap)
-    emit(report, fmt, per_layer=per_layer)
+    emit(report, fmt, (opened,), per_layer=per_layer)
 
 
 @command("audit")
@@ -313,12 +331,14 @@ def audit(
     after: Annotated[Path, typer.Argument(help="A later checkpoint of the same network.")],
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """Check that every parameter BEFORE protects is bit-identical in AFTER (exit 1 if not)."""
     from hatinspect.core.audit import audit as audit_files
 
-    report = audit_files(load(before, source), load(after, source))
-    emit(report, fmt)
+    opened = (load(before, source, task_id), load(after, source, task_id))
+    report = audit_files(*opened)
+    emit(report, fmt, opened)
     if not report.ok:
         raise fail(
             f"{report.changed:,} of {report.protected:,} protected parameters changed",
@@ -334,12 +354,13 @@ def convert(
     ],
     force: ForceOption = False,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """Write any checkpoint the reader understands in the native safetensors format."""
     from hatinspect.storage.convert import convert as convert_file
 
     _outputs_free(force, dst)
-    convert_file(src, dst, source=source.value if source else None)
+    convert_file(src, dst, source=source.value if source else None, task_id=task_id)
     written = load(dst)
     print(
         f"wrote {dst}: {written.backbone}, {len(written.layers)} layers, "
@@ -353,6 +374,8 @@ def info(
     checkpoint: CheckpointArg,
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
+    task_id: TaskIdOption = None,
 ) -> None:
     """What a checkpoint holds: backbone, layers, tasks, source format and metadata."""
-    emit(load(checkpoint, source), fmt)
+    opened = load(checkpoint, source, task_id)
+    emit(opened, fmt, (opened,))

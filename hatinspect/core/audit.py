@@ -49,7 +49,7 @@ def audit(before: Checkpoint, after: Checkpoint, read: Reader | None = None) -> 
     `read(path, keys)` returns the named tensors of a file as numpy arrays.
     """
     if read is None:
-        from hatinspect.core.reader import read_tensors as read
+        from hatinspect.checkpoints import read_tensors as read
     pairs = [(layer, _counterpart(layer, after)) for layer in before.layers]
     old = read(before.path, _keys(layer for layer, _ in pairs))
     new = read(after.path, _keys(twin for _, twin in pairs))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hatinspect.core.types import LayerInfo
 
@@ -38,6 +38,7 @@ TASK_IDS_KEY = "hatinspect.task_ids"  # JSON list of the stored tasks' ids, asce
 TASK_ID_KEY = "hatinspect.task_id"  # JSON: the backbone's current task id, or null
 SOURCE_KEY = "hatinspect.source"  # "hatinspect" or the format a file was converted from
 NOTES_KEY = "hatinspect.notes"  # JSON list of caveats about what could be recovered
+INFERRED_KEY = "hatinspect.preceding_inferred"  # JSON list of layers whose preceding is inferred
 USER_PREFIX = "user."  # + a user metadata key; value a string or JSON text
 
 SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
@@ -93,6 +94,9 @@ def encode_header(header: Header) -> dict[str, str]:
         SOURCE_KEY: header.source,
         NOTES_KEY: json.dumps(list(header.notes)),
     }
+    inferred = [layer.name for layer in header.layers if layer.preceding_inferred]
+    if inferred:
+        metadata[INFERRED_KEY] = json.dumps(inferred)
     metadata.update({USER_PREFIX + key: value for key, value in encode_user(header.user).items()})
     return metadata
 
@@ -118,7 +122,9 @@ def decode_header(metadata: Mapping[str, str] | None) -> Header:
     if missing:
         raise ValueError(f"metadata lacks {', '.join(map(repr, missing))}")
     _check_version(metadata[VERSION_KEY])
-    layers = decode_layers(_json(metadata, LAYERS_KEY))
+    layers = _mark_inferred(
+        decode_layers(_json(metadata, LAYERS_KEY)), _optional(metadata, INFERRED_KEY, list) or []
+    )
     return Header(
         backbone=metadata[BACKBONE_KEY],
         config=_optional(metadata, CONFIG_KEY, dict),
@@ -143,6 +149,14 @@ def decode_layers(records) -> tuple[LayerInfo, ...]:
         if layer.preceding is not None and layer.preceding not in names:
             raise ValueError(f"layer {layer.name!r}: unknown preceding layer {layer.preceding!r}")
     return layers
+
+
+def _mark_inferred(layers: tuple[LayerInfo, ...], names: list) -> tuple[LayerInfo, ...]:
+    known = {layer.name for layer in layers if layer.preceding is not None}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"{INFERRED_KEY!r} names {unknown[0]!r}, no layer with a preceding layer")
+    return tuple(replace(layer, preceding_inferred=layer.name in names) for layer in layers)
 
 
 def _layer_record(layer: LayerInfo) -> dict:

@@ -1,4 +1,4 @@
-"""Opening checkpoints: native safetensors files without torch, others through importers.
+"""Reading native safetensors checkpoints, without torch.
 
 A native file is read through its header and its mask tensors only; the weights stay on
 disk. Every problem with a file becomes a one-line ``CheckpointError`` naming the file.
@@ -24,18 +24,15 @@ ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
 PICKLE_PROTO = b"\x80"  # torch.save's legacy format and plain pickles start with PROTO
 
 
-def open_checkpoint(path: str | os.PathLike, source: str | None = None) -> Checkpoint:
-    """Read a checkpoint's layers and binary masks.
+def open_native(path: str | os.PathLike, source: str | None = None) -> Checkpoint:
+    """Read a native file's layers and binary masks, without torch.
 
-    Native files are read without torch; ``.pt``/``.pth``/``.ckpt`` files go through the
-    importers (torch, ``weights_only=True``), which recognise the layout unless ``source``
-    names it. Raises ``CheckpointError`` for anything unreadable or inconsistent.
+    Raises ``CheckpointError`` for anything unreadable or inconsistent; a PyTorch file is
+    opened by ``hatinspect.open_checkpoint``, which knows both kinds.
     """
     path = existing_file(path)
     if sniff(path) == "torch":
-        from hatinspect.storage.importers import import_checkpoint
-
-        return import_checkpoint(path, source).checkpoint
+        raise CheckpointError(f"{path}: a PyTorch file, not a native hatinspect file")
     header, masks = read_native(path)
     if source not in (None, "hatinspect", header.source):
         raise CheckpointError(f"{path}: a native hatinspect file; source={source!r} does not apply")
@@ -52,14 +49,10 @@ def open_checkpoint(path: str | os.PathLike, source: str | None = None) -> Check
     )
 
 
-def read_tensors(path: str | os.PathLike, keys: Iterable[str]) -> dict[str, np.ndarray]:
-    """The named tensors as numpy arrays (e.g. ``LayerInfo.weight_key`` of each layer)."""
+def read_native_tensors(path: str | os.PathLike, keys: Iterable[str]) -> dict[str, np.ndarray]:
+    """A native file's named tensors as numpy arrays (e.g. each layer's ``weight_key``)."""
     path = existing_file(path)
     keys = list(keys)
-    if sniff(path) == "torch":
-        from hatinspect.storage.importers import read_torch_tensors
-
-        return read_torch_tensors(path, keys)
     with _safetensors(path) as f:
         missing = sorted(set(keys) - set(f.keys()))
         if missing:

@@ -19,6 +19,9 @@ class LayerInfo:
     weight_key: str  # tensor name of the weight in the file it came from
     bias_key: str | None  # tensor name of the bias, None when the layer has none
     preceding: str | None  # layer whose output units feed this one; None for the first
+    # True when a foreign file did not record `preceding` and it was inferred from its
+    # layer names and weight shapes
+    preceding_inferred: bool = False
 
     @property
     def has_bias(self) -> bool:

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from functools import singledispatch
 
 from hatinspect.core.audit import AuditReport
@@ -21,8 +22,24 @@ from hatinspect.core.types import Checkpoint
 SCHEMA = 1
 
 
-def to_json(result) -> str:
-    return json.dumps({"schema": SCHEMA, **record(result)}, indent=2, allow_nan=False) + "\n"
+def to_json(result, checkpoints: Sequence[Checkpoint] = ()) -> str:
+    """The JSON document of ``result``, with the ``notes`` of the checkpoints it came from
+    and, per layer, whether its preceding layer is inferred."""
+    document = {"schema": SCHEMA, **record(result)}
+    if "notes" not in document:
+        document["notes"] = list(dict.fromkeys(n for c in checkpoints for n in c.notes))
+    if isinstance(result, CapacityReport | LayerMeasure):  # the results that use the flow
+        _mark_inferred(document, {layer.name: layer for c in checkpoints for layer in c.layers})
+    return json.dumps(document, indent=2, allow_nan=False) + "\n"
+
+
+def _mark_inferred(document: dict, layers: dict) -> None:
+    """``preceding_inferred`` beside each layer a document names (its layers, or its layer)."""
+    for entry in document.get("layers", []):
+        if isinstance(entry, dict) and entry.get("name") in layers:
+            entry.setdefault("preceding_inferred", layers[entry["name"]].preceding_inferred)
+    if isinstance(document.get("layer"), str) and document["layer"] in layers:
+        document["preceding_inferred"] = layers[document["layer"]].preceding_inferred
 
 
 def to_csv(result, **options) -> str:
@@ -262,6 +279,7 @@ def _(checkpoint: Checkpoint) -> dict:
                 "weight_shape": list(layer.weight_shape),
                 "has_bias": layer.has_bias,
                 "preceding": layer.preceding,
+                "preceding_inferred": layer.preceding_inferred,
                 "params": layer.params,
             }
             for layer in checkpoint.layers

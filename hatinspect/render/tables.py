@@ -361,7 +361,7 @@ def _layers(checkpoint: Checkpoint) -> Table:
     for layer in checkpoint.layers:
         table.add_row(
             layer.name,
-            layer.preceding or "-",
+            f"{layer.preceding} (inferred)" if layer.preceding_inferred else layer.preceding or "-",
             _shape(layer.weight_shape),
             "yes" if layer.has_bias else "no",
             _count(layer.units),

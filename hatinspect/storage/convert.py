@@ -15,15 +15,21 @@ from hatinspect.storage.importers import Imported, import_checkpoint
 from hatinspect.storage.save import mask_tensors, prefixed, write_checkpoint
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, source: str | None = None) -> Path:
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    source: str | None = None,
+    task_id: int | None = None,
+) -> Path:
     """Write ``src`` (original HAT, HAT-CL, CLArena or a hatinspect state_dict; ``source``
-    forces the layout) as a native file at ``dst``, which remembers its source."""
+    forces the layout, ``task_id`` names a one-task file's task) as a native file at
+    ``dst``, which remembers its source and which preceding layers were inferred."""
     src, dst = existing_file(src), Path(dst)
     if dst.resolve() == src.resolve():
         raise CheckpointError(f"{src}: converting it onto itself would overwrite the source")
     if sniff(src) != "torch":
         raise CheckpointError(f"{src}: already a native hatinspect file")
-    imported = import_checkpoint(src, source)
+    imported = import_checkpoint(src, source, task_id)
     return write_checkpoint(dst, _tensors(imported), _header(imported))
 
 
@@ -45,6 +51,7 @@ def _header(imported: Imported) -> fmt.Header:
         source=checkpoint.source,
         task_id=imported.task_id,
         notes=checkpoint.notes,
+        user=dict(checkpoint.metadata),
     )
 
 

@@ -1,27 +1,32 @@
 """Importing the PyTorch checkpoints other HAT implementations write, without running them.
 
-Files load only with ``torch.load(..., weights_only=True)``: a file that needs any other
-global is refused, naming what it asked for. A Lightning ``{"state_dict": ...}`` wrapper
-is unwrapped. Layouts, recognised from the tensor names:
+A file's pickle is scanned first and refused if it names a global that could run code
+(``unpickler.refused_globals``). Files of tensors and containers load with
+``torch.load(..., weights_only=True)``; a Lightning ``{"state_dict": ...}`` wrapper is
+unwrapped. A whole pickled object (``torch.save(module)``) loads with the placeholder
+unpickler and is read as a CLArena saved model (``saved_models``) or refused. Layouts,
+recognised from the tensor names:
 
 - ``original-hat`` (Serra et al.): ``e<layer>.weight`` of shape (tasks, units) beside
   ``<layer>.weight``; task t's mask is ``e[t] > 0``, i.e. ``sigmoid(s·e[t]) > 0.5``.
 - ``hat-cl``: ``<module>.masker.attention.<t>`` (units,) and ``<module>.masker._task_trained``;
   a trained task's mask is ``attention > 0``.
-- ``clarena``: ``backbone.task_embedding_t.<layer>.weight`` (1, units): only the mask of
+- ``clarena``: ``[backbone.]task_embedding_t.<layer>.weight`` (1, units): only the mask of
   the last trained task, ``e > 0``, survives in such a file.
-- ``hatinspect``: a backbone's ``state_dict()`` (like CLArena's, without the prefix), or
-  ``{"state_dict", "masks", "backbone", "config", "heads"}`` which keeps every stored mask.
+- ``hatinspect``: ``{"state_dict", "masks", "backbone", "config", "heads"}``, which keeps
+  every stored mask (a bare backbone state_dict is CLArena's layout).
+
+Layers get their data flow from ``flow.infer_flow``, never from key order.
 """
 
 from __future__ import annotations
 
 import pickle
-import pickletools
 import re
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
@@ -32,16 +37,25 @@ from torch import Tensor
 from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError
 from hatinspect.core.types import Checkpoint, LayerInfo
+from hatinspect.storage.flow import infer_flow, inferred_note
+from hatinspect.storage.unpickler import (
+    Placeholder,
+    check_globals,
+    load_saved_object,
+    pickle_globals,
+)
 
 UNKNOWN_BACKBONE = "unknown"
 THRESHOLD_NOTE = "masks recovered from task embeddings as e > 0 (= sigmoid(s*e) > 0.5, any s > 0)"
-SHORTCUT_NAMES = ("shortcut", "downsample")  # layers that read their block's input
 
 HATCL_ATTENTION = re.compile(r"^(?P<module>.+)\.masker\.attention\.(?P<task>\d+)$")
 # a TaskIndexedBatchNorm is a ModuleList of batch norms: task t's at index t, one more last
 HATCL_NORM = re.compile(r"^(?P<module>.+)\.(?P<task>\d+)\.(?P<field>running_mean)$")
 EMBEDDING = re.compile(r"^(?:.+\.)?task_embedding_t\.(?P<layer>[^.]+)\.weight$")
-CLARENA_EMBEDDING = re.compile(r"^backbone\.(?:.+\.)?task_embedding_t\.[^.]+\.weight$")
+# CLArena's algorithm (``backbone.``) or its bare backbone's state_dict
+CLARENA_EMBEDDING = re.compile(r"^(?:backbone\.)?(?:.+\.)?task_embedding_t\.[^.]+\.weight$")
+HATINSPECT_EXTRAS = {"masks", "backbone", "config", "heads", "task_id"}  # entries beside state_dict
+ONE_TASK_SOURCES = ("clarena", "hatinspect")
 HEAD = re.compile(r"^heads\.heads\.(?P<task>\d+)\.")
 
 
@@ -57,21 +71,40 @@ class Imported:
     heads: Mapping[str, Tensor] = field(default_factory=dict)
 
 
-def import_checkpoint(path: str | Path, source: str | None = None) -> Imported:
-    """Read a PyTorch file in one of the known layouts (``source`` forces one)."""
+def import_checkpoint(
+    path: str | Path, source: str | None = None, task_id: int | None = None
+) -> Imported:
+    """Read a PyTorch file in one of the known layouts (``source`` forces one);
+    ``task_id`` names the task of a file that holds one task's embedding."""
     path = Path(path)
-    state, extra = unwrap(path, load_payload(path))
-    source = source or detect(path, state, extra)
-    if source not in IMPORTERS:
+    if source is not None and source not in IMPORTERS:
         known = ", ".join(IMPORTERS)
         raise CheckpointError(f"{path}: unknown source {source!r}; expected one of {known}")
-    return IMPORTERS[source](path, state, extra)
+    payload = load_payload(path)
+    if isinstance(payload, Placeholder):
+        from hatinspect.storage.saved_models import import_saved_model
+
+        return import_saved_model(path, payload, source, task_id)
+    state, extra = unwrap(path, payload)
+    source = source or detect(path, state, extra)
+    if task_id is not None and source not in ONE_TASK_SOURCES:
+        raise CheckpointError(
+            f"{path}: a {source} file records its tasks; a task id applies only to a file"
+            " with one task's embedding (clarena, hatinspect)"
+        )
+    return IMPORTERS[source](path, state, extra, task_id)
 
 
 def read_torch_tensors(path: str | Path, keys: list[str]) -> dict[str, np.ndarray]:
     """Named tensors of a PyTorch file's state_dict, as numpy arrays."""
     path = Path(path)
-    state, _ = unwrap(path, load_payload(path))
+    payload = load_payload(path)
+    if isinstance(payload, Placeholder):
+        from hatinspect.storage.saved_models import saved_model_state
+
+        state = saved_model_state(path, payload)
+    else:
+        state, _ = unwrap(path, payload)
     missing = [key for key in keys if key not in state]
     if missing:
         raise CheckpointError(f"{path}: no tensor {missing[0]!r}")
@@ -79,7 +112,11 @@ def read_torch_tensors(path: str | Path, keys: list[str]) -> dict[str, np.ndarra
 
 
 def load_payload(path: Path):
-    """``torch.load`` with ``weights_only=True``; a refusal names the globals it needed."""
+    """The file's object. Its pickle's globals are checked first (``refused_globals``);
+    a file of tensors and containers loads with ``torch.load(weights_only=True)``, a whole
+    pickled object (a ``torch.save`` zip) with the placeholder unpickler."""
+    zipped = zipfile.is_zipfile(path)
+    _check_pickle(path, zipped)
     try:
         # a file object, not the path: torch.load treats a path by its suffix
         with path.open("rb") as f, warnings.catch_warnings():
@@ -87,16 +124,36 @@ def load_payload(path: Path):
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if zipped:
+            return load_saved_object(path)
         raise CheckpointError(f"{path}: refused to load: {_refusal(path, exc)}") from None
     except Exception as exc:  # torch.load raises many types on damaged data; all mean "unreadable"
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
 
 
+def _check_pickle(path: Path, zipped: bool) -> None:
+    """Refuse a file whose pickle names a global that could run code, before loading it."""
+    if not zipped:  # a plain or legacy torch pickle: the scan stops at its first STOP
+        with path.open("rb") as f:
+            check_globals(path, f, damaged_ok=True)
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            data = archive.read(records[0]) if len(records) == 1 else b""
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return  # torch.load reports what is wrong with the container
+    check_globals(path, data, damaged_ok=True)
+
+
 def unwrap(path: Path, payload) -> tuple[dict[str, Tensor], dict]:
     """``(state_dict, other entries)``; Lightning's ``{"state_dict": ...}`` is unwrapped."""
     if not isinstance(payload, Mapping):
-        raise CheckpointError(f"{path}: holds a {type(payload).__name__}, not a state_dict")
+        raise CheckpointError(
+            f"{path}: holds a {type(payload).__name__}, not a state_dict; save the weights"
+            " with torch.save(model.state_dict(), ...) and inspect that file"
+        )
     if isinstance(payload.get("state_dict"), Mapping):
         extra = {key: value for key, value in payload.items() if key != "state_dict"}
         state = payload["state_dict"]
@@ -116,7 +173,7 @@ def _named_tensors(path: Path, what: str, tensors) -> dict[str, Tensor]:
 
 def detect(path: Path, state: Mapping[str, Tensor], extra: Mapping) -> str:
     """The layout a state_dict is in, from its tensor names."""
-    if "masks" in extra or any(key.startswith("task_embedding_t.") for key in state):
+    if HATINSPECT_EXTRAS & set(extra):
         return "hatinspect"
     if any(HATCL_ATTENTION.match(key) for key in state):
         return "hat-cl"
@@ -133,7 +190,7 @@ def detect(path: Path, state: Mapping[str, Tensor], extra: Mapping) -> str:
 # --- original HAT ----------------------------------------------------------------------
 
 
-def _original_hat(path: Path, state, extra) -> Imported:
+def _original_hat(path: Path, state, extra, task_id=None) -> Imported:
     names = _original_layers(state)
     if not names:
         raise CheckpointError(f"{path}: no e<layer>.weight beside a <layer>.weight (original HAT)")
@@ -175,7 +232,7 @@ def _original_layers(state: Mapping[str, Tensor]) -> list[str]:
 # --- HAT-CL ----------------------------------------------------------------------------
 
 
-def _hat_cl(path: Path, state, extra) -> Imported:
+def _hat_cl(path: Path, state, extra, task_id=None) -> Imported:
     attention: dict[str, dict[int, Tensor]] = {}
     for key, value in state.items():
         if match := HATCL_ATTENTION.match(key):
@@ -241,20 +298,35 @@ def _attention_mask(path: Path, module: str, rows: Mapping[int, Tensor], task: i
 # --- CLArena and hatinspect ------------------------------------------------------------
 
 
-def _clarena(path: Path, state, extra) -> Imported:
-    prefix = fmt.BACKBONE_PREFIX
+def _clarena(path: Path, state, extra, task_id=None) -> Imported:
+    prefix = fmt.BACKBONE_PREFIX if any(k.startswith(fmt.BACKBONE_PREFIX) for k in state) else ""
     names = _embedded_layers(path, state, prefix)
-    task = _newest_head(state, default=1)  # CLArena counts tasks from 1
+    newest = _newest_head(state)  # CLArena counts tasks from 1; its heads are keyed by them
+    task = task_id if task_id is not None else newest if newest is not None else 1
     masks = {task: {n: _threshold(path, key, state[key][0]) for n, key in names.items()}}
-    notes = (THRESHOLD_NOTE, _last_task_note("clarena", task))
+    notes = [THRESHOLD_NOTE, _last_task_note("clarena", task)]
+    if task_id is None and newest is None:
+        notes.append(_unknown_task_note(task))
     layers = _layers(path, state, {n: prefix + n.replace("/", ".") for n in names})
     native = {
-        k: k if k.startswith((prefix, fmt.HEADS_PREFIX)) else fmt.OTHER_PREFIX + k for k in state
+        k: k if k.startswith((fmt.BACKBONE_PREFIX, fmt.HEADS_PREFIX)) else fmt.OTHER_PREFIX + k
+        for k in state
     }
-    return _imported(path, "clarena", UNKNOWN_BACKBONE, layers, masks, notes, state, native)
+    if not prefix:  # a bare backbone's state_dict: its tensors are the backbone's
+        native = {k: fmt.BACKBONE_PREFIX + k for k in state}
+    return _imported(
+        path, "clarena", UNKNOWN_BACKBONE, layers, masks, notes, state, native, task_id=task
+    )
 
 
-def _hatinspect(path: Path, state, extra) -> Imported:
+def _unknown_task_note(task: int) -> str:
+    return (
+        f"the file does not say which task its embedding belongs to: reported as task {task}"
+        " (CLArena counts tasks from 1); pass --task-id N to name it"
+    )
+
+
+def _hatinspect(path: Path, state, extra, given_task: int | None = None) -> Imported:
     names = _embedded_layers(path, state, "")
     backbone, config = extra.get("backbone"), extra.get("config")
     rebuildable = isinstance(backbone, str) and isinstance(config, Mapping)
@@ -262,9 +334,11 @@ def _hatinspect(path: Path, state, extra) -> Imported:
     if task_id is not None and type(task_id) is not int:
         raise CheckpointError(f"{path}: 'task_id' must be an integer, got {task_id!r}")
     if "masks" in extra:
+        if given_task is not None:
+            raise CheckpointError(f"{path}: the file stores its tasks' masks; no task id applies")
         masks, notes = _stored_masks(path, extra["masks"]), ()
     else:
-        task = task_id or 0
+        task = given_task if given_task is not None else task_id or 0
         masks = {task: {n: _threshold(path, key, state[key][0]) for n, key in names.items()}}
         notes = (THRESHOLD_NOTE, _last_task_note("hatinspect", task))
     layers = (
@@ -306,9 +380,9 @@ def _embedded_layers(path: Path, state, prefix: str) -> dict[str, str]:
     return names
 
 
-def _newest_head(state, default: int) -> int:
+def _newest_head(state) -> int | None:
     tasks = [int(m["task"]) for key in state if (m := HEAD.match(key))]
-    return max(tasks, default=default)
+    return max(tasks, default=None)
 
 
 def _last_task_note(source: str, task: int) -> str:
@@ -347,41 +421,18 @@ def _rebuilt_layers(path: Path, backbone: str, config: dict, state) -> tuple[Lay
 
 
 def _layers(path: Path, state: Mapping[str, Tensor], modules: Mapping[str, str]):
-    """LayerInfo for each ``layer name -> module path`` in order, preceding inferred."""
+    """LayerInfo for each ``layer name -> module path``, in network order with its data flow."""
     layers = []
     for name, module in modules.items():
         weight_key, bias_key = f"{module}.weight", f"{module}.bias"
         if weight_key not in state:
             raise CheckpointError(f"{path}: layer {name!r} has a mask but no {weight_key!r}")
         shape = tuple(state[weight_key].shape)
-        layers.append(
-            LayerInfo(
-                name, shape[0], shape, weight_key, bias_key if bias_key in state else None, None
-            )
-        )
-    preceding = _preceding_by_blocks(layers)
-    return tuple(replace(layer, preceding=p) for layer, p in zip(layers, preceding, strict=True))
-
-
-def _preceding_by_blocks(layers: list[LayerInfo]) -> list[str | None]:
-    """Preceding layers inferred from names, for files that do not record them.
-
-    Layers sharing a parent path (``conv2x/0/conv1``, ``conv2x/0/conv2``) form a block. A
-    block's first layer and its shortcut read the block input: the last non-shortcut
-    layer before the block. Any other layer reads the non-shortcut layer before it.
-    """
-    result: list[str | None] = []
-    block_input = previous = None
-    for index, layer in enumerate(layers):
-        parent, _, leaf = layer.name.rpartition("/")
-        if index == 0 or parent != layers[index - 1].name.rpartition("/")[0]:
-            block_input = previous
-        if leaf in SHORTCUT_NAMES:
-            result.append(block_input)
-        else:
-            result.append(previous)
-            previous = layer.name
-    return result
+        if len(shape) < 2:
+            raise CheckpointError(f"{path}: layer {name!r}: {weight_key!r} has shape {shape}")
+        bias = bias_key if bias_key in state else None
+        layers.append(LayerInfo(name, shape[0], shape, weight_key, bias, None))
+    return infer_flow(path, layers)
 
 
 def _check_weight(path: Path, state, layer: LayerInfo) -> None:
@@ -423,7 +474,7 @@ def _imported(
         task_ids=tuple(sorted(masks)),
         masks=MappingProxyType({t: MappingProxyType(m) for t, m in sorted(masks.items())}),
         metadata=MappingProxyType({}),
-        notes=tuple(notes),
+        notes=(*notes, *filter(None, [inferred_note(layers)])),
         task_norms=MappingProxyType(dict(task_norms or {})),
     )
     return Imported(checkpoint, state, native, **more)
@@ -449,33 +500,21 @@ def _numpy(tensor: Tensor) -> np.ndarray:
 def _refusal(path: Path, exc: Exception) -> str:
     names = _unsafe_globals(path, exc)
     if names:
-        return f"it needs {', '.join(names)}, globals that could run code (only weights are read)"
+        return (
+            f"it needs {', '.join(names)}, not only tensors and containers; save the weights"
+            " with torch.save(model.state_dict(), ...) and inspect that file"
+        )
     return f"not a plain tensor checkpoint ({_torch_reason(exc)})"
 
 
 def _unsafe_globals(path: Path, exc: Exception) -> list[str]:
-    try:
-        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-    except Exception:  # not a torch.save zip: fall back to the message, then to the pickle
-        pass
-    return re.findall(r"GLOBAL ([\w.]+)", str(exc)) or _pickle_globals(path)
-
-
-def _pickle_globals(path: Path) -> list[str]:
-    """Globals a plain pickle imports, found by reading its opcodes, never executing them."""
-    names, strings = [], []
-    try:
-        with path.open("rb") as f:
-            for opcode, arg, _ in pickletools.genops(f):
-                if opcode.name == "GLOBAL":
-                    names.append(arg.replace(" ", "."))
-                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                    names.append(".".join(strings[-2:]))
-                elif isinstance(arg, str):
-                    strings.append(arg)
-    except Exception:  # a damaged pickle: report what was found before the damage
-        pass
-    return sorted(set(names))
+    found = re.findall(r"GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return sorted(set(found))
+    try:  # opcodes only, never executed; a damaged pickle names nothing
+        return [name for name in pickle_globals(path.read_bytes()) if name != "<unknown>"]
+    except Exception:
+        return []
 
 
 def _torch_reason(exc: Exception) -> str:
@@ -484,7 +523,7 @@ def _torch_reason(exc: Exception) -> str:
     return (detail or lines or [type(exc).__name__])[0][:200]
 
 
-IMPORTERS: dict[str, Callable[[Path, dict, dict], Imported]] = {
+IMPORTERS: dict[str, Callable[[Path, dict, dict, int | None], Imported]] = {
     "hatinspect": _hatinspect,
     "original-hat": _original_hat,
     "hat-cl": _hat_cl,

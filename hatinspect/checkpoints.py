@@ -1,0 +1,47 @@
+"""Opening any checkpoint: the one place that chooses between native and foreign files.
+
+Native safetensors files are read by the torch-free core; PyTorch files (``.pt``, ``.pth``,
+``.ckpt``) by the importers, which need torch and are imported only for them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import numpy as np
+
+from hatinspect.core.reader import existing_file, open_native, read_native_tensors, sniff
+from hatinspect.core.types import Checkpoint
+
+
+def open_checkpoint(
+    path: str | os.PathLike, source: str | None = None, task_id: int | None = None
+) -> Checkpoint:
+    """Read a checkpoint's layers and binary masks.
+
+    Native files are read without torch; PyTorch files go through the importers, which
+    recognise the layout unless ``source`` names it. ``task_id`` names the task of a
+    foreign file that holds one task's embedding and does not say whose. Raises
+    ``CheckpointError`` for anything unreadable or inconsistent.
+    """
+    path = existing_file(path)
+    if sniff(path) == "torch":
+        from hatinspect.storage.importers import import_checkpoint
+
+        return import_checkpoint(path, source, task_id).checkpoint
+    if task_id is not None:
+        from hatinspect.core.errors import CheckpointError
+
+        raise CheckpointError(f"{path}: a native file records its task ids; task_id does not apply")
+    return open_native(path, source)
+
+
+def read_tensors(path: str | os.PathLike, keys: Iterable[str]) -> dict[str, np.ndarray]:
+    """The named tensors as numpy arrays (e.g. ``LayerInfo.weight_key`` of each layer)."""
+    path = existing_file(path)
+    if sniff(path) == "torch":
+        from hatinspect.storage.importers import read_torch_tensors
+
+        return read_torch_tensors(path, list(keys))
+    return read_native_tensors(path, keys)

@@ -1,0 +1,286 @@
+"""Reading whole pickled objects (``torch.save(module, ...)``) without running anything.
+
+Every global a pickle names becomes an inert placeholder class: calling it, ``NEWOBJ``
+and ``BUILD`` only record the arguments, state and items it is given. No constructor,
+``__setstate__`` or ``__reduce__`` of the file's classes runs, and the classes need not be
+installed. Only torch's tensor and storage rebuilding and plain containers are real.
+
+Before anything is unpickled the opcodes are scanned for the globals they name; a global
+able to run code or touch the system (``REFUSED``) refuses the whole file by name, even
+though as a placeholder it could not run. ``refused_globals`` is that one check.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import collections
+import io
+import pickle
+import pickletools
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from hatinspect.core.errors import CheckpointError
+
+# module -> names refused in it ("*": every name in the module and its submodules)
+REFUSED: dict[str, frozenset[str] | str] = {
+    "__builtin__": frozenset(
+        {
+            "eval",
+            "exec",
+            "compile",
+            "__import__",
+            "getattr",
+            "setattr",
+            "delattr",
+            "open",
+            "globals",
+            "locals",
+            "vars",
+            "breakpoint",
+            "input",
+            "execfile",
+            "reload",
+            "file",
+        }
+    ),  # fmt: skip
+    "builtins": frozenset(
+        {
+            "eval",
+            "exec",
+            "compile",
+            "__import__",
+            "getattr",
+            "setattr",
+            "delattr",
+            "open",
+            "globals",
+            "locals",
+            "vars",
+            "breakpoint",
+            "input",
+        }
+    ),  # fmt: skip
+    "_io": "*",
+    "_pickle": "*",
+    "code": "*",
+    "codeop": "*",
+    "commands": "*",
+    "ctypes": "*",
+    "dill": "*",
+    "importlib": "*",
+    "io": "*",
+    "marshal": "*",
+    "multiprocessing": "*",
+    "nt": "*",
+    "operator": frozenset({"attrgetter", "methodcaller"}),
+    "os": "*",
+    "pickle": "*",
+    "platform": "*",
+    "posix": "*",
+    "pty": "*",
+    "runpy": "*",
+    "shutil": "*",
+    "socket": "*",
+    "subprocess": "*",
+    "sys": "*",
+    "torch": frozenset({"load", "jit", "hub", "compile"}),
+    "torch._C": "*",
+    "torch.hub": "*",
+    "torch.jit": "*",
+    "torch.serialization": "*",
+    "types": "*",
+    "webbrowser": "*",
+}
+
+# the real objects a file may use: plain containers and torch's tensor rebuilding
+REAL = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("collections", "defaultdict"): collections.defaultdict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "set"): set,
+    ("__builtin__", "frozenset"): frozenset,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch", "Size"): torch.Size,
+}
+STORAGE_DTYPES = {
+    "FloatStorage": torch.float32,
+    "DoubleStorage": torch.float64,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+    "UntypedStorage": torch.uint8,
+}
+STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING",
+              "BINSTRING", "STRING"}  # fmt: skip
+
+
+class Placeholder:
+    """An object of a class the file names; it records what unpickling gives it."""
+
+    global_name = "?"
+
+    def __new__(cls, *args, **kwargs):
+        obj = object.__new__(cls)
+        obj.__dict__.update(args=args, kwargs=kwargs, state=None, items={}, listitems=[])
+        return obj
+
+    def __init__(self, *args, **kwargs):  # arguments are recorded by __new__
+        pass
+
+    def __setstate__(self, state):
+        self.__dict__["state"] = state
+
+    def __setitem__(self, key, value):
+        self.__dict__["items"][key] = value
+
+    def append(self, value):
+        self.__dict__["listitems"].append(value)
+
+    def extend(self, values):
+        self.__dict__["listitems"].extend(values)
+
+    def __repr__(self) -> str:
+        return f"<placeholder {self.global_name}>"
+
+
+def refused_globals(names: Iterable[str]) -> list[str]:
+    """The names among ``module.name`` globals that could run code or touch the system,
+    sorted, under their Python 3 names (a protocol 2 pickle may say ``commands.call``
+    or ``__builtin__.eval``, which unpickling maps to ``subprocess.call``, ``builtins.eval``)."""
+    found = {_python3_name(name) for name in names}
+    return sorted({name for name in found if _refused(name)})
+
+
+def _python3_name(name: str) -> str:
+    module, _, attr = name.rpartition(".")
+    if (module, attr) in _compat_pickle.NAME_MAPPING:
+        module, attr = _compat_pickle.NAME_MAPPING[(module, attr)]
+    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+    return f"{module}.{attr}"
+
+
+def _refused(name: str) -> bool:
+    for module, names in REFUSED.items():
+        if name.startswith(module + "."):
+            rest = name[len(module) + 1 :]
+            if names == "*" or rest.split(".")[0] in names:
+                return True
+    return False
+
+
+def pickle_globals(data) -> list[str]:
+    """Every global the pickle's opcodes name (``GLOBAL``/``STACK_GLOBAL``), sorted;
+    a ``STACK_GLOBAL`` whose names cannot be told without running is ``"<unknown>"``."""
+    found, pushed, memo = set(), [], {}
+    for opcode, arg, _ in pickletools.genops(data):
+        name = opcode.name
+        if name == "GLOBAL":
+            found.add(arg.replace(" ", "."))
+        elif name == "STACK_GLOBAL":
+            module, attr = (pushed[-2:] + [None, None])[:2] if len(pushed) >= 2 else (None, None)
+            ok = isinstance(module, str) and isinstance(attr, str)
+            found.add(f"{module}.{attr}" if ok else "<unknown>")
+            pushed.append(None)
+        elif name in STRING_OPS:
+            pushed.append(arg)
+        elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[int(arg)] = pushed[-1] if pushed else None
+        elif name == "MEMOIZE":
+            memo[len(memo)] = pushed[-1] if pushed else None
+        elif name in ("BINGET", "LONG_BINGET", "GET"):
+            pushed.append(memo.get(int(arg)))
+        else:
+            pushed.append(None)
+    return sorted(found)
+
+
+def check_globals(path: Path, data, damaged_ok: bool = False) -> None:
+    """Refuse, naming them, the globals in ``REFUSED``; done before anything is unpickled.
+    A pickle too damaged to scan is an error, or passes when ``damaged_ok`` (its loader
+    then reports it)."""
+    try:
+        names = pickle_globals(data)
+    except Exception as exc:  # a damaged pickle: nothing of it is used
+        if damaged_ok:
+            return
+        raise CheckpointError(f"{path}: not a readable pickle ({_one_line(exc)})") from None
+    refused = refused_globals(names)
+    if "<unknown>" in names:
+        refused.append("a global whose name is computed")
+    if refused:
+        raise CheckpointError(
+            f"{path}: refused: it names {', '.join(refused)}, which could run code"
+            " (nothing from the file was executed)"
+        )
+
+
+def load_saved_object(path: Path):
+    """The object a ``torch.save`` zip file holds, tensors real and every class a
+    ``Placeholder``."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"{path}: not a torch.save zip file ({_one_line(exc)})") from None
+    with archive:
+        records = [name for name in archive.namelist() if name.endswith("data.pkl")]
+        if len(records) != 1:
+            raise CheckpointError(f"{path}: not a torch.save zip file (no single data.pkl)")
+        prefix = records[0][: -len("data.pkl")]
+        data = archive.read(records[0])
+        check_globals(path, data)
+        try:
+            return _Unpickler(io.BytesIO(data), archive, prefix).load()
+        except CheckpointError:
+            raise
+        except Exception as exc:  # damaged data: one line, never a traceback
+            raise CheckpointError(f"{path}: unreadable pickled object ({_one_line(exc)})") from None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file, archive: zipfile.ZipFile, prefix: str):
+        super().__init__(file)
+        self._archive, self._prefix = archive, prefix
+        self._classes: dict[str, type] = {}
+        self._storages: dict[str, torch.UntypedStorage] = {}
+
+    def find_class(self, module: str, name: str):
+        full = f"{module}.{name}"
+        # the opcode scan refused these first; this is a second lock
+        if _refused(full) or _refused(_python3_name(full)):
+            raise pickle.UnpicklingError(f"refused global {full}")
+        if (module, name) in REAL:
+            return REAL[(module, name)]
+        if module == "torch" and name in STORAGE_DTYPES:
+            return STORAGE_DTYPES[name]
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        if full not in self._classes:
+            self._classes[full] = type(name, (Placeholder,), {"global_name": full})
+        return self._classes[full]
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.60}")
+        _, dtype, key, _location, numel = pid
+        if not isinstance(dtype, torch.dtype) or not isinstance(key, str):
+            raise pickle.UnpicklingError("malformed storage record")
+        if key not in self._storages:
+            raw = self._archive.read(f"{self._prefix}data/{key}")
+            self._storages[key] = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8)
+        untyped = self._storages[key]
+        return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
