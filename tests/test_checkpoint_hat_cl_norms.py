@@ -49,7 +49,7 @@ def test_converted_files_keep_one_batch_norm_per_task(tmp_path):
         native.append(hatinspect.open_checkpoint(target))
     assert native[1].task_norms[1][0] == "backbone.bn1.per_task.1.bias"
     assert audit(*native).ok
-    from hatinspect.core.reader import read_tensors
+    from hatinspect.checkpoints import read_tensors
 
     original = torch.load(AFTER[1], weights_only=True)
     key = "backbone.bn2.per_task.0.running_var"
