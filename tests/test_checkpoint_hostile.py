@@ -68,7 +68,8 @@ class Evil:
 
 CORPUS = {
     "empty": (_raw(b""), "empty file"),
-    "random bytes": (_raw(b"GIF89a not a checkpoint at all"), "neither a safetensors"),
+    "random bytes": (_raw(b"GIF89a\x10\x00\x10\x00\xf7\x00\x00 an image"), "neither a safetensors"),
+    "text": (_raw(b"GIF89a is what an image starts with"), "it starts with text"),
     "short safetensors": (_raw(b"\x05\x00"), "truncated"),
     "header past the end": (_raw((500).to_bytes(8, "little") + b"{}"), "exceeds the file"),
     "huge header": (_raw((MAX_HEADER_BYTES + 1).to_bytes(8, "little") + b"{"), "MiB limit"),
@@ -134,7 +135,7 @@ CORPUS = {
 def test_corpus(tmp_path, case, monkeypatch):
     monkeypatch.chdir(tmp_path)  # where the evil pickles would create "pwned"
     write, message = CORPUS[case]
-    path = tmp_path / ("case.bin" if case == "random bytes" else "case.safetensors")
+    path = tmp_path / ("case.bin" if case in ("random bytes", "text") else "case.safetensors")
     write(path)
     before = path.read_bytes()
     with pytest.raises(hatinspect.CheckpointError) as raised:

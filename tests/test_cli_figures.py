@@ -81,22 +81,23 @@ def test_mask_heatmaps_scale_with_units_and_tasks(tmp_path, units, tasks):
     write_native(
         tmp_path / "big.safetensors", make_checkpoint(layers, random_masks(layers, range(tasks)))
     )
-    for command in (["masks", "--heatmap"], ["overlap", "--heatmap"]):
-        result = run(
-            command[0], "big.safetensors", "--format", "json", command[1], f"{command[0]}.png"
-        )
+    for command in (["masks", "-l", "fc/*", "--heatmap"], ["overlap", "--heatmap"]):
+        result = run(command[0], "big.safetensors", "--format", "json", *command[1:], "f.png")
         assert result.exit_code == 0, result.stderr
-        width, height = png_size(f"{command[0]}.png")
-        assert 300 < width < 2000 and 200 < height < 2000
+        width, height = png_size("f.png")
+        assert 300 < width < 2000 and 150 < height < 2000
+        (tmp_path / "f.png").unlink()
 
 
-def test_too_many_layers_for_one_figure(tmp_path):
+def test_too_many_layers_to_draw_unit_by_unit(tmp_path):
     layers = tuple(layer(f"fc/{i}", (4, 4), f"fc/{i - 1}" if i else None) for i in range(70))
     write_native(tmp_path / "deep.safetensors", make_checkpoint(layers, random_masks(layers, [0])))
-    result = run("masks", "deep.safetensors", "--heatmap", "m.png")
+    result = run("masks", "deep.safetensors", "--heatmap", "m.png", "-l", "fc/*")
     assert result.exit_code == 1
-    one_error_line(result, "70 layers are too many for one figure", "--layer")
+    one_error_line(result, "70 layers are too many to draw unit by unit", "--layer")
     assert run("masks", "deep.safetensors", "--heatmap", "m.png", "-l", "fc/1?").exit_code == 0
+    whole = run("masks", "deep.safetensors", "--heatmap", "w.png")  # the whole-network view
+    assert whole.exit_code == 0, whole.stderr
 
 
 def test_saved_measures_read_back():

@@ -81,7 +81,17 @@ CAPACITY_KEYS = [
 
 def test_capacity_json():
     doc = as_json("capacity", "net.safetensors")
-    assert set(doc) == {"schema", "checkpoint", "tasks", "layers", "total", "by_task", "notes"}
+    assert set(doc) == {
+        "schema",
+        "checkpoint",
+        "tasks",
+        "layers",
+        "total",
+        "by_task",
+        "protects",
+        "notes",
+    }
+    assert doc["protects"] is True
     keys = set(CAPACITY_KEYS)
     protected = protected_params(MLP, MLP_MASKS, TASKS)
     used = used_units(MLP, MLP_MASKS, TASKS)
@@ -238,7 +248,7 @@ def test_info_json_and_csv():
     assert (doc["source"], doc["tasks"], doc["metadata"], doc["notes"]) == (
         "hatinspect",
         TASKS,
-        {"s_max": "400"},
+        {"s_max": 400},
         [],
     )
     assert doc["layers"][2] == {

@@ -73,14 +73,28 @@ def test_per_task_columns_that_do_not_fit_are_left_out_with_a_hint(tmp_path):
     write_native(tmp_path / "many.safetensors", make_checkpoint(MLP, random_masks(MLP, range(12))))
     compact = run("masks", "many.safetensors", COLUMNS="120").stdout
     assert "task 0" not in compact and "t11" in compact and "(tN: units task N uses)" in compact
-    squeezed = run("masks", "many.safetensors", COLUMNS="60").stdout
-    assert "t0" not in squeezed and "…" not in squeezed
-    assert "12 per-task columns do not fit in 60 columns" in squeezed
-    chosen = run("masks", "many.safetensors", "-t", "3", "-t", "7").stdout
-    assert "task 3" in chosen and "task 7" in chosen and "do not fit" not in chosen
+    squeezed = run("masks", "many.safetensors", COLUMNS="60")
+    assert "t0" not in squeezed.stdout and "…" not in squeezed.stdout
+    assert "do not fit" not in squeezed.stdout  # a note, not data: stderr, once
+    assert squeezed.stderr.count("12 per-task columns do not fit in 60 columns") == 1
+    assert "choose some with --task" in squeezed.stderr
 
 
-def test_overlap_cells_narrow_before_the_matrix_is_left_out(tmp_path):
+def test_chosen_tasks_are_kept_before_optional_columns(tmp_path):
+    from inspect_checkpoints import MLP, make_checkpoint, random_masks, write_native
+
+    write_native(tmp_path / "many.safetensors", make_checkpoint(MLP, random_masks(MLP, range(12))))
+    chosen = ["masks", "many.safetensors", *[a for t in (1, 3, 5, 7) for a in ("-t", str(t))]]
+    dropped = run(*chosen, COLUMNS="70")
+    assert all(f" t{t} " in dropped.stdout for t in (1, 3, 5, 7)), dropped.stdout
+    assert "mean" not in dropped.stdout and "summative mean left out" in dropped.stderr
+    folded = run(*chosen, COLUMNS="40")
+    assert all(f" t{t} " in folded.stdout for t in (1, 3, 5, 7)), folded.stdout
+    assert "…" not in folded.stdout and "--task" not in folded.stderr
+    assert max(map(len, folded.stdout.splitlines())) <= 40
+
+
+def test_overlap_cells_narrow_then_fold(tmp_path):
     from inspect_checkpoints import MLP, make_checkpoint, random_masks, write_native
 
     write_native(tmp_path / "many.safetensors", make_checkpoint(MLP, random_masks(MLP, range(10))))
@@ -88,5 +102,13 @@ def test_overlap_cells_narrow_before_the_matrix_is_left_out(tmp_path):
     narrowed = run("overlap", "many.safetensors").stdout
     assert narrowed.startswith("Jaccard index of the kept units between tasks, the network")
     assert "…" not in narrowed
-    hidden = run("overlap", "many.safetensors", COLUMNS="40").stdout
-    assert hidden.startswith("(10 tasks do not fit in 40 columns")
+    folded = run("overlap", "many.safetensors", COLUMNS="40")
+    assert folded.stdout.startswith("Shared units (Jaccard) between tasks,")
+    assert "…" not in folded.stdout and max(map(len, folded.stdout.splitlines())) <= 40
+    header_cells = [
+        c
+        for line in folded.stdout.splitlines()
+        if line.startswith("┃ task")
+        for c in line.split("┃")[2:-1]
+    ]
+    assert sorted(int(c) for c in header_cells) == list(range(10))

@@ -13,17 +13,61 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+from typer.exceptions import TyperException
 
 import hatinspect
 from hatinspect.core.errors import HatinspectError
 
 DEBUG_ENV = "HATINSPECT_DEBUG"
 
+
+class _PlainFlags:
+    """Flags show no value placeholder in --help (Typer would show ``<bool>``)."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_PlainFlags, TyperCommand):
+    pass
+
+
+class _OneLineUsageErrors(_PlainFlags, TyperGroup):
+    """Usage errors (unknown option, missing argument, bad value) as one line, exit 2,
+    like every other error, instead of a framed message after the usage line."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except TyperException as exc:  # the parser's usage errors
+            if type(exc).__name__ == "NoArgsIsHelpError":  # no command: the help is the answer
+                if exc.format_message().strip():  # rich has printed it already otherwise
+                    exc.show()
+            else:
+                context = getattr(exc, "ctx", None)
+                where = context.command_path if context else "hatinspect"
+                fail(exc.format_message(), f"see {where} --help", code=exc.exit_code)
+            code = exc.exit_code
+        except typer.Abort:
+            fail("aborted")
+            code = 1
+        code = code if isinstance(code, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
 app = typer.Typer(
     name="hatinspect",
+    cls=_OneLineUsageErrors,
     help="Look inside HAT / AdaHAT continual-learning networks.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 
@@ -40,21 +84,39 @@ def _one_line_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (HatinspectError, OSError) as exc:
-            if os.environ.get(DEBUG_ENV):
-                raise
-            raise fail(str(exc), f"set {DEBUG_ENV}=1 for a traceback") from None
+        except (typer.Exit, typer.Abort, TyperException):
+            raise
         except KeyboardInterrupt:
             raise fail("interrupted", code=130) from None
+        except HatinspectError as exc:  # bad input, said in its own words
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise fail(str(exc)) from None
+        except OSError as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise fail(_os_error(exc)) from None
+        except Exception as exc:  # a bug: say so, and how to see where
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise fail(
+                f"unexpected {type(exc).__name__}: {exc}", f"set {DEBUG_ENV}=1 for a traceback"
+            ) from None
 
     return wrapper
+
+
+def _os_error(exc: OSError) -> str:
+    """An OS error as the file it concerns and the reason, without errno numbers."""
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename}: {reason.lower()}" if exc.filename else reason
 
 
 def command(*args, **kwargs) -> Callable[[Callable], Callable]:
     """Register a command whose known failures become one line on stderr and exit 1."""
 
     def register(fn: Callable) -> Callable:
-        app.command(*args, **kwargs)(_one_line_errors(fn))
+        app.command(*args, cls=_Command, **kwargs)(_one_line_errors(fn))
         return fn
 
     return register

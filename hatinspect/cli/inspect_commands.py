@@ -64,21 +64,44 @@ def _check_unit_wise(value: str) -> None:
     parse_unit_wise(value)
 
 
+def _check_figsize(value: str) -> None:
+    from hatinspect.render.figures import parse_figsize
+
+    parse_figsize(value)
+
+
 _figure_path = _usage_check(lambda path: output_format(path, FIGURE_FORMATS))
 _safetensors_path = _usage_check(lambda path: output_format(path, ("safetensors",)))
 _known_cmap = _usage_check(_check_cmap)
+_figsize = _usage_check(_check_figsize)
 _unit_wise = _usage_check(_check_unit_wise)
 
 
 CheckpointArg = Annotated[
     Path, typer.Argument(help="Checkpoint: native .safetensors, or .pt/.pth/.ckpt to import.")
 ]
+
+
+def _choices(options) -> str:
+    # spaced, so that a narrow help panel wraps between choices, never inside one
+    return " | ".join(options)
+
+
 FormatOption = Annotated[
-    Format, typer.Option("--format", "-f", help="Output: a table, or JSON/CSV for scripts.")
+    Format,
+    typer.Option(
+        "--format",
+        "-f",
+        metavar=_choices(Format),
+        help="Output: a table, or JSON/CSV for scripts.",
+    ),
 ]
 SourceOption = Annotated[
     Source | None,
-    typer.Option(help="Layout of a foreign checkpoint, when it is not recognised by itself."),
+    typer.Option(
+        metavar=_choices(SOURCES),
+        help="Layout of a foreign checkpoint, when it is not recognised by itself.",
+    ),
 ]
 TaskIdOption = Annotated[
     int | None,
@@ -118,7 +141,28 @@ CmapOption = Annotated[
     str | None,
     typer.Option(help="A matplotlib colormap for the heatmap.", callback=_known_cmap),
 ]
+FigsizeOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="W,H",
+        help="Figure size in inches (default: 3.5 wide, one column of a two-column paper).",
+        callback=_figsize,
+    ),
+]
+TitleOption = Annotated[
+    str | None, typer.Option(metavar="TEXT", help="The figure's title (default: what it shows).")
+]
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+WidthOption = Annotated[
+    int | None,
+    typer.Option(
+        "--width",
+        min=20,
+        metavar="N",
+        help="Lay tables out in N columns (default: COLUMNS or the terminal's; "
+        "no limit when the output is piped).",
+    ),
+]
 
 
 def load(path: Path, source: Source | None = None, task_id: int | None = None) -> Checkpoint:
@@ -131,9 +175,16 @@ def load(path: Path, source: Source | None = None, task_id: int | None = None) -
     return checkpoint
 
 
-def emit(result, fmt: Format, checkpoints: tuple = (), **options) -> None:
+def emit(
+    result,
+    fmt: Format,
+    checkpoints: tuple = (),
+    width: int | None = None,
+    table: dict | None = None,
+    **options,
+) -> None:
     """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
-    table and CSV views."""
+    table and CSV views, `table` and `width` the table alone."""
     from hatinspect.render import records, tables
 
     if fmt is Format.json:
@@ -141,19 +192,30 @@ def emit(result, fmt: Format, checkpoints: tuple = (), **options) -> None:
     elif fmt is Format.csv:
         sys.stdout.write(records.to_csv(result, **options))
     else:
-        tables.print_tables(result, **options)
+        tables.print_tables(result, width=width, **(table or {}), **options)
 
 
-def _draw(draw, result, path: Path | None, **options) -> None:
+def _draw(draw, result, path: Path | None, *options) -> None:
     if path is not None:
-        draw(result, path, **{k: v for k, v in options.items() if v is not None})
+        draw(result, path, *options)
         print(f"wrote {path}", file=sys.stderr)
 
 
-def _outputs_free(force: bool, *paths: Path | None) -> None:
+def _look(dpi: int, cmap: str | None, figsize: str | None, title: str | None):
+    from hatinspect.render.figures import Look, parse_figsize
+
+    return Look(parse_figsize(figsize) if figsize else None, title, cmap, dpi)
+
+
+def _outputs_free(force: bool, inputs: tuple[Path, ...], *paths: Path | None) -> None:
+    from hatinspect.render.files import OutputIsInput
+
     for path in paths:
         if path is not None:
-            check_writable(path, force)
+            try:
+                check_writable(path, force, inputs)
+            except OutputIsInput as exc:
+                raise fail(str(exc), code=2) from None
 
 
 @command("masks")
@@ -163,37 +225,55 @@ def masks(
     layer: LayerOption = None,
     exclude: ExcludeOption = None,
     show: Annotated[bool, typer.Option("--show", help="Draw the masks in the terminal.")] = False,
-    heatmap: HeatmapOption = None,
+    heatmap: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also draw the masks to this .png, .svg or .pdf file: the whole network "
+            "(layers × tasks: share of units each task keeps, and cumulative use; any depth, "
+            "grouped by stage and block) unless --layer chooses layers, which are then drawn "
+            "unit by unit.",
+            callback=_figure_path,
+            metavar="FILE",
+        ),
+    ] = None,
     dpi: DpiOption = 100,
     cmap: CmapOption = None,
+    figsize: FigsizeOption = None,
+    title: TitleOption = None,
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
+    width: WidthOption = None,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
 ) -> None:
-    """Per layer and task: units each mask keeps, and the cumulative and summative masks."""
+    """Per layer and task: units each mask keeps, and the cumulative and summative masks.
+
+    Examples:  hatinspect masks run/after-task-5.safetensors -t 1 -t 2
+               hatinspect masks r152.safetensors --heatmap masks.pdf
+               hatinspect masks r152.safetensors -l 'conv5x/0/*' --heatmap units.png
+    """
     from hatinspect.core.masks import summarise_masks
 
     if show and fmt is not Format.table:
         raise typer.BadParameter("--show draws in the terminal; use it with --format table")
-    _outputs_free(force, heatmap)
+    _outputs_free(force, (checkpoint,), heatmap)
     opened = load(checkpoint, source, task_id)
     report = summarise_masks(opened, task or (), layer or (), exclude or ())
     if heatmap:
         from hatinspect.render.figures import mask_heatmap
 
-        _draw(mask_heatmap, report, heatmap, dpi=dpi, cmap=cmap)
-    emit(report, fmt, (opened,))
+        _draw(mask_heatmap, report, heatmap, _look(dpi, cmap, figsize, title), bool(layer))
+    emit(report, fmt, (opened,), width, table={"chosen_tasks": bool(task)})
     if show:
-        _show(report)
+        _show(report, width)
 
 
-def _show(report) -> None:
+def _show(report, width: int | None) -> None:
     from rich.console import Console
 
     from hatinspect.render.terminal_heatmap import mask_heatmap
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=width)
     for line in mask_heatmap(report, console.width):
         console.print(line, no_wrap=True, overflow="crop")
 
@@ -201,8 +281,14 @@ def _show(report) -> None:
 @command("capacity")
 def capacity(
     checkpoint: CheckpointArg,
+    task: TaskOption = None,
+    layer: LayerOption = None,
+    exclude: ExcludeOption = None,
     by_task: Annotated[
-        bool, typer.Option("--by-task", help="Show usage growing task by task.")
+        bool,
+        typer.Option(
+            "--by-task", help="Add usage growing task by task (table) / give it alone (CSV)."
+        ),
     ] = False,
     plot: Annotated[
         Path | None,
@@ -222,22 +308,35 @@ def capacity(
         ),
     ] = None,
     dpi: DpiOption = 100,
+    figsize: FigsizeOption = None,
+    title: TitleOption = None,
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
+    width: WidthOption = None,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
 ) -> None:
-    """How much of the network the stored tasks use, and what is still free."""
+    """How much of the network the stored tasks use, and what is still free.
+
+    Per layer: units in the cumulative mask (used) and parameters whose two units are both
+    used (protected: frozen for the next task). Per task: units no earlier task had used
+    (new), units shared with earlier tasks (reused), and the network sparsity, AdaHAT's
+    share of the still-free units that the task took (new / free before it).
+    With --task, only those tasks count; --layer/--exclude choose the layers reported.
+
+    Examples:  hatinspect capacity run/after-task-5.safetensors --by-task
+               hatinspect capacity r152.safetensors -l 'conv5x/*' --fail-above 0.9
+    """
     from hatinspect.core.capacity import capacity as report_capacity
 
-    _outputs_free(force, plot)
+    _outputs_free(force, (checkpoint,), plot)
     opened = load(checkpoint, source, task_id)
-    report = report_capacity(opened)
+    report = report_capacity(opened, task or (), layer or (), exclude or ())
     if plot:
         from hatinspect.render.figures import growth_plot
 
-        _draw(growth_plot, report, plot, dpi=dpi)
-    emit(report, fmt, (opened,), by_task=by_task)
+        _draw(growth_plot, report, plot, _look(dpi, None, figsize, title))
+    emit(report, fmt, (opened,), width, by_task=by_task)
     usage = report.total.param_usage
     if fail_above is not None and usage > fail_above:
         raise fail(
@@ -249,18 +348,30 @@ def capacity(
 @command("measure")
 def measure(
     checkpoint: CheckpointArg,
-    layer: Annotated[str, typer.Option("--layer", "-l", help="The layer's exact name.")],
+    layer: Annotated[
+        str,
+        typer.Option(
+            "--layer",
+            "-l",
+            metavar="NAME",
+            help="The layer: its name (conv5x/0/conv2), PyTorch's dotted name "
+            "(conv5x.0.conv2) or a glob that matches exactly one layer.",
+        ),
+    ],
     of: Annotated[
         str,
         typer.Option(
             "--of",
-            metavar="cumulative|summative|task:N",
+            metavar="cumulative | summative | task:N",
             help="The unit-wise measure to spread over the parameters.",
             callback=_unit_wise,
         ),
     ] = "cumulative",
     aggregation: Annotated[
-        Aggregation, typer.Option(help="How a weight combines its two units' measures.")
+        Aggregation,
+        typer.Option(
+            metavar=_choices(Aggregation), help="How a weight combines its two units' measures."
+        ),
     ] = Aggregation.min,
     heatmap: HeatmapOption = None,
     save: Annotated[
@@ -273,26 +384,33 @@ def measure(
     ] = None,
     dpi: DpiOption = 100,
     cmap: CmapOption = None,
+    figsize: FigsizeOption = None,
+    title: TitleOption = None,
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
+    width: WidthOption = None,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
 ) -> None:
-    """The parameter-wise measure of one layer: statistics, histogram, heatmap, export."""
+    """The parameter-wise measure of one layer: statistics, histogram, heatmap, export.
+
+    Examples:  hatinspect measure run/after-task-5.safetensors -l fc/1 --of summative
+               hatinspect measure r152.safetensors -l conv5x.0.conv2 --heatmap m.png
+    """
     from hatinspect.core.measure import measure as layer_measure
 
-    _outputs_free(force, heatmap, save)
+    _outputs_free(force, (checkpoint,), heatmap, save)
     opened = load(checkpoint, source, task_id)
     result = layer_measure(opened, layer, of, aggregation.value)
     if heatmap:
         from hatinspect.render.figures import measure_heatmap
 
-        _draw(measure_heatmap, result, heatmap, dpi=dpi, cmap=cmap)
+        _draw(measure_heatmap, result, heatmap, _look(dpi, cmap, figsize, title))
     if save:
         from hatinspect.render.files import save_measure
 
         _draw(save_measure, result, save)
-    emit(result, fmt, (opened,))
+    emit(result, fmt, (opened,), width)
 
 
 @command("overlap")
@@ -307,22 +425,29 @@ def overlap(
     heatmap: HeatmapOption = None,
     dpi: DpiOption = 100,
     cmap: CmapOption = None,
+    figsize: FigsizeOption = None,
+    title: TitleOption = None,
     force: ForceOption = False,
     fmt: FormatOption = Format.table,
+    width: WidthOption = None,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
 ) -> None:
-    """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer."""
+    """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer.
+
+    Examples:  hatinspect overlap run/after-task-5.safetensors --per-layer
+               hatinspect overlap r152.safetensors --heatmap overlap.pdf --format csv
+    """
     from hatinspect.core.overlap import overlap as task_overlap
 
-    _outputs_free(force, heatmap)
+    _outputs_free(force, (checkpoint,), heatmap)
     opened = load(checkpoint, source, task_id)
     report = task_overlap(opened, task or (), layer or (), exclude or ())
     if heatmap:
         from hatinspect.render.figures import overlap_heatmap
 
-        _draw(overlap_heatmap, report, heatmap, dpi=dpi, cmap=cmap)
-    emit(report, fmt, (opened,), per_layer=per_layer)
+        _draw(overlap_heatmap, report, heatmap, _look(dpi, cmap, figsize, title))
+    emit(report, fmt, (opened,), width, per_layer=per_layer)
 
 
 @command("audit")
@@ -333,7 +458,10 @@ def audit(
     source: SourceOption = None,
     task_id: TaskIdOption = None,
 ) -> None:
-    """Check that every parameter BEFORE protects is bit-identical in AFTER (exit 1 if not)."""
+    """Check that every parameter BEFORE protects is bit-identical in AFTER (exit 1 if not).
+
+    Example:  hatinspect audit run/after-task-2.safetensors run/after-task-5.safetensors
+    """
     from hatinspect.core.audit import audit as audit_files
 
     opened = (load(before, source, task_id), load(after, source, task_id))
@@ -356,10 +484,14 @@ def convert(
     source: SourceOption = None,
     task_id: TaskIdOption = None,
 ) -> None:
-    """Write any checkpoint the reader understands in the native safetensors format."""
+    """Write any checkpoint the reader understands in the native safetensors format.
+
+    Examples:  hatinspect convert hat_task4.pt hat_task4.safetensors
+               hatinspect convert model.ckpt model.safetensors --source clarena
+    """
     from hatinspect.storage.convert import convert as convert_file
 
-    _outputs_free(force, dst)
+    _outputs_free(force, (src,), dst)
     convert_file(src, dst, source=source.value if source else None, task_id=task_id)
     written = load(dst)
     print(
@@ -373,9 +505,14 @@ def convert(
 def info(
     checkpoint: CheckpointArg,
     fmt: FormatOption = Format.table,
+    width: WidthOption = None,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
 ) -> None:
-    """What a checkpoint holds: backbone, layers, tasks, source format and metadata."""
+    """What a checkpoint holds: backbone, layers, tasks, source format and metadata.
+
+    Examples:  hatinspect info run/after-task-5.safetensors
+               hatinspect info model.pt --format json
+    """
     opened = load(checkpoint, source, task_id)
-    emit(opened, fmt, (opened,))
+    emit(opened, fmt, (opened,), width)

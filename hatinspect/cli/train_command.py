@@ -28,7 +28,8 @@ STRATEGIES = ("auto", "ddp")
 
 
 def _choices(options: tuple[str, ...]) -> str:
-    return "|".join(options)
+    # spaced, so that a narrow help panel wraps between choices, never inside one
+    return " | ".join(options)
 
 
 AlgorithmOption = Annotated[
@@ -44,7 +45,7 @@ AlgorithmOption = Annotated[
 TasksOption = Annotated[
     int, typer.Option("--tasks", "-n", help="Tasks to learn, one after another.")
 ]
-EpochsOption = Annotated[int, typer.Option("--epochs", "-e", help="Epochs per task.")]
+EpochsOption = Annotated[int, typer.Option("--epochs", "-e", help="Epochs per task (1 or more).")]
 SeedOption = Annotated[
     int,
     typer.Option(
@@ -70,7 +71,25 @@ DatasetOption = Annotated[
 ]
 OutOption = Annotated[
     Path,
-    typer.Option("--out", "-o", metavar="DIR", help="Folder for after-task-<t>.safetensors."),
+    typer.Option(
+        "--out",
+        "-o",
+        metavar="DIR",
+        help="Folder for after-task-<t>.safetensors: a new or empty one, unless --force.",
+    ),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Write into a folder that already holds files.")
+]
+WidthOption = Annotated[
+    int | None,
+    typer.Option(
+        "--width",
+        min=20,
+        metavar="N",
+        help="Lay the table out in N columns (default: COLUMNS or the terminal's; "
+        "no limit when the output is piped).",
+    ),
 ]
 EngineOption = Annotated[
     str,
@@ -116,18 +135,26 @@ def train_demo(
     engine: EngineOption = "plain",
     devices: DevicesOption = 1,
     strategy: StrategyOption = "auto",
+    force: ForceOption = False,
+    width: WidthOption = None,
 ) -> None:
-    """Train a HAT network on toy tasks, one after another, and show it forgets nothing."""
+    """Train a HAT network on toy tasks, one after another, and show it forgets nothing.
+
+    Examples:  hatinspect train-demo --out demo
+               hatinspect train-demo --algorithm finetuning --out ft -n 3
+    """
     if fmt not in FORMATS:
         raise fail(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", code=2)
     run = _engine(engine, devices, strategy)
+    if epochs < 1:
+        raise fail(f"the number of epochs must be at least 1, got {epochs}", code=2)
     from hatinspect.training.demo import DemoConfig
 
     try:
         config = DemoConfig(algorithm, tasks, epochs, seed, backbone, dataset)
     except ValueError as exc:
         raise fail(str(exc), hint="see hatinspect train-demo --help", code=2) from None
-    _prepare(out)
+    _prepare(out, force)
     try:
         with _Progress(config.tasks, config.epochs) as progress:
             result = run(config, out, progress.epoch_done)
@@ -145,7 +172,7 @@ def train_demo(
     if fmt == "json":
         sys.stdout.write(json.dumps(demo.record(result), indent=2) + "\n")
     else:
-        demo.print_table(result)
+        demo.print_table(result, width)
 
 
 def _engine(engine: str, devices: int, strategy: str):
@@ -168,8 +195,15 @@ def _engine(engine: str, devices: int, strategy: str):
     )
 
 
-def _prepare(out: Path) -> None:
-    """Make sure checkpoints can be written to ``out`` before training for a minute."""
+def _prepare(out: Path, force: bool) -> None:
+    """Make sure checkpoints can be written to ``out`` before training for a minute, and
+    that they will not mix with another run's files."""
+    if out.is_dir() and not force and any(out.iterdir()):
+        raise fail(
+            f"{out} already holds files; another run's checkpoints would mix with this one's",
+            hint="choose an empty --out, or pass --force",
+            code=2,
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):

@@ -8,13 +8,15 @@ weight-sized tensor is ever built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
 
 from hatinspect.core.errors import CheckpointError
 from hatinspect.core.masks import task_matrix
+from hatinspect.core.select import select_layers, select_tasks
 from hatinspect.core.types import Checkpoint, LayerInfo
 
 
@@ -71,6 +73,8 @@ class CapacityReport:
     layers: tuple[Usage, ...]
     total: Usage
     by_task: tuple[TaskGrowth, ...]
+    # False when the masks protect nothing: none stored, or a fine-tuning run's
+    protects: bool = True
 
 
 class _Counts(NamedTuple):
@@ -81,8 +85,20 @@ class _Counts(NamedTuple):
     new: np.ndarray  # units each task claimed that no earlier task had used
 
 
-def capacity(checkpoint: Checkpoint) -> CapacityReport:
-    """Usage per layer and in total after all stored tasks, and how it grew task by task."""
+def capacity(
+    checkpoint: Checkpoint,
+    tasks: Sequence[int] = (),
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> CapacityReport:
+    """Usage per layer and in total after the stored tasks, and how it grew task by task.
+
+    `tasks` counts only those tasks' masks (as if no other was stored); `include` and
+    `exclude` globs choose the layers reported, totalled and grown over (a chosen layer's
+    protected weights still depend on its preceding layer's units, chosen or not)."""
+    if tasks:
+        checkpoint = replace(checkpoint, task_ids=select_tasks(checkpoint, tasks))
+    chosen = select_layers(checkpoint, include, exclude) if include or exclude else None
     counts = {layer.name: _counts(checkpoint, layer) for layer in checkpoint.layers}
     # layer name -> (tasks,) parameters protected after each task
     protected = {
@@ -91,16 +107,30 @@ def capacity(checkpoint: Checkpoint) -> CapacityReport:
         )
         for layer in checkpoint.layers
     }
+    chosen = chosen or checkpoint.layers
     layers = tuple(
-        _usage(layer, counts[layer.name].used, protected[layer.name]) for layer in checkpoint.layers
+        _usage(layer, counts[layer.name].used, protected[layer.name]) for layer in chosen
     )
+    names = [layer.name for layer in chosen]
     return CapacityReport(
         checkpoint=checkpoint.path,
         tasks=checkpoint.task_ids,
         layers=layers,
         total=_total(layers),
-        by_task=_growth(checkpoint, counts, protected),
+        by_task=_growth(
+            checkpoint,
+            chosen,
+            {name: counts[name] for name in names},
+            {name: protected[name] for name in names},
+        ),
+        protects=protects_anything(checkpoint),
     )
+
+
+def protects_anything(checkpoint: Checkpoint) -> bool:
+    """False with no stored task, or for a fine-tuning run: its stored masks are all ones
+    by convention, and it protects nothing."""
+    return bool(checkpoint.task_ids) and checkpoint.metadata.get("algorithm") != "finetuning"
 
 
 def _counts(checkpoint: Checkpoint, layer: LayerInfo) -> _Counts:
@@ -154,12 +184,12 @@ def _total(layers: tuple[Usage, ...]) -> Usage:
     )
 
 
-def _growth(checkpoint: Checkpoint, counts, protected) -> tuple[TaskGrowth, ...]:
+def _growth(checkpoint: Checkpoint, layers, counts, protected) -> tuple[TaskGrowth, ...]:
     used_after = sum(layer.used for layer in counts.values())
     active = sum(layer.active for layer in counts.values())
     new = sum(layer.new for layer in counts.values())
-    units = sum(layer.units for layer in checkpoint.layers)
-    params = sum(layer.params for layer in checkpoint.layers)
+    units = sum(layer.units for layer in layers)
+    params = sum(layer.params for layer in layers)
     protected_after = sum(protected.values())
     return tuple(
         TaskGrowth(

@@ -87,15 +87,24 @@ def existing_file(path: str | os.PathLike) -> Path:
 def sniff(path: Path) -> str:
     """``"safetensors"`` or ``"torch"`` from the first bytes; ``CheckpointError`` otherwise."""
     with open(path, "rb") as f:
-        start = f.read(9)
+        start = f.read(64)
     # the JSON header's "{" first: a header length may well start with byte 0x80
     if start[8:9] == b"{":
         return "safetensors"
     if start.startswith(ZIP_MAGIC) or start.startswith(PICKLE_PROTO):
         return "torch"
+    if _is_text(start):
+        raise CheckpointError(f"{path}: not a checkpoint (it starts with text)")
     if path.suffix == fmt.SUFFIX:
         return "safetensors"
     raise CheckpointError(f"{path}: neither a safetensors file nor a PyTorch checkpoint")
+
+
+def _is_text(start: bytes) -> bool:
+    """Printable UTF-8 (a character cut at the end aside): a text file, not a checkpoint."""
+    text = start.decode("utf-8", errors="ignore")
+    printable = all(c.isprintable() or c in "\t\n\r" for c in text)
+    return printable and len(text.encode()) >= len(start) - 3
 
 
 @contextmanager

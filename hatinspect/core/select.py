@@ -43,11 +43,22 @@ def select_layers(
 
 
 def find_layer(checkpoint: Checkpoint, name: str) -> LayerInfo:
-    """The layer called exactly `name`; the error suggests near names."""
-    try:
-        return checkpoint.layer(name)
-    except KeyError:
-        raise HatinspectError(_unknown_layer(name, checkpoint)) from None
+    """One layer: called `name`, or PyTorch's dotted spelling of it (`conv5x.0.conv2`),
+    or the only one a glob matches (as `--layer` globs elsewhere); the error suggests
+    near names, or lists the matches when a glob matches several."""
+    names = set(checkpoint.layer_names)
+    for candidate in (name, name.replace(".", "/")):
+        if candidate in names:
+            return checkpoint.layer(candidate)
+    hits = [layer for layer in checkpoint.layers if fnmatchcase(layer.name, name)]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise HatinspectError(
+            f"layer pattern {name!r} matches {len(hits)} layers of {checkpoint.path} "
+            f"({_listing(layer.name for layer in hits)}); give one"
+        )
+    raise HatinspectError(_unknown_layer(name, checkpoint))
 
 
 def _matching(names: list[str], patterns: Sequence[str], path: str) -> list[str]:

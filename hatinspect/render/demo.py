@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from hatinspect.render.records import SCHEMA
+from hatinspect.render.tables import Grid, output_width, print_renderables
 
 
 def record(result) -> dict:
@@ -29,31 +28,41 @@ def record(result) -> dict:
     }
 
 
-def print_table(result) -> None:
-    """The accuracy matrix with capacity and forgetting, then the next command to run."""
-    console = Console(highlight=False)
+def print_table(result, width: int | None = None) -> None:
+    """The accuracy matrix with capacity and forgetting, then the next command to run.
+
+    A matrix wider than the output is folded into tables of fewer task columns."""
+    limit = output_width(width)
     title = (
         f"Test accuracy after each task: {result.algorithm}, {result.backbone}, "
         f"{result.dataset}, seed {result.seed}"
     )
-    console.print(Text(title, "bold"))
-    table = Table()
-    table.add_column("after", no_wrap=True)
-    for task in range(1, result.tasks + 1):
-        table.add_column(f"task {task}", justify="right")
-    table.add_column("capacity", justify="right")
+    lines = [
+        Text(title, "bold"),
+        *_accuracy_grid(result).fitted(limit),
+        Text(
+            f"average accuracy {result.average_accuracy:.1%}, "
+            f"mean forgetting {_points(result.mean_forgetting)} (percentage points)"
+        ),
+    ]
+    if result.checkpoints:
+        lines.append(
+            Text(
+                f"next: hatinspect masks {result.checkpoints[-1]}", no_wrap=True, overflow="ignore"
+            )
+        )
+    print_renderables(lines, limit)
+
+
+def _accuracy_grid(result) -> Grid:
+    grid = Grid(["after", *[f"task {task}" for task in range(1, result.tasks + 1)], "capacity"])
     for t, row in enumerate(result.accuracy, start=1):
         cells = [f"{a:.1%}" for a in row] + [""] * (result.tasks - len(row))
-        table.add_row(f"task {t}", *cells, f"{result.capacity[t - 1]:.1%}")
-    table.add_section()
-    table.add_row("forgetting", *[_points(f) for f in result.forgetting], "", "")
-    console.print(table)
-    console.print(
-        f"average accuracy {result.average_accuracy:.1%}, "
-        f"mean forgetting {_points(result.mean_forgetting)} (percentage points)"
-    )
-    if result.checkpoints:
-        console.print(f"next: hatinspect masks {result.checkpoints[-1]}", soft_wrap=True)
+        grid.add_row(f"task {t}", *cells, f"{result.capacity[t - 1]:.1%}")
+    grid.add_section()
+    forgetting = [_points(f) for f in result.forgetting]
+    grid.add_row("forgetting", *forgetting, *[""] * (result.tasks + 1 - len(forgetting)))
+    return grid
 
 
 def _points(fraction: float) -> str:

@@ -1,12 +1,16 @@
 """Figures drawn with matplotlib's object API (no pyplot state), written as PNG, SVG or PDF.
 
 matplotlib is imported inside the functions: commands that draw nothing never load it.
-Sizes scale with the data so that 10 to 2048 units and 1 to 50 tasks stay legible.
+Figures are sized for papers: one column of a two-column paper wide by default
+(`--figsize` changes it), fonts embedded as TrueType (Type 42) in PDFs, text kept as text
+in SVGs, and no dates in the files, so the same input gives the same bytes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +22,49 @@ from hatinspect.core.measure import LayerMeasure
 from hatinspect.core.overlap import OverlapReport
 from hatinspect.render.files import FIGURE_FORMATS, output_format, write_atomically
 
-MAX_PANELS = 64  # layers in one mask figure; beyond this it is too tall to read
+MAX_PANELS = 64  # layers drawn unit by unit in one figure; beyond this it is too tall to read
 _ANNOTATE = 12  # tasks up to which overlap cells carry their numbers
-_WIDTH = 9.0  # inches
+COLUMN_WIDTH = 3.5  # inches: one column of a two-column paper (IEEE, ACM)
+FONT_SIZE = 7.0  # points, as in a paper's figures
+# what keeps files portable and reproducible: TrueType fonts in PDF/PS, SVG text as text,
+# fixed SVG ids; dates are left out when saving
+STYLE = {
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "svg.fonttype": "none",
+    "svg.hashsalt": "hatinspect",
+    "font.size": FONT_SIZE,
+    "axes.titlesize": FONT_SIZE + 1,
+    "axes.labelsize": FONT_SIZE,
+    "xtick.labelsize": FONT_SIZE - 1,
+    "ytick.labelsize": FONT_SIZE - 1,
+    "legend.fontsize": FONT_SIZE - 1,
+    "figure.titlesize": FONT_SIZE + 1,
+    "image.interpolation": "nearest",
+}
+NO_DATES = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
+
+
+@dataclass(frozen=True)
+class Look:
+    """What a user may set about any figure: its size in inches, title, colours, resolution."""
+
+    figsize: tuple[float, float] | None = None
+    title: str | None = None
+    cmap: str | None = None
+    dpi: int = 100
+
+
+def parse_figsize(text: str) -> tuple[float, float]:
+    """``"W,H"`` in inches as two positive numbers; ValueError otherwise."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        width, height = (float(part) for part in parts)
+    except ValueError:
+        raise ValueError(f"{text!r}: give WIDTH,HEIGHT in inches, e.g. 3.5,2.5") from None
+    if not (0.5 <= width <= 50 and 0.5 <= height <= 50):
+        raise ValueError(f"{text!r}: width and height must be between 0.5 and 50 inches")
+    return width, height
 
 
 def check_cmap(name: str) -> None:
@@ -31,77 +75,202 @@ def check_cmap(name: str) -> None:
         raise ValueError(f"unknown colormap {name!r}; try viridis, magma, Greys or Blues")
 
 
-def mask_heatmap(report: MaskReport, path: Path, dpi: int = 100, cmap: str = "Greys") -> None:
-    """One panel per layer: rows are tasks, columns units, dark where the task keeps a unit."""
+@contextmanager
+def styled():
+    """`STYLE` in force: fonts and sizes are read when text is made, font types on saving."""
+    from matplotlib import rc_context
+
+    with rc_context(STYLE):
+        yield
+
+
+def _drawn(make_figure):
+    """`make_figure(result, look, ...)` as a command's drawing: (result, path, look, ...)."""
+
+    def draw(result, path: Path, look: Look = Look(), *options) -> None:
+        with styled():
+            _save(make_figure(result, look, *options), path, look.dpi)
+
+    draw.__doc__ = f"Draw {make_figure.__name__} to a .png, .svg or .pdf file."
+    return draw
+
+
+# masks
+
+
+def mask_figure(report: MaskReport, look: Look = Look(), per_unit: bool = False):
+    """The masks as a figure: per unit (one strip of tasks × units per layer, for a few
+    chosen layers) or, by default, the whole network (layers × tasks, any depth)."""
     _need_tasks(report.tasks, report.checkpoint)
+    return _unit_strips(report, look) if per_unit else network_masks(report, look)
+
+
+def network_masks(report: MaskReport, look: Look = Look()):
+    """Layers × tasks: the share of each layer's units each task keeps, and beside it the
+    share any task uses (cumulative); layers grouped by stage and block."""
+    names = [layer.name for layer in report.layers]
+    shares = np.array(
+        [[layer.fraction(task) for task in report.tasks] for layer in report.layers]
+    ).reshape(len(names), len(report.tasks))
+    cumulative = np.array([[layer.cumulative_fraction] for layer in report.layers])
+    height = float(np.clip(1.1 + 0.034 * len(names), 1.8, 8.5))
+    fig = _figure(look, (COLUMN_WIDTH, height))
+    tasks_ax, cumulative_ax, bar_ax = fig.subplots(
+        1, 3, width_ratios=[max(len(report.tasks), 3), 1, 0.25]
+    )
+    cmap = look.cmap or "viridis"
+    for ax, values in ((tasks_ax, shares), (cumulative_ax, cumulative)):
+        image = ax.imshow(values, aspect="auto", cmap=cmap, vmin=0, vmax=1)
+        _layer_axis(ax, names, labelled=ax is tasks_ax)
+    _label_ticks(tasks_ax, "x", report.tasks)
+    tasks_ax.set_xlabel("task")
+    cumulative_ax.set_xticks([0], ["any"])
+    cumulative_ax.set_xlabel("cumul.")
+    colorbar = fig.colorbar(image, cax=bar_ax)
+    colorbar.set_label("share of the layer's units kept")
+    colorbar.ax.yaxis.set_major_formatter("{x:.0%}")
+    fig.suptitle(look.title or f"Units kept per layer and task\n{report.backbone}, {_name(report)}")
+    return fig
+
+
+def _layer_axis(ax, names: list[str], labelled: bool) -> None:
+    """Layers top to bottom: every name when few, else one label per stage, with rules
+    between stages (and faint ones between blocks)."""
+    stages, blocks = _runs(names, 1), _runs(names, 2)
+    if len(names) <= 40:
+        ax.set_yticks(range(len(names)), names if labelled else [])
+    else:
+        centres = [(start + end - 1) / 2 for _, start, end in stages]
+        labels = [f"{stage} ({end - start})" for stage, start, end in stages]
+        ax.set_yticks(centres, labels if labelled else [])
+        ax.tick_params(axis="y", length=0)
+    for _, start, _ in blocks[1:]:
+        if len(blocks) < len(names):
+            ax.axhline(start - 0.5, color="white", linewidth=0.3)
+    for _, start, _ in stages[1:]:
+        ax.axhline(start - 0.5, color="white", linewidth=1.0)
+
+
+def _runs(names: list[str], depth: int) -> list[tuple[str, int, int]]:
+    """(prefix, start, end) of consecutive names sharing their first `depth` path parts."""
+    runs: list[tuple[str, int, int]] = []
+    for i, name in enumerate(names):
+        prefix = "/".join(name.split("/")[:depth])
+        if runs and runs[-1][0] == prefix:
+            runs[-1] = (prefix, runs[-1][1], i + 1)
+        else:
+            runs.append((prefix, i, i + 1))
+    return runs
+
+
+def _unit_strips(report: MaskReport, look: Look):
+    """One panel per layer: rows are tasks, columns units, drawn pixel-exact (no blending
+    of neighbouring units, whatever the width): two colours, kept and not used."""
+    from matplotlib.patches import Patch
+
     if len(report.layers) > MAX_PANELS:
         raise HatinspectError(
-            f"{len(report.layers)} layers are too many for one figure "
-            f"(at most {MAX_PANELS}); choose some with --layer or --exclude"
+            f"{len(report.layers)} layers are too many to draw unit by unit "
+            f"(at most {MAX_PANELS}); choose fewer with --layer, or leave --layer out "
+            "for the whole-network figure"
         )
     heights = [_panel_height(len(report.tasks))] * len(report.layers)
-    fig = _figure(_WIDTH, sum(heights) + 0.8)
+    fig = _figure(look, (COLUMN_WIDTH, sum(heights) + 0.9))
     axes = fig.subplots(len(heights), 1, squeeze=False, height_ratios=heights)[:, 0]
+    cmap = _cmap(look.cmap or "Greys")
     for ax, layer in zip(axes, report.layers, strict=True):
-        ax.imshow(layer.matrix, aspect="auto", cmap=cmap, vmin=0, vmax=1)
-        ax.set_title(f"{layer.name}  ({layer.units:,} units)", loc="left", fontsize=9)
+        ax.imshow(layer.matrix, aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"{layer.name}  ({layer.units:,} units)", loc="left")
         _label_ticks(ax, "y", report.tasks)
-        _unit_axis(ax, layer.matrix.shape)
-        ax.tick_params(labelsize=7)
+        _unit_axis(ax)
     axes[-1].set_xlabel("unit")
-    fig.supylabel("task", fontsize=9)
-    fig.suptitle(f"Task masks of {Path(report.checkpoint).name} (dark: unit kept)", fontsize=10)
-    _save(fig, path, dpi)
+    fig.supylabel("task")
+    handles = [
+        Patch(facecolor=cmap(1.0), edgecolor="0.5", label="unit kept"),
+        Patch(facecolor=cmap(0.0), edgecolor="0.5", label="not used"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+    fig.suptitle(look.title or f"Task masks, unit by unit\n{_name(report)}")
+    return fig
 
 
-def overlap_heatmap(
-    report: OverlapReport, path: Path, dpi: int = 100, cmap: str = "viridis"
-) -> None:
-    """The network-wide task x task Jaccard matrix, with shared counts when few tasks."""
+# overlap
+
+
+def overlap_figure(report: OverlapReport, look: Look = Look()):
+    """The network-wide task × task Jaccard matrix. The diagonal (always 1) is left blank
+    so that the colours span the off-diagonal values."""
     _need_tasks(report.tasks, report.checkpoint)
-    side = float(np.clip(2.5 + 0.22 * len(report.tasks), 4.0, 13.0))
-    fig = _figure(side + 1.2, side)
+    n = len(report.tasks)
+    fig = _figure(look, (COLUMN_WIDTH, COLUMN_WIDTH * 0.85))
     ax = fig.subplots()
     jaccard = report.network.jaccard
-    image = ax.imshow(jaccard, cmap=cmap, vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, label="Jaccard index of the kept units")
+    off_diagonal = np.ma.masked_array(jaccard, mask=np.eye(n, dtype=bool))
+    low, high = _off_diagonal_range(off_diagonal)
+    cmap = _cmap(look.cmap or "viridis").with_extremes(bad="0.85")
+    image = ax.imshow(off_diagonal, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="Jaccard index of the kept units", shrink=0.9)
     for axis in "xy":
         _label_ticks(ax, axis, report.tasks)
-    if len(report.tasks) <= _ANNOTATE:
-        _annotate(ax, image, jaccard, report.network.shared)
+    if n <= _ANNOTATE:
+        _annotate(ax, image, off_diagonal, report.network.shared)
     ax.set_xlabel("task")
     ax.set_ylabel("task")
-    ax.set_title(f"Units shared between tasks, {Path(report.checkpoint).name}", fontsize=10)
-    _save(fig, path, dpi)
+    ax.set_title(look.title or f"Units shared between tasks\n{_name(report)}")
+    return fig
 
 
-def measure_heatmap(
-    result: LayerMeasure, path: Path, dpi: int = 100, cmap: str = "viridis"
-) -> None:
-    """The (out, in) measure of a layer; conv kernels are summed over their spatial extent."""
-    matrix = result.weight_matrix
-    fig = _figure(8.0, 6.5)
+def _off_diagonal_range(values: np.ma.MaskedArray) -> tuple[float, float]:
+    if values.count() == 0:  # one task: nothing off the diagonal
+        return 0.0, 1.0
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-9:
+        return max(0.0, low - 0.05), min(1.0, high + 0.05) if high < 1 else high + 0.05
+    return low, high
+
+
+# measure
+
+
+def measure_figure(result: LayerMeasure, look: Look = Look()):
+    """The measure of each (output unit, input unit) pair: the same over a conv's kernel,
+    so one cell per pair; colours over the measure's own values (two for a binary one)."""
+    from matplotlib.colors import BoundaryNorm
+
+    matrix = unit_pairs(result.weight)
+    top = max(1, int(np.ceil(matrix.max(initial=0))))
+    cmap = _cmap(look.cmap or "viridis").resampled(top + 1)
+    norm = BoundaryNorm(np.arange(top + 2) - 0.5, cmap.N)
+    fig = _figure(look, (COLUMN_WIDTH, COLUMN_WIDTH * 0.8))
     ax = fig.subplots()
-    image = ax.imshow(
-        matrix,
-        aspect="auto",
-        cmap=cmap,
-        interpolation="nearest" if max(matrix.shape) <= 256 else "antialiased",
-    )
-    kernel = "×".join(map(str, result.weight.shape[2:]))
-    summed = f", summed over the {kernel} kernel" if kernel else ""
-    fig.colorbar(image, ax=ax, label=f"{result.aggregation} of the {result.of} measure{summed}")
-    _unit_axis(ax, matrix.shape, rows_are_units=True)
+    image = ax.imshow(matrix, aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
+    colorbar = fig.colorbar(image, ax=ax, ticks=_integer_ticks(top))
+    colorbar.set_label(f"{result.aggregation} of the {result.of} measure")
+    _unit_axis(ax, rows_are_units=True)
     ax.set_xlabel("input unit j")
     ax.set_ylabel("output unit i")
-    ax.set_title(f"{result.layer} of {Path(result.checkpoint).name}", fontsize=10)
-    _save(fig, path, dpi)
+    ax.set_title(look.title or f"Parameter-wise measure of {result.layer}\n{_name(result)}")
+    return fig
 
 
-def growth_plot(report: CapacityReport, path: Path, dpi: int = 100) -> None:
+def unit_pairs(weight: np.ndarray) -> np.ndarray:
+    """(out, in) from a weight-shaped measure: a conv's kernel positions all carry their
+    (output unit, input unit) pair's value, so the first one stands for all."""
+    return weight.reshape(*weight.shape[:2], -1)[:, :, 0]
+
+
+def _integer_ticks(top: int) -> list[int]:
+    step = max(1, -(-top // 8))
+    return list(range(0, top + 1, step))
+
+
+# capacity
+
+
+def growth_figure(report: CapacityReport, look: Look = Look()):
     """Unit and parameter usage after each task, with the AdaHAT network sparsity."""
     _need_tasks(report.tasks, report.checkpoint)
-    fig = _figure(7.0, 4.0)
+    fig = _figure(look, (COLUMN_WIDTH, 2.4))
     ax = fig.subplots()
     steps = np.arange(len(report.by_task))
     series = {
@@ -110,15 +279,21 @@ def growth_plot(report: CapacityReport, path: Path, dpi: int = 100) -> None:
         "network sparsity": [step.network_sparsity for step in report.by_task],
     }
     for (label, values), style in zip(series.items(), ("-o", "-s", ":^"), strict=True):
-        ax.plot(steps, values, style, label=label, markersize=4)
+        ax.plot(steps, values, style, label=label, markersize=3)
     ax.set_ylim(0, 1.02)
     ax.yaxis.set_major_formatter("{x:.0%}")
     _label_ticks(ax, "x", report.tasks)
     ax.set_xlabel("after task")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    ax.set_title(f"Capacity used, task by task, {Path(report.checkpoint).name}", fontsize=10)
-    _save(fig, path, dpi)
+    ax.legend(loc="best")
+    ax.set_title(look.title or f"Capacity used, task by task\n{_name(report)}")
+    return fig
+
+
+mask_heatmap = _drawn(mask_figure)
+overlap_heatmap = _drawn(overlap_figure)
+measure_heatmap = _drawn(measure_figure)
+growth_plot = _drawn(growth_figure)
 
 
 def _need_tasks(tasks: Sequence[int], checkpoint: str) -> None:
@@ -126,19 +301,32 @@ def _need_tasks(tasks: Sequence[int], checkpoint: str) -> None:
         raise HatinspectError(f"{checkpoint} stores no task masks: there is nothing to draw")
 
 
-def _figure(width: float, height: float):
+def _name(result) -> str:
+    return Path(result.checkpoint).name
+
+
+def _cmap(name: str):
+    from matplotlib import colormaps
+
+    return colormaps[name]
+
+
+def _figure(look: Look, default: tuple[float, float]):
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=look.figsize or default, layout="constrained")
 
 
 def _save(fig, path: Path, dpi: int) -> None:
     kind = output_format(path, FIGURE_FORMATS)
-    write_atomically(path, lambda temporary: fig.savefig(temporary, format=kind, dpi=dpi))
+    write_atomically(
+        path,
+        lambda temporary: fig.savefig(temporary, format=kind, dpi=dpi, metadata=NO_DATES[kind]),
+    )
 
 
 def _panel_height(tasks: int) -> float:
-    return float(np.clip(0.45 + 0.12 * tasks, 0.7, 4.0))
+    return float(np.clip(0.4 + 0.08 * tasks, 0.6, 3.0))
 
 
 def _label_ticks(ax, axis: str, tasks: Sequence[int]) -> None:
@@ -148,24 +336,21 @@ def _label_ticks(ax, axis: str, tasks: Sequence[int]) -> None:
     getattr(ax, f"set_{axis}ticks")(positions, [str(tasks[i]) for i in positions])
 
 
-def _unit_axis(ax, shape: tuple[int, int], rows_are_units: bool = False) -> None:
-    """Whole-unit ticks; for small layers, faint lines between cells so units can be counted."""
+def _unit_axis(ax, rows_are_units: bool = False) -> None:
+    """Whole-unit ticks, no lines over the cells."""
     from matplotlib.ticker import MaxNLocator
 
     for axis in (ax.xaxis, ax.yaxis) if rows_are_units else (ax.xaxis,):
         axis.set_major_locator(MaxNLocator(integer=True))
-    rows, columns = shape
-    if columns <= 64:
-        ax.set_xticks(np.arange(columns + 1) - 0.5, minor=True)
-        ax.set_yticks(np.arange(rows + 1) - 0.5, minor=True)
-        ax.grid(which="minor", color="0.75", linewidth=0.5)
-        ax.tick_params(which="minor", length=0)
 
 
-def _annotate(ax, image, jaccard: np.ndarray, shared: np.ndarray) -> None:
-    for (a, b), value in np.ndenumerate(jaccard):
+def _annotate(ax, image, jaccard: np.ma.MaskedArray, shared: np.ndarray) -> None:
+    for (a, b), value in np.ndenumerate(jaccard.data):
+        if a == b:
+            ax.text(b, a, f"{shared[a, b]:,}", ha="center", va="center", fontsize=5)
+            continue
         red, green, blue, _ = image.cmap(image.norm(value))
         ink = "black" if 0.3 * red + 0.6 * green + 0.1 * blue > 0.5 else "white"
         ax.text(
-            b, a, f"{shared[a, b]:,}\n{value:.2f}", ha="center", va="center", fontsize=7, color=ink
+            b, a, f"{shared[a, b]:,}\n{value:.2f}", ha="center", va="center", fontsize=5, color=ink
         )

@@ -27,11 +27,25 @@ def output_format(path: Path, formats: Collection[str]) -> str:
     return suffix
 
 
-def check_writable(path: Path, force: bool) -> None:
+class OutputIsInput(HatinspectError):
+    """The output path names a file the command reads: never written, even with --force."""
+
+
+def check_writable(path: Path, force: bool, inputs: Collection[Path] = ()) -> None:
+    for source in inputs:
+        if _same_file(path, Path(source)):
+            raise OutputIsInput(f"{path} is an input of this command; write to another file")
     if path.exists() and not force:
         raise OutputExists(f"{path} already exists; pass --force to overwrite it")
     if not path.parent.is_dir():
         raise HatinspectError(f"cannot write {path}: folder {path.parent} does not exist")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return a.resolve() == b.resolve()
 
 
 def write_atomically(path: Path, write: Callable[[str], None]) -> None:
@@ -42,6 +56,11 @@ def write_atomically(path: Path, write: Callable[[str], None]) -> None:
         write(temporary)
         os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
+    except OSError as exc:  # said of the file asked for, never of the temporary one
+        Path(temporary).unlink(missing_ok=True)
+        raise HatinspectError(
+            f"cannot write {path}: {exc.strerror or type(exc).__name__}"
+        ) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

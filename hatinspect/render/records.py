@@ -139,6 +139,7 @@ def _(report: CapacityReport) -> dict:
         "layers": [_fields(layer, USAGE_KEYS) for layer in report.layers],
         "total": _fields(report.total, USAGE_KEYS),
         "by_task": [_fields(step, GROWTH_KEYS) for step in report.by_task],
+        "protects": report.protects,  # false: no masks protect anything (e.g. fine-tuning)
     }
 
 
@@ -284,9 +285,27 @@ def _(checkpoint: Checkpoint) -> dict:
             }
             for layer in checkpoint.layers
         ],
-        "metadata": dict(checkpoint.metadata),
+        "metadata": _metadata(checkpoint.metadata),
         "notes": list(checkpoint.notes),
     }
+
+
+def _metadata(metadata) -> dict:
+    """User metadata with its values' types back, keys sorted (the file keeps no order).
+
+    The file stores a string as is and anything else as JSON text, so text that parses
+    as a JSON number, boolean, null, list or object is shown as that value."""
+    return {key: _typed(metadata[key]) for key in sorted(metadata)}
+
+
+def _typed(text: str):
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, str) or (isinstance(value, float) and not math.isfinite(value)):
+        return text  # a string stored as is stays as it was written
+    return value
 
 
 @csv_rows.register

@@ -1,10 +1,20 @@
-"""Human output: each result as rich tables. Rich drops colour when piped and honours NO_COLOR."""
+"""Human output: each result as rich tables. Rich drops colour when piped and honours NO_COLOR.
+
+Tables never lose data: piped output has no width limit (unless ``COLUMNS`` or ``--width``
+sets one), and a table wider than its limit is folded into several tables of fewer columns,
+never cut to ellipses. Notes about the layout are `Note`s, which go to stderr once.
+"""
 
 from __future__ import annotations
 
-import io
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import singledispatch
 
+import numpy as np
+from rich.cells import cell_len
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -16,22 +26,56 @@ from hatinspect.core.measure import LayerMeasure
 from hatinspect.core.overlap import Overlap, OverlapReport
 from hatinspect.core.types import Checkpoint
 
+UNLIMITED = 1_000_000  # the console width standing for "no limit"
+OVERLAP_MATRIX_TASKS = 64  # up to this many tasks an overlap table shows the whole matrix
 
-def print_tables(result, console: Console | None = None, **options) -> None:
-    console = console or Console(highlight=False)
-    for renderable in tables(result, width=console.width, **options):
-        console.print(renderable)
+
+class Note(str):
+    """A line about the output rather than part of it: printed on stderr, once."""
+
+
+def output_width(width: int | None = None, stream=None) -> int | None:
+    """Columns a table may use: ``width`` (``--width``), else ``COLUMNS``, else the
+    terminal's; ``None``, no limit, when the output is not a terminal."""
+    if width:
+        return width
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    stream = stream or sys.stdout
+    if stream.isatty():
+        return Console(file=stream).width
+    return None
+
+
+def console_for(width: int | None, **kwargs) -> Console:
+    return Console(highlight=False, width=width or UNLIMITED, **kwargs)
+
+
+def print_tables(result, width: int | None = None, **options) -> None:
+    """`result`'s tables on stdout within `width` columns (see `output_width`); notes on stderr."""
+    limit = output_width(width)
+    print_renderables(tables(result, width=limit, **options), limit)
+
+
+def print_renderables(renderables: Sequence[RenderableType | Note], width: int | None) -> None:
+    console = console_for(width)
+    notes: list[str] = []
+    for renderable in renderables:
+        if isinstance(renderable, Note):
+            if renderable not in notes:
+                notes.append(renderable)
+        else:
+            console.print(renderable)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 @singledispatch
-def tables(result, width: int | None = None, **options) -> list[RenderableType]:
-    """Headings and tables for a result, in reading order; `width` is the console's, for
-    layouts that adapt to it."""
+def tables(result, width: int | None = None, **options) -> list[RenderableType | Note]:
+    """Headings, tables and notes for a result, in reading order; `width` is the columns
+    available (None: no limit), for layouts that adapt to it."""
     raise TypeError(f"no table for {type(result).__name__}")
-
-
-def _natural_width(table: Table) -> int:
-    return Console(width=1_000_000, file=io.StringIO()).measure(table).maximum
 
 
 def _heading(text: str) -> Text:
@@ -39,15 +83,70 @@ def _heading(text: str) -> Text:
     return Text(text, "bold")
 
 
-def _table(*columns: str, text: int = 1) -> Table:
-    """A table whose first `text` columns are text and the others right-aligned numbers."""
-    table = Table()
-    table.add_column(columns[0], no_wrap=True)  # layer names stay whole: they are --layer globs
-    for name in columns[1:text]:
-        table.add_column(name, overflow="fold")
-    for name in columns[text:]:
-        table.add_column(name, justify="right")
-    return table
+@dataclass
+class Grid:
+    """A table's columns and cells as plain strings: measured without a layout, folded
+    into narrower tables when too wide, and turned into a rich ``Table`` once.
+
+    The first `text` columns are text (the first one never wraps: layer names are
+    ``--layer`` globs); the others are right-aligned numbers.
+    """
+
+    columns: list[str]
+    text: int = 1
+    rows: list[tuple[list[str], str | None]] = field(default_factory=list)
+    section: int | None = None  # a rule before this row
+
+    def add_row(self, *cells: str, style: str | None = None) -> None:
+        self.rows.append((list(cells), style))
+
+    def add_section(self) -> None:
+        self.section = len(self.rows)
+
+    def widths(self) -> list[int]:
+        """Each column's natural width: its widest header line or cell."""
+        widths = [max(map(cell_len, name.split("\n"))) for name in self.columns]
+        for cells, _ in self.rows:
+            widths = [max(w, cell_len(c)) for w, c in zip(widths, cells, strict=True)]
+        return widths
+
+    def natural_width(self) -> int:
+        # rich's default box: one space of padding each side and a rule between columns
+        return _span(self.widths())
+
+    def table(self, keep: Sequence[int] | None = None) -> Table:
+        """A rich ``Table`` of the columns in `keep` (all by default), laid out once: each
+        column's width is fixed from its known cells, so rich measures nothing."""
+        keep = list(range(len(self.columns)) if keep is None else keep)
+        widths = self.widths()
+        table = Table()
+        for i in keep:
+            justify = "right" if i >= self.text else "left"
+            table.add_column(self.columns[i], width=widths[i], no_wrap=True, justify=justify)
+        for r, (cells, style) in enumerate(self.rows):
+            ruled = r + 1 == self.section
+            table.add_row(*(Text(cells[i]) for i in keep), style=style, end_section=ruled)
+        return table
+
+    def fitted(self, width: int | None, lead: int = 1) -> list[Text]:
+        """One table, or, when wider than `width`, several that repeat the first `lead`
+        columns and share out the others (each column whole, every cell kept)."""
+        widths = self.widths()
+        if not width or _span(widths) <= width:
+            return [self.table()]
+        parts: list[list[int]] = []
+        current: list[int] = []
+        for i in range(lead, len(widths)):
+            if current and _span([widths[j] for j in [*range(lead), *current, i]]) > width:
+                parts.append(current)
+                current = []
+            current.append(i)
+        parts.append(current)
+        return [self.table([*range(lead), *part]) for part in parts]
+
+
+def _span(widths: Sequence[int]) -> int:
+    return sum(widths) + 3 * len(widths) + 1
 
 
 def _count(n: int) -> str:
@@ -66,6 +165,17 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "×".join(map(str, shape))
 
 
+def _table(*columns: str, text: int = 1) -> Table:
+    """A rich table whose first `text` columns are text and the others right-aligned numbers."""
+    table = Table()
+    table.add_column(columns[0], no_wrap=True)  # layer names stay whole: they are --layer globs
+    for name in columns[1:text]:
+        table.add_column(name, overflow="fold")
+    for name in columns[text:]:
+        table.add_column(name, justify="right")
+    return table
+
+
 # masks
 
 
@@ -77,41 +187,57 @@ MASK_TASK_COLUMNS = (
     ),
     (lambda task: f"t{task}", lambda layer, task: _count(layer.active[task])),
 )
+# the columns after the per-task ones, the first to go last: a narrow terminal loses
+# `summative mean`, then `summative max`, before any column a user chose with --task
+MASK_SUMMARY_COLUMNS = ("cumulative", "summative\nmax", "summative\nmean")
 
 
 @tables.register
-def _(report: MaskReport, width: int | None = None) -> list[RenderableType]:
+def _(
+    report: MaskReport, width: int | None = None, chosen_tasks: bool = False
+) -> list[RenderableType | Note]:
     return [
         _heading(f"Masks of {report.checkpoint} ({report.backbone})"),
-        *_fitting_mask_table(report, width),
+        *_fitting_mask_table(report, width, chosen_tasks),
         _heading("Units by how many of the shown tasks use them"),
-        _histogram_table(report),
+        _histogram_table(report, width),
     ]
 
 
-def _fitting_mask_table(report: MaskReport, width: int | None) -> list[RenderableType]:
+def _fitting_mask_table(report: MaskReport, width: int | None, chosen: bool) -> list:
     for columns in MASK_TASK_COLUMNS:
-        table = _mask_table(report, report.tasks, columns)
-        if not width or _natural_width(table) <= width:
-            compact = columns is not MASK_TASK_COLUMNS[0] and report.tasks
-            return [table, Text("(tN: units task N uses)", "dim")] if compact else [table]
-    # squeezed, every cell would be cut to "…": drop the per-task columns instead
-    hint = "choose some with --task, or see all with --show or --format json"
+        grid = _mask_grid(report, report.tasks, columns)
+        if not width or grid.natural_width() <= width:
+            return [grid.table(), *_legend(report, columns)]
+    widths = grid.widths()
+    everything = list(range(len(widths)))
+    for dropped in (1, 2):
+        keep = everything[:-dropped]
+        if _span([widths[i] for i in keep]) <= width:
+            left_out = " and ".join(c.replace("\n", " ") for c in MASK_SUMMARY_COLUMNS[-dropped:])
+            note = Note(
+                f"{left_out} left out to fit in {width} columns (see all: --width, --format)"
+            )
+            return [grid.table(keep), *_legend(report, columns), note]
+    if chosen:  # the user picked these tasks: fold them over several tables, drop none
+        return [*grid.fitted(width, lead=2), *_legend(report, columns)]
+    hint = "choose some with --task, or see all with --width, --show or --format json"
     return [
-        _mask_table(report, (), MASK_TASK_COLUMNS[0]),
-        Text(
-            f"({len(report.tasks)} per-task columns do not fit in {width} columns: {hint})", "dim"
-        ),
+        _mask_grid(report, (), MASK_TASK_COLUMNS[0]).table(),
+        Note(f"{len(report.tasks)} per-task columns do not fit in {width} columns: {hint}"),
     ]
 
 
-def _mask_table(report: MaskReport, tasks: tuple[int, ...], columns) -> Table:
+def _legend(report: MaskReport, columns) -> list[Text]:
+    compact = columns is not MASK_TASK_COLUMNS[0] and report.tasks
+    return [Text("(tN: units task N uses)", "dim")] if compact else []
+
+
+def _mask_grid(report: MaskReport, tasks: tuple[int, ...], columns) -> Grid:
     header, cell = columns
-    table = _table(
-        "layer", "units", *map(header, tasks), "cumulative", "summative\nmax", "summative\nmean"
-    )
+    grid = Grid(["layer", "units", *map(header, tasks), *MASK_SUMMARY_COLUMNS])
     for layer in report.layers:
-        table.add_row(
+        grid.add_row(
             layer.name,
             _count(layer.units),
             *[cell(layer, task) for task in tasks],
@@ -119,17 +245,24 @@ def _mask_table(report: MaskReport, tasks: tuple[int, ...], columns) -> Table:
             str(layer.summative_max),
             f"{layer.summative_mean:.2f}",
         )
-    return table
+    return grid
 
 
-def _histogram_table(report: MaskReport) -> Table:
-    table = _table("tasks", "units", "share")
-    table.add_column("")
+def _histogram_table(report: MaskReport, width: int | None) -> Table:
     histogram = report.histogram
+    rows = [
+        (str(k), _count(units), _share(units / report.units)) for k, units in enumerate(histogram)
+    ]
+    numbers = Grid(["tasks", "units", "share"])
+    for row in rows:
+        numbers.add_row(*row)
+    # the bars only illustrate the counts: they shrink to the room left
+    room = 24 if not width else max(0, min(24, width - numbers.natural_width() - 3))
+    table = _table("tasks", "units", "share")
+    table.add_column("", no_wrap=True)
     widest = max(histogram) or 1
-    for k, units in enumerate(histogram):
-        bar = Text("█" * round(24 * units / widest), "green")
-        table.add_row(str(k), _count(units), _share(units / report.units), bar)
+    for row, units in zip(rows, histogram, strict=True):
+        table.add_row(*row, Text("█" * round(room * units / widest), "green"))
     return table
 
 
@@ -137,26 +270,32 @@ def _histogram_table(report: MaskReport) -> Table:
 
 
 @tables.register
-def _(report: CapacityReport, by_task: bool = False, **_layout) -> list[RenderableType]:
-    if by_task:
-        return [_heading("Growth task by task"), _growth_table(report, full=True)]
+def _(
+    report: CapacityReport, by_task: bool = False, width: int | None = None
+) -> list[RenderableType | Note]:
+    if not report.protects:
+        why = "a fine-tuning run" if report.tasks else "no task stored"
+        return [
+            _heading(f"Capacity of {report.checkpoint}"),
+            Text(f"no masks: nothing is protected ({why}); every parameter is free"),
+        ]
     return [
         _heading(f"Capacity of {report.checkpoint} after {len(report.tasks)} task(s)"),
-        _usage_table(report),
-        _heading("Per task"),
-        _growth_table(report, full=False),
+        *_usage_grid(report).fitted(width),
+        _heading("Growth task by task" if by_task else "Per task"),
+        *_growth_grid(report, full=by_task).fitted(width),
     ]
 
 
-def _usage_table(report: CapacityReport) -> Table:
-    table = _table(
-        "layer", "units", "used", "unit usage", "params", "protected", "param usage", "free"
+def _usage_grid(report: CapacityReport) -> Grid:
+    grid = Grid(
+        ["layer", "units", "used", "unit usage", "params", "protected", "param usage", "free"]
     )
     for usage in report.layers:
-        table.add_row(*_usage_cells(usage))
-    table.add_section()
-    table.add_row(*_usage_cells(report.total), style="bold")
-    return table
+        grid.add_row(*_usage_cells(usage))
+    grid.add_section()
+    grid.add_row(*_usage_cells(report.total), style="bold")
+    return grid
 
 
 def _usage_cells(usage: Usage) -> list[str]:
@@ -172,12 +311,12 @@ def _usage_cells(usage: Usage) -> list[str]:
     ]
 
 
-def _growth_table(report: CapacityReport, full: bool) -> Table:
+def _growth_grid(report: CapacityReport, full: bool) -> Grid:
     wide = ("units used", "params protected", "param usage") if full else ()
-    table = _table("task", "new units", "reused units", "network sparsity", *wide)
+    grid = Grid(["task", "new units", "reused units", "network sparsity", *wide])
     for step in report.by_task:
-        table.add_row(*_growth_cells(step, full))
-    return table
+        grid.add_row(*_growth_cells(step, full))
+    return grid
 
 
 def _growth_cells(step: TaskGrowth, full: bool) -> list[str]:
@@ -196,15 +335,15 @@ def _growth_cells(step: TaskGrowth, full: bool) -> list[str]:
 
 
 @tables.register
-def _(result: LayerMeasure, **_layout) -> list[RenderableType]:
+def _(result: LayerMeasure, width: int | None = None) -> list[RenderableType | Note]:
     return [
         _heading(
             f"Parameter-wise {result.aggregation} of {_unit_wise(result.of)}, "
             f"layer {result.layer} of {result.checkpoint}"
         ),
-        _measure_stats(result),
+        *_measure_stats(result).fitted(width),
         _heading("Histogram"),
-        _measure_histogram(result),
+        *_measure_histogram(result).fitted(width),
     ]
 
 
@@ -213,15 +352,15 @@ def _unit_wise(of: str) -> str:
     return f"task {task.strip()}'s mask" if task else f"the {kind} mask"
 
 
-def _measure_stats(result: LayerMeasure) -> Table:
-    table = _table("tensor", "shape", "entries", "min", "max", "mean")
+def _measure_stats(result: LayerMeasure) -> Grid:
+    grid = Grid(["tensor", "shape", "entries", "min", "max", "mean"])
     tensors = [
         ("weight", result.weight, result.weight_stats),
         ("bias", result.bias, result.bias_stats),
     ]
     for name, values, stats in tensors:
         if stats is not None:
-            table.add_row(
+            grid.add_row(
                 name,
                 _shape(values.shape),
                 _count(stats.count),
@@ -229,22 +368,22 @@ def _measure_stats(result: LayerMeasure) -> Table:
                 f"{stats.max:g}",
                 f"{stats.mean:.4g}",
             )
-    return table
+    return grid
 
 
-def _measure_histogram(result: LayerMeasure) -> Table:
-    table = _table("value", "weights", "share", "biases")
+def _measure_histogram(result: LayerMeasure) -> Grid:
+    grid = Grid(["value", "weights", "share", "biases"])
     weights = dict(result.weight_stats.histogram)
     biases = dict(result.bias_stats.histogram) if result.bias_stats else {}
     for value in sorted(weights.keys() | biases.keys()):
         n = weights.get(value, 0)
-        table.add_row(
+        grid.add_row(
             f"{value:g}",
             _count(n),
             _share(n / result.weight_stats.count),
             _count(biases[value]) if value in biases else "-",
         )
-    return table
+    return grid
 
 
 # overlap
@@ -260,32 +399,67 @@ OVERLAP_CELLS = {
 @tables.register
 def _(
     report: OverlapReport, per_layer: bool = False, width: int | None = None
-) -> list[RenderableType]:
-    renderables = []
-    for scope in [report.network, *(report.layers if per_layer else ())]:
+) -> list[RenderableType | Note]:
+    scopes = [report.network, *(report.layers if per_layer else ())]
+    wide = len(report.tasks) > OVERLAP_MATRIX_TASKS
+    renderables: list[RenderableType | Note] = []
+    for scope in scopes:
         where = "the network" if scope is report.network else f"layer {scope.name}"
-        renderables += _fitting_overlap(report.tasks, scope, width, where)
+        if wide:
+            renderables += _overlap_summary(report.tasks, scope, width, where)
+        else:
+            renderables += _fitting_overlap(report.tasks, scope, width, where)
+    if wide:
+        renderables.append(
+            Note(
+                f"{len(report.tasks)} tasks: each task's overlaps are summarised; "
+                "the full matrices are in --format json or csv, or a --heatmap"
+            )
+        )
     return renderables
 
 
-def _fitting_overlap(tasks, scope: Overlap, width: int | None, where: str) -> list[RenderableType]:
-    for title, cell in OVERLAP_CELLS.items():
-        table = _overlap_table(tasks, scope, cell)
-        if not width or _natural_width(table) <= width:
-            heading = f"{title} between tasks, {where}: {scope.units:,} units"
-            return [_heading(heading), table]
-    hint = "choose some with --task, draw them with --heatmap, or use --format json"
-    return [Text(f"({len(tasks)} tasks do not fit in {width} columns: {hint})", "dim")]
-
-
-def _overlap_table(tasks: tuple[int, ...], scope: Overlap, cell) -> Table:
-    table = _table("task", *map(str, tasks))
+def _fitting_overlap(tasks, scope: Overlap, width: int | None, where: str) -> list:
     jaccard = scope.jaccard
+    grids = {
+        title: _overlap_grid(tasks, scope.shared, jaccard, cell)
+        for title, cell in OVERLAP_CELLS.items()
+    }
+    heading = "{title} between tasks, " + f"{where}: {scope.units:,} units"
+    for title, grid in grids.items():
+        if not width or grid.natural_width() <= width:
+            return [_heading(heading.format(title=title)), grid.table()]
+    title, grid = next(iter(grids.items()))  # folded, every cell whole
+    return [_heading(heading.format(title=title)), *grid.fitted(width)]
+
+
+def _overlap_grid(tasks: tuple[int, ...], shared, jaccard, cell) -> Grid:
+    grid = Grid(["task", *map(str, tasks)])
     for a, task in enumerate(tasks):
-        table.add_row(
-            str(task), *[cell(scope.shared[a, b], jaccard[a, b]) for b in range(len(tasks))]
+        grid.add_row(str(task), *[cell(shared[a, b], jaccard[a, b]) for b in range(len(tasks))])
+    return grid
+
+
+def _overlap_summary(tasks, scope: Overlap, width: int | None, where: str) -> list:
+    others = scope.jaccard.copy()
+    np.fill_diagonal(others, np.nan)
+    most, least = np.nanargmax(others, axis=1), np.nanargmin(others, axis=1)
+    mean = np.nanmean(others, axis=1)
+    grid = Grid(["task", "units kept", "mean Jaccard", "closest", "Jaccard", "farthest", "Jaccard"])
+    for a, task in enumerate(tasks):
+        grid.add_row(
+            str(task),
+            _count(int(scope.shared[a, a])),
+            f"{mean[a]:.2f}",
+            str(tasks[most[a]]),
+            f"{others[a, most[a]]:.2f}",
+            str(tasks[least[a]]),
+            f"{others[a, least[a]]:.2f}",
         )
-    return table
+    heading = (
+        f"Overlap of each task with the {len(tasks) - 1} others, {where}: {scope.units:,} units"
+    )
+    return [_heading(heading), *grid.fitted(width)]
 
 
 # audit

@@ -103,6 +103,14 @@ def write_checkpoint(path: str | os.PathLike, tensors: Mapping[str, Tensor], hea
         _verify(Path(tmp), tensors, header)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
+    except OSError as exc:  # said of the file asked for, never of the temporary one
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(
+            f"cannot write {path}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    except CheckpointError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(str(exc).replace(tmp, str(path))) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
