@@ -14,13 +14,11 @@ def python(code: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
 
 
-def test_inspection_and_the_plain_demo_never_import_lightning(tmp_path):
+def test_inspection_never_imports_lightning(tmp_path):
     write_examples(tmp_path)
-    commands = [
-        ["--help"],
-        ["masks", "net.safetensors"],
-        ["train-demo", "-n", "1", "-e", "1", "-o", "out", "-f", "json"],  # torch, no Lightning
-    ]
+    # (module-level imports of lightning outside hatinspect/lightning are banned by ruff's
+    # TID253; this checks what actually runs)
+    commands = [["--help"], ["train-demo", "--help"], ["masks", "net.safetensors"]]
     result = run_in_fresh_python(commands, modules_left_out("lightning"), tmp_path)
     assert result.returncode == 0, result.stderr
 
