@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from hatinspect.core.reader import existing_file, open_native, read_native_tensors, sniff
+from hatinspect.core.reader import existing_file, open_native, read_native_tensors, reading, sniff
 from hatinspect.core.types import Checkpoint
 
 
@@ -23,9 +23,14 @@ def open_checkpoint(
     Native files are read without torch; PyTorch files go through the importers, which
     recognise the layout unless ``source`` names it. ``task_id`` names the task of a
     foreign file that holds one task's embedding and does not say whose. Raises
-    ``CheckpointError`` for anything unreadable or inconsistent.
+    ``CheckpointError`` for anything unreadable or inconsistent (the system's errors too:
+    a name too long, no permission, no memory).
     """
-    path = existing_file(path)
+    with reading(path):
+        return _open(existing_file(path), source, task_id)
+
+
+def _open(path, source: str | None, task_id: int | None) -> Checkpoint:
     if sniff(path) == "torch":
         from hatinspect.storage.importers import import_checkpoint
 
@@ -38,10 +43,12 @@ def open_checkpoint(
 
 
 def read_tensors(path: str | os.PathLike, keys: Iterable[str]) -> dict[str, np.ndarray]:
-    """The named tensors as numpy arrays (e.g. ``LayerInfo.weight_key`` of each layer)."""
-    path = existing_file(path)
-    if sniff(path) == "torch":
-        from hatinspect.storage.importers import read_torch_tensors
+    """The named tensors as numpy arrays (e.g. ``LayerInfo.weight_key`` of each layer);
+    bfloat16 and float8 weights are widened to float32."""
+    with reading(path):
+        path = existing_file(path)
+        if sniff(path) == "torch":
+            from hatinspect.storage.importers import read_torch_tensors
 
-        return read_torch_tensors(path, list(keys))
-    return read_native_tensors(path, keys)
+            return read_torch_tensors(path, list(keys))
+        return read_native_tensors(path, keys)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -70,9 +71,15 @@ def test_user_metadata_as_strings(tmp_path, layers, masks):
 
 
 def test_layer_order_is_the_stored_order_not_key_order(tmp_path, masks):
-    shuffled = tuple(reversed(linear_layers((6, 5, 4, 3))))  # valid, in another order
-    path = write_native(tmp_path / "n.safetensors", shuffled, masks)
-    assert hatinspect.open_checkpoint(path).layer_names == ["fc/2", "fc/1", "fc/0"]
+    # network order z -> a -> m, which no sorting of the names or keys gives
+    names = {"fc/0": "z", "fc/1": "a", "fc/2": "m"}
+    layers = tuple(
+        replace(layer, name=names[layer.name], preceding=names.get(layer.preceding))
+        for layer in linear_layers((6, 5, 4, 3))
+    )
+    renamed = {t: {names[n]: m for n, m in by_layer.items()} for t, by_layer in masks.items()}
+    path = write_native(tmp_path / "n.safetensors", layers, renamed)
+    assert hatinspect.open_checkpoint(path).layer_names == ["z", "a", "m"]
 
 
 def test_only_mask_tensors_are_loaded(tmp_path, layers, masks, monkeypatch):

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from hatinspect.core.errors import shown
 from hatinspect.core.types import LayerInfo
 
 FORMAT_VERSION = 1
@@ -44,6 +45,9 @@ USER_PREFIX = "user."  # + a user metadata key; value a string or JSON text
 SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
 LAYER_FIELDS = ("name", "units", "weight_shape", "weight_key", "bias_key", "preceding")
 REQUIRED_KEYS = (VERSION_KEY, BACKBONE_KEY, LAYERS_KEY, TASK_IDS_KEY)
+MAX_TASK_ID = 2**31 - 1  # task ids are non-negative and fit an int32
+# safetensors dtype names accepted for weights and biases (floating point only)
+WEIGHT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def parse_mask_key(key: str) -> tuple[int, str]:
     """``"mask.3.fc/0"`` -> ``(3, "fc/0")``; ``ValueError`` for a malformed key."""
     _, task, layer = (key.split(".", 2) + ["", ""])[:3]
     if not (task.isdigit() and task.isascii() and layer):
-        raise ValueError(f"malformed mask tensor name {key!r}")
+        raise ValueError(f"malformed mask tensor name {shown(key)}")
     return int(task), layer
 
 
@@ -98,6 +102,9 @@ def encode_header(header: Header) -> dict[str, str]:
     if inferred:
         metadata[INFERRED_KEY] = json.dumps(inferred)
     metadata.update({USER_PREFIX + key: value for key, value in encode_user(header.user).items()})
+    for key, value in metadata.items():
+        if not (text(key) and (value == "" or text(value))):
+            raise ValueError(f"metadata {shown(key)} is not text UTF-8 can encode")
     return metadata
 
 
@@ -106,7 +113,7 @@ def encode_user(metadata: Mapping | None) -> dict[str, str]:
     encoded = {}
     for key, value in (metadata or {}).items():
         if not isinstance(key, str):
-            raise ValueError(f"metadata keys must be strings, got {key!r}")
+            raise ValueError(f"metadata keys must be strings, got {shown(key)}")
         try:
             encoded[key] = value if isinstance(value, str) else json.dumps(value)
         except (TypeError, ValueError) as exc:
@@ -131,7 +138,7 @@ def decode_header(metadata: Mapping[str, str] | None) -> Header:
         layers=layers,
         task_ids=_task_ids(_json(metadata, TASK_IDS_KEY)),
         source=_source(metadata.get(SOURCE_KEY, "hatinspect")),
-        task_id=_optional(metadata, TASK_ID_KEY, int),
+        task_id=_current_task(_optional(metadata, TASK_ID_KEY, int)),
         notes=_notes(_optional(metadata, NOTES_KEY, list) or []),
         user={k[len(USER_PREFIX) :]: v for k, v in metadata.items() if k.startswith(USER_PREFIX)},
     )
@@ -142,20 +149,102 @@ def decode_layers(records) -> tuple[LayerInfo, ...]:
     if not isinstance(records, list) or not records:
         raise ValueError(f"{LAYERS_KEY!r} must be a non-empty list of layer records")
     layers = tuple(_layer(record, index) for index, record in enumerate(records))
-    names = [layer.name for layer in layers]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{LAYERS_KEY!r} names a layer twice")
-    for layer in layers:
-        if layer.preceding is not None and layer.preceding not in names:
-            raise ValueError(f"layer {layer.name!r}: unknown preceding layer {layer.preceding!r}")
+    check_layers(layers)
     return layers
+
+
+def check_layers(layers: tuple[LayerInfo, ...]) -> None:
+    """What every checkpoint's layers satisfy, native or imported; ``ValueError`` if not.
+
+    Each layer has a non-empty name, a weight of >= 2 positive dimensions whose first is
+    ``units``, tensor keys of its own, and a preceding layer earlier in the list whose
+    units can feed its inputs.
+    """
+    if not layers:
+        raise ValueError("no weighted layers")
+    names, keys = set(), set()
+    for layer in layers:
+        _check_layer(layer)
+        if layer.name in names:
+            raise ValueError(f"layer {shown(layer.name)} is listed twice")
+        owned = {layer.weight_key, layer.bias_key} - {None}
+        if layer.bias_key == layer.weight_key or owned & keys:
+            raise ValueError(f"layer {shown(layer.name)}: its tensors are another's")
+        names.add(layer.name)
+        keys |= owned
+    check_data_flow(layers)
+
+
+def check_data_flow(layers: tuple[LayerInfo, ...]) -> None:
+    """Each ``preceding`` is an earlier layer whose units feed the layer's inputs: as many
+    as its input channels, or a whole divisor of a linear layer's inputs after a flatten."""
+    by_name: dict[str, LayerInfo] = {}
+    for layer in layers:
+        if layer.preceding is not None:
+            source = by_name.get(layer.preceding)
+            if source is None:
+                raise ValueError(
+                    f"layer {shown(layer.name)}: unknown preceding layer"
+                    f" {shown(layer.preceding)} (not an earlier layer)"
+                )
+            flattened = len(layer.weight_shape) == 2 and len(source.weight_shape) > 2
+            if layer.fan_in % source.units if flattened else layer.fan_in != source.units:
+                raise ValueError(
+                    f"layer {shown(layer.name)} has {layer.fan_in} inputs, which"
+                    f" {source.units} units of its preceding layer {shown(source.name)}"
+                    " cannot feed"
+                )
+        by_name[layer.name] = layer
+
+
+def _check_layer(layer: LayerInfo) -> None:
+    where = f"layer {shown(layer.name)}"
+    if not text(layer.name):
+        raise ValueError(f"a layer name must be a non-empty string, got {shown(layer.name)}")
+    shape = layer.weight_shape
+    if not (isinstance(shape, tuple) and len(shape) >= 2 and all(_positive(d) for d in shape)):
+        raise ValueError(f"{where}: weight_shape must be >= 2 positive integers, got {shape}")
+    if not _positive(layer.units) or layer.units != shape[0]:
+        raise ValueError(f"{where}: units must equal weight_shape[0] ({shape[0]})")
+    if not text(layer.weight_key):
+        raise ValueError(f"{where}: weight_key must be a non-empty string")
+    for key in (layer.bias_key, layer.preceding):
+        if key is not None and not text(key):
+            raise ValueError(f"{where}: bias_key and preceding must be strings or null")
+
+
+def text(value) -> bool:
+    """A non-empty string that UTF-8 can encode (safetensors keys and JSON must be)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_task_ids(values) -> tuple[int, ...]:
+    """Task ids as stored: distinct integers in ``0..MAX_TASK_ID``; ``ValueError`` if not."""
+    if not all(is_task_id(t) for t in values):
+        bad = next(t for t in values if not is_task_id(t))
+        raise ValueError(f"task id {shown(bad)} is not an integer in 0..{MAX_TASK_ID}")
+    if len(set(values)) != len(values):
+        raise ValueError("a task is listed twice")
+    return tuple(sorted(values))
+
+
+def is_task_id(value) -> bool:
+    return type(value) is int and 0 <= value <= MAX_TASK_ID
 
 
 def _mark_inferred(layers: tuple[LayerInfo, ...], names: list) -> tuple[LayerInfo, ...]:
     known = {layer.name for layer in layers if layer.preceding is not None}
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise ValueError(f"{INFERRED_KEY!r} names {unknown[0]!r}, no layer with a preceding layer")
+        raise ValueError(
+            f"{INFERRED_KEY!r} names {shown(unknown[0])}, no layer with a preceding layer"
+        )
     return tuple(replace(layer, preceding_inferred=layer.name in names) for layer in layers)
 
 
@@ -167,13 +256,13 @@ def _layer_record(layer: LayerInfo) -> dict:
 
 def _layer(record, index: int) -> LayerInfo:
     where = f"layer record {index}"
-    if not isinstance(record, dict) or set(record) != set(LAYER_FIELDS):
+    if type(record) is not dict or set(record) != set(LAYER_FIELDS):
         raise ValueError(f"{where} must be an object with keys {', '.join(LAYER_FIELDS)}")
     shape = record["weight_shape"]
     if not (isinstance(shape, list) and len(shape) >= 2 and all(_positive(d) for d in shape)):
         raise ValueError(f"{where}: weight_shape must be a list of >= 2 positive integers")
     if not _positive(record["units"]) or record["units"] != shape[0]:
-        raise ValueError(f"{where}: units must equal weight_shape[0] ({shape[0]})")
+        raise ValueError(f"{where}: units must equal weight_shape[0] ({shown(shape[0])})")
     for key in ("name", "weight_key"):
         if not isinstance(record[key], str) or not record[key]:
             raise ValueError(f"{where}: {key} must be a non-empty string")
@@ -188,8 +277,8 @@ def _positive(value) -> bool:
 
 
 def _check_version(text: str) -> None:
-    if not text.isdigit():
-        raise ValueError(f"malformed format version {text!r}")
+    if not (text.isdigit() and text.isascii() and len(text) < 10):
+        raise ValueError(f"malformed format version {shown(text)}")
     if int(text) > FORMAT_VERSION:
         raise ValueError(
             f"format version {text} is newer than this hatinspect reads ({FORMAT_VERSION});"
@@ -200,7 +289,7 @@ def _check_version(text: str) -> None:
 def _json(metadata: Mapping[str, str], key: str):
     try:
         return json.loads(metadata[key])
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         raise ValueError(f"metadata {key!r} is not valid JSON") from None
 
 
@@ -212,20 +301,27 @@ def _optional(metadata: Mapping[str, str], key: str, kind: type):
 
 
 def _task_ids(value) -> tuple[int, ...]:
-    if not (isinstance(value, list) and all(type(t) is int and t >= 0 for t in value)):
-        raise ValueError(f"{TASK_IDS_KEY!r} must be a list of non-negative integers")
-    if len(set(value)) != len(value):
-        raise ValueError(f"{TASK_IDS_KEY!r} lists a task twice")
-    return tuple(sorted(value))
+    if not isinstance(value, list):
+        raise ValueError(f"{TASK_IDS_KEY!r} must be a list of task ids")
+    try:
+        return check_task_ids(value)
+    except ValueError as exc:
+        raise ValueError(f"{TASK_IDS_KEY!r}: {exc}") from None
+
+
+def _current_task(value: int | None) -> int | None:
+    if value is not None and not is_task_id(value):
+        raise ValueError(f"{TASK_ID_KEY!r} must be an integer in 0..{MAX_TASK_ID} or null")
+    return value
 
 
 def _notes(value: list) -> tuple[str, ...]:
-    if not all(isinstance(note, str) for note in value):
+    if not all(note == "" or text(note) for note in value):
         raise ValueError(f"{NOTES_KEY!r} must be a list of strings")
     return tuple(value)
 
 
 def _source(value: str) -> str:
     if value not in SOURCES:
-        raise ValueError(f"unknown source {value!r}; expected one of {', '.join(SOURCES)}")
+        raise ValueError(f"unknown source {shown(value)}; expected one of {', '.join(SOURCES)}")
     return value

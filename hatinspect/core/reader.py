@@ -6,7 +6,10 @@ disk. Every problem with a file becomes a one-line ``CheckpointError`` naming th
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import stat
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +19,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from hatinspect.core import format as fmt
-from hatinspect.core.errors import CheckpointError
+from hatinspect.core.errors import CheckpointError, shown
 from hatinspect.core.types import Checkpoint, LayerInfo
 
 MAX_HEADER_BYTES = 32 * 2**20  # a ResNet-152 header is ~60 kB; more is not a checkpoint
@@ -30,12 +33,18 @@ def open_native(path: str | os.PathLike, source: str | None = None) -> Checkpoin
     Raises ``CheckpointError`` for anything unreadable or inconsistent; a PyTorch file is
     opened by ``hatinspect.open_checkpoint``, which knows both kinds.
     """
-    path = existing_file(path)
+    with reading(path):
+        return _open_native(existing_file(path), source)
+
+
+def _open_native(path: Path, source: str | None) -> Checkpoint:
     if sniff(path) == "torch":
         raise CheckpointError(f"{path}: a PyTorch file, not a native hatinspect file")
     header, masks = read_native(path)
     if source not in (None, "hatinspect", header.source):
-        raise CheckpointError(f"{path}: a native hatinspect file; source={source!r} does not apply")
+        raise CheckpointError(
+            f"{path}: a native hatinspect file; source={shown(source)} does not apply"
+        )
     return Checkpoint(
         path=str(path),
         backbone=header.backbone,
@@ -50,14 +59,36 @@ def open_native(path: str | os.PathLike, source: str | None = None) -> Checkpoin
 
 
 def read_native_tensors(path: str | os.PathLike, keys: Iterable[str]) -> dict[str, np.ndarray]:
-    """A native file's named tensors as numpy arrays (e.g. each layer's ``weight_key``)."""
-    path = existing_file(path)
-    keys = list(keys)
-    with _safetensors(path) as f:
-        missing = sorted(set(keys) - set(f.keys()))
-        if missing:
-            raise CheckpointError(f"{path}: no tensor {missing[0]!r}")
-        return {key: f.get_tensor(key) for key in keys}
+    """A native file's named tensors as numpy arrays (e.g. each layer's ``weight_key``).
+
+    Weights numpy has no type for (bfloat16, float8) are widened to float32.
+    """
+    with reading(path):
+        path = existing_file(path)
+        keys = list(keys)
+        with _safetensors(path) as f:
+            missing = sorted(set(keys) - set(f.keys()))
+            if missing:
+                raise CheckpointError(f"{path}: no tensor {shown(missing[0])}")
+            dtypes = {key: f.get_slice(key).get_dtype() for key in keys}
+            numpy = {key: f.get_tensor(key) for key in keys if dtypes[key] not in WIDENED}
+        widened = {key: dtype for key, dtype in dtypes.items() if dtype in WIDENED}
+        return {**numpy, **_widened(path, widened)} if widened else numpy
+
+
+@contextmanager
+def reading(path: str | os.PathLike):
+    """Turn what the system says about a file it cannot read (a name too long, no
+    permission, no memory under an address-space limit) into one ``CheckpointError``."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or errno.errorcode.get(exc.errno or 0) or type(exc).__name__
+        raise CheckpointError(f"{os.fsdecode(path)}: cannot read it ({reason})") from None
+    except MemoryError:
+        raise CheckpointError(f"{os.fsdecode(path)}: not enough memory to read it") from None
+    except RecursionError:
+        raise CheckpointError(f"{os.fsdecode(path)}: nested too deeply to read") from None
 
 
 def _task_norm_keys(path: Path) -> dict[int, tuple[str, ...]]:
@@ -67,7 +98,7 @@ def _task_norm_keys(path: Path) -> dict[int, tuple[str, ...]]:
 
 def read_native(path: Path) -> tuple[fmt.Header, dict[int, dict[str, np.ndarray]]]:
     """Header and masks of a native file: header, mask tensors, never the weights."""
-    with _safetensors(path) as f:
+    with reading(path), _safetensors(path) as f:
         header = _header(path, f)
         return header, _masks(path, f, header)
 
@@ -75,12 +106,19 @@ def read_native(path: Path) -> tuple[fmt.Header, dict[int, dict[str, np.ndarray]
 def existing_file(path: str | os.PathLike) -> Path:
     """``path`` as a ``Path`` when it is a regular, non-empty file; else ``CheckpointError``."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty file")
+    with reading(path):
+        try:
+            mode, size = (info := path.stat()).st_mode, info.st_size
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: no such file") from None
+        if stat.S_ISDIR(mode):
+            raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+        if not stat.S_ISREG(mode):
+            raise CheckpointError(f"{path}: not a regular file")
+        if size == 0:
+            raise CheckpointError(f"{path}: empty file")
+        with open(path, "rb"):  # readable: a permission problem is reported here
+            pass
     return path
 
 
@@ -131,6 +169,43 @@ def _check_header_length(path: Path) -> None:
         raise CheckpointError(f"{path}: header length {length} exceeds the file ({size} bytes)")
 
 
+WIDENED = {  # safetensors dtypes numpy lacks -> how to read them as float32
+    "BF16": lambda raw: (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32),
+    "F8_E5M2": lambda raw: (np.frombuffer(raw, np.uint8).astype("<u2") << 8).view("<f2"),
+    "F8_E4M3": lambda raw: _E4M3[np.frombuffer(raw, np.uint8)],
+}
+
+
+def _e4m3_table() -> np.ndarray:
+    """float8 e4m3fn's 256 values: 1 sign, 4 exponent (bias 7), 3 mantissa bits; no
+    infinities, S.1111.111 is NaN."""
+    bits = np.arange(256)
+    sign = np.where(bits & 0x80, -1.0, 1.0)
+    exponent, mantissa = (bits >> 3) & 0xF, bits & 0x7
+    normal = (1 + mantissa / 8) * 2.0 ** (exponent - 7)
+    values = sign * np.where(exponent == 0, mantissa / 8 * 2.0**-6, normal)
+    values[(bits & 0x7F) == 0x7F] = np.nan
+    return values.astype(np.float32)
+
+
+_E4M3 = _e4m3_table()
+
+
+def _widened(path: Path, dtypes: dict[str, str]) -> dict[str, np.ndarray]:
+    """Tensors of dtypes numpy lacks, read from their bytes and widened to float32 (the
+    file was already checked by ``safe_open``: offsets lie inside the data)."""
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        table = json.loads(f.read(length))
+        out = {}
+        for key, dtype in dtypes.items():
+            begin, end = table[key]["data_offsets"]
+            f.seek(8 + length + begin)
+            shape = table[key]["shape"]
+            out[key] = WIDENED[dtype](f.read(end - begin)).astype(np.float32).reshape(shape)
+    return out
+
+
 def _header(path: Path, f) -> fmt.Header:
     try:
         header = fmt.decode_header(f.metadata())
@@ -146,10 +221,17 @@ def _check_layer_tensors(path: Path, f, layer: LayerInfo) -> None:
     if layer.bias_key is not None:
         expected[layer.bias_key] = (layer.units,)
     for key, shape in expected.items():
-        actual = _shape(path, f, key, f"layer {layer.name!r}")
+        owner = f"layer {shown(layer.name)}"
+        actual = _shape(path, f, key, owner)
         if actual != shape:
             raise CheckpointError(
-                f"{path}: layer {layer.name!r}: tensor {key!r} has shape {actual}, expected {shape}"
+                f"{path}: {owner}: tensor {shown(key)} has shape {actual}, expected {shape}"
+            )
+        dtype = f.get_slice(key).get_dtype()
+        if dtype not in fmt.WEIGHT_DTYPES:
+            raise CheckpointError(
+                f"{path}: {owner}: tensor {shown(key)} has dtype {dtype},"
+                f" expected one of {', '.join(fmt.WEIGHT_DTYPES)}"
             )
 
 
@@ -157,7 +239,7 @@ def _shape(path: Path, f, key: str, owner: str) -> tuple[int, ...]:
     try:
         return tuple(f.get_slice(key).get_shape())
     except SafetensorError:
-        raise CheckpointError(f"{path}: {owner}: no tensor {key!r}") from None
+        raise CheckpointError(f"{path}: {owner}: no tensor {shown(key)}") from None
 
 
 def _masks(path: Path, f, header: fmt.Header) -> dict[int, dict[str, np.ndarray]]:
@@ -175,22 +257,33 @@ def _mask(path: Path, f, key: str, units: int) -> np.ndarray:
     shape = _shape(path, f, key, "mask")
     dtype = f.get_slice(key).get_dtype()
     if dtype not in fmt.MASK_DTYPES:
-        raise CheckpointError(f"{path}: mask {key!r} has dtype {dtype}, expected U8 (0 or 1)")
+        raise CheckpointError(f"{path}: mask {shown(key)} has dtype {dtype}, expected U8 (0 or 1)")
     if shape != (units,):
-        raise CheckpointError(f"{path}: mask {key!r} has shape {shape}, layer has {units} units")
+        raise CheckpointError(
+            f"{path}: mask {shown(key)} has shape {shape}, layer has {units} units"
+        )
     mask = np.array(f.get_tensor(key), dtype=np.uint8)  # an owned copy, bool -> 0/1
     if mask.max(initial=0) > 1:
-        raise CheckpointError(f"{path}: mask {key!r} is not binary (values other than 0 and 1)")
+        raise CheckpointError(
+            f"{path}: mask {shown(key)} is not binary (values other than 0 and 1)"
+        )
     mask.setflags(write=False)
     return mask
 
 
 def _check_no_stray_masks(path: Path, f, header: fmt.Header) -> None:
+    held = {key for key in f.keys() if key.startswith(fmt.MASK_PREFIX)}
+    if len(header.task_ids) * len(header.layers) > len(held):
+        # a mask is missing: name the first, never building the (tasks x layers) names
+        for task in header.task_ids:
+            for layer in header.layers:
+                if (key := fmt.mask_key(task, layer.name)) not in held:
+                    raise CheckpointError(f"{path}: mask: no tensor {shown(key)}")
     expected = {fmt.mask_key(t, layer.name) for t in header.task_ids for layer in header.layers}
-    stray = sorted(k for k in f.keys() if k.startswith(fmt.MASK_PREFIX) and k not in expected)
+    stray = sorted(held - expected)
     if stray:
         raise CheckpointError(
-            f"{path}: mask {stray[0]!r} belongs to no stored task and layer in the metadata"
+            f"{path}: mask {shown(stray[0])} belongs to no stored task and layer in the metadata"
         )
 
 

@@ -30,7 +30,12 @@ def convert(
     if sniff(src) != "torch":
         raise CheckpointError(f"{src}: already a native hatinspect file")
     imported = import_checkpoint(src, source, task_id)
-    return write_checkpoint(dst, _tensors(imported), _header(imported))
+    header = _header(imported)
+    try:  # the header as a reader will see it: refused here, naming the source
+        fmt.decode_header(fmt.encode_header(header))
+    except ValueError as exc:
+        raise CheckpointError(f"{src}: cannot be converted: {exc}") from None
+    return write_checkpoint(dst, _tensors(imported), header)
 
 
 def _header(imported: Imported) -> fmt.Header:

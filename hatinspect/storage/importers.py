@@ -35,9 +35,10 @@ import torch
 from torch import Tensor
 
 from hatinspect.core import format as fmt
-from hatinspect.core.errors import CheckpointError
+from hatinspect.core.errors import CheckpointError, shown
 from hatinspect.core.types import Checkpoint, LayerInfo
 from hatinspect.storage.flow import infer_flow, inferred_note
+from hatinspect.storage.pickle_scan import check_tensors, check_torch_file
 from hatinspect.storage.unpickler import (
     Placeholder,
     check_globals,
@@ -48,15 +49,16 @@ from hatinspect.storage.unpickler import (
 UNKNOWN_BACKBONE = "unknown"
 THRESHOLD_NOTE = "masks recovered from task embeddings as e > 0 (= sigmoid(s*e) > 0.5, any s > 0)"
 
-HATCL_ATTENTION = re.compile(r"^(?P<module>.+)\.masker\.attention\.(?P<task>\d+)$")
+# task numbers of at most 10 digits: a task id fits an int32 (fmt.MAX_TASK_ID)
+HATCL_ATTENTION = re.compile(r"^(?P<module>.+)\.masker\.attention\.(?P<task>\d{1,10})$")
 # a TaskIndexedBatchNorm is a ModuleList of batch norms: task t's at index t, one more last
-HATCL_NORM = re.compile(r"^(?P<module>.+)\.(?P<task>\d+)\.(?P<field>running_mean)$")
+HATCL_NORM = re.compile(r"^(?P<module>.+)\.(?P<task>\d{1,10})\.(?P<field>running_mean)$")
 EMBEDDING = re.compile(r"^(?:.+\.)?task_embedding_t\.(?P<layer>[^.]+)\.weight$")
 # CLArena's algorithm (``backbone.``) or its bare backbone's state_dict
 CLARENA_EMBEDDING = re.compile(r"^(?:backbone\.)?(?:.+\.)?task_embedding_t\.[^.]+\.weight$")
 HATINSPECT_EXTRAS = {"masks", "backbone", "config", "heads", "task_id"}  # entries beside state_dict
 ONE_TASK_SOURCES = ("clarena", "hatinspect")
-HEAD = re.compile(r"^heads\.heads\.(?P<task>\d+)\.")
+HEAD = re.compile(r"^heads\.heads\.(?P<task>\d{1,10})\.")
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ def load_payload(path: Path):
     """The file's object. Its pickle's globals are checked first (``refused_globals``);
     a file of tensors and containers loads with ``torch.load(weights_only=True)``, a whole
     pickled object (a ``torch.save`` zip) with the placeholder unpickler."""
+    check_torch_file(path)  # zip records and pickles no checkpoint has, before any reader
     zipped = zipfile.is_zipfile(path)
     _check_pickle(path, zipped)
     try:
@@ -122,14 +125,16 @@ def load_payload(path: Path):
         with path.open("rb") as f, warnings.catch_warnings():
             # a refused plain pickle also warns about its protocol; the refusal says it all
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(f, map_location="cpu", weights_only=True)
+            payload = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if zipped:
-            return load_saved_object(path)
-        raise CheckpointError(f"{path}: refused to load: {_refusal(path, exc)}") from None
+        if not zipped:
+            raise CheckpointError(f"{path}: refused to load: {_refusal(path, exc)}") from None
+        payload = load_saved_object(path)
     except Exception as exc:  # torch.load raises many types on damaged data; all mean "unreadable"
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+    check_tensors(path, payload, path.stat().st_size)
+    return payload
 
 
 def _check_pickle(path: Path, zipped: bool) -> None:
@@ -166,8 +171,8 @@ def _named_tensors(path: Path, what: str, tensors) -> dict[str, Tensor]:
     if not isinstance(tensors, Mapping):
         raise CheckpointError(f"{path}: {what} is a {type(tensors).__name__}, not a mapping")
     for key, value in tensors.items():
-        if not (isinstance(key, str) and isinstance(value, Tensor)):
-            raise CheckpointError(f"{path}: {what} entry {key!r} is not a named tensor")
+        if not (fmt.text(key) and isinstance(value, Tensor)):
+            raise CheckpointError(f"{path}: {what} entry {shown(key)} is not a named tensor")
     return dict(tensors)
 
 
@@ -200,6 +205,7 @@ def _original_hat(path: Path, state, extra, task_id=None) -> Imported:
             f"{path}: task embeddings disagree on the task count: {sorted(tasks)}"
         )
     task_ids = tuple(range(tasks.pop()))
+    _check_mask_count(path, len(task_ids), len(names))
     masks = {
         t: {n: _threshold(path, f"e{n}.weight", state[f"e{n}.weight"][t]) for n in names}
         for t in task_ids
@@ -240,6 +246,7 @@ def _hat_cl(path: Path, state, extra, task_id=None) -> Imported:
     if not attention:
         raise CheckpointError(f"{path}: no HAT-CL masker.attention tensors")
     task_ids = sorted(set().union(*(_trained_tasks(path, state, m) for m in attention)))
+    _check_mask_count(path, len(task_ids), len(attention))
     masks = {
         t: {
             module.replace(".", "/"): _attention_mask(path, module, attention[module], t)
@@ -285,7 +292,7 @@ def _trained_tasks(path: Path, state, module: str) -> set[int]:
     flags = state.get(f"{module}.masker._task_trained")
     if flags is None:
         raise CheckpointError(f"{path}: HAT-CL masker {module!r} has no _task_trained flags")
-    return {int(t) for t in torch.nonzero(flags.flatten()).flatten().tolist()}
+    return {int(t) for t in torch.nonzero(flags.flatten().float()).flatten().tolist()}
 
 
 def _attention_mask(path: Path, module: str, rows: Mapping[int, Tensor], task: int) -> np.ndarray:
@@ -331,8 +338,10 @@ def _hatinspect(path: Path, state, extra, given_task: int | None = None) -> Impo
     backbone, config = extra.get("backbone"), extra.get("config")
     rebuildable = isinstance(backbone, str) and isinstance(config, Mapping)
     task_id = extra.get("task_id")
-    if task_id is not None and type(task_id) is not int:
-        raise CheckpointError(f"{path}: 'task_id' must be an integer, got {task_id!r}")
+    if task_id is not None and not fmt.is_task_id(task_id):
+        raise CheckpointError(
+            f"{path}: 'task_id' must be an integer in 0..{fmt.MAX_TASK_ID}, got {shown(task_id)}"
+        )
     if "masks" in extra:
         if given_task is not None:
             raise CheckpointError(f"{path}: the file stores its tasks' masks; no task id applies")
@@ -358,7 +367,7 @@ def _hatinspect(path: Path, state, extra, given_task: int | None = None) -> Impo
         native,
         config=dict(config) if rebuildable else None,
         task_id=task_id,
-        heads=_named_tensors(path, "heads", extra.get("heads") or {}),
+        heads=_named_tensors(path, "heads", {} if extra.get("heads") is None else extra["heads"]),
     )
 
 
@@ -397,9 +406,14 @@ def _stored_masks(path: Path, masks) -> dict[int, dict[str, np.ndarray]]:
         raise CheckpointError(f"{path}: 'masks' must map task ids to {{layer: mask}}")
     out = {}
     for task, mask in masks.items():
-        if not (isinstance(task, int) and isinstance(mask, Mapping)):
-            raise CheckpointError(f"{path}: 'masks' entry {task!r} is not task id -> layer masks")
-        out[task] = {name: _binary(path, f"masks[{task}][{name!r}]", m) for name, m in mask.items()}
+        if not (type(task) is int and isinstance(mask, Mapping)):
+            raise CheckpointError(
+                f"{path}: 'masks' entry {shown(task)} is not task id -> layer masks"
+            )
+        out[task] = {
+            name: _binary(path, f"masks[{shown(task)}][{shown(name)}]", m)
+            for name, m in mask.items()
+        }
     return out
 
 
@@ -407,14 +421,48 @@ def _rebuilt_layers(path: Path, backbone: str, config: dict, state) -> tuple[Lay
     from hatinspect.backbones import build_backbone
     from hatinspect.storage.save import describe_layers
 
+    _check_config(path, config)
     try:
         with torch.device("meta"):  # structure only: no memory, no initialisation cost
             layers = describe_layers(build_backbone(backbone, config), prefix="")
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot rebuild {backbone}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise CheckpointError(f"{path}: cannot rebuild {shown(backbone)}: {reason}") from None
     for layer in layers:
         _check_weight(path, state, layer)
     return layers
+
+
+MAX_MASKS = 2**18  # (task, layer) masks one file may yield: 1,000 tasks of a ResNet-152 fit
+
+
+def _check_mask_count(path: Path, tasks: int, layers: int) -> None:
+    """Refuse, before building them, more masks than any network has (each costs a
+    small array: a file of many one-unit embeddings would otherwise cost ~50x its size)."""
+    if tasks * layers > MAX_MASKS:
+        raise CheckpointError(
+            f"{path}: {tasks:,} tasks x {layers:,} layers are more masks than hatinspect"
+            f" reads ({MAX_MASKS:,})"
+        )
+
+
+MAX_CONFIG_ITEMS = 1024  # entries of a config list, e.g. hidden_dims: no network has more
+
+
+def _check_config(path: Path, config: Mapping) -> None:
+    """Constructor arguments a backbone could have: sizes in 0..2^31-1, short lists and
+    strings, nothing nested deeper than a list; refused before anything is built."""
+    for key, value in config.items():
+        items = value if isinstance(value, list | tuple) else [value]
+        fits = len(items) <= MAX_CONFIG_ITEMS and all(
+            item is None
+            or type(item) in (bool, float)
+            or (type(item) is int and 0 <= item <= fmt.MAX_TASK_ID)
+            or (type(item) is str and len(item) <= 256)
+            for item in items
+        )
+        if not (isinstance(key, str) and fits):
+            raise CheckpointError(f"{path}: config entry {shown(key)} holds no usable value")
 
 
 # --- shared ----------------------------------------------------------------------------
@@ -450,7 +498,9 @@ def _threshold(path: Path, key: str, values: Tensor) -> np.ndarray:
 
 
 def _binary(path: Path, where: str, values) -> np.ndarray:
-    values = torch.as_tensor(values).detach().float().flatten()
+    if not isinstance(values, Tensor):
+        raise CheckpointError(f"{path}: {where} is {shown(values)}, not a tensor")
+    values = values.detach().float().flatten()
     if not ((values == 0) | (values == 1)).all():
         raise CheckpointError(f"{path}: {where} is not a binary (0/1) mask")
     return _frozen(values.numpy())
@@ -465,7 +515,13 @@ def _frozen(mask: np.ndarray) -> np.ndarray:
 def _imported(
     path, source, backbone, layers, masks, notes, state, native, task_norms=None, **more
 ) -> Imported:
+    try:  # what a native file must satisfy, so that convert never refuses an import
+        fmt.check_layers(tuple(layers))
+        fmt.check_task_ids(list(masks))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     _check_masks(path, layers, masks)
+    _check_layer_tensors(path, layers, state)
     checkpoint = Checkpoint(
         path=str(path),
         backbone=backbone,
@@ -478,6 +534,25 @@ def _imported(
         task_norms=MappingProxyType(dict(task_norms or {})),
     )
     return Imported(checkpoint, state, native, **more)
+
+
+def _check_layer_tensors(path: Path, layers, state: Mapping[str, Tensor]) -> None:
+    """Weights and biases as a native file keeps them: floating point, a bias per unit."""
+    for layer in layers:
+        expected = {layer.weight_key: layer.weight_shape}
+        if layer.bias_key is not None:
+            expected[layer.bias_key] = (layer.units,)
+        for key, shape in expected.items():
+            tensor = state.get(key)
+            if tensor is None or tuple(tensor.shape) != shape:
+                raise CheckpointError(
+                    f"{path}: layer {shown(layer.name)}: {shown(key)} is not of shape {shape}"
+                )
+            if not tensor.dtype.is_floating_point:
+                raise CheckpointError(
+                    f"{path}: layer {shown(layer.name)}: {shown(key)} has dtype {tensor.dtype},"
+                    " not floating point"
+                )
 
 
 def _check_masks(path: Path, layers, masks) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from torch import Tensor
 
 from hatinspect.core import format as fmt
-from hatinspect.core.errors import CheckpointError
+from hatinspect.core.errors import CheckpointError, shown
 from hatinspect.storage.unpickler import Placeholder
 
 MAX_DEPTH, MAX_MODULES = 64, 100_000  # a ResNet-152 with its heads has ~1,000 modules
@@ -77,7 +77,9 @@ def _parts(path: Path, obj: Placeholder, source: str | None):
                 f" a CLArena HAT saved model; {STATE_HINT}"
             )
     if source not in (None, "clarena"):
-        raise CheckpointError(f"{path}: a CLArena saved model; source={source!r} does not apply")
+        raise CheckpointError(
+            f"{path}: a CLArena saved model; source={shown(source)} does not apply"
+        )
     return backbone, algorithm
 
 
@@ -124,11 +126,17 @@ def _collect(path: Path, obj: Placeholder, prefix: str, state: dict, depth: int,
         if not isinstance(tensors, Mapping):
             raise CheckpointError(f"{path}: {prefix or 'the module'}: malformed {group}")
         for name, tensor in tensors.items():
+            if not fmt.text(name):
+                raise CheckpointError(
+                    f"{path}: {prefix or 'the module'}: a tensor named {shown(name)}"
+                )
             if isinstance(tensor, Tensor) and name not in attrs.get(
                 "_non_persistent_buffers_set", ()
             ):
                 state[prefix + name] = tensor.detach()
     for name, child in _modules(path, obj).items():
+        if not fmt.text(name):
+            raise CheckpointError(f"{path}: {prefix or 'the module'}: a module named {shown(name)}")
         if isinstance(child, Placeholder):
             _collect(path, child, f"{prefix}{name}.", state, depth + 1, budget)
 
@@ -154,21 +162,27 @@ def _task_masks(path: Path, masks, names: list[str]) -> dict[int, dict[str, np.n
             raise CheckpointError(f"{path}: backbone.masks holds task {task} twice")
         if not isinstance(mask, Mapping) or set(mask) != set(names):
             raise CheckpointError(
-                f"{path}: backbone.masks[{key!r}] does not map exactly the weighted layers"
+                f"{path}: backbone.masks[{shown(key)}] does not map exactly the weighted layers"
             )
         for name in names:
             if not isinstance(mask[name], Tensor):
-                raise CheckpointError(f"{path}: backbone.masks[{key!r}][{name!r}] is not a tensor")
-        out[task] = {n: _binary(path, f"backbone.masks[{key!r}][{n!r}]", mask[n]) for n in names}
+                raise CheckpointError(
+                    f"{path}: backbone.masks[{shown(key)}][{shown(name)}] is not a tensor"
+                )
+        out[task] = {
+            n: _binary(path, f"backbone.masks[{shown(key)}][{shown(n)}]", mask[n]) for n in names
+        }
     return out
 
 
 def _task_key(path: Path, key) -> int:
-    if type(key) is int and key >= 0:
+    if fmt.is_task_id(key):
         return key
-    if isinstance(key, str) and key.isascii() and key.isdigit():
-        return int(key)
-    raise CheckpointError(f"{path}: backbone.masks has a task key {key!r}, not a task id")
+    # at most 10 digits: a task id fits an int32, and int() of 5,000 digits raises
+    if isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 10:
+        if fmt.is_task_id(int(key)):
+            return int(key)
+    raise CheckpointError(f"{path}: backbone.masks has a task key {shown(key)}, not a task id")
 
 
 def _cross_check(path: Path, algorithm: Placeholder, masks) -> list[str]:
@@ -183,19 +197,25 @@ def _cross_check(path: Path, algorithm: Placeholder, masks) -> list[str]:
         stored = attrs.get(attribute)
         if not isinstance(stored, Mapping) or not stored or not masks:
             continue
-        differ = sorted(name for name in stored if not _agrees(stored[name], masks, name, op))
+        differ = sorted(_name(n) for n in stored if not _agrees(stored[n], masks, n, op))
         if differ:
             notes.append(
                 f"the algorithm's {attribute} differs from the {what} of the stored task masks"
-                f" in {', '.join(map(str, differ))}; the per-task masks are used"
+                f" in {', '.join(differ)}; the per-task masks are used"
             )
     return notes
+
+
+def _name(name) -> str:
+    return name if isinstance(name, str) else shown(name)
 
 
 def _agrees(stored, masks, name, op) -> bool:
     if not isinstance(stored, Tensor) or any(name not in m for m in masks.values()):
         return False
     expected = np.zeros(next(iter(masks.values()))[name].shape, dtype=np.int64)
+    if any(m[name].shape != expected.shape for m in masks.values()):
+        return False  # the tasks' masks disagree on the layer's size: refused later
     for mask in masks.values():
         expected = op(expected, mask[name].astype(np.int64))
     values = stored.detach().float().flatten().numpy()

@@ -96,7 +96,27 @@ REFUSED: dict[str, frozenset[str] | str] = {
     "webbrowser": "*",
 }
 
+
 # the real objects a file may use: plain containers and torch's tensor rebuilding
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, *args):
+    """torch's own rebuild, once the view is known to lie inside the storage: ``set_``
+    would otherwise grow a storage read from the file to whatever the pickle claims."""
+    fits = (
+        isinstance(storage, torch.storage.TypedStorage)
+        and type(storage_offset) is int
+        and isinstance(size, tuple | torch.Size)
+        and isinstance(stride, tuple)
+        and len(size) == len(stride)
+        and all(type(n) is int and n >= 0 for n in (*size, *stride, storage_offset))
+    )
+    if fits and all(size):
+        last = storage_offset + sum((n - 1) * step for n, step in zip(size, stride, strict=True))
+        fits = last < storage._untyped_storage.nbytes() // storage.dtype.itemsize
+    if not fits:
+        raise pickle.UnpicklingError("a tensor reaches outside its storage")
+    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, *args)
+
+
 REAL = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("collections", "defaultdict"): collections.defaultdict,
@@ -104,7 +124,7 @@ REAL = {
     ("builtins", "frozenset"): frozenset,
     ("__builtin__", "set"): set,
     ("__builtin__", "frozenset"): frozenset,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
     ("torch", "Size"): torch.Size,
 }
@@ -277,6 +297,8 @@ class _Unpickler(pickle.Unpickler):
             raise pickle.UnpicklingError("malformed storage record")
         if key not in self._storages:
             raw = self._archive.read(f"{self._prefix}data/{key}")
+            if type(numel) is not int or len(raw) != numel * dtype.itemsize:
+                raise pickle.UnpicklingError(f"storage {key:.20} holds other than it claims")
             self._storages[key] = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8)
         untyped = self._storages[key]
         return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)

@@ -1,0 +1,97 @@
+"""Seed files for the fuzzer: one small valid file of every layout the reader accepts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the factories
+
+from checkpoint_factories import hat_mlp, original_hat_state  # noqa: E402
+from fuzz_mutations import _join, _split  # noqa: E402
+
+# peers' own files, when committed under tests/fixtures (read if present)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURE_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
+MAX_FIXTURE = 256 * 1024  # small ones only: every case is a mutated copy
+
+
+def build_seeds(folder: Path) -> dict[str, Path]:
+    """Name -> path of each seed, written into ``folder``."""
+    import torch
+
+    import hatinspect
+
+    folder.mkdir(parents=True, exist_ok=True)
+    seeds: dict[str, Path] = {}
+
+    def save(name: str, obj, **kwargs) -> Path:
+        seeds[name] = folder / name
+        torch.save(obj, seeds[name], **kwargs)
+        return seeds[name]
+
+    backbone = hat_mlp(tasks=(0, 1))
+    seeds["native-mlp.safetensors"] = hatinspect.save_checkpoint(
+        folder / "native-mlp.safetensors", backbone, metadata={"s_max": 400, "note": "seed"}
+    )
+    seeds["native-bf16.safetensors"] = hatinspect.save_checkpoint(
+        folder / "native-bf16.safetensors", hat_mlp(tasks=(0, 3)).to(torch.bfloat16)
+    )
+    original = save("original-hat.pt", original_hat_state(n_tasks=2)[0])
+    save("original-hat-legacy.pt", original_hat_state(n_tasks=2)[0],
+         _use_new_zipfile_serialization=False)  # fmt: skip
+    save("hat-cl.pt", _hat_cl_state())
+    save("clarena.ckpt", {"state_dict": _clarena_state(), "epoch": 4})
+    masks = {t: {k: v.clone() for k, v in m.items()} for t, m in backbone.masks.items()}
+    save(
+        "hatinspect-full.pt",
+        {
+            "state_dict": backbone.state_dict(),
+            "masks": masks,
+            "backbone": type(backbone).__name__,
+            "config": backbone.config,
+            "task_id": 1,
+            "heads": {"0.weight": torch.ones(2, 5)},
+        },
+    )
+    save("hatinspect-state.pt", backbone.state_dict())
+    for name, src in (("native-conv.safetensors", original), ("native-hatcl.safetensors",
+                                                             seeds["hat-cl.pt"])):  # fmt: skip
+        seeds[name] = hatinspect.convert(src, folder / name)
+    for name, path in seeds.items():  # safetensors writes its header in varying order
+        if name.endswith(".safetensors"):
+            path.write_bytes(_join(*_split(path.read_bytes()), sort=True))
+    for fixture in sorted(FIXTURES.rglob("*")) if FIXTURES.is_dir() else ():
+        if fixture.suffix in FIXTURE_SUFFIXES and fixture.stat().st_size <= MAX_FIXTURE:
+            seeds[f"fixture-{fixture.stem}{fixture.suffix}"] = fixture
+    return seeds
+
+
+def _hat_cl_state() -> dict:
+    """HAT-CL's keys: ``<module>.masker.attention.<t>`` and ``_task_trained`` flags (the
+    peers' own HAT-CL ResNet file is a seed too, from tests/fixtures)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for module, shape in {"features.0": (4, 3, 3, 3), "classifier.0": (5, 16)}.items():
+        state[f"{module}.weight"] = torch.randn(shape, generator=g)
+        state[f"{module}.bias"] = torch.randn(shape[0], generator=g)
+        for t in range(3):
+            state[f"{module}.masker.attention.{t}"] = torch.randn(shape[0], generator=g)
+        state[f"{module}.masker._task_trained"] = torch.tensor([True, False, True])
+    return state
+
+
+def _clarena_state() -> dict:
+    """A CLArena HAT MLP's Lightning state_dict: one task's embeddings, heads per task."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for i, shape in enumerate([(5, 3), (4, 5)]):
+        state[f"backbone.fc.{i}.weight"] = torch.randn(shape, generator=g)
+        state[f"backbone.task_embedding_t.fc/{i}.weight"] = torch.randn(1, shape[0], generator=g)
+    for t in (1, 2):
+        state[f"heads.heads.{t}.weight"] = torch.randn(2, 4, generator=g)
+    return state
