@@ -121,10 +121,10 @@ def train_task(
 
 
 class PlainSGD:
-    """SGD without momentum or weight decay, ``p -= lr * grad``: the very update (the same
-    ``add_``) ``torch.optim.SGD(momentum=0, weight_decay=0)`` makes on CPU. Every
-    ``torch.optim`` optimiser imports ``torch._dynamo`` when it is built (about a second
-    of a demo run); this update needs none of it."""
+    """SGD without momentum or weight decay, through torch's functional ``sgd``: the very
+    update ``torch.optim.SGD(momentum=0, weight_decay=0)`` makes. Building any
+    ``torch.optim`` optimiser imports ``torch._dynamo`` (about a second of a demo run);
+    the functional form does not."""
 
     def __init__(self, parameters, lr: float) -> None:
         self.parameters, self.lr = list(parameters), lr
@@ -135,9 +135,21 @@ class PlainSGD:
 
     @torch.no_grad()
     def step(self) -> None:
-        for parameter in self.parameters:
-            if parameter.grad is not None:
-                parameter.add_(parameter.grad, alpha=-self.lr)
+        from torch.optim.sgd import sgd
+
+        stepped = [p for p in self.parameters if p.grad is not None]
+        sgd(
+            stepped,
+            [p.grad for p in stepped],
+            [None] * len(stepped),
+            weight_decay=0.0,
+            momentum=0.0,
+            lr=self.lr,
+            dampening=0.0,
+            nesterov=False,
+            maximize=False,
+            foreach=False,
+        )
 
 
 def _train_epoch(step, heads: TaskHeads, task_id: int, batches, optimiser) -> tuple[float, float]:
