@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -68,7 +70,9 @@ def test_reader_sees_layers_tasks_and_metadata(saved):
     assert checkpoint.source == "hatinspect"
     assert checkpoint.layer_names == original.weighted_layer_names
     assert checkpoint.task_ids == (0, 1, 3)
-    assert dict(checkpoint.metadata) == {"s_max": "400", "algorithm": "HAT"}
+    metadata = dict(checkpoint.metadata)
+    assert re.fullmatch("[0-9a-f]{32}", metadata.pop("run_id"))
+    assert metadata == {"s_max": "400", "algorithm": "HAT"}
     for layer in checkpoint.layers:
         module = original.get_layer_by_name(layer.name)
         assert layer.weight_shape == tuple(module.weight.shape)

@@ -218,12 +218,16 @@ def test_audit_json_and_csv():
         "before",
         "after",
         "tasks",
+        "algorithm",
+        "rule",
+        "tolerance",
         "ok",
         "protected",
         "changed",
         "layers",
         "notes",
     }
+    assert (doc["algorithm"], doc["rule"], doc["tolerance"]) == ("unknown", "bit-identical", None)
     assert doc["ok"] is True and doc["changed"] == 0
     assert doc["protected"] == sum(protected_params(MLP, MLP_MASKS, TASKS).values())
     assert [set(layer) for layer in doc["layers"]] == [

@@ -105,11 +105,11 @@ def test_different_networks_are_refused(tmp_path):
         audit(open_checkpoint(before), open_checkpoint(after))
 
 
-def test_changed_dtype_is_refused():
+def test_changed_dtype_is_refused(tmp_path):
     ckpt = make_checkpoint()
     weights = random_weights(ckpt)
     doubled = {k: v.astype(np.float64) for k, v in weights.items()}
-    reads = {"before": weights, "after": doubled}
-    later = make_checkpoint(path="after")
+    before = write_native(tmp_path / "before.safetensors", ckpt, weights)
+    after = write_native(tmp_path / "after.safetensors", ckpt, doubled)
     with pytest.raises(CheckpointError, match=r"layer fc/0: a tensor is float32\[5, 6\] in one"):
-        audit(make_checkpoint(path="before"), later, read=lambda path, keys: reads[path])
+        audit(open_checkpoint(before), open_checkpoint(after))

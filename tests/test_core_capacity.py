@@ -95,3 +95,20 @@ def test_resnet152_with_ten_tasks_is_fast():
         best = min(best, time.perf_counter() - start)
     assert best < 0.1, f"capacity took {best:.3f} s"
     assert 0 < report.total.param_usage < 1
+
+
+def test_a_long_chain_matches_brute_force():
+    # many layers, some without bias, each fed by the one before: the counts of every
+    # layer come out of one side-by-side matrix, so a misaligned offset would show
+    layers = [layer("l/0", (2, 3))] + [
+        layer(f"l/{i}", (2 + i % 3, 2 + (i - 1) % 3), f"l/{i - 1}", bias=i % 2 == 0)
+        for i in range(1, 300)
+    ]
+    tasks = [1, 2, 5]
+    ckpt = make_checkpoint(layers, random_masks(layers, tasks, seed=9))
+    report = capacity(ckpt)
+    protected = protected_params(layers, ckpt.masks, tasks)
+    assert [u.params_protected for u in report.layers] == [protected[lay.name] for lay in layers]
+    assert ckpt.layer("l/299") is layers[299]
+    with pytest.raises(KeyError):
+        ckpt.layer("l/300")

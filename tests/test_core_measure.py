@@ -132,3 +132,24 @@ def test_same_as_backbone_resnet18():
     backbone = trained(HATMaskResNet18(3, 512, "sigmoid"), TASKS)
     masks = {t: {n: m.numpy() for n, m in mask.items()} for t, mask in backbone.masks.items()}
     assert_same_as_backbone(backbone, make_checkpoint(describe_layers(backbone), masks))
+
+
+@pytest.mark.parametrize("aggregation", ["min", "max"])
+@pytest.mark.parametrize("first", [False, True], ids=["fed", "first"])
+def test_closed_form_stats_match_every_entry(aggregation, first):
+    from hatinspect.core.measure import pair_stats
+
+    rng = np.random.default_rng(4)
+    rows = rng.integers(0, 6, 13).astype(np.float32)
+    columns = None if first else rng.integers(0, 6, 11).astype(np.float32)
+    kernel = 4
+    if first:
+        entries = np.repeat(rows, 11 * kernel)
+    else:
+        pick = np.minimum if aggregation == "min" else np.maximum
+        entries = np.array([pick(r, c) for r in rows for c in columns for _ in range(kernel)])
+    stats = pair_stats(rows, columns, aggregation, 11, kernel)
+    values, counts = np.unique(entries, return_counts=True)
+    assert stats.histogram == tuple(zip(values.tolist(), counts.tolist(), strict=True))
+    assert (stats.count, stats.min, stats.max) == (entries.size, entries.min(), entries.max())
+    assert stats.mean == pytest.approx(entries.mean())

@@ -50,3 +50,26 @@ def test_matrices_are_read_only():
     report = overlap(make_checkpoint())
     with pytest.raises(ValueError):
         report.network.shared[0, 0] = 3
+
+
+@pytest.mark.parametrize("block_bytes", [4, 64, 1 << 24], ids=["tiny", "some", "one"])
+def test_blocked_float32_products_count_exactly(monkeypatch, block_bytes):
+    from hatinspect.core import overlap as module
+
+    monkeypatch.setattr(module, "BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(3)
+    matrix = (rng.random((7, 301)) < 0.5).astype(np.uint8)
+    expected = [
+        [sum(int(a) & int(b) for a, b in zip(row_a, row_b, strict=True)) for row_b in matrix]
+        for row_a in matrix
+    ]
+    got = module.shared_units(matrix)
+    assert got.dtype == np.int64 and got.tolist() == expected
+
+
+def test_float32_blocks_stay_within_exact_integers(monkeypatch):
+    from hatinspect.core import overlap as module
+
+    monkeypatch.setattr(module, "BLOCK_BYTES", 1 << 40)  # only the exactness limit splits
+    matrix = np.ones((2, 2**24 + 3), dtype=np.uint8)  # one float32 sum would round
+    assert module.shared_units(matrix).tolist() == [[2**24 + 3] * 2] * 2

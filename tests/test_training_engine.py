@@ -125,18 +125,21 @@ def test_unknown_algorithm_in_train_config():
 
 
 def test_optimiser_is_plain_sgd(monkeypatch):
-    """Weight decay, or momentum kept from an earlier task, would move protected parameters."""
+    """Weight decay, or momentum kept from an earlier task, would move protected parameters:
+    the update is plain SGD (tests/test_no_dynamo.py checks it against torch.optim.SGD),
+    fresh for each task and with no state of its own."""
+    from hatinspect.training import engine
+
     made = []
-    original = torch.optim.SGD
+    original = engine.PlainSGD
 
     def spy(*args, **kwargs):
         optimiser = original(*args, **kwargs)
         made.append(optimiser)
         return optimiser
 
-    monkeypatch.setattr(torch.optim, "SGD", spy)
+    monkeypatch.setattr(engine, "PlainSGD", spy)
     run_demo(DemoConfig("hat", tasks=2, epochs=1))
     assert len(made) == 2  # a fresh optimiser per task
     for optimiser in made:
-        for group in optimiser.param_groups:
-            assert group["momentum"] == 0 and group["weight_decay"] == 0
+        assert set(vars(optimiser)) == {"parameters", "lr"}  # no momentum buffers, no decay

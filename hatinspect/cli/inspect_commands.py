@@ -453,25 +453,50 @@ def overlap(
 @command("audit")
 def audit(
     before: Annotated[Path, typer.Argument(help="The checkpoint whose masks protect weights.")],
-    after: Annotated[Path, typer.Argument(help="A later checkpoint of the same network.")],
+    after: Annotated[Path, typer.Argument(help="A later checkpoint of the same run.")],
+    strict: Annotated[
+        bool, typer.Option("--strict", help="AdaHAT too must leave protected parameters intact.")
+    ] = False,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(min=0.0, metavar="X", help="Pass when no protected parameter moved by > X."),
+    ] = None,
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
 ) -> None:
-    """Check that every parameter BEFORE protects is bit-identical in AFTER (exit 1 if not).
+    """Check that the parameters BEFORE protects are unchanged in AFTER (exit 1 if not).
+
+    HAT (or an unknown algorithm): bit-identical. AdaHAT: the drift is reported and passes
+    unless --strict; --tolerance X applies to any. BEFORE's tasks and masks must all be in
+    AFTER, and the two files of one run.
 
     Example:  hatinspect audit run/after-task-2.safetensors run/after-task-5.safetensors
     """
     from hatinspect.core.audit import audit as audit_files
 
     opened = (load(before, source, task_id), load(after, source, task_id))
-    report = audit_files(*opened)
+    report = audit_files(*opened, strict=strict, tolerance=tolerance)
+    shown = {note for checkpoint in opened for note in checkpoint.notes}  # by load()
+    for note in report.notes:
+        if note not in shown:
+            print(f"note: {note}", file=sys.stderr)
     emit(report, fmt, opened)
     if not report.ok:
-        raise fail(
-            f"{report.changed:,} of {report.protected:,} protected parameters changed",
-            "the training between the two checkpoints did not respect the masks",
+        raise fail(*_audit_failure(report))
+
+
+def _audit_failure(report) -> tuple[str, str]:
+    if report.tolerance is not None:
+        return (
+            f"protected parameters changed by up to {report.max_abs_change:.3g}, "
+            f"over the tolerance {report.tolerance:g}",
+            "the training between the two checkpoints moved protected parameters",
         )
+    return (
+        f"{report.changed:,} of {report.protected:,} protected parameters changed",
+        "the training between the two checkpoints did not respect the masks",
+    )
 
 
 @command("convert")

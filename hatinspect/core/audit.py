@@ -1,17 +1,41 @@
-"""HAT's promise checked on files: parameters protected before a task are untouched after it."""
+"""HAT's promise checked on files: parameters protected before a task, compared after it.
+
+Two checkpoints are compared only when they can be: the same network, BEFORE's tasks all
+stored in AFTER with the same masks, and (where both files carry one) the same run id.
+The rule then depends on the algorithm the metadata names: HAT (and an unknown algorithm)
+must leave protected parameters bit-identical; AdaHAT updates them softly by design, so
+its drift is reported and passes unless asked to be strict; a tolerance applies to any.
+
+The weights are read one block at a time (`hatinspect.core.blocks`), so the memory used
+does not grow with the files.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from hatinspect.core.blocks import TensorFile, as_bits, as_float64, dtype_name, row_blocks
 from hatinspect.core.capacity import inputs_per_unit
-from hatinspect.core.errors import CheckpointError
+from hatinspect.core.errors import CheckpointError, HatinspectError
+from hatinspect.core.format import ALGORITHM_KEY, RUN_ID_KEY
 from hatinspect.core.types import Checkpoint, LayerInfo
 
-Reader = Callable[[str, Sequence[str]], Mapping[str, np.ndarray]]
+ALGORITHMS = ("hat", "adahat", "finetuning")
+
+# How a report decides; each is the JSON's "rule".
+BIT_IDENTICAL = "bit-identical"  # no protected parameter may change at all
+TOLERANCE = "tolerance"  # no protected parameter may change by more than the tolerance
+DRIFT = "drift"  # AdaHAT: changes are reported, not judged
+NOTHING_PROTECTED = "nothing protected"  # no masks: fine-tuning, or no task stored yet
+NO_MASKS = "no masks: nothing is protected"
+
+
+class AuditRefused(HatinspectError):
+    """The two files cannot be compared: one of the checks before the audit failed."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +53,10 @@ class AuditReport:
     after: str
     tasks: tuple[int, ...]  # BEFORE's tasks, whose units are protected
     layers: tuple[LayerAudit, ...]
+    algorithm: str = "unknown"  # from the metadata: hat, adahat, finetuning or unknown
+    rule: str = BIT_IDENTICAL
+    tolerance: float | None = None  # the largest change allowed under the tolerance rule
+    notes: tuple[str, ...] = ()  # the files' caveats, and what could not be checked (run ids)
 
     @property
     def protected(self) -> int:
@@ -39,34 +67,63 @@ class AuditReport:
         return sum(layer.changed for layer in self.layers)
 
     @property
+    def max_abs_change(self) -> float:
+        return max((layer.max_abs_change for layer in self.layers), default=0.0, key=_nan_high)
+
+    @property
     def ok(self) -> bool:
-        return self.changed == 0
+        if self.rule == BIT_IDENTICAL:
+            return self.changed == 0
+        if self.rule == TOLERANCE:
+            change = self.max_abs_change
+            return not math.isnan(change) and change <= self.tolerance
+        return True
 
 
-def audit(before: Checkpoint, after: Checkpoint, read: Reader | None = None) -> AuditReport:
-    """Compare every protected weight and bias of BEFORE with AFTER, bit for bit.
+def audit(
+    before: Checkpoint,
+    after: Checkpoint,
+    *,
+    strict: bool = False,
+    tolerance: float | None = None,
+    open_file: Callable[[str, list[str]], TensorFile] | None = None,
+) -> AuditReport:
+    """Compare the parameters BEFORE protects with AFTER, after checking they are
+    comparable (`AuditRefused` says which check failed).
 
-    `read(path, keys)` returns the named tensors of a file as numpy arrays.
+    `open_file(path, keys)` opens a file for block reads of the tensors `keys` (default:
+    `TensorFile`; a PyTorch checkpoint's tensors are loaded whole through the importers).
     """
-    if read is None:
-        from hatinspect.checkpoints import read_tensors as read
     pairs = [(layer, _counterpart(layer, after)) for layer in before.layers]
-    old = read(before.path, _keys(layer for layer, _ in pairs))
-    new = read(after.path, _keys(twin for _, twin in pairs))
-    cumulative = before.cumulative_mask()
-    layers = tuple(
-        _audit_layer(layer, twin, _protection(before, layer, cumulative), old, new)
-        for layer, twin in pairs
+    inputs = (note for checkpoint in (before, after) for note in checkpoint.notes)
+    notes = tuple(dict.fromkeys((*inputs, *_check_comparable(before, after))))
+    algorithm = _algorithm(before, after)
+    rule = _rule(algorithm, strict, tolerance, before)
+    report = AuditReport(
+        before.path, after.path, before.task_ids, (), algorithm, rule, tolerance, notes
     )
+    if rule == NOTHING_PROTECTED:
+        return report
+    open_file = open_file or _open
+    cumulative = before.cumulative_mask()
+    old_keys, new_keys = _keys(layer for layer, _ in pairs), _keys(twin for _, twin in pairs)
+    with open_file(before.path, old_keys) as old, open_file(after.path, new_keys) as new:
+        layers = tuple(
+            _audit_layer(layer, twin, _protection(before, layer, cumulative), old, new)
+            for layer, twin in pairs
+        )
     norms = tuple(
-        _audit_task_norms(before, after, task, read)
+        _audit_task_norms(before, after, task)
         for task in before.task_ids
         if task in before.task_norms  # the stored tasks: not one still training
     )
-    return AuditReport(before.path, after.path, before.task_ids, layers + norms)
+    return replace(report, layers=layers + norms)
 
 
-def _audit_task_norms(before: Checkpoint, after: Checkpoint, task: int, read) -> LayerAudit:
+# --- before comparing ------------------------------------------------------------------
+
+
+def _audit_task_norms(before: Checkpoint, after: Checkpoint, task: int) -> LayerAudit:
     """A task's own batch norms (parameters and running statistics) never change again."""
     keys = before.task_norms[task]
     missing = sorted(set(keys) - set(after.task_norms.get(task, ())))
@@ -74,10 +131,10 @@ def _audit_task_norms(before: Checkpoint, after: Checkpoint, task: int, read) ->
         raise CheckpointError(
             f"{after.path} has no {missing[0]!r}: task {task}'s batch norm, in the earlier file"
         )
-    old, new = read(before.path, keys), read(after.path, keys)
-    changes = np.concatenate(
-        [_changes(key, old[key], new[key], np.ones(old[key].shape, bool)).ravel() for key in keys]
-    )
+    from hatinspect.checkpoints import read_tensors
+
+    old, new = read_tensors(before.path, keys), read_tensors(after.path, keys)
+    changes = np.concatenate([_bit_changes(key, old[key], new[key]) for key in keys])
     return LayerAudit(
         name=f"batch norm of task {task}",
         protected=sum(int(old[key].size) for key in keys),
@@ -85,6 +142,20 @@ def _audit_task_norms(before: Checkpoint, after: Checkpoint, task: int, read) ->
         max_abs_change=float(changes.max()) if changes.size else 0.0,
         mean_abs_change=float(changes.mean()) if changes.size else 0.0,
     )
+
+
+def _bit_changes(key: str, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """|new - old| (float64) of the entries whose stored bytes differ."""
+    if old.shape != new.shape or old.dtype != new.dtype:
+        raise CheckpointError(f"{key}: {old.dtype}{list(old.shape)} in one checkpoint and "
+                              f"{new.dtype}{list(new.shape)} in the other")  # fmt: skip
+    a, b = np.atleast_1d(old), np.atleast_1d(new)
+    width = a.dtype.itemsize
+    differs = (
+        np.ascontiguousarray(a).view(np.uint8).reshape(*a.shape, width)
+        != np.ascontiguousarray(b).view(np.uint8).reshape(*b.shape, width)
+    ).any(axis=-1)
+    return np.abs(b[differs].astype(np.float64) - a[differs].astype(np.float64)).ravel()
 
 
 def _counterpart(layer: LayerInfo, after: Checkpoint) -> LayerInfo:
@@ -103,8 +174,92 @@ def _counterpart(layer: LayerInfo, after: Checkpoint) -> LayerInfo:
     return twin
 
 
+def _check_comparable(before: Checkpoint, after: Checkpoint) -> tuple[str, ...]:
+    """Refuse two files of different runs, swapped files and files whose masks disagree;
+    the notes say what could not be checked."""
+    runs = [checkpoint.metadata.get(RUN_ID_KEY) for checkpoint in (before, after)]
+    if all(runs) and runs[0] != runs[1]:
+        raise AuditRefused(
+            f"not the same run: {before.path} has run id {runs[0]}, {after.path} has {runs[1]}"
+        )
+    stored = set(after.task_ids)
+    missing = [task for task in before.task_ids if task not in stored]
+    if missing:
+        raise AuditRefused(
+            f"{after.path} lacks task {', '.join(map(str, missing))} of {before.path}: "
+            "BEFORE must be the earlier checkpoint (are the two swapped?)"
+        )
+    for task in before.task_ids:
+        for layer in before.layers:
+            if not np.array_equal(before.masks[task][layer.name], after.masks[task][layer.name]):
+                raise AuditRefused(
+                    f"task {task}'s mask of layer {layer.name} differs between "
+                    f"{before.path} and {after.path}: not the same run"
+                )
+    return tuple(
+        f"{checkpoint.path} carries no run id: that both files come from one run is not checked"
+        for checkpoint, run in zip((before, after), runs, strict=True)
+        if not run
+    )
+
+
+def _algorithm(before: Checkpoint, after: Checkpoint) -> str:
+    named = {
+        str(checkpoint.metadata.get(ALGORITHM_KEY, "")).strip('"').lower()
+        for checkpoint in (before, after)
+    } - {""}
+    if len(named) > 1:
+        raise AuditRefused(f"the checkpoints name different algorithms: {', '.join(sorted(named))}")
+    algorithm = named.pop() if named else "unknown"
+    return algorithm if algorithm in ALGORITHMS else "unknown"
+
+
+def _rule(algorithm: str, strict: bool, tolerance: float | None, before: Checkpoint) -> str:
+    if algorithm == "finetuning" or not before.task_ids:
+        return NOTHING_PROTECTED
+    if tolerance is not None:
+        return TOLERANCE
+    return DRIFT if algorithm == "adahat" and not strict else BIT_IDENTICAL
+
+
 def _keys(layers) -> list[str]:
     return [key for layer in layers for key in (layer.weight_key, layer.bias_key) if key]
+
+
+def _open(path: str, keys: list[str]):
+    from hatinspect.core.reader import existing_file, sniff
+
+    if sniff(existing_file(path)) == "torch":
+        return InMemory(path, keys)
+    return TensorFile(path)
+
+
+class InMemory:
+    """Tensors held in memory behind `TensorFile`'s reading interface: a PyTorch
+    checkpoint's, loaded whole (a pickle cannot be read in blocks), or given ones."""
+
+    def __init__(self, path: str, keys: list[str], tensors=None) -> None:
+        if tensors is None:
+            from hatinspect.checkpoints import read_tensors
+
+            tensors = read_tensors(path, keys)
+        self._tensors = {key: np.ascontiguousarray(value) for key, value in tensors.items()}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._tensors = {}
+
+    def info(self, key: str) -> tuple[str, tuple[int, ...], int]:
+        array = self._tensors[key]
+        return array.dtype.name, array.shape, array.itemsize
+
+    def read(self, key: str, first: int, count: int) -> np.ndarray:
+        return self._tensors[key].reshape(-1)[first : first + count]
+
+
+# --- comparing -------------------------------------------------------------------------
 
 
 def _protection(checkpoint: Checkpoint, layer: LayerInfo, cumulative) -> tuple[np.ndarray, ...]:
@@ -116,38 +271,72 @@ def _protection(checkpoint: Checkpoint, layer: LayerInfo, cumulative) -> tuple[n
     return rows, np.repeat(cumulative[source.name].astype(bool), inputs_per_unit(layer, source))
 
 
+class _Tally:
+    """Running count, sum and maximum of the absolute changes found so far."""
+
+    def __init__(self) -> None:
+        self.count, self.total, self.max = 0, 0.0, 0.0
+
+    def add(self, changes: np.ndarray) -> None:
+        if changes.size:
+            self.count += int(changes.size)
+            self.total += float(changes.sum())
+            self.max = float(np.maximum(self.max, changes.max()))  # NaN stays NaN
+
+
 def _audit_layer(layer, twin, protection, old, new) -> LayerAudit:
     rows, columns = protection
-    spatial = (1,) * (len(layer.weight_shape) - 2)
-    weight_mask = (rows[:, None] & columns[None, :]).reshape(rows.size, columns.size, *spatial)
-    pairs = [(old[layer.weight_key], new[twin.weight_key], weight_mask)]
+    tally = _Tally()
+    _compare(layer.name, old, new, layer.weight_key, twin.weight_key, rows, columns, tally)
+    used_rows = int(rows.sum())
+    protected = used_rows * int(columns.sum()) * layer.kernel_size
     if layer.has_bias:
-        pairs.append((old[layer.bias_key], new[twin.bias_key], rows))
-    changes = np.concatenate([_changes(layer.name, *pair) for pair in pairs])
+        _compare(layer.name, old, new, layer.bias_key, twin.bias_key, rows, None, tally)
+        protected += used_rows
     return LayerAudit(
         name=layer.name,
-        protected=sum(int(np.broadcast_to(mask, a.shape).sum()) for a, _, mask in pairs),
-        changed=int(changes.size),
-        max_abs_change=float(changes.max()) if changes.size else 0.0,
-        mean_abs_change=float(changes.mean()) if changes.size else 0.0,
+        protected=protected,
+        changed=tally.count,
+        max_abs_change=tally.max,
+        mean_abs_change=tally.total / tally.count if tally.count else 0.0,
     )
 
 
-def _changes(name: str, old: np.ndarray, new: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """|new - old| (float64) of the protected entries whose bits differ."""
-    if old.shape != new.shape or old.dtype != new.dtype:
+def _compare(name, old, new, old_key, new_key, rows, columns, tally: _Tally) -> None:
+    """Tally |new - old| of the protected entries of one tensor whose bits differ, a block
+    of rows at a time; blocks with no protected entry are not read."""
+    (dtype, shape, itemsize), other = _info(old, old_key), _info(new, new_key)
+    if (dtype, shape) != other[:2]:
         raise CheckpointError(
-            f"layer {name}: a tensor is {old.dtype}{list(old.shape)} in one "
-            f"checkpoint and {new.dtype}{list(new.shape)} in the other"
+            f"layer {name}: a tensor is {dtype_name(dtype)}{list(shape)} in one "
+            f"checkpoint and {dtype_name(other[0])}{list(other[1])} in the other"
         )
-    differs = _bits_differ(old, new) & mask
-    return np.abs(new[differs].astype(np.float64) - old[differs].astype(np.float64))
+    if columns is None:
+        columns = np.ones(1, dtype=bool)
+    width, kernel = columns.size, math.prod(shape[2:])
+    for r0, r1, c0, c1 in row_blocks(shape, itemsize):
+        protected_rows, protected_columns = rows[r0:r1], columns[c0:c1]
+        if not (protected_rows.any() and protected_columns.any()):
+            continue
+        first, count = (r0 * width + c0) * kernel, (r1 - r0) * (c1 - c0) * kernel
+        a, b = old.read(old_key, first, count), new.read(new_key, first, count)
+        differs = as_bits(a) != as_bits(b)
+        if not differs.any():  # the usual case under HAT: one pass, nothing more to do
+            continue
+        differs = differs.reshape(r1 - r0, c1 - c0, kernel)
+        differs &= protected_rows[:, None, None] & protected_columns[None, :, None]
+        where = np.flatnonzero(differs)
+        if where.size:
+            tally.add(np.abs(as_float64(b[where], dtype) - as_float64(a[where], dtype)))
 
 
-def _bits_differ(old: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Entry-wise, whether the stored bytes differ (so -0.0 vs 0.0 and NaN payloads count)."""
+def _info(source, key: str) -> tuple[str, tuple[int, ...], int]:
+    """(dtype, shape, bytes per element) of a tensor; dtype as safetensors or numpy names it."""
+    if isinstance(source, TensorFile):
+        entry = source.entry(key)
+        return entry.dtype, entry.shape, entry.itemsize
+    return source.info(key)
 
-    def as_bytes(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(a).view(np.uint8).reshape(*a.shape, a.dtype.itemsize)
 
-    return (as_bytes(old) != as_bytes(new)).any(axis=-1)
+def _nan_high(value: float) -> float:
+    return math.inf if math.isnan(value) else value

@@ -8,14 +8,15 @@ weight-sized tensor is ever built.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
 
+from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError
-from hatinspect.core.masks import task_matrix
 from hatinspect.core.select import select_layers, select_tasks
 from hatinspect.core.types import Checkpoint, LayerInfo
 
@@ -78,7 +79,7 @@ class CapacityReport:
 
 
 class _Counts(NamedTuple):
-    """One layer's unit counts, each (tasks,) int64 in the checkpoint's task order."""
+    """Unit counts, each (layers, tasks) int64: layers and tasks in the checkpoint's order."""
 
     used: np.ndarray  # units in the cumulative mask after each task
     active: np.ndarray  # units each task's own mask keeps
@@ -95,34 +96,36 @@ def capacity(
 
     `tasks` counts only those tasks' masks (as if no other was stored); `include` and
     `exclude` globs choose the layers reported, totalled and grown over (a chosen layer's
-    protected weights still depend on its preceding layer's units, chosen or not)."""
+    protected weights still depend on its preceding layer's units, chosen or not).
+
+    Every layer is counted at once, its masks side by side with the others', so the time
+    is linear in layers and tasks."""
     if tasks:
         checkpoint = replace(checkpoint, task_ids=select_tasks(checkpoint, tasks))
-    chosen = select_layers(checkpoint, include, exclude) if include or exclude else None
-    counts = {layer.name: _counts(checkpoint, layer) for layer in checkpoint.layers}
-    # layer name -> (tasks,) parameters protected after each task
-    protected = {
-        layer.name: _protected(
-            layer, counts[layer.name].used, _fan_in_used(checkpoint, layer, counts)
-        )
-        for layer in checkpoint.layers
-    }
-    chosen = chosen or checkpoint.layers
-    layers = tuple(
-        _usage(layer, counts[layer.name].used, protected[layer.name]) for layer in chosen
+    layers = checkpoint.layers
+    chosen = select_layers(checkpoint, include, exclude) if include or exclude else layers
+    counts = _counts(checkpoint)
+    # (layers, tasks): parameters protected after each task
+    protected = _protected(layers, counts.used, _fan_in_used(checkpoint, counts.used))
+    if chosen is not layers:
+        wanted = {layer.name for layer in chosen}
+        rows = [i for i, layer in enumerate(layers) if layer.name in wanted]
+        counts = _Counts(*(part[rows] for part in counts))
+        protected = protected[rows]
+    last = len(checkpoint.task_ids) - 1
+    used_last = counts.used[:, last].tolist() if last >= 0 else [0] * len(chosen)
+    protected_last = protected[:, last].tolist() if last >= 0 else [0] * len(chosen)
+    usages = tuple(
+        Usage(layer.name, layer.units, used, layer.params, kept)
+        for layer, used, kept in zip(chosen, used_last, protected_last, strict=True)
     )
-    names = [layer.name for layer in chosen]
+    total = _total(usages)
     return CapacityReport(
         checkpoint=checkpoint.path,
         tasks=checkpoint.task_ids,
-        layers=layers,
-        total=_total(layers),
-        by_task=_growth(
-            checkpoint,
-            chosen,
-            {name: counts[name] for name in names},
-            {name: protected[name] for name in names},
-        ),
+        layers=usages,
+        total=total,
+        by_task=_growth(checkpoint, counts, protected, total),
         protects=protects_anything(checkpoint),
     )
 
@@ -130,24 +133,47 @@ def capacity(
 def protects_anything(checkpoint: Checkpoint) -> bool:
     """False with no stored task, or for a fine-tuning run: its stored masks are all ones
     by convention, and it protects nothing."""
-    return bool(checkpoint.task_ids) and checkpoint.metadata.get("algorithm") != "finetuning"
+    algorithm = str(checkpoint.metadata.get(fmt.ALGORITHM_KEY, "")).strip('"').lower()
+    return bool(checkpoint.task_ids) and algorithm != "finetuning"
 
 
-def _counts(checkpoint: Checkpoint, layer: LayerInfo) -> _Counts:
-    matrix = task_matrix(checkpoint, layer, checkpoint.task_ids)
-    cumulative = np.maximum.accumulate(matrix, axis=0) if len(matrix) else matrix
-    used = cumulative.sum(axis=1, dtype=np.int64)
-    active = matrix.sum(axis=1, dtype=np.int64)
-    return _Counts(used, active, np.diff(used, prepend=0))
+def _counts(checkpoint: Checkpoint) -> _Counts:
+    """Every layer's counts at once: each task's masks laid side by side in one (units,)
+    row, summed per layer with `np.add.reduceat`; memory is one row, time linear."""
+    layers, tasks = checkpoint.layers, checkpoint.task_ids
+    sizes = np.array([layer.units for layer in layers], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    used = np.zeros((len(layers), len(tasks)), dtype=np.int64)
+    active = np.zeros_like(used)
+    pick = operator.itemgetter(*(layer.name for layer in layers))
+    cumulative = np.zeros(int(sizes.sum()), dtype=np.uint8)
+    for t, task in enumerate(tasks):
+        row = np.concatenate(_as_tuple(pick(checkpoint.masks[task])))
+        active[:, t] = np.add.reduceat(row, starts, dtype=np.int64)
+        np.maximum(cumulative, row, out=cumulative)
+        used[:, t] = np.add.reduceat(cumulative, starts, dtype=np.int64)
+    return _Counts(used, active, np.diff(used, axis=1, prepend=0))
 
 
-def _fan_in_used(checkpoint: Checkpoint, layer: LayerInfo, counts) -> np.ndarray | int:
-    """Inputs of `layer` in the cumulative mask after each task: the preceding layer's
-    used units times the inputs each of them feeds (1, or h*w after a flatten)."""
-    if layer.preceding is None:
-        return layer.fan_in
-    source = checkpoint.layer(layer.preceding)
-    return counts[source.name].used * inputs_per_unit(layer, source)
+def _as_tuple(picked) -> tuple:
+    return picked if isinstance(picked, tuple) else (picked,)  # itemgetter of one name
+
+
+def _fan_in_used(checkpoint: Checkpoint, used: np.ndarray) -> np.ndarray:
+    """(layers, tasks): inputs of each layer in the cumulative mask after each task: the
+    preceding layer's used units times the inputs each of them feeds (1, or h*w after a
+    flatten); all inputs for a first layer."""
+    index = {layer.name: i for i, layer in enumerate(checkpoint.layers)}
+    source = np.zeros(len(checkpoint.layers), dtype=np.intp)  # row of the preceding layer
+    factor = np.zeros(len(checkpoint.layers), dtype=np.int64)  # inputs each of its units feeds
+    whole = np.zeros(len(checkpoint.layers), dtype=np.int64)  # all inputs, for a first layer
+    for i, layer in enumerate(checkpoint.layers):
+        if layer.preceding is None:
+            whole[i] = layer.fan_in
+        else:
+            source[i] = index[layer.preceding]
+            factor[i] = inputs_per_unit(layer, checkpoint.layer(layer.preceding))
+    return used[source] * factor[:, None] + whole[:, None]
 
 
 def inputs_per_unit(layer: LayerInfo, source: LayerInfo) -> int:
@@ -160,37 +186,27 @@ def inputs_per_unit(layer: LayerInfo, source: LayerInfo) -> int:
     return layer.fan_in // source.units
 
 
-def _protected(layer: LayerInfo, used: np.ndarray, fan_in_used) -> np.ndarray:
-    biases = used if layer.has_bias else 0
-    return layer.kernel_size * used * fan_in_used + biases
-
-
-def _usage(layer: LayerInfo, used: np.ndarray, protected: np.ndarray) -> Usage:
-    return Usage(
-        name=layer.name,
-        units=layer.units,
-        units_used=int(used[-1]) if len(used) else 0,
-        params=layer.params,
-        params_protected=int(protected[-1]) if len(used) else 0,
-    )
+def _protected(layers, used: np.ndarray, fan_in_used: np.ndarray) -> np.ndarray:
+    kernel = np.array([[layer.kernel_size] for layer in layers], dtype=np.int64)
+    bias = np.array([[layer.has_bias] for layer in layers], dtype=np.int64)
+    return kernel * used * fan_in_used + bias * used
 
 
 def _total(layers: tuple[Usage, ...]) -> Usage:
-    def total(key: str) -> int:
-        return sum(getattr(layer, key) for layer in layers)
-
-    return Usage(
-        "total", total("units"), total("units_used"), total("params"), total("params_protected")
+    columns = zip(
+        *((u.units, u.units_used, u.params, u.params_protected) for u in layers), strict=True
     )
+    return Usage("total", *(sum(column) for column in columns))
 
 
-def _growth(checkpoint: Checkpoint, layers, counts, protected) -> tuple[TaskGrowth, ...]:
-    used_after = sum(layer.used for layer in counts.values())
-    active = sum(layer.active for layer in counts.values())
-    new = sum(layer.new for layer in counts.values())
-    units = sum(layer.units for layer in layers)
-    params = sum(layer.params for layer in layers)
-    protected_after = sum(protected.values())
+def _growth(
+    checkpoint: Checkpoint, counts: _Counts, protected, total: Usage
+) -> tuple[TaskGrowth, ...]:
+    used_after = counts.used.sum(axis=0)
+    active = counts.active.sum(axis=0)
+    new = counts.new.sum(axis=0)
+    units, params = total.units, total.params
+    protected_after = protected.sum(axis=0)
     return tuple(
         TaskGrowth(
             task=task,

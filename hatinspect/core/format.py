@@ -41,6 +41,9 @@ SOURCE_KEY = "hatinspect.source"  # "hatinspect" or the format a file was conver
 NOTES_KEY = "hatinspect.notes"  # JSON list of caveats about what could be recovered
 INFERRED_KEY = "hatinspect.preceding_inferred"  # JSON list of layers whose preceding is inferred
 USER_PREFIX = "user."  # + a user metadata key; value a string or JSON text
+# User metadata keys hatinspect itself writes and reads (without the prefix).
+RUN_ID_KEY = "run_id"  # the same in every checkpoint of one training run
+ALGORITHM_KEY = "algorithm"  # "hat", "adahat" or "finetuning"
 
 SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
 LAYER_FIELDS = ("name", "units", "weight_shape", "weight_key", "bias_key", "preceding")

@@ -7,6 +7,7 @@ bias[i] = m_layer[i].
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from hatinspect.core.capacity import inputs_per_unit
 from hatinspect.core.select import find_layer, select_tasks
-from hatinspect.core.types import Checkpoint, LayerInfo
+from hatinspect.core.types import Checkpoint
 
 AGGREGATIONS = {"min": np.minimum, "max": np.maximum}
 UNIT_WISE = ("cumulative", "summative", "task:N")
@@ -33,37 +34,131 @@ class Stats:
 
 @dataclass(frozen=True)
 class LayerMeasure:
+    """One layer's parameter-wise measure, kept as its two unit-wise factors: the weight
+    (i, j, ...) is agg(rows[i], columns[j]), so nothing weight-sized is held."""
+
     checkpoint: str
     layer: str
     of: str  # "cumulative", "summative" or "task:N"
     aggregation: str  # "min" or "max"
     weight_stats: Stats
     bias_stats: Stats | None
-    weight: np.ndarray = field(repr=False, compare=False)  # the weight's shape
-    bias: np.ndarray | None = field(repr=False, compare=False)  # (units,), None without bias
+    weight_shape: tuple[int, ...]
+    rows: np.ndarray = field(repr=False, compare=False)  # (out,) float32: the layer's units
+    # (in,) float32: the preceding layer's measure per input; None for a first layer
+    columns: np.ndarray | None = field(repr=False, compare=False)
+
+    @property
+    def bias_shape(self) -> tuple[int, ...] | None:
+        return None if self.bias_stats is None else (self.weight_shape[0],)
+
+    @property
+    def bias(self) -> np.ndarray | None:
+        """(units,) float32; None without bias."""
+        return None if self.bias_stats is None else self.rows.copy()
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The whole weight-shaped float32 measure (built on demand: a small layer's)."""
+        return np.concatenate(list(self.weight_blocks())).reshape(self.weight_shape)
+
+    def weight_blocks(self, limit: int = 8 * 2**20):
+        """The weight-shaped measure as float32 blocks of whole rows, in row-major order,
+        each about `limit` bytes at most (one row at least): for streaming it to a file."""
+        per_row = math.prod(self.weight_shape[1:]) * 4
+        step = max(1, limit // per_row)
+        for start in range(0, self.weight_shape[0], step):
+            pattern = self._pattern(slice(start, start + step))
+            spatial = pattern.shape + (1,) * (len(self.weight_shape) - 2)
+            yield np.broadcast_to(
+                pattern.reshape(spatial), (pattern.shape[0], *self.weight_shape[1:])
+            )
 
     @property
     def weight_matrix(self) -> np.ndarray:
         """(out, in): conv kernels summed over their spatial extent, for drawing."""
-        return self.weight.reshape(*self.weight.shape[:2], -1).sum(axis=2)
+        kernel = math.prod(self.weight_shape[2:])
+        return self._pattern(slice(None)) * np.float32(kernel)
+
+    def _pattern(self, rows: slice) -> np.ndarray:
+        """(rows, in) float32: the 2-D pattern every kernel position repeats."""
+        mine = self.rows[rows, None]
+        if self.columns is None:
+            return np.repeat(mine, self.weight_shape[1], axis=1)
+        return AGGREGATIONS[self.aggregation](mine, self.columns[None, :])
 
 
 def measure(
     checkpoint: Checkpoint, layer_name: str, of: str = "cumulative", aggregation: str = "min"
 ) -> LayerMeasure:
-    """The parameter-wise measure of one layer; `of` names the unit-wise measure."""
+    """The parameter-wise measure of one layer; `of` names the unit-wise measure.
+
+    Statistics and histograms come in closed form from the two unit-wise vectors, so the
+    memory used is that of the vectors, whatever the layer's size."""
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be min or max, not {aggregation!r}")
     layer = find_layer(checkpoint, layer_name)
     unit_wise = unit_wise_measure(checkpoint, of)
-    weight, bias = parameter_wise(checkpoint, layer, unit_wise, aggregation)
+    rows = np.asarray(unit_wise[layer.name], dtype=np.float32)
+    columns = None
+    if layer.preceding is not None:
+        source = checkpoint.layer(layer.preceding)
+        repeats = inputs_per_unit(layer, source)
+        columns = np.repeat(np.asarray(unit_wise[source.name], dtype=np.float32), repeats)
     return LayerMeasure(
         checkpoint=checkpoint.path,
         layer=layer.name,
         of=of,
         aggregation=aggregation,
-        weight_stats=summarise(weight),
-        bias_stats=None if bias is None else summarise(bias),
-        weight=weight,
-        bias=bias,
+        weight_stats=pair_stats(rows, columns, aggregation, layer.fan_in, layer.kernel_size),
+        bias_stats=summarise(rows) if layer.has_bias else None,
+        weight_shape=layer.weight_shape,
+        rows=rows,
+        columns=columns,
+    )
+
+
+def pair_stats(
+    rows: np.ndarray, columns: np.ndarray | None, aggregation: str, fan_in: int, kernel: int
+) -> Stats:
+    """Stats of the entries agg(rows[i], columns[j]), each repeated `kernel` times, without
+    building them: with R(v) and C(v) the rows and columns valued v, min(r, c) >= v exactly
+    when both are, so #{min == v} = R>=(v) C>=(v) - R>(v) C>(v); max mirrors it with <=.
+    A first layer (no columns) repeats each row `fan_in` times."""
+    if columns is None:
+        values, counts = np.unique(rows, return_counts=True)
+        return _stats(values, counts.astype(np.int64) * (fan_in * kernel))
+    values = np.unique(np.concatenate([rows, columns]))
+    in_rows = _counts_at(values, rows)
+    in_columns = _counts_at(values, columns)
+    if aggregation == "max":  # reversed, "at least" becomes "at most"
+        in_rows, in_columns = in_rows[::-1], in_columns[::-1]
+    at_least_r = np.cumsum(in_rows[::-1])[::-1]
+    at_least_c = np.cumsum(in_columns[::-1])[::-1]
+    above = (at_least_r - in_rows) * (at_least_c - in_columns)
+    counts = at_least_r * at_least_c - above
+    if aggregation == "max":
+        counts = counts[::-1]
+    keep = counts > 0
+    return _stats(values[keep], counts[keep] * kernel)
+
+
+def _counts_at(values: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """(len(values),) int64: how many entries of `of` equal each of the sorted `values`."""
+    found, counts = np.unique(of, return_counts=True)
+    out = np.zeros(values.size, dtype=np.int64)
+    out[np.searchsorted(values, found)] = counts
+    return out
+
+
+def _stats(values: np.ndarray, counts: np.ndarray) -> Stats:
+    total = int(counts.sum())
+    return Stats(
+        count=total,
+        min=_number(values[0]),
+        max=_number(values[-1]),
+        mean=float(np.dot(values.astype(np.float64), counts.astype(np.float64)) / total),
+        histogram=tuple((_number(v), int(n)) for v, n in zip(values, counts, strict=True)),
     )
 
 
@@ -83,28 +178,6 @@ def unit_wise_measure(checkpoint: Checkpoint, of: str) -> Mapping[str, np.ndarra
     if task is not None:
         return checkpoint.masks[select_tasks(checkpoint, [task])[0]]
     return checkpoint.cumulative_mask() if of == "cumulative" else checkpoint.summative_mask()
-
-
-def parameter_wise(
-    checkpoint: Checkpoint,
-    layer: LayerInfo,
-    unit_wise: Mapping[str, np.ndarray],
-    aggregation: str,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """(weight-shaped, bias-shaped or None) float32 measure of `layer`."""
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"aggregation must be min or max, not {aggregation!r}")
-    rows = np.asarray(unit_wise[layer.name], dtype=np.float32)
-    # (out, in): the 2-D pattern every kernel position repeats
-    pattern = np.broadcast_to(rows[:, None], layer.weight_shape[:2])
-    if layer.preceding is not None:
-        source = checkpoint.layer(layer.preceding)
-        columns = np.repeat(unit_wise[source.name], inputs_per_unit(layer, source))
-        pattern = AGGREGATIONS[aggregation](rows[:, None], columns[None, :].astype(np.float32))
-    spatial = (1,) * (len(layer.weight_shape) - 2)
-    weight = np.broadcast_to(pattern.reshape(pattern.shape + spatial), layer.weight_shape)
-    bias = rows.copy() if layer.has_bias else None
-    return np.ascontiguousarray(weight), bias
 
 
 def summarise(values: np.ndarray) -> Stats:

@@ -59,11 +59,27 @@ def overlap(
 
 
 def _overlap(name: str, matrix: np.ndarray) -> Overlap:
-    rows = matrix.astype(np.int64)
-    shared = rows @ rows.T
+    shared = shared_units(matrix)
     sizes = np.diag(shared)
     union = sizes[:, None] + sizes[None, :] - shared
     return Overlap(name, matrix.shape[1], _frozen(shared), _frozen(union))
+
+
+EXACT_TERMS = 2**24  # a float32 sum of 0/1 products is exact while it stays <= 2**24
+BLOCK_BYTES = 16 * 2**20  # the float32 copy of one block of units
+
+
+def shared_units(matrix: np.ndarray) -> np.ndarray:
+    """(tasks, tasks) int64 counts of units both masks keep, from the (tasks, units) 0/1
+    matrix: float32 matrix products (BLAS) over blocks of units few enough that every
+    partial sum is an integer float32 holds exactly, added up in int64."""
+    tasks, units = matrix.shape
+    shared = np.zeros((tasks, tasks), dtype=np.int64)
+    step = min(EXACT_TERMS, max(1, BLOCK_BYTES // (4 * max(tasks, 1))))
+    for start in range(0, units, step):
+        block = matrix[:, start : start + step].astype(np.float32)
+        shared += (block @ block.T).astype(np.int64)
+    return shared
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -62,10 +63,12 @@ class Checkpoint:
         return [layer.name for layer in self.layers]
 
     def layer(self, name: str) -> LayerInfo:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
+        """The layer called `name` (KeyError when there is none); a dictionary look-up."""
+        return self._by_name[name]
+
+    @cached_property
+    def _by_name(self) -> Mapping[str, LayerInfo]:
+        return {layer.name: layer for layer in self.layers}
 
     def cumulative_mask(self) -> dict[str, np.ndarray]:
         """Per layer, 1 where any stored task uses the unit (element-wise max); uint8."""

@@ -2,7 +2,7 @@
 
 The training rules are ``hatinspect.training``'s own (``make_step``: annealed masks, the
 sparsity regulariser, gradient conditioning or AdaHAT's adjustment, embedding-gradient
-compensation and clamping; ``task_optimiser``: plain SGD, fresh per task); this module
+compensation and clamping; ``task_parameters``: what a task trains, with a fresh plain SGD per task); this module
 only places them in Lightning's hooks:
 
 - ``training_step``: the step's forward and ``step_loss``;
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from hatinspect.training import hat
 from hatinspect.training.adahat import ALPHA
 from hatinspect.training.demo import capacity_after_each_task, forgetting, in_memory_checkpoint
-from hatinspect.training.engine import TrainConfig, make_step, step_loss, task_optimiser
+from hatinspect.training.engine import TrainConfig, make_step, step_loss, task_parameters
 from hatinspect.training.heads import TaskHeads
 
 
@@ -73,7 +73,9 @@ class HATModule(LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         self._require_task()
-        return task_optimiser(self.backbone, self.heads.heads[str(self.task_id)], self.config.lr)
+        # torch's SGD with the plain engine's settings: the same update on the same parameters
+        parameters = task_parameters(self.backbone, self.heads.heads[str(self.task_id)])
+        return torch.optim.SGD(parameters, lr=self.config.lr, momentum=0.0, weight_decay=0.0)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         x, y = batch

@@ -67,12 +67,16 @@ def write_atomically(path: Path, write: Callable[[str], None]) -> None:
 
 
 def save_measure(result, path: Path) -> None:
-    """Write a LayerMeasure's weight- and bias-shaped measures (float32) as safetensors."""
-    from safetensors.numpy import load_file, save_file
+    """Write a LayerMeasure's weight- and bias-shaped measures (float32) as safetensors,
+    streamed a block of rows at a time: memory stays flat whatever the layer's size."""
+    import numpy as np
+    from safetensors import safe_open
 
-    tensors = {"weight": result.weight}
-    if result.bias is not None:
-        tensors["bias"] = result.bias
+    from hatinspect.core.blocks import write_stream
+
+    tensors = {"weight": (np.float32, result.weight_shape, result.weight_blocks())}
+    if result.bias_shape is not None:
+        tensors["bias"] = (np.float32, result.bias_shape, [result.bias])
     metadata = {
         "format": "np",
         "checkpoint": result.checkpoint,
@@ -80,13 +84,13 @@ def save_measure(result, path: Path) -> None:
         "of": result.of,
         "aggregation": result.aggregation,
     }
+    shapes = {name: tuple(shape) for name, (_, shape, _) in tensors.items()}
 
     def write_and_verify(temporary: str) -> None:
-        save_file(tensors, temporary, metadata=metadata)
-        back = load_file(temporary)
-        if back.keys() != tensors.keys() or any(
-            back[key].shape != tensors[key].shape for key in tensors
-        ):
+        write_stream(temporary, tensors, metadata)
+        with safe_open(temporary, framework="numpy") as f:
+            back = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+        if back != shapes:
             raise HatinspectError(f"{path}: the written measures did not read back intact")
 
     write_atomically(path, write_and_verify)

@@ -174,8 +174,8 @@ def _(result: LayerMeasure) -> dict:
         "layer": result.layer,
         "of": result.of,
         "aggregation": result.aggregation,
-        "weight": _stats(result.weight_stats, result.weight.shape),
-        "bias": None if result.bias is None else _stats(result.bias_stats, result.bias.shape),
+        "weight": _stats(result.weight_stats, result.weight_shape),
+        "bias": None if result.bias_stats is None else _stats(result.bias_stats, result.bias_shape),
     }
 
 
@@ -251,6 +251,10 @@ def _(report: AuditReport) -> dict:
         "before": report.before,
         "after": report.after,
         "tasks": list(report.tasks),
+        "notes": list(report.notes),
+        "algorithm": report.algorithm,
+        "rule": report.rule,
+        "tolerance": report.tolerance,
         "ok": report.ok,
         "protected": report.protected,
         "changed": report.changed,

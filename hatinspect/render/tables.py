@@ -19,7 +19,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from hatinspect.core.audit import AuditReport
+from hatinspect.core.audit import DRIFT, NO_MASKS, NOTHING_PROTECTED, TOLERANCE, AuditReport
 from hatinspect.core.capacity import CapacityReport, TaskGrowth, Usage
 from hatinspect.core.masks import MaskReport
 from hatinspect.core.measure import LayerMeasure
@@ -355,14 +355,14 @@ def _unit_wise(of: str) -> str:
 def _measure_stats(result: LayerMeasure) -> Grid:
     grid = Grid(["tensor", "shape", "entries", "min", "max", "mean"])
     tensors = [
-        ("weight", result.weight, result.weight_stats),
-        ("bias", result.bias, result.bias_stats),
+        ("weight", result.weight_shape, result.weight_stats),
+        ("bias", result.bias_shape, result.bias_stats),
     ]
-    for name, values, stats in tensors:
+    for name, shape, stats in tensors:
         if stats is not None:
             grid.add_row(
                 name,
-                _shape(values.shape),
+                _shape(shape),
                 _count(stats.count),
                 f"{stats.min:g}",
                 f"{stats.max:g}",
@@ -469,7 +469,7 @@ def _overlap_summary(tasks, scope: Overlap, width: int | None, where: str) -> li
 def _(report: AuditReport, **_layout) -> list[RenderableType]:
     return [
         _heading(f"Audit of {report.after} against the protection of {report.before}"),
-        _audit_table(report),
+        *([] if report.rule == NOTHING_PROTECTED else [_audit_table(report)]),
         _verdict(report),
     ]
 
@@ -491,14 +491,27 @@ def _audit_table(report: AuditReport) -> Table:
 
 
 def _verdict(report: AuditReport) -> Text:
+    if report.rule == NOTHING_PROTECTED:
+        return Text(f"{NO_MASKS}.")
+    moved = f"{report.changed:,} of {report.protected:,} protected parameters changed"
+    if report.rule == DRIFT:
+        return Text(
+            f"AdaHAT drift: {moved} (max |change| {report.max_abs_change:.3g}); AdaHAT updates "
+            "them softly by design, so this passes (--strict to require bit-identity).",
+            "yellow" if report.changed else "green",
+        )
+    if report.rule == TOLERANCE:
+        verdict = "OK" if report.ok else "FAILED"
+        return Text(
+            f"{verdict}: {moved}, by up to {report.max_abs_change:.3g} "
+            f"(tolerance {report.tolerance:g}).",
+            "green" if report.ok else "bold red",
+        )
     if report.ok:
         return Text(
             f"OK: all {report.protected:,} protected parameters are bit-identical.", "green"
         )
-    return Text(
-        f"FAILED: {report.changed:,} of {report.protected:,} protected parameters changed.",
-        "bold red",
-    )
+    return Text(f"FAILED: {moved}.", "bold red")
 
 
 # info

@@ -419,11 +419,12 @@ def _stored_masks(path: Path, masks) -> dict[int, dict[str, np.ndarray]]:
 
 def _rebuilt_layers(path: Path, backbone: str, config: dict, state) -> tuple[LayerInfo, ...]:
     from hatinspect.backbones import build_backbone
+    from hatinspect.backbones.structure import structure_only
     from hatinspect.storage.save import describe_layers
 
     _check_config(path, config)
     try:
-        with torch.device("meta"):  # structure only: no memory, no initialisation cost
+        with structure_only():  # meta tensors, initialisers skipped
             layers = describe_layers(build_backbone(backbone, config), prefix="")
     except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__

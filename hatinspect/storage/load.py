@@ -28,6 +28,10 @@ def load_backbone(path: str | os.PathLike) -> nn.Module:
         )
     if header.task_id is not None:
         backbone.setup_task_id(header.task_id)
+    if header.user.get(fmt.RUN_ID_KEY):
+        from hatinspect.storage.save import set_run_id
+
+        set_run_id(backbone, header.user[fmt.RUN_ID_KEY])  # training goes on in the same run
     return backbone
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def save_checkpoint(
     rebuildable by ``load_backbone``."""
     masks = {int(task): mask for task, mask in getattr(backbone, "masks", {}).items()}
     config = getattr(backbone, "config", None)
+    metadata = {fmt.RUN_ID_KEY: run_id(backbone), **(metadata or {})}
     header = fmt.Header(
         backbone=type(backbone).__name__,
         config=None if config is None else json.loads(json.dumps(config)),  # lists, not tuples
@@ -50,6 +52,22 @@ def save_checkpoint(
         **mask_tensors(masks),
     }
     return write_checkpoint(path, tensors, header)
+
+
+def run_id(backbone: nn.Module) -> str:
+    """The id of the training run ``backbone`` belongs to, made the first time it is asked
+    for: every checkpoint saved of the same backbone object carries it (a backbone loaded
+    from a file keeps the file's), so that ``audit`` can tell two runs apart."""
+    if _RUN_ID_ATTR not in backbone.__dict__:
+        backbone.__dict__[_RUN_ID_ATTR] = uuid.uuid4().hex
+    return backbone.__dict__[_RUN_ID_ATTR]
+
+
+def set_run_id(backbone: nn.Module, value: str) -> None:
+    backbone.__dict__[_RUN_ID_ATTR] = value
+
+
+_RUN_ID_ATTR = "_hatinspect_run_id"
 
 
 def describe_layers(

@@ -79,7 +79,13 @@ def train_sequence(
     on_epoch: EpochCallback | None = None,
     on_task_end: TaskEndCallback | None = None,
 ) -> list[list[float]]:
-    """Learn ``tasks`` in order (task ids 1, 2, ...); return the accuracy rows."""
+    """Learn ``tasks`` in order (task ids 1, 2, ...); return the accuracy rows.
+
+    The backbone gets a run id (``hatinspect.storage.save.run_id``) that every checkpoint
+    saved of it carries."""
+    from hatinspect.storage.save import run_id
+
+    run_id(backbone)
     accuracy: list[list[float]] = []
     for t, task in enumerate(tasks, start=1):
         train_task(backbone, heads, task, config, generator, on_epoch)
@@ -117,11 +123,15 @@ def make_step(backbone: nn.Module, config: TrainConfig) -> MaskLearningStep | Fu
     return MaskLearningStep(backbone, config) if config.learns_masks else FullStep(backbone)
 
 
-def task_optimiser(backbone: nn.Module, head: nn.Module, lr: float) -> torch.optim.SGD:
-    """Plain SGD, fresh for the task, over the backbone and the task's own head only."""
+def task_parameters(backbone: nn.Module, head: nn.Module) -> list[nn.Parameter]:
+    """What a task trains: the backbone and the task's own head, frozen parts left out."""
     # earlier heads stay out of the optimiser: nothing can move them
-    parameters = [p for p in (*backbone.parameters(), *head.parameters()) if p.requires_grad]
-    return torch.optim.SGD(parameters, lr=lr, momentum=0.0, weight_decay=0.0)
+    return [p for p in (*backbone.parameters(), *head.parameters()) if p.requires_grad]
+
+
+def task_optimiser(backbone: nn.Module, head: nn.Module, lr: float) -> PlainSGD:
+    """Plain SGD, fresh for the task, over ``task_parameters``."""
+    return PlainSGD(task_parameters(backbone, head), lr=lr)
 
 
 def step_loss(
@@ -131,6 +141,38 @@ def step_loss(
     feature, regulariser = step.forward(x, batch_idx, num_batches)
     logits = heads(feature, task_id)
     return regulariser + F.cross_entropy(logits, y), logits
+
+
+class PlainSGD:
+    """SGD without momentum or weight decay, through torch's functional ``sgd``: the very
+    update ``torch.optim.SGD(momentum=0, weight_decay=0)`` makes. Building any
+    ``torch.optim`` optimiser imports ``torch._dynamo`` (about a second of a demo run);
+    the functional form does not."""
+
+    def __init__(self, parameters, lr: float) -> None:
+        self.parameters, self.lr = list(parameters), lr
+
+    def zero_grad(self) -> None:
+        for parameter in self.parameters:
+            parameter.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        from torch.optim.sgd import sgd
+
+        stepped = [p for p in self.parameters if p.grad is not None]
+        sgd(
+            stepped,
+            [p.grad for p in stepped],
+            [None] * len(stepped),
+            weight_decay=0.0,
+            momentum=0.0,
+            lr=self.lr,
+            dampening=0.0,
+            nesterov=False,
+            maximize=False,
+            foreach=False,
+        )
 
 
 def _train_epoch(step, heads: TaskHeads, task_id: int, batches, optimiser) -> tuple[float, float]:

@@ -1,0 +1,152 @@
+"""capacity against the number of layers, overlap against the number of tasks (in-process).
+
+Each is interleaved with the way it was computed before, kept here as the baseline:
+capacity one layer at a time with a list scan per look-up by name (quadratic in layers);
+overlap as an int64 matrix product (numpy runs no BLAS for integers). Both results are
+checked equal before timing. Then whole `hatinspect overlap` commands at 640 tasks.
+
+    python benchmarks/bench_scaling.py [--pairs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import MappingProxyType
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the CLI sets it; before numpy loads
+
+import numpy as np  # noqa: E402
+from interleaved import interleave_calls, interleave_commands, report  # noqa: E402
+
+from hatinspect.core.capacity import capacity, inputs_per_unit
+from hatinspect.core.overlap import overlap
+from hatinspect.core.types import Checkpoint, LayerInfo
+
+LAYER_COUNTS = (100, 400, 1600, 3200)
+TASK_COUNTS = (10, 40, 160, 640)
+UNITS = 128  # per layer, in the overlap runs
+
+
+def chain(layers: int, tasks: int, units: int = 64, seed: int = 0) -> Checkpoint:
+    """`layers` linear layers of `units` units, each fed by the one before, random masks."""
+    rng = np.random.default_rng(seed)
+    infos = tuple(
+        LayerInfo(
+            f"fc/{i}", units, (units, units), f"fc.{i}.weight", None, f"fc/{i - 1}" if i else None
+        )
+        for i in range(layers)
+    )
+    masks = {
+        t: MappingProxyType(
+            {layer.name: (rng.random(units) < 0.3).astype(np.uint8) for layer in infos}
+        )
+        for t in range(1, tasks + 1)
+    }
+    return Checkpoint("bench", "HATMaskMLP", "hatinspect", infos, tuple(masks), masks)
+
+
+def capacity_before(checkpoint: Checkpoint) -> list[int]:
+    """Protected parameters per layer, as computed before: layer by layer, list scans."""
+
+    def scan(name):  # the former Checkpoint.layer
+        for layer in checkpoint.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    used = {}
+    for layer in checkpoint.layers:
+        matrix = np.array([checkpoint.masks[t][layer.name] for t in checkpoint.task_ids])
+        used[layer.name] = np.maximum.accumulate(matrix, axis=0).sum(axis=1, dtype=np.int64)
+    protected = []
+    for layer in checkpoint.layers:
+        if layer.preceding is None:
+            fan_in = layer.fan_in
+        else:
+            source = scan(layer.preceding)
+            fan_in = used[source.name] * inputs_per_unit(layer, source)
+        protected.append(int((layer.kernel_size * used[layer.name] * fan_in)[-1]))
+    return protected
+
+
+def overlap_before(checkpoint: Checkpoint) -> np.ndarray:
+    total = 0
+    for layer in checkpoint.layers:
+        rows = np.array([checkpoint.masks[t][layer.name] for t in checkpoint.task_ids], np.int64)
+        total = total + rows @ rows.T
+    return total
+
+
+def bench_capacity(pairs: int) -> None:
+    for count in LAYER_COUNTS:
+        checkpoint = chain(count, tasks=10)
+        fresh = [layer.params_protected for layer in capacity(checkpoint).layers]
+        assert fresh == capacity_before(checkpoint)
+        sides = {
+            "hatinspect capacity()": lambda c=checkpoint: capacity(_copy(c)),
+            "before: per layer, list-scan look-ups": lambda c=checkpoint: capacity_before(c),
+        }
+        report(f"capacity, {count} layers x 10 tasks", interleave_calls(sides, pairs))
+
+
+def bench_overlap(pairs: int) -> None:
+    for tasks in TASK_COUNTS:
+        checkpoint = chain(155, tasks, units=UNITS)
+        assert (overlap(checkpoint).network.shared == overlap_before(checkpoint)).all()
+        sides = {
+            "hatinspect overlap() (float32 BLAS)": lambda c=checkpoint: overlap(c),
+            "before: int64 matrix products": lambda c=checkpoint: overlap_before(c),
+        }
+        title = f"overlap core, {tasks} tasks x 155 layers x {UNITS} units"
+        report(title, interleave_calls(sides, pairs))
+
+
+def bench_overlap_command(pairs: int) -> None:
+    from sparse_files import write_sparse
+
+    checkpoint = chain(155, 640, units=UNITS)
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_sparse(Path(folder) / "t640.safetensors", checkpoint.layers, checkpoint.masks)
+        sides = {
+            "hatinspect overlap -f csv (640 tasks)": [
+                "hatinspect",
+                "overlap",
+                path.name,
+                "-f",
+                "csv",
+            ],
+            "python -c 'import numpy, safetensors'": [
+                sys.executable,
+                "-c",
+                "import numpy, safetensors",
+            ],
+        }
+        results = interleave_commands(sides, pairs, cwd=folder)
+        report("overlap command, 640 tasks x 155 layers, network matrix as CSV", results, unit="s")
+
+
+def _copy(checkpoint: Checkpoint) -> Checkpoint:
+    # a fresh object each call, so that no look-up table is reused between runs
+    return Checkpoint(*(getattr(checkpoint, f) for f in Checkpoint.__dataclass_fields__))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--only", choices=("capacity", "overlap", "command"))
+    args = parser.parse_args()
+    for name, bench in (
+        ("capacity", bench_capacity),
+        ("overlap", bench_overlap),
+        ("command", bench_overlap_command),
+    ):
+        if args.only in (None, name):
+            bench(args.pairs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Start-up and whole commands: capacity on the shipped example against the import floor,
+what Typer's pydantic costs, and info/masks/capacity/overlap on a 155-layer 52 GB file.
+
+Sides, interleaved pair by pair (fresh processes):
+- `python -c "import numpy, safetensors"`: the floor any inspection pays;
+- `python -c "import numpy, safetensors, pydantic"`: the floor plus the pydantic that Typer
+  (0.26 and later) imports to convert every non-flag option value of a command run;
+- the commands.
+The 52 GB file has ResNet-152's 155 weighted layers with every width times 15, 10 tasks,
+its weights in holes (sparse: no disk used).
+
+    python benchmarks/bench_startup.py [--pairs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from interleaved import interleave_commands, report
+
+EXAMPLE = (
+    Path(__file__).resolve().parent.parent / "examples" / "hat-toy" / "after-task-5.safetensors"
+)
+FLOOR = [sys.executable, "-c", "import numpy, safetensors"]
+PYDANTIC = [sys.executable, "-c", "import numpy, safetensors, pydantic"]
+
+
+def wide_resnet152(factor: int = 15):
+    """ResNet-152's weighted layers (as tests/inspect_checkpoints.py lays them out) with
+    every channel count times `factor` (the input's 3 channels kept)."""
+    from dataclasses import replace
+
+    from inspect_checkpoints import resnet152_layers
+
+    layers = []
+    for layer in resnet152_layers():
+        out, fan_in, *kernel = layer.weight_shape
+        shape = (out * factor, fan_in if layer.preceding is None else fan_in * factor, *kernel)
+        layers.append(replace(layer, units=shape[0], weight_shape=shape))
+    return tuple(layers)
+
+
+def main() -> None:
+    from sparse_files import write_sparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5)
+    args = parser.parse_args()
+    sides = {
+        "hatinspect capacity (shipped example)": ["hatinspect", "capacity", str(EXAMPLE)],
+        "floor: import numpy, safetensors": FLOOR,
+        "floor + import pydantic": PYDANTIC,
+    }
+    report("start-up", interleave_commands(sides, args.pairs), unit="s")
+    layers = wide_resnet152()
+    rng = np.random.default_rng(0)
+    masks = {
+        t: {layer.name: (rng.random(layer.units) < 0.2).astype(np.uint8) for layer in layers}
+        for t in range(1, 11)
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_sparse(Path(folder) / "r152x15.safetensors", layers, masks)
+        gb = path.stat().st_size / 1e9
+        sides = {
+            f"hatinspect {cmd}": ["hatinspect", cmd, path.name]
+            for cmd in ("info", "masks", "capacity", "overlap")
+        }
+        sides["floor: import numpy, safetensors"] = FLOOR
+        title = f"commands on a {len(layers)}-layer {gb:.0f} GB sparse file, 10 tasks"
+        report(title, interleave_commands(sides, args.pairs, cwd=folder), unit="s")
+        path.unlink()
+
+
+if __name__ == "__main__":
+    main()
