@@ -57,8 +57,9 @@ BackboneOption = Annotated[
     typer.Option(
         metavar=_choices(BACKBONES),
         help="mlp (about 4 s for 5 tasks on 2 CPU cores) or resnet18 with one batch norm per "
-        "task on 16x16 synthetic images (far slower: about 4 minutes per task with 15 epochs "
-        "on 2 shared CPU cores, so 20 minutes or more for 5 tasks; 45 MB per checkpoint).",
+        "task on 16x16 synthetic images (far slower: about 5 minutes per task with 15 epochs, "
+        "25 minutes for 5 tasks, measured on 2 CPU cores shared with other jobs; 45 MB per "
+        "checkpoint).",
     ),
 ]
 DatasetOption = Annotated[

@@ -2,8 +2,8 @@
 
 The training rules are ``hatinspect.training``'s own (``make_step``: annealed masks, the
 sparsity regulariser, gradient conditioning or AdaHAT's adjustment, embedding-gradient
-compensation and clamping; ``task_parameters``: what a task trains, with a fresh plain SGD per task); this module
-only places them in Lightning's hooks:
+compensation and clamping; ``task_parameters``: what a task trains, under a fresh plain
+SGD per task); this module only places them in Lightning's hooks:
 
 - ``training_step``: the step's forward and ``step_loss``;
 - ``on_before_optimizer_step``: HAT / AdaHAT's gradient rules, after backward (under DDP
