@@ -122,5 +122,5 @@ def test_help_names_the_choices_and_the_cost_of_resnet18():
     result = train("--help")
     assert result.exit_code == 0
     text = " ".join(result.stdout.replace("│", " ").split())  # unwrap rich's help panel
-    for word in ("hat | adahat | finetuning", "mlp | resnet18", "toy | digits", "minutes on a CPU"):
+    for word in ("hat | adahat | finetuning", "mlp | resnet18", "toy | digits", "minutes per task"):
         assert word in text

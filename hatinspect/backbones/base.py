@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from hatinspect.backbones.task_norm import TaskBatchNorm2d
+
 Gate = Callable[[str, Tensor], Tensor]
 Mask = dict[str, Tensor]  # layer name -> (units,)
 
@@ -120,6 +122,27 @@ class HATMaskBackbone(CLBackbone):
     def register_weighted_layer(self, name: str, units: int, preceding: str | None) -> None:
         super().register_weighted_layer(name, units, preceding)
         self.task_embedding_t[name] = nn.Embedding(1, units)
+
+    def setup_task_id(self, task_id: int) -> None:
+        """Make ``task_id`` the task that trains, its per-task batch norms included."""
+        super().setup_task_id(task_id)
+        for norm in self.task_norms():
+            norm.setup_task(task_id)
+
+    def task_norms(self) -> list[TaskBatchNorm2d]:
+        """The per-task batch norms, in network order (none unless built with them)."""
+        return [module for module in self.modules() if isinstance(module, TaskBatchNorm2d)]
+
+    def _select_task_norms(self, stage: str, task_id: int | None) -> None:
+        norms = self.task_norms()
+        if not norms:
+            return
+        if task_id is None:
+            if stage == "test":
+                raise ValueError("stage 'test' needs task_id: the network has per-task batch norms")
+            task_id = self.task_id
+        for norm in norms:
+            norm.select(task_id)
 
     def initialise_task_embedding(self, mode: str) -> None:
         _choice("embedding initialisation", mode, EMBEDDING_INITIALISERS)
@@ -236,8 +259,12 @@ class HATMaskBackbone(CLBackbone):
         batch_idx: int | None = None,
         num_batches: int | None = None,
         test_mask: Mask | None = None,
+        task_id: int | None = None,
     ) -> tuple[Tensor, Mask, dict[str, Tensor]]:
+        """``task_id`` picks the per-task batch norms (the current task's by default;
+        required in stage ``test`` when the network has them)."""
         mask = self.get_mask(stage, s_max, batch_idx, num_batches, test_mask)
+        self._select_task_norms(stage, task_id)
         hidden: dict[str, Tensor] = {}
 
         def apply_mask(name: str, x: Tensor) -> Tensor:

@@ -4,6 +4,9 @@ Layer names: the stem ``conv1``; then ``conv{2..5}x/<block>/conv<k>`` for the k-
 of a block's main path and ``conv{2..5}x/<block>/shortcut`` for a projection shortcut.
 Under HAT every one of them is masked; the block's last conv's mask gates the block
 output, i.e. the sum of main path and (masked) shortcut.
+
+Batch norms sit after their conv: the stem's ``bn1``, a block's ``bn<k>`` and
+``shortcut_bn``. With one batch norm per task, task t's is ``<that path>.per_task.<t>``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from hatinspect.backbones.base import CLBackbone, Gate, HATMaskBackbone
+from hatinspect.backbones.task_norm import TaskBatchNorm2d
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,17 @@ STAGES = (("conv2x", 64, 1), ("conv3x", 128, 2), ("conv4x", 256, 2), ("conv5x", 
 STEM_CHANNELS = 64
 
 
-def _norm(channels: int, batch_normalisation: bool) -> nn.Module:
-    return nn.BatchNorm2d(channels) if batch_normalisation else nn.Identity()
+# batch_normalisation -> the module after every conv: none, one shared, or one per task
+NORMS: dict[bool | str, type[nn.Module]] = {
+    False: nn.Identity,
+    True: nn.BatchNorm2d,
+    "task": TaskBatchNorm2d,
+}
+HAT_NORMS = (False, "task")  # a norm shared by all tasks would change what earlier tasks compute
+
+
+def _norm(channels: int, batch_normalisation: bool | str) -> nn.Module:
+    return NORMS[batch_normalisation](channels)
 
 
 class ResidualBlock(nn.Module):
@@ -60,7 +73,7 @@ class ResidualBlock(nn.Module):
         planes: int,
         stride: int,
         activation_layer: type[nn.Module],
-        batch_normalisation: bool,
+        batch_normalisation: bool | str,
         bias: bool,
     ):
         super().__init__()
@@ -186,7 +199,8 @@ class ResNet(CLBackbone):
 
 
 class HATMaskResNet(HATMaskBackbone, ResNet):
-    """A ResNet without batch norm whose every conv, shortcuts included, is masked."""
+    """A ResNet whose every conv, shortcuts included, is masked; without batch norm, or
+    with one per task (``batch_normalisation="task"``) after every conv."""
 
     def __init__(
         self,
@@ -195,10 +209,18 @@ class HATMaskResNet(HATMaskBackbone, ResNet):
         gate: str,
         activation_layer: type[nn.Module] = nn.ReLU,
         bias: bool = False,
+        batch_normalisation: bool | str = False,
     ) -> None:
+        if batch_normalisation not in HAT_NORMS:
+            raise ValueError(
+                f"batch_normalisation must be False or 'task' (one batch norm per task), got "
+                f"{batch_normalisation!r}: a batch norm shared by all tasks is not protected"
+            )
         HATMaskBackbone.__init__(self, output_dim, gate)
-        self._build(input_channels, output_dim, activation_layer, False, bias)
+        self._build(input_channels, output_dim, activation_layer, batch_normalisation, bias)
         self.config["gate"] = gate
+        if batch_normalisation:
+            self.config["batch_normalisation"] = batch_normalisation
 
 
 def _variant(base: type[ResNet], depth: int) -> type[ResNet]:

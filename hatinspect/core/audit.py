@@ -113,10 +113,50 @@ def audit(
             _audit_layer(layer, twin, _protection(before, layer, cumulative), old, new)
             for layer, twin in pairs
         )
-    return replace(report, layers=layers)
+    norms = tuple(
+        _audit_task_norms(before, after, task)
+        for task in before.task_ids
+        if task in before.task_norms  # the stored tasks: not one still training
+    )
+    return replace(report, layers=layers + norms)
 
 
 # --- before comparing ------------------------------------------------------------------
+
+
+def _audit_task_norms(before: Checkpoint, after: Checkpoint, task: int) -> LayerAudit:
+    """A task's own batch norms (parameters and running statistics) never change again."""
+    keys = before.task_norms[task]
+    missing = sorted(set(keys) - set(after.task_norms.get(task, ())))
+    if missing:
+        raise CheckpointError(
+            f"{after.path} has no {missing[0]!r}: task {task}'s batch norm, in the earlier file"
+        )
+    from hatinspect.checkpoints import read_tensors
+
+    old, new = read_tensors(before.path, keys), read_tensors(after.path, keys)
+    changes = np.concatenate([_bit_changes(key, old[key], new[key]) for key in keys])
+    return LayerAudit(
+        name=f"batch norm of task {task}",
+        protected=sum(int(old[key].size) for key in keys),
+        changed=int(changes.size),
+        max_abs_change=float(changes.max()) if changes.size else 0.0,
+        mean_abs_change=float(changes.mean()) if changes.size else 0.0,
+    )
+
+
+def _bit_changes(key: str, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """|new - old| (float64) of the entries whose stored bytes differ."""
+    if old.shape != new.shape or old.dtype != new.dtype:
+        raise CheckpointError(f"{key}: {old.dtype}{list(old.shape)} in one checkpoint and "
+                              f"{new.dtype}{list(new.shape)} in the other")  # fmt: skip
+    a, b = np.atleast_1d(old), np.atleast_1d(new)
+    width = a.dtype.itemsize
+    differs = (
+        np.ascontiguousarray(a).view(np.uint8).reshape(*a.shape, width)
+        != np.ascontiguousarray(b).view(np.uint8).reshape(*b.shape, width)
+    ).any(axis=-1)
+    return np.abs(b[differs].astype(np.float64) - a[differs].astype(np.float64)).ravel()
 
 
 def _counterpart(layer: LayerInfo, after: Checkpoint) -> LayerInfo:

@@ -9,7 +9,8 @@ prefixes with the file's path.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from hatinspect.core.errors import shown
@@ -24,6 +25,8 @@ HEADS_PREFIX = "heads."  # + the heads' state_dict key
 OTHER_PREFIX = "other."  # + a converted file's tensors that belong to neither
 MASK_PREFIX = "mask."  # + "<task id>.<layer name>": (units,) uint8, 0 or 1
 MASK_DTYPES = ("U8", "BOOL")  # safetensors dtype names accepted for a mask; U8 is written
+# a per-task batch norm's tensor: backbone.<module path>.per_task.<task id>.<field>
+TASK_NORM_KEY = re.compile(r"^backbone\.(?P<module>.+)\.per_task\.(?P<task>\d+)\.(?P<field>\w+)$")
 
 # __metadata__ keys (values are strings; structured values are JSON).
 FORMAT_KEY = "format"  # always "pt": the tensors come from PyTorch
@@ -62,6 +65,15 @@ class Header:
     task_id: int | None = None
     notes: tuple[str, ...] = ()
     user: Mapping[str, str] = field(default_factory=dict)
+
+
+def task_norm_keys(keys: Iterable[str]) -> dict[int, tuple[str, ...]]:
+    """Task id -> the tensor keys of that task's own batch norms, sorted."""
+    found: dict[int, list[str]] = {}
+    for key in keys:
+        if match := TASK_NORM_KEY.match(key):
+            found.setdefault(int(match["task"]), []).append(key)
+    return {task: tuple(sorted(names)) for task, names in sorted(found.items())}
 
 
 def mask_key(task_id: int, layer: str) -> str:

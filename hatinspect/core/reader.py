@@ -54,6 +54,7 @@ def _open_native(path: Path, source: str | None) -> Checkpoint:
         masks=MappingProxyType({t: MappingProxyType(m) for t, m in masks.items()}),
         metadata=MappingProxyType(dict(header.user)),
         notes=header.notes,
+        task_norms=MappingProxyType(_task_norm_keys(path)),
     )
 
 
@@ -88,6 +89,11 @@ def reading(path: str | os.PathLike):
         raise CheckpointError(f"{os.fsdecode(path)}: not enough memory to read it") from None
     except RecursionError:
         raise CheckpointError(f"{os.fsdecode(path)}: nested too deeply to read") from None
+
+
+def _task_norm_keys(path: Path) -> dict[int, tuple[str, ...]]:
+    with _safetensors(path) as f:
+        return fmt.task_norm_keys(f.keys())
 
 
 def read_native(path: Path) -> tuple[fmt.Header, dict[int, dict[str, np.ndarray]]]:

@@ -57,6 +57,8 @@ class Checkpoint(Result):
     masks: Mapping[int, Mapping[str, np.ndarray]]
     metadata: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # caveats to show the user, e.g. what could not be recovered
+    # task id -> tensor keys of that task's own batch norms (per-task batch norm), if any
+    task_norms: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def layer_names(self) -> list[str]:

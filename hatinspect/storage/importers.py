@@ -51,6 +51,8 @@ THRESHOLD_NOTE = "masks recovered from task embeddings as e > 0 (= sigmoid(s*e) 
 
 # task numbers of at most 10 digits: a task id fits an int32 (fmt.MAX_TASK_ID)
 HATCL_ATTENTION = re.compile(r"^(?P<module>.+)\.masker\.attention\.(?P<task>\d{1,10})$")
+# a TaskIndexedBatchNorm is a ModuleList of batch norms: task t's at index t, one more last
+HATCL_NORM = re.compile(r"^(?P<module>.+)\.(?P<task>\d{1,10})\.(?P<field>running_mean)$")
 EMBEDDING = re.compile(r"^(?:.+\.)?task_embedding_t\.(?P<layer>[^.]+)\.weight$")
 # CLArena's algorithm (``backbone.``) or its bare backbone's state_dict
 CLARENA_EMBEDDING = re.compile(r"^(?:backbone\.)?(?:.+\.)?task_embedding_t\.[^.]+\.weight$")
@@ -254,8 +256,36 @@ def _hat_cl(path: Path, state, extra, task_id=None) -> Imported:
     }
     notes = ("masks recovered from HAT-CL attention as attention > 0, for trained tasks only",)
     layers = _layers(path, state, {m.replace(".", "/"): m for m in attention})
-    native = {key: fmt.BACKBONE_PREFIX + key for key in state}
-    return _imported(path, "hat-cl", UNKNOWN_BACKBONE, layers, masks, notes, state, native)
+    norms = _hat_cl_task_norms(state, num_tasks=max(len(rows) for rows in attention.values()))
+    native = {key: fmt.BACKBONE_PREFIX + norms.native.get(key, key) for key in state}
+    return _imported(
+        path, "hat-cl", UNKNOWN_BACKBONE, layers, masks, notes, state, native, norms.by_task
+    )
+
+
+@dataclass(frozen=True)
+class _TaskNorms:
+    by_task: dict[int, tuple[str, ...]]  # task id -> the file's keys of its batch norms
+    native: dict[str, str]  # file key -> native key (module.per_task.<t>.field)
+
+
+def _hat_cl_task_norms(state, num_tasks: int) -> _TaskNorms:
+    """HAT-CL's TaskIndexedBatchNorm modules: ``num_tasks + 1`` batch norms at indices
+    ``0..num_tasks`` (the last serves task id None), each with running statistics."""
+    indices: dict[str, set[int]] = {}
+    for key in state:
+        if match := HATCL_NORM.match(key):
+            indices.setdefault(match["module"], set()).add(int(match["task"]))
+    modules = [m for m, found in indices.items() if found == set(range(num_tasks + 1))]
+    by_task: dict[int, list[str]] = {}
+    native = {}
+    for module in modules:
+        for key in state:
+            task, _, field = key[len(module) + 1 :].partition(".")
+            if key.startswith(f"{module}.") and task.isdigit() and int(task) < num_tasks:
+                by_task.setdefault(int(task), []).append(key)
+                native[key] = f"{module}.per_task.{task}.{field}"
+    return _TaskNorms({t: tuple(sorted(keys)) for t, keys in sorted(by_task.items())}, native)
 
 
 def _trained_tasks(path: Path, state, module: str) -> set[int]:
@@ -483,7 +513,9 @@ def _frozen(mask: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _imported(path, source, backbone, layers, masks, notes, state, native, **more) -> Imported:
+def _imported(
+    path, source, backbone, layers, masks, notes, state, native, task_norms=None, **more
+) -> Imported:
     try:  # what a native file must satisfy, so that convert never refuses an import
         fmt.check_layers(tuple(layers))
         fmt.check_task_ids(list(masks))
@@ -500,6 +532,7 @@ def _imported(path, source, backbone, layers, masks, notes, state, native, **mor
         masks=MappingProxyType({t: MappingProxyType(m) for t, m in sorted(masks.items())}),
         metadata=MappingProxyType({}),
         notes=(*notes, *filter(None, [inferred_note(layers)])),
+        task_norms=MappingProxyType(dict(task_norms or {})),
     )
     return Imported(checkpoint, state, native, **more)
 

@@ -62,8 +62,13 @@ def _build(path, header: fmt.Header) -> nn.Module:
     from hatinspect.backbones import build_backbone
 
     if header.config is None:
+        origin = (
+            f"converted from {header.source}"
+            if header.source != "hatinspect"
+            else (f"written from a {header.backbone} that records no constructor arguments")
+        )
         raise CheckpointError(
-            f"{path}: converted from {header.source}, it holds no hatinspect backbone to rebuild"
+            f"{path}: {origin}, it holds no hatinspect backbone to rebuild"
             " (its masks still read with open_checkpoint)"
         )
     try:

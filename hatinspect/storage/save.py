@@ -30,15 +30,20 @@ def save_checkpoint(
     metadata: Mapping | None = None,
 ) -> Path:
     """Write ``backbone`` (weights, task embeddings, every stored task's binary mask and
-    how to rebuild it), optional ``heads`` and user ``metadata`` to one safetensors file."""
-    masks = getattr(backbone, "masks", {})
+    how to rebuild it), optional ``heads`` and user ``metadata`` to one safetensors file.
+
+    Any backbone with hatinspect's layer API will do (a CLArena one too: its string task
+    keys are read as integers); without a ``config`` the file is inspectable but not
+    rebuildable by ``load_backbone``."""
+    masks = {int(task): mask for task, mask in getattr(backbone, "masks", {}).items()}
+    config = getattr(backbone, "config", None)
     metadata = {fmt.RUN_ID_KEY: run_id(backbone), **(metadata or {})}
     header = fmt.Header(
         backbone=type(backbone).__name__,
-        config=json.loads(json.dumps(backbone.config)),  # as it reads back: lists, not tuples
+        config=None if config is None else json.loads(json.dumps(config)),  # lists, not tuples
         layers=describe_layers(backbone),
         task_ids=tuple(sorted(masks)),
-        task_id=backbone.task_id,
+        task_id=getattr(backbone, "task_id", None),
         user=fmt.encode_user(metadata),
     )
     tensors = {
@@ -92,7 +97,7 @@ def mask_tensors(masks: Mapping[int, Mapping[str, Tensor]]) -> dict[str, Tensor]
     tensors = {}
     for task, mask in masks.items():
         for layer, values in mask.items():
-            values = torch.as_tensor(values).detach().cpu()
+            values = torch.as_tensor(values).detach().cpu().reshape(-1)  # (1, units) too
             if not ((values == 0) | (values == 1)).all():
                 raise CheckpointError(f"task {task}'s mask of {layer!r} is not binary (0/1)")
             tensors[fmt.mask_key(int(task), layer)] = values.to(torch.uint8)

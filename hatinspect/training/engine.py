@@ -106,10 +106,8 @@ def train_task(
     """Learn one task, then store its binary mask in the backbone."""
     backbone.setup_task_id(task.task_id)
     head = heads.add_task(task.task_id, task.num_classes)
-    step = _MaskLearningStep(backbone, config) if config.learns_masks else _FullStep(backbone)
-    # earlier heads stay out of the optimiser: nothing can move them
-    parameters = [*backbone.parameters(), *head.parameters()]
-    optimiser = PlainSGD(parameters, lr=config.lr)
+    step = make_step(backbone, config)
+    optimiser = task_optimiser(backbone, head, config.lr)
     backbone.train()
     heads.train()
     for epoch in range(1, config.epochs + 1):
@@ -120,11 +118,36 @@ def train_task(
     backbone.store_mask()
 
 
+def make_step(backbone: nn.Module, config: TrainConfig) -> MaskLearningStep | FullStep:
+    """The current task's training rules (initialises its embeddings: call once per task)."""
+    return MaskLearningStep(backbone, config) if config.learns_masks else FullStep(backbone)
+
+
+def task_parameters(backbone: nn.Module, head: nn.Module) -> list[nn.Parameter]:
+    """What a task trains: the backbone and the task's own head, frozen parts left out."""
+    # earlier heads stay out of the optimiser: nothing can move them
+    return [p for p in (*backbone.parameters(), *head.parameters()) if p.requires_grad]
+
+
+def task_optimiser(backbone: nn.Module, head: nn.Module, lr: float) -> PlainSGD:
+    """Plain SGD, fresh for the task, over ``task_parameters``."""
+    return PlainSGD(task_parameters(backbone, head), lr=lr)
+
+
+def step_loss(
+    step, heads: TaskHeads, task_id: int, x: Tensor, y: Tensor, batch_idx: int, num_batches: int
+) -> tuple[Tensor, Tensor]:
+    """The training loss (cross-entropy + the step's regulariser) and the logits."""
+    feature, regulariser = step.forward(x, batch_idx, num_batches)
+    logits = heads(feature, task_id)
+    return regulariser + F.cross_entropy(logits, y), logits
+
+
 class PlainSGD:
-    """SGD without momentum or weight decay, ``p -= lr * grad``: the very update (the same
-    ``add_``) ``torch.optim.SGD(momentum=0, weight_decay=0)`` makes on CPU. Every
-    ``torch.optim`` optimiser imports ``torch._dynamo`` when it is built (about a second
-    of a demo run); this update needs none of it."""
+    """SGD without momentum or weight decay, through torch's functional ``sgd``: the very
+    update ``torch.optim.SGD(momentum=0, weight_decay=0)`` makes. Building any
+    ``torch.optim`` optimiser imports ``torch._dynamo`` (about a second of a demo run);
+    the functional form does not."""
 
     def __init__(self, parameters, lr: float) -> None:
         self.parameters, self.lr = list(parameters), lr
@@ -135,9 +158,21 @@ class PlainSGD:
 
     @torch.no_grad()
     def step(self) -> None:
-        for parameter in self.parameters:
-            if parameter.grad is not None:
-                parameter.add_(parameter.grad, alpha=-self.lr)
+        from torch.optim.sgd import sgd
+
+        stepped = [p for p in self.parameters if p.grad is not None]
+        sgd(
+            stepped,
+            [p.grad for p in stepped],
+            [None] * len(stepped),
+            weight_decay=0.0,
+            momentum=0.0,
+            lr=self.lr,
+            dampening=0.0,
+            nesterov=False,
+            maximize=False,
+            foreach=False,
+        )
 
 
 def _train_epoch(step, heads: TaskHeads, task_id: int, batches, optimiser) -> tuple[float, float]:
@@ -145,9 +180,7 @@ def _train_epoch(step, heads: TaskHeads, task_id: int, batches, optimiser) -> tu
     loss_sum, correct, seen = 0.0, 0, 0
     for batch_idx, (x, y) in enumerate(batches, start=1):
         optimiser.zero_grad()
-        feature, loss = step.forward(x, batch_idx, len(batches))
-        logits = heads(feature, task_id)
-        loss = loss + F.cross_entropy(logits, y)
+        loss, logits = step_loss(step, heads, task_id, x, y, batch_idx, len(batches))
         loss.backward()
         step.adjust_gradients()
         optimiser.step()
@@ -158,7 +191,7 @@ def _train_epoch(step, heads: TaskHeads, task_id: int, batches, optimiser) -> tu
     return loss_sum / len(batches), correct / seen
 
 
-class _MaskLearningStep:
+class MaskLearningStep:
     """HAT / AdaHAT: annealed mask and sparsity regulariser in, gradient rules out."""
 
     def __init__(self, backbone: nn.Module, config: TrainConfig) -> None:
@@ -184,14 +217,16 @@ class _MaskLearningStep:
         hat.clamp_embeddings(self.backbone)
 
 
-class _FullStep:
+class FullStep:
     """Fine-tuning: every unit open (a mask of ones), no regulariser, no protection."""
 
     def __init__(self, backbone: nn.Module) -> None:
-        # embeddings pinned positive: store_mask() then stores all ones, as trained
+        # embeddings pinned positive: store_mask() then stores all ones, as trained;
+        # never in a forward pass, they are left out of training altogether
         with torch.no_grad():
             for embedding in backbone.task_embedding_t.values():
                 embedding.weight.fill_(hat.EMBEDDING_BOUND)
+                embedding.requires_grad_(False)
         self.backbone = backbone
         self.ones = {
             name: torch.ones_like(e.weight[0].detach())
@@ -199,7 +234,7 @@ class _FullStep:
         }
 
     def forward(self, x: Tensor, batch_idx: int, num_batches: int) -> tuple[Tensor, Tensor]:
-        feature, _, _ = self.backbone(x, "test", test_mask=self.ones)
+        feature, _, _ = self.backbone(x, "test", test_mask=self.ones, task_id=self.backbone.task_id)
         return feature, torch.zeros(())
 
     def adjust_gradients(self) -> None:
@@ -214,7 +249,8 @@ def evaluate(backbone: nn.Module, heads: TaskHeads, task: Task) -> float:
     """Test accuracy on ``task`` through its stored binary mask and its own head."""
     backbone.eval()
     heads.eval()
-    feature, _, _ = backbone(task.test_x, "test", test_mask=backbone.masks[task.task_id])
+    mask = backbone.masks[task.task_id]
+    feature, _, _ = backbone(task.test_x, "test", test_mask=mask, task_id=task.task_id)
     predictions = heads(feature, task.task_id).argmax(1)
     return (predictions == task.test_y).sum().item() / len(task.test_y)
 

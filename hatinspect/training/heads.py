@@ -21,6 +21,8 @@ class TaskHeads(nn.Module):
         if str(task_id) in self.heads:
             raise ValueError(f"task {task_id} already has a head")
         head = nn.Linear(self.input_dim, num_classes)
+        for earlier in self.heads.values():
+            earlier.requires_grad_(False)  # frozen: out of every optimiser (and of DDP's sync)
         self.heads[str(task_id)] = head
         return head
 
