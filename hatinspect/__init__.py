@@ -1,8 +1,10 @@
 """hatinspect: look inside HAT / AdaHAT continual-learning networks.
 
-Importing the package is cheap: the torch-side helpers (``save_checkpoint``,
-``load_backbone``, ``convert``) are loaded on first use, and ``open_checkpoint``
-reads native files without torch.
+Importing the package is cheap: everything is loaded on first use. One function per
+command (``masks``, ``capacity``, ``measure``, ``overlap``, ``audit``, ``info``, ``compare``,
+``report``) returns the result the command renders; ``open_checkpoint`` reads native files
+without torch; the torch-side helpers (``save_checkpoint``, ``load_backbone``, ``convert``)
+need the torch extra.
 """
 
 from importlib import import_module
@@ -11,7 +13,9 @@ from hatinspect.core.errors import CheckpointError, HatinspectError
 
 __version__ = "0.1.0"
 
+_API = ("masks", "capacity", "measure", "overlap", "audit", "info", "compare", "report")
 _LAZY_EXPORTS = {
+    **dict.fromkeys(_API, "hatinspect.api"),
     "open_checkpoint": "hatinspect.checkpoints",
     "read_tensors": "hatinspect.checkpoints",
     "Checkpoint": "hatinspect.core.types",

@@ -114,6 +114,7 @@ def assert_same_as_backbone(backbone, ckpt):
             np.testing.assert_array_equal(result.bias, bias.numpy(), err_msg=lay.name)
 
 
+@pytest.mark.torch
 def test_same_as_backbone_mlp_through_a_file(tmp_path):
     from hatinspect.backbones import HATMaskMLP
     from hatinspect.checkpoints import open_checkpoint
@@ -125,6 +126,7 @@ def test_same_as_backbone_mlp_through_a_file(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.torch
 def test_same_as_backbone_resnet18():
     from hatinspect.backbones import HATMaskResNet18
     from hatinspect.storage.save import describe_layers

@@ -18,6 +18,7 @@ from typer.exceptions import TyperException
 
 import hatinspect
 from hatinspect.core.errors import HatinspectError
+from hatinspect.core.extras import missing_dependency
 
 DEBUG_ENV = "HATINSPECT_DEBUG"
 
@@ -79,13 +80,18 @@ def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _one_line_errors(fn: Callable) -> Callable:
+def _one_line_errors(fn: Callable, name: str) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, TyperException):
             raise
+        except ModuleNotFoundError as exc:  # an optional dependency: what to install
+            missing = missing_dependency(exc, name)
+            if missing is None or os.environ.get(DEBUG_ENV):
+                raise
+            raise fail(str(missing)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", code=130) from None
         except HatinspectError as exc:  # bad input, said in its own words
@@ -112,11 +118,11 @@ def _os_error(exc: OSError) -> str:
     return f"{exc.filename}: {reason.lower()}" if exc.filename else reason
 
 
-def command(*args, **kwargs) -> Callable[[Callable], Callable]:
+def command(name: str, **kwargs) -> Callable[[Callable], Callable]:
     """Register a command whose known failures become one line on stderr and exit 1."""
 
     def register(fn: Callable) -> Callable:
-        app.command(*args, cls=_Command, **kwargs)(_one_line_errors(fn))
+        app.command(name, cls=_Command, **kwargs)(_one_line_errors(fn, name))
         return fn
 
     return register

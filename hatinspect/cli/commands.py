@@ -1,3 +1,3 @@
 """Imports every command module so that each registers with the app."""
 
-from hatinspect.cli import inspect_commands, train_command  # noqa: F401
+from hatinspect.cli import inspect_commands, run_commands, train_command  # noqa: F401

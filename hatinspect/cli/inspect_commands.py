@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from hatinspect import api
 from hatinspect.cli.app import command, fail
 from hatinspect.render.files import FIGURE_FORMATS, check_writable, output_format
 
@@ -79,6 +80,14 @@ _unit_wise = _usage_check(_check_unit_wise)
 
 CheckpointArg = Annotated[
     Path, typer.Argument(help="Checkpoint: native .safetensors, or .pt/.pth/.ckpt to import.")
+]
+RunArg = Annotated[
+    Path,
+    typer.Argument(
+        help="A checkpoint, or a run folder of after-task-<t>.safetensors files.",
+        metavar="CHECKPOINT_OR_RUN",
+        show_default=False,
+    ),
 ]
 
 
@@ -175,6 +184,16 @@ def load(path: Path, source: Source | None = None, task_id: int | None = None) -
     return checkpoint
 
 
+def load_run(path: Path, source: Source | None = None, task_id: int | None = None):
+    """A run folder (its files checked to agree) or one checkpoint; notes on stderr."""
+    if not path.is_dir():
+        return load(path, source, task_id)
+    run = api.open_run(path, source=source.value if source else None, task_id=task_id)
+    for note in run.final.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return run
+
+
 def emit(
     result,
     fmt: Format,
@@ -252,13 +271,11 @@ def masks(
                hatinspect masks r152.safetensors --heatmap masks.pdf
                hatinspect masks r152.safetensors -l 'conv5x/0/*' --heatmap units.png
     """
-    from hatinspect.core.masks import summarise_masks
-
     if show and fmt is not Format.table:
         raise typer.BadParameter("--show draws in the terminal; use it with --format table")
     _outputs_free(force, (checkpoint,), heatmap)
     opened = load(checkpoint, source, task_id)
-    report = summarise_masks(opened, task or (), layer or (), exclude or ())
+    report = api.masks(opened, task=task, layer=layer, exclude=exclude)
     if heatmap:
         from hatinspect.render.figures import mask_heatmap
 
@@ -280,7 +297,7 @@ def _show(report, width: int | None) -> None:
 
 @command("capacity")
 def capacity(
-    checkpoint: CheckpointArg,
+    checkpoint: RunArg,
     task: TaskOption = None,
     layer: LayerOption = None,
     exclude: ExcludeOption = None,
@@ -327,16 +344,15 @@ def capacity(
     Examples:  hatinspect capacity run/after-task-5.safetensors --by-task
                hatinspect capacity r152.safetensors -l 'conv5x/*' --fail-above 0.9
     """
-    from hatinspect.core.capacity import capacity as report_capacity
-
     _outputs_free(force, (checkpoint,), plot)
-    opened = load(checkpoint, source, task_id)
-    report = report_capacity(opened, task or (), layer or (), exclude or ())
+    opened = load_run(checkpoint, source, task_id)
+    result = api.capacity(opened, task=task, layer=layer, exclude=exclude)
+    report = getattr(result, "capacity", result)  # a run folder's: its final file's
     if plot:
         from hatinspect.render.figures import growth_plot
 
         _draw(growth_plot, report, plot, _look(dpi, None, figsize, title))
-    emit(report, fmt, (opened,), width, by_task=by_task)
+    emit(result, fmt, result.sources, width, by_task=by_task)
     usage = report.total.param_usage
     if fail_above is not None and usage > fail_above:
         raise fail(
@@ -397,11 +413,9 @@ def measure(
     Examples:  hatinspect measure run/after-task-5.safetensors -l fc/1 --of summative
                hatinspect measure r152.safetensors -l conv5x.0.conv2 --heatmap m.png
     """
-    from hatinspect.core.measure import measure as layer_measure
-
     _outputs_free(force, (checkpoint,), heatmap, save)
     opened = load(checkpoint, source, task_id)
-    result = layer_measure(opened, layer, of, aggregation.value)
+    result = api.measure(opened, layer, of=of, aggregation=aggregation.value)
     if heatmap:
         from hatinspect.render.figures import measure_heatmap
 
@@ -438,11 +452,9 @@ def overlap(
     Examples:  hatinspect overlap run/after-task-5.safetensors --per-layer
                hatinspect overlap r152.safetensors --heatmap overlap.pdf --format csv
     """
-    from hatinspect.core.overlap import overlap as task_overlap
-
     _outputs_free(force, (checkpoint,), heatmap)
     opened = load(checkpoint, source, task_id)
-    report = task_overlap(opened, task or (), layer or (), exclude or ())
+    report = api.overlap(opened, task=task, layer=layer, exclude=exclude)
     if heatmap:
         from hatinspect.render.figures import overlap_heatmap
 
@@ -473,10 +485,8 @@ def audit(
 
     Example:  hatinspect audit run/after-task-2.safetensors run/after-task-5.safetensors
     """
-    from hatinspect.core.audit import audit as audit_files
-
     opened = (load(before, source, task_id), load(after, source, task_id))
-    report = audit_files(*opened, strict=strict, tolerance=tolerance)
+    report = api.audit(*opened, strict=strict, tolerance=tolerance)
     shown = {note for checkpoint in opened for note in checkpoint.notes}  # by load()
     for note in report.notes:
         if note not in shown:
@@ -540,4 +550,4 @@ def info(
                hatinspect info model.pt --format json
     """
     opened = load(checkpoint, source, task_id)
-    emit(opened, fmt, (opened,), width)
+    emit(api.info(opened), fmt, (opened,), width)

@@ -8,6 +8,7 @@ only when the command runs.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -39,7 +40,9 @@ AlgorithmOption = Annotated[
         "-a",
         metavar=_choices(ALGORITHMS),
         help="hat: zero forgetting; adahat: HAT with adaptive, soft protection; "
-        "finetuning: no protection, the baseline that forgets.",
+        "finetuning: no protection, the baseline that forgets. Several, comma-separated "
+        "(hat,adahat,finetuning), train each on the same tasks into DIR/<algorithm>/ "
+        "and compare them.",
     ),
 ]
 TasksOption = Annotated[
@@ -151,11 +154,61 @@ def train_demo(
         raise fail(f"the number of epochs must be at least 1, got {epochs}", code=2)
     from hatinspect.training.demo import DemoConfig
 
+    algorithms = [name.strip() for name in algorithm.split(",")]
     try:
-        config = DemoConfig(algorithm, tasks, epochs, seed, backbone, dataset)
+        configs = [DemoConfig(name, tasks, epochs, seed, backbone, dataset) for name in algorithms]
     except ValueError as exc:
         raise fail(str(exc), hint="see hatinspect train-demo --help", code=2) from None
+    if len(set(algorithms)) < len(algorithms):
+        raise fail(f"--algorithm names one twice: {algorithm}", code=2)
+    if len(configs) == 1:
+        _train_one(run, configs[0], out, fmt, force, width)
+    else:
+        _train_and_compare(run, configs, out, fmt, force, width)
+
+
+def _train_one(run, config, out: Path, fmt: str, force: bool, width: int | None) -> None:
+    from hatinspect.render import demo
+
     _prepare(out, force)
+    result = _train(run, config, out)
+    if result is None:  # another process of a distributed run: global rank zero reports
+        return
+    if fmt == "json":
+        sys.stdout.write(json.dumps(demo.record(result), indent=2) + "\n")
+    else:
+        demo.print_table(result, width)
+
+
+def _train_and_compare(run, configs, out: Path, fmt: str, force: bool, width) -> None:
+    """Each algorithm on the same tasks into out/<algorithm>/, then the runs compared."""
+    from hatinspect import api
+    from hatinspect.render import demo, records, tables
+
+    folders = [out / config.algorithm for config in configs]
+    for folder in folders:
+        _prepare(folder, force)
+    results = [_train(run, c, folder) for c, folder in zip(configs, folders, strict=True)]
+    if any(result is None for result in results):  # not global rank zero
+        return
+    comparison = api.compare(*folders)
+    command = "hatinspect compare " + " ".join(shlex.quote(str(f)) for f in folders)
+    if fmt == "json":
+        document = {
+            "schema": records.SCHEMA,
+            "runs": [demo.record(result) for result in results],
+            "comparison": records.record(comparison),
+            "command": command,
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    for result in results:
+        demo.print_table(result, width)
+    tables.print_tables(comparison, width)
+    print(f"reproduce this comparison: {command}")
+
+
+def _train(run, config, out: Path):
     try:
         with _Progress(config.tasks, config.epochs) as progress:
             result = run(config, out, progress.epoch_done)
@@ -165,15 +218,12 @@ def train_demo(
             file=sys.stderr,
         )
         raise
-    if result is None:  # another process of a distributed run: global rank zero reports
-        return
-    print(f"trained {result.tasks} task(s) in {result.seconds:.1f} s", file=sys.stderr)
-    from hatinspect.render import demo
-
-    if fmt == "json":
-        sys.stdout.write(json.dumps(demo.record(result), indent=2) + "\n")
-    else:
-        demo.print_table(result, width)
+    if result is not None:
+        print(
+            f"trained {result.tasks} task(s) with {config.algorithm} in {result.seconds:.1f} s",
+            file=sys.stderr,
+        )
+    return result
 
 
 def _engine(engine: str, devices: int, strategy: str):

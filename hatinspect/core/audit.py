@@ -22,6 +22,7 @@ from hatinspect.core.blocks import TensorFile, as_bits, as_float64, dtype_name, 
 from hatinspect.core.capacity import inputs_per_unit
 from hatinspect.core.errors import CheckpointError, HatinspectError
 from hatinspect.core.format import ALGORITHM_KEY, RUN_ID_KEY
+from hatinspect.core.results import Result
 from hatinspect.core.types import Checkpoint, LayerInfo
 
 ALGORITHMS = ("hat", "adahat", "finetuning")
@@ -48,7 +49,7 @@ class LayerAudit:
 
 
 @dataclass(frozen=True)
-class AuditReport:
+class AuditReport(Result):
     before: str
     after: str
     tasks: tuple[int, ...]  # BEFORE's tasks, whose units are protected

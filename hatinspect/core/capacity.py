@@ -17,6 +17,7 @@ import numpy as np
 
 from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError
+from hatinspect.core.results import Result
 from hatinspect.core.select import select_layers, select_tasks
 from hatinspect.core.types import Checkpoint, LayerInfo
 
@@ -68,7 +69,7 @@ class TaskGrowth:
 
 
 @dataclass(frozen=True)
-class CapacityReport:
+class CapacityReport(Result):
     checkpoint: str
     tasks: tuple[int, ...]
     layers: tuple[Usage, ...]

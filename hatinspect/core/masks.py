@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hatinspect.core.results import Result
 from hatinspect.core.select import select_layers, select_tasks
 from hatinspect.core.types import Checkpoint, LayerInfo
 
@@ -40,7 +41,7 @@ class LayerMasks:
 
 
 @dataclass(frozen=True)
-class MaskReport:
+class MaskReport(Result):
     checkpoint: str
     backbone: str
     tasks: tuple[int, ...]

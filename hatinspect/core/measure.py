@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hatinspect.core.capacity import inputs_per_unit
+from hatinspect.core.results import Result
 from hatinspect.core.select import find_layer, select_tasks
 from hatinspect.core.types import Checkpoint
 
@@ -33,7 +34,7 @@ class Stats:
 
 
 @dataclass(frozen=True)
-class LayerMeasure:
+class LayerMeasure(Result):
     """One layer's parameter-wise measure, kept as its two unit-wise factors: the weight
     (i, j, ...) is agg(rows[i], columns[j]), so nothing weight-sized is held."""
 

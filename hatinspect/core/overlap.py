@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hatinspect.core.masks import task_matrix
+from hatinspect.core.results import Result
 from hatinspect.core.select import select_layers, select_tasks
 from hatinspect.core.types import Checkpoint
 
@@ -30,7 +31,7 @@ class Overlap:
 
 
 @dataclass(frozen=True)
-class OverlapReport:
+class OverlapReport(Result):
     checkpoint: str
     tasks: tuple[int, ...]
     network: Overlap  # summed over the chosen layers

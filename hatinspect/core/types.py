@@ -9,6 +9,8 @@ from functools import cached_property
 
 import numpy as np
 
+from hatinspect.core.results import Result
+
 
 @dataclass(frozen=True)
 class LayerInfo:
@@ -43,7 +45,7 @@ class LayerInfo:
 
 
 @dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(Result):
     """What an inspection needs from a checkpoint: layers in network order and binary masks."""
 
     path: str

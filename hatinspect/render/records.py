@@ -17,6 +17,7 @@ from hatinspect.core.capacity import CapacityReport, TaskGrowth, Usage
 from hatinspect.core.masks import MaskReport
 from hatinspect.core.measure import LayerMeasure, Stats
 from hatinspect.core.overlap import Overlap, OverlapReport
+from hatinspect.core.runs import RunCapacity
 from hatinspect.core.types import Checkpoint
 
 SCHEMA = 1
@@ -28,7 +29,7 @@ def to_json(result, checkpoints: Sequence[Checkpoint] = ()) -> str:
     document = {"schema": SCHEMA, **record(result)}
     if "notes" not in document:
         document["notes"] = list(dict.fromkeys(n for c in checkpoints for n in c.notes))
-    if isinstance(result, CapacityReport | LayerMeasure):  # the results that use the flow
+    if isinstance(result, CapacityReport | LayerMeasure | RunCapacity):  # those using the flow
         _mark_inferred(document, {layer.name: layer for c in checkpoints for layer in c.layers})
     return json.dumps(document, indent=2, allow_nan=False) + "\n"
 
@@ -326,3 +327,7 @@ def _(checkpoint: Checkpoint) -> tuple[list[str], list[list]]:
         for layer in checkpoint.layers
     ]
     return ["name", "units", "weight_shape", "has_bias", "preceding", "params"], rows
+
+
+# runs: registered by their own module
+from hatinspect.render import runs as _runs  # noqa: E402, F401

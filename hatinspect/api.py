@@ -1,0 +1,249 @@
+"""One function per command, returning the typed result the command renders.
+
+Each takes a checkpoint path (or an already opened ``Checkpoint``) and the command's
+options as keyword arguments; every result has ``to_dict()`` (the command's JSON) and
+``to_pandas()`` (its CSV rows). Nothing here prints or imports torch for native files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+from hatinspect.core.results import with_sources
+
+if TYPE_CHECKING:  # the core loads numpy: imported by the functions, so `--help` stays light
+    from hatinspect.core.audit import AuditReport
+    from hatinspect.core.capacity import CapacityReport
+    from hatinspect.core.compare import Comparison
+    from hatinspect.core.masks import MaskReport
+    from hatinspect.core.measure import LayerMeasure
+    from hatinspect.core.overlap import OverlapReport
+    from hatinspect.core.report import Report
+    from hatinspect.core.runs import Run, RunCapacity
+    from hatinspect.core.types import Checkpoint
+
+CheckpointLike: TypeAlias = "str | os.PathLike | Checkpoint"
+PathLike: TypeAlias = "str | os.PathLike"
+Many = Iterable | int | str | None  # one value, several, or None for all
+
+
+def open_any(
+    checkpoint: CheckpointLike, source: str | None = None, task_id: int | None = None
+) -> Checkpoint:
+    """An opened checkpoint as is; a path read with ``open_checkpoint``."""
+    from hatinspect.core.types import Checkpoint
+
+    if isinstance(checkpoint, Checkpoint):
+        return checkpoint
+    from hatinspect.checkpoints import open_checkpoint
+
+    return open_checkpoint(checkpoint, source=source, task_id=task_id)
+
+
+def masks(
+    checkpoint: CheckpointLike,
+    *,
+    task: Many = None,
+    layer: Many = None,
+    exclude: Many = None,
+    heatmap: PathLike | None = None,
+    dpi: int = 100,
+    cmap: str | None = None,
+    source: str | None = None,
+    task_id: int | None = None,
+) -> MaskReport:
+    """Per layer and task: units each mask keeps; cumulative and summative masks.
+    ``heatmap``: also draw the masks to this .png, .svg or .pdf file."""
+    from hatinspect.core.masks import summarise_masks
+
+    checkpoint = open_any(checkpoint, source, task_id)
+    result = with_sources(
+        summarise_masks(checkpoint, _many(task), _many(layer), _many(exclude)), [checkpoint]
+    )
+    return _drawn(result, "figures.mask_heatmap", heatmap, dpi=dpi, cmap=cmap)
+
+
+def capacity(
+    checkpoint: CheckpointLike | Run,
+    *,
+    task: Many = None,
+    layer: Many = None,
+    exclude: Many = None,
+    plot: PathLike | None = None,
+    dpi: int = 100,
+    source: str | None = None,
+    task_id: int | None = None,
+) -> CapacityReport | RunCapacity:
+    """Units and parameters used and protected, per layer, in total and task by task
+    (``task`` counts only those tasks; ``layer``/``exclude`` choose the layers); for a run
+    folder, also one row a file (a ``RunCapacity``). ``plot``: also draw the usage after
+    each task to this .png, .svg or .pdf file."""
+    from hatinspect.core.capacity import capacity as report_capacity
+    from hatinspect.core.runs import Run, run_capacity
+
+    chosen = (_many(task), _many(layer), _many(exclude))
+    if _is_folder(checkpoint) or isinstance(checkpoint, Run):
+        run = open_run(checkpoint, source=source, task_id=task_id)
+        result = with_sources(run_capacity(run, *chosen), [run.final])
+        _drawn(result.capacity, "figures.growth_plot", plot, dpi=dpi)
+        return result
+    opened = open_any(checkpoint, source, task_id)
+    result = with_sources(report_capacity(opened, *chosen), [opened])
+    return _drawn(result, "figures.growth_plot", plot, dpi=dpi)
+
+
+def measure(
+    checkpoint: CheckpointLike,
+    layer: str,
+    *,
+    of: str = "cumulative",
+    aggregation: str = "min",
+    heatmap: PathLike | None = None,
+    save: PathLike | None = None,
+    dpi: int = 100,
+    cmap: str | None = None,
+    source: str | None = None,
+    task_id: int | None = None,
+) -> LayerMeasure:
+    """The parameter-wise measure of one layer (``of``: cumulative, summative or task:N).
+    ``heatmap``: also draw it to a figure file; ``save``: write it to a .safetensors file."""
+    from hatinspect.core.measure import measure as layer_measure
+    from hatinspect.core.measure import parse_unit_wise
+
+    parse_unit_wise(of)
+    opened = open_any(checkpoint, source, task_id)
+    result = with_sources(layer_measure(opened, layer, of, aggregation), [opened])
+    _drawn(result, "figures.measure_heatmap", heatmap, dpi=dpi, cmap=cmap)
+    if save is not None:
+        from hatinspect.render.files import save_measure
+
+        save_measure(result, Path(save))
+    return result
+
+
+def overlap(
+    checkpoint: CheckpointLike,
+    *,
+    task: Many = None,
+    layer: Many = None,
+    exclude: Many = None,
+    heatmap: PathLike | None = None,
+    dpi: int = 100,
+    cmap: str | None = None,
+    source: str | None = None,
+    task_id: int | None = None,
+) -> OverlapReport:
+    """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer.
+    ``heatmap``: also draw the task x task Jaccard matrix to a figure file."""
+    from hatinspect.core.overlap import overlap as task_overlap
+
+    checkpoint = open_any(checkpoint, source, task_id)
+    result = with_sources(
+        task_overlap(checkpoint, _many(task), _many(layer), _many(exclude)), [checkpoint]
+    )
+    return _drawn(result, "figures.overlap_heatmap", heatmap, dpi=dpi, cmap=cmap)
+
+
+def audit(
+    before: CheckpointLike,
+    after: CheckpointLike,
+    *,
+    strict: bool = False,
+    tolerance: float | None = None,
+    source: str | None = None,
+    task_id: int | None = None,
+) -> AuditReport:
+    """The parameters BEFORE protects, checked in AFTER (``.ok``): bit for bit for HAT;
+    AdaHAT's drift is reported and passes unless ``strict``; ``tolerance`` allows changes
+    up to that size."""
+    from hatinspect.core.audit import audit as audit_files
+
+    opened = [open_any(before, source, task_id), open_any(after, source, task_id)]
+    return with_sources(audit_files(*opened, strict=strict, tolerance=tolerance), opened)
+
+
+def info(
+    checkpoint: CheckpointLike, *, source: str | None = None, task_id: int | None = None
+) -> Checkpoint:
+    """What a checkpoint holds: backbone, layers, tasks, source format and metadata."""
+    return open_any(checkpoint, source, task_id)
+
+
+def compare(
+    *runs: CheckpointLike | Run,
+    plot: PathLike | None = None,
+    dpi: int = 100,
+    source: str | None = None,
+    task_id: int | None = None,
+) -> Comparison:
+    """Runs side by side; a run is a checkpoint or a folder of after-task files.
+    ``plot``: also draw every run's capacity curves to a figure file."""
+    from hatinspect.core.compare import compare as compare_runs
+
+    opened = [open_run(run, source=source, task_id=task_id) for run in runs]
+    result = with_sources(compare_runs(opened), [run.final for run in opened])
+    return _drawn(result, "runs.capacity_curves", plot, dpi=dpi)
+
+
+def report(
+    *runs: CheckpointLike | Run,
+    output: PathLike | None = None,
+    source: str | None = None,
+    task_id: int | None = None,
+) -> Report:
+    """Everything about one or more runs: what each file is, capacity, masks, overlap,
+    measures, the audit between a run's files, and the comparison of several runs.
+
+    Two or more checkpoints of one run (each holding the tasks of the one before) are
+    read as that run. With ``output`` (.html, .md or .json) the report is also written.
+    """
+    from hatinspect.core.report import build_report, one_run_or_many
+
+    opened = one_run_or_many([open_run(run, source=source, task_id=task_id) for run in runs])
+    result = with_sources(build_report(opened), [run.final for run in opened])
+    if output is not None:
+        from hatinspect.render.report import write_report
+
+        write_report(result, Path(output))
+    return result
+
+
+def open_run(
+    run: CheckpointLike | Run, source: str | None = None, task_id: int | None = None
+) -> Run:
+    """A checkpoint or a run folder (its files checked to agree), or a ``Run`` as is."""
+    from hatinspect.core.runs import Run, read_run
+    from hatinspect.core.types import Checkpoint
+
+    if isinstance(run, Run):
+        return run
+    if isinstance(run, Checkpoint):
+        return Run(name=Path(run.path).name, path=run.path, checkpoints=(run,))
+    return read_run(run, lambda path: open_any(path, source, task_id))
+
+
+def _drawn(result, drawing: str, path: PathLike | None, dpi: int = 100, cmap: str | None = None):
+    """`result`, after `hatinspect.render.<drawing>` wrote it to `path` (when given)."""
+    if path is not None:
+        from hatinspect.render.figures import Look
+
+        module, _, name = drawing.rpartition(".")
+        draw = getattr(import_module(f"hatinspect.render.{module}"), name)
+        draw(result, Path(path), Look(cmap=cmap, dpi=dpi))
+    return result
+
+
+def _is_folder(checkpoint) -> bool:
+    return isinstance(checkpoint, str | os.PathLike) and os.path.isdir(checkpoint)
+
+
+def _many(value: Many) -> tuple:
+    if value is None:
+        return ()
+    if isinstance(value, int | str):
+        return (value,)
+    return tuple(value)

@@ -1,0 +1,102 @@
+"""The commands over whole runs: compare (runs side by side) and report (a shareable file)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hatinspect import api
+from hatinspect.cli.app import command
+from hatinspect.cli.inspect_commands import (
+    DpiOption,
+    FigsizeOption,
+    ForceOption,
+    Format,
+    FormatOption,
+    SourceOption,
+    TaskIdOption,
+    TitleOption,
+    WidthOption,
+    _draw,
+    _figure_path,
+    _look,
+    _outputs_free,
+    _usage_check,
+    emit,
+    load_run,
+)
+from hatinspect.render.files import output_format
+
+_report_path = _usage_check(lambda path: output_format(path, ("html", "md", "json")))
+
+RunsArg = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Checkpoints, or run folders of after-task-<t>.safetensors files.",
+        metavar="RUN...",
+    ),
+]
+
+
+@command("compare")
+def compare(
+    runs: RunsArg,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Draw every run's capacity curves to this .png, .svg or .pdf file.",
+            callback=_figure_path,
+            metavar="FILE",
+        ),
+    ] = None,
+    per_layer: Annotated[
+        bool, typer.Option("--per-layer", help="CSV: final usage per layer and run.")
+    ] = False,
+    dpi: DpiOption = 100,
+    figsize: FigsizeOption = None,
+    title: TitleOption = None,
+    force: ForceOption = False,
+    fmt: FormatOption = Format.table,
+    width: WidthOption = None,
+    source: SourceOption = None,
+    task_id: TaskIdOption = None,
+) -> None:
+    """Runs side by side, task by task: units, protected parameters, accuracy, forgetting."""
+    _outputs_free(force, tuple(runs), plot)
+    result = api.compare(*(load_run(path, source, task_id) for path in runs))
+    if plot:
+        from hatinspect.render.runs import capacity_curves
+
+        _draw(capacity_curves, result, plot, _look(dpi, None, figsize, title))
+    emit(result, fmt, result.sources, width, per_layer=per_layer)
+
+
+@command("report")
+def report(
+    runs: RunsArg,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="report.html (one self-contained file), report.md (with a folder of SVG "
+            "figures beside it) or report.json.",
+            callback=_report_path,
+            metavar="FILE",
+        ),
+    ],
+    force: ForceOption = False,
+    source: SourceOption = None,
+    task_id: TaskIdOption = None,
+) -> None:
+    """A report to share: what each file is, capacity, masks, overlap, measures, audit, and
+    several runs compared. Given two checkpoints of one run, reads them as that run."""
+    from hatinspect.render.report import figure_folder
+
+    extra = [figure_folder(output)] if output.suffix.lower() == ".md" else []
+    _outputs_free(force, tuple(runs), output, *extra)
+    result = api.report(*(load_run(path, source, task_id) for path in runs), output=output)
+    print(f"wrote {output}: {result.summary}", file=sys.stderr)

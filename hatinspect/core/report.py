@@ -1,0 +1,151 @@
+"""What a report holds: for each run, what the file is, its capacity, masks, overlap,
+parameter-wise measures and (for a run of several files) the audit between them; for
+several runs, their comparison. Torch-free; drawing and templates live in render."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hatinspect.core.audit import AuditReport, audit
+from hatinspect.core.capacity import CapacityReport, capacity, inputs_per_unit
+from hatinspect.core.compare import Comparison, compare
+from hatinspect.core.errors import CheckpointError, HatinspectError
+from hatinspect.core.masks import MaskReport, summarise_masks
+from hatinspect.core.measure import Stats
+from hatinspect.core.overlap import OverlapReport, overlap
+from hatinspect.core.results import Result
+from hatinspect.core.runs import Run, check_trajectory
+from hatinspect.core.types import Checkpoint, LayerInfo
+
+
+@dataclass(frozen=True)
+class LayerMeasures:
+    """One layer's parameter-wise measures (aggregation min) over its weights."""
+
+    name: str
+    cumulative: Stats  # 1 where a weight is protected, else 0
+    summative: Stats  # how many tasks use both of a weight's units
+
+    @property
+    def protected(self) -> int:
+        return sum(count for value, count in self.cumulative.histogram if value == 1)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run: Run
+    capacity: CapacityReport
+    masks: MaskReport
+    overlap: OverlapReport
+    measures: tuple[LayerMeasures, ...]
+    audits: tuple[AuditReport, ...]  # each file against the next; empty for one file
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return self.run.final
+
+    @property
+    def changed(self) -> int | None:
+        """Protected parameters changed between the run's files; None without an audit."""
+        return sum(a.changed for a in self.audits) if self.audits else None
+
+    @property
+    def summary(self) -> str:
+        total = self.capacity.total
+        tasks = len(self.capacity.tasks)
+        line = (
+            f"{tasks} task{'s' * (tasks != 1)}, {total.unit_usage:.0%} of units used, "
+            f"{total.param_usage:.0%} of parameters protected"
+        )
+        if self.changed is not None:
+            line += f", {self.changed:,} protected parameters changed"
+        return line
+
+
+@dataclass(frozen=True)
+class Report(Result):
+    runs: tuple[RunReport, ...]
+    comparison: Comparison | None  # when there are several runs
+
+    @property
+    def summary(self) -> str:
+        if len(self.runs) == 1:
+            return self.runs[0].summary
+        return "; ".join(f"{run.run.name}: {run.summary}" for run in self.runs)
+
+
+def build_report(runs: Sequence[Run]) -> Report:
+    """The report of `runs`; the audits read the weights of each run's files."""
+    if not runs:
+        raise HatinspectError("a report needs at least one checkpoint or run")
+    reports = tuple(run_report(run) for run in runs)
+    return Report(reports, compare(runs) if len(runs) > 1 else None)
+
+
+def one_run_or_many(runs: Sequence[Run]) -> list[Run]:
+    """Single checkpoints that are one run's files (each holding the tasks of the one
+    before, masks agreeing) become that run; anything else stays as given."""
+    if len(runs) < 2 or any(len(run.checkpoints) != 1 for run in runs):
+        return list(runs)
+    files = sorted((run.final for run in runs), key=lambda c: len(c.task_ids))
+    tasks = [set(c.task_ids) for c in files]
+    if any(not a < b for a, b in zip(tasks, tasks[1:], strict=False)):
+        return list(runs)
+    try:
+        check_trajectory(files)
+    except CheckpointError:
+        return list(runs)
+    return [Run(name=runs[0].name, path=files[-1].path, checkpoints=tuple(files))]
+
+
+def run_report(run: Run) -> RunReport:
+    final = run.final
+    pairs = zip(run.checkpoints, run.checkpoints[1:], strict=False)
+    return RunReport(
+        run=run,
+        capacity=capacity(final),
+        masks=summarise_masks(final),
+        overlap=overlap(final),
+        measures=tuple(layer_measures(final, layer) for layer in final.layers),
+        audits=tuple(audit(before, after) for before, after in pairs),
+    )
+
+
+def layer_measures(checkpoint: Checkpoint, layer: LayerInfo) -> LayerMeasures:
+    summative = checkpoint.summative_mask()
+    cumulative = {name: (counts > 0).astype(np.int64) for name, counts in summative.items()}
+    return LayerMeasures(
+        name=layer.name,
+        cumulative=min_measure_stats(checkpoint, layer, cumulative),
+        summative=min_measure_stats(checkpoint, layer, summative),
+    )
+
+
+def min_measure_stats(checkpoint: Checkpoint, layer: LayerInfo, unit_wise) -> Stats:
+    """Stats of the weight measure min(m[i], m_preceding[j]) from the two histograms of
+    unit values, without building the weight-sized tensor."""
+    rows = np.bincount(unit_wise[layer.name])
+    if layer.preceding is None:
+        columns = np.zeros(rows.size, dtype=np.int64)
+        columns[-1] = layer.fan_in  # a first layer takes m[i] alone: min(m[i], top)
+    else:
+        source = checkpoint.layer(layer.preceding)
+        columns = np.bincount(unit_wise[source.name]) * inputs_per_unit(layer, source)
+    size = max(rows.size, columns.size)
+    rows, columns = np.pad(rows, (0, size - rows.size)), np.pad(columns, (0, size - columns.size))
+    # entries with min == v: rows at v times columns >= v, plus rows above v times columns at v
+    at_least = np.cumsum(columns[::-1])[::-1]
+    above = np.cumsum(rows[::-1])[::-1] - rows
+    counts = (rows * at_least + above * columns) * layer.kernel_size
+    values = np.flatnonzero(counts)
+    total = int(counts.sum())
+    return Stats(
+        count=total,
+        min=int(values[0]),
+        max=int(values[-1]),
+        mean=float((values * counts[values]).sum() / total),
+        histogram=tuple((int(v), int(counts[v])) for v in values),
+    )

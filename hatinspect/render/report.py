@@ -1,0 +1,186 @@
+"""A report as one self-contained HTML file, Markdown with SVG figures beside it, or JSON.
+
+Templates are Jinja2 with autoescaping on: every string from a file (layer names,
+metadata, paths) is escaped. Figures are SVG drawn by matplotlib; in HTML they are
+``<img>`` data URIs, which load without network access and never run script.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from markupsafe import Markup, escape
+
+from hatinspect.core.report import Report, RunReport
+from hatinspect.render import records
+from hatinspect.render.files import output_format, write_atomically
+
+FORMATS = ("html", "md", "json")
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str  # file stem for Markdown, e.g. "hat-capacity"
+    title: str
+    svg: str
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/svg+xml;base64," + base64.b64encode(self.svg.encode()).decode()
+
+
+def write_report(report: Report, path: Path) -> list[Path]:
+    """Write `report` as `path`'s extension says; returns every file written."""
+    kind = output_format(path, FORMATS)
+    if kind == "json":
+        write_atomically(path, lambda tmp: Path(tmp).write_text(records.to_json(report)))
+        return [path]
+    figures = draw_figures(report)
+    if kind == "html":
+        text = render(report, figures, "report.html.j2")
+        write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        return [path]
+    return _write_markdown(report, figures, path)
+
+
+def figure_folder(path: Path) -> Path:
+    return path.with_name(f"{path.stem}-figures")
+
+
+def _write_markdown(report: Report, figures: dict, path: Path) -> list[Path]:
+    folder = figure_folder(path)
+    drawn = [f for group in figures.values() for f in group.values() if f is not None]
+    if drawn:
+        folder.mkdir(exist_ok=True)
+    written = []
+    for figure in drawn:
+        target = folder / f"{figure.name}.svg"
+        write_atomically(target, lambda tmp, svg=figure.svg: Path(tmp).write_text(svg))
+        written.append(target)
+    text = render(report, figures, "report.md.j2", figure_dir=folder.name)
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return [path, *written]
+
+
+def render(report: Report, figures: dict, template: str, **extra) -> str:
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(
+        loader=PackageLoader("hatinspect.render", "templates"),
+        autoescape=True,  # HTML, and the HTML that Markdown renders
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(share=_share, count=_count, cell=_markdown_cell, points=_points)
+    return env.get_template(template).render(report=report, figures=figures, **extra)
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _count(value: int) -> str:
+    return f"{value:,}"
+
+
+def _points(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f} pt"
+
+
+def _markdown_cell(value) -> Markup:
+    """Escaped for HTML, and with the characters that would break a Markdown table cell."""
+    text = str(escape(value)).replace("|", "&#124;").replace("\n", " ").replace("`", "&#96;")
+    return Markup(text.replace("*", "&#42;").replace("_", "&#95;").replace("[", "&#91;"))
+
+
+# figures
+
+
+def draw_figures(report: Report) -> dict[str, dict[str, Figure | None]]:
+    """Per run name (and "comparison"): the figures, keyed by kind."""
+    from hatinspect.render.figures import growth_plot, mask_heatmap, overlap_heatmap
+
+    figures = {"comparison": {"curves": None}}
+    for index, run in enumerate(report.runs):
+        stem = f"run{index + 1}"
+        drawn = dict.fromkeys(("capacity", "masks", "overlap"))  # None: nothing to draw
+        if run.capacity.tasks:
+            drawn["capacity"] = _svg(f"{stem}-capacity", "Capacity task by task", growth_plot,
+                                     run.capacity)  # fmt: skip
+            drawn["masks"] = _svg(f"{stem}-masks", "Task masks", mask_heatmap, run.masks)
+            drawn["overlap"] = _svg(f"{stem}-overlap", "Shared units", overlap_heatmap, run.overlap)
+        figures[stem] = drawn
+    if report.comparison is not None and any(run.steps for run in report.comparison.runs):
+        from hatinspect.render.runs import capacity_curves
+
+        figures["comparison"] = {
+            "curves": _svg("comparison", "Capacity curves", capacity_curves, report.comparison)
+        }
+    return figures
+
+
+def _svg(name: str, title: str, draw: Callable, result) -> Figure:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "figure.svg"
+        draw(result, path)
+        return Figure(name, title, path.read_text(encoding="utf-8"))
+
+
+# JSON
+
+
+@records.record.register
+def _(report: Report) -> dict:
+    document = {"summary": report.summary, "runs": [_run(run) for run in report.runs]}
+    comparison = report.comparison
+    document["comparison"] = None if comparison is None else records.record(comparison)
+    return document
+
+
+def _run(run: RunReport) -> dict:
+    final = (run.checkpoint,)
+    files = run.run.checkpoints
+    return {
+        "name": run.run.name,
+        "files": [checkpoint.path for checkpoint in files],
+        "summary": run.summary,
+        "info": _document(run.checkpoint, final),
+        "capacity": _document(run.capacity, final),
+        "masks": _document(run.masks, final),
+        "overlap": _document(run.overlap, final),
+        "measures": [
+            {
+                "name": layer.name,
+                "cumulative": _stats(layer.cumulative),
+                "summative": _stats(layer.summative),
+            }
+            for layer in run.measures
+        ],
+        "audits": [
+            _document(audit, pair)
+            for audit, pair in zip(run.audits, zip(files, files[1:], strict=False), strict=True)
+        ],
+    }
+
+
+def _document(result, checkpoints) -> dict:
+    """The command's JSON document of `result`, without the schema key."""
+    document = json.loads(records.to_json(result, checkpoints))
+    del document["schema"]
+    return document
+
+
+def _stats(stats) -> dict:
+    return {
+        "count": stats.count,
+        "min": stats.min,
+        "max": stats.max,
+        "mean": stats.mean,
+        "histogram": [{"value": v, "count": n} for v, n in stats.histogram],
+    }

@@ -1,0 +1,211 @@
+"""Runs rendered: the comparison and a run folder's capacity as JSON, CSV, tables and
+the capacity curves of every run on one figure. Registers with records and tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from hatinspect.core.compare import Comparison, RunStep, RunSummary
+from hatinspect.core.errors import HatinspectError
+from hatinspect.core.runs import FileUsage, RunCapacity
+from hatinspect.render import records, tables
+
+STEP_KEYS = [
+    "task",
+    "units",
+    "units_used",
+    "unit_usage",
+    "params",
+    "params_protected",
+    "param_usage",
+    "new_units",
+    "reused_units",
+    "network_sparsity",
+    "accuracy",
+    "forgetting",
+]
+LAYER_KEYS = ["units", "units_used", "unit_usage", "params", "params_protected", "param_usage"]
+FILE_KEYS = [
+    "file",
+    "tasks",
+    "last_task",
+    "units",
+    "units_used",
+    "unit_usage",
+    "params",
+    "params_protected",
+    "param_usage",
+]
+
+
+def _fields(item, keys: list[str]) -> dict:
+    return dict(zip(keys, _values(item, keys), strict=True))
+
+
+def _values(item, keys: list[str]) -> list:
+    return [records._finite(getattr(item, key)) for key in keys]
+
+
+# compare
+
+
+@records.record.register
+def _(comparison: Comparison) -> dict:
+    return {"runs": [_run_record(run) for run in comparison.runs]}
+
+
+def _run_record(run: RunSummary) -> dict:
+    return {
+        "name": run.name,
+        "path": run.path,
+        "files": list(run.files),
+        "backbone": run.backbone,
+        "algorithm": run.algorithm,
+        "tasks": [step.task for step in run.steps],
+        "by_task": [_fields(step, STEP_KEYS) for step in run.steps],
+        "layers": [{"name": layer.name, **_fields(layer, LAYER_KEYS)} for layer in run.layers],
+    }
+
+
+@records.csv_rows.register
+def _(comparison: Comparison, per_layer: bool = False) -> tuple[list[str], list[list]]:
+    if per_layer:
+        rows = [
+            [run.name, layer.name, *_values(layer, LAYER_KEYS)]
+            for run in comparison.runs
+            for layer in run.layers
+        ]
+        return ["run", "layer", *LAYER_KEYS], rows
+    rows = [[run.name, *_values(step, STEP_KEYS)] for run in comparison.runs for step in run.steps]
+    return ["run", *STEP_KEYS], rows
+
+
+@tables.tables.register
+def _(comparison: Comparison, per_layer: bool = False, **_layout) -> list[RenderableType]:
+    out = [tables._heading(f"{len(comparison.runs)} run(s), task by task"), _steps(comparison)]
+    return [*out, tables._heading("Final usage per layer"), _layers(comparison)]
+
+
+def _steps(comparison: Comparison) -> Table:
+    table = tables._table(
+        "after",
+        "run",
+        "units used",
+        "params protected",
+        "new units",
+        "reused units",
+        "network sparsity",
+        "accuracy",
+        "forgetting",
+        text=2,
+    )
+    for t in range(comparison.task_count):
+        for run in comparison.runs:
+            if t < len(run.steps):
+                table.add_row(f"task {run.steps[t].task}", run.name, *_step_cells(run.steps[t]))
+        table.add_section()
+    return table
+
+
+def _step_cells(step: RunStep) -> list[str]:
+    return [
+        tables._of(step.units_used, step.unit_usage),
+        tables._of(step.params_protected, step.param_usage),
+        tables._count(step.new_units),
+        tables._count(step.reused_units),
+        tables._share(step.network_sparsity),
+        "-" if step.accuracy is None else tables._share(step.accuracy),
+        "-" if step.forgetting is None else f"{100 * step.forgetting:.1f} pt",
+    ]
+
+
+def _layers(comparison: Comparison) -> Table:
+    names = [run.name for run in comparison.runs]
+    table = tables._table("layer", *(f"{name}: units / params" for name in names))
+    usage = [{layer.name: layer for layer in run.layers} for run in comparison.runs]
+    for layer in comparison.layer_names:
+        cells = [
+            f"{u[layer].unit_usage:.0%} / {u[layer].param_usage:.0%}" if layer in u else "-"
+            for u in usage
+        ]
+        table.add_row(layer, *cells)
+    return table
+
+
+# capacity of a run folder
+
+
+@records.record.register
+def _(result: RunCapacity) -> dict:
+    return {
+        **records.record(result.capacity),
+        "trajectory": [_fields(step, FILE_KEYS) for step in result.trajectory],
+    }
+
+
+@records.csv_rows.register
+def _(result: RunCapacity, by_task: bool = False) -> tuple[list[str], list[list]]:
+    return records.csv_rows(result.capacity, by_task=by_task)
+
+
+@tables.tables.register
+def _(result: RunCapacity, **options) -> list[RenderableType]:
+    return [
+        *tables.tables(result.capacity, **options),
+        tables._heading("File by file"),
+        _trajectory(result.trajectory),
+    ]
+
+
+def _trajectory(trajectory: tuple[FileUsage, ...]) -> Table:
+    table = tables._table("file", "tasks", "units used", "params protected")
+    for step in trajectory:
+        table.add_row(
+            Text(Path(step.file).name),
+            str(step.tasks),
+            tables._of(step.units_used, step.unit_usage),
+            tables._of(step.params_protected, step.param_usage),
+        )
+    return table
+
+
+# the figure
+
+
+def curves_figure(comparison: Comparison, look=None):
+    """Parameter usage (solid) and unit usage (dashed) after each task, one colour a run."""
+    from hatinspect.render.figures import COLUMN_WIDTH, Look, _figure
+
+    look = look or Look()
+    if not any(run.steps for run in comparison.runs):
+        raise HatinspectError("no run stores task masks: there is nothing to draw")
+    fig = _figure(look, (COLUMN_WIDTH, 2.6))
+    ax = fig.subplots()
+    for index, run in enumerate(comparison.runs):
+        colour = f"C{index % 10}"
+        x = range(1, len(run.steps) + 1)
+        ax.plot(x, [s.param_usage for s in run.steps], "-o", color=colour, label=run.name,
+                markersize=3)  # fmt: skip
+        ax.plot(x, [s.unit_usage for s in run.steps], "--", color=colour, alpha=0.7)
+    ax.set_ylim(0, 1.02)
+    ax.yaxis.set_major_formatter("{x:.0%}")
+    ax.set_xlabel("tasks learned")
+    ax.set_ylabel("params protected (solid)\nunits used (dashed)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    ax.set_title(look.title or "Capacity used, task by task")
+    return fig
+
+
+def capacity_curves(comparison: Comparison, path: Path, look=None) -> None:
+    """Draw `curves_figure` to a .png, .svg or .pdf file."""
+    from hatinspect.render.figures import Look, _save, styled
+
+    look = look or Look()
+    with styled():
+        _save(curves_figure(comparison, look), path, look.dpi)
