@@ -22,15 +22,10 @@ from hatinspect.core.select import select_layers, select_tasks
 from hatinspect.core.types import Checkpoint, LayerInfo
 
 
-@dataclass(frozen=True)
-class Usage:
-    """Units and parameters of one layer, or of the whole network, and how many are used."""
+class Shares:
+    """Shares of a count of used units and protected parameters (mixin of the records)."""
 
-    name: str
-    units: int
-    units_used: int  # units in the cumulative mask
-    params: int  # weights + biases
-    params_protected: int
+    __slots__ = ()
 
     @property
     def unit_usage(self) -> float:
@@ -39,6 +34,17 @@ class Usage:
     @property
     def param_usage(self) -> float:
         return self.params_protected / self.params
+
+
+@dataclass(frozen=True)
+class Usage(Shares):
+    """Units and parameters of one layer, or of the whole network, and how many are used."""
+
+    name: str
+    units: int
+    units_used: int  # units in the cumulative mask
+    params: int  # weights + biases
+    params_protected: int
 
     @property
     def free(self) -> float:

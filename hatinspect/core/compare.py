@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hatinspect.core.capacity import Usage, capacity
+from hatinspect.core.capacity import Shares, Usage, capacity
 from hatinspect.core.errors import HatinspectError
 from hatinspect.core.results import Result
 from hatinspect.core.runs import Run, accuracy_matrix
 
 
 @dataclass(frozen=True)
-class RunStep:
+class RunStep(Shares):
     """A run once task `task` was learned."""
 
     task: int
@@ -26,14 +26,6 @@ class RunStep:
     network_sparsity: float
     accuracy: float | None  # mean test accuracy over the tasks learned so far
     forgetting: float | None  # mean forgetting of the earlier tasks; None after the first
-
-    @property
-    def unit_usage(self) -> float:
-        return self.units_used / self.units
-
-    @property
-    def param_usage(self) -> float:
-        return self.params_protected / self.params
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatinspect.core.capacity import CapacityReport, capacity
+from hatinspect.core.capacity import CapacityReport, Shares, capacity
 from hatinspect.core.errors import CheckpointError, HatinspectError
 from hatinspect.core.results import Result
 from hatinspect.core.types import Checkpoint
@@ -107,7 +107,7 @@ def _odd_one_out(checkpoints: Sequence[Checkpoint], key, problem: str) -> None:
 
 
 @dataclass(frozen=True)
-class FileUsage:
+class FileUsage(Shares):
     """Network usage once a file of the run was written."""
 
     file: str
@@ -117,14 +117,6 @@ class FileUsage:
     units_used: int
     params: int
     params_protected: int
-
-    @property
-    def unit_usage(self) -> float:
-        return self.units_used / self.units
-
-    @property
-    def param_usage(self) -> float:
-        return self.params_protected / self.params
 
 
 @dataclass(frozen=True)

@@ -25,45 +25,16 @@ import torch
 
 from hatinspect.core.errors import CheckpointError
 
+# builtins that run code, reach attributes by name or touch files and the terminal
+CODE_BUILTINS = frozenset(
+    {"eval", "exec", "compile", "__import__", "getattr", "setattr", "delattr", "open",
+     "globals", "locals", "vars", "breakpoint", "input"}
+)  # fmt: skip
+
 # module -> names refused in it ("*": every name in the module and its submodules)
 REFUSED: dict[str, frozenset[str] | str] = {
-    "__builtin__": frozenset(
-        {
-            "eval",
-            "exec",
-            "compile",
-            "__import__",
-            "getattr",
-            "setattr",
-            "delattr",
-            "open",
-            "globals",
-            "locals",
-            "vars",
-            "breakpoint",
-            "input",
-            "execfile",
-            "reload",
-            "file",
-        }
-    ),  # fmt: skip
-    "builtins": frozenset(
-        {
-            "eval",
-            "exec",
-            "compile",
-            "__import__",
-            "getattr",
-            "setattr",
-            "delattr",
-            "open",
-            "globals",
-            "locals",
-            "vars",
-            "breakpoint",
-            "input",
-        }
-    ),  # fmt: skip
+    "__builtin__": CODE_BUILTINS | {"execfile", "reload", "file"},  # Python 2 spellings
+    "builtins": CODE_BUILTINS,
     "_io": "*",
     "_pickle": "*",
     "code": "*",
