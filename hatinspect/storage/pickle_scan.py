@@ -183,14 +183,29 @@ def _zip_pickles(path: Path, size: int) -> Iterator[tuple[str, bytes]]:
                 data = _read_record(path, archive, info)
                 if info.filename.endswith(".pkl"):
                     yield info.filename.rpartition("/")[2], data
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
-        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+    except zipfile.BadZipFile as exc:
+        if "not a zip file" in str(exc):  # no end-of-archive record: the end is missing
+            raise CheckpointError(
+                f"{path}: truncated: a zip archive (torch.save's format) whose directory at"
+                f" the end is missing ({size} bytes); the file was probably cut short"
+            ) from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({_reason(exc)})"
+        ) from None
+    except (zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({_reason(exc)})"
+        ) from None
     except (ValueError, OSError, zlib.error) as exc:  # damaged records
         if isinstance(exc, CheckpointError):
             raise
-        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({_reason(exc)})"
+        ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:120] or type(exc).__name__
 
 
 def _check_directory(path: Path, infos: list[zipfile.ZipInfo], size: int) -> None:
