@@ -620,3 +620,22 @@ def test_a_saved_model_storage_shorter_than_it_claims_is_refused(tmp_path):
     path = tmp_path / "short.pt"
     path.write_bytes(replace_record(data, "data/0", bytes(4)))
     refused(path, "holds other than it claims")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"input_dim": -1}, {"input_dim": 2**62}, {"hidden_dims": [4] * 10**5}, {"x": {"y": 1}}],
+    ids=["negative", "huge", "100000 layers", "nested"],
+)
+def test_a_native_config_no_backbone_could_have_is_refused_at_open(tmp_path, config):
+    metadata = native_metadata(LAYERS, MASKS)
+    metadata[fmt.CONFIG_KEY] = json.dumps(config)
+    path = write_native(tmp_path / "config.safetensors", LAYERS, MASKS, metadata=metadata)
+    refused(path, f"config entry {next(iter(config))!r} holds no usable value")
+
+
+def test_a_native_config_a_backbone_has_opens(tmp_path):
+    metadata = native_metadata(LAYERS, MASKS)
+    metadata[fmt.CONFIG_KEY] = json.dumps({"input_dim": 4, "hidden_dims": [3, 2], "bias": True})
+    path = write_native(tmp_path / "config.safetensors", LAYERS, MASKS, metadata=metadata)
+    assert hatinspect.open_checkpoint(path).layer_names == [layer.name for layer in LAYERS]

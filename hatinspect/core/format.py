@@ -137,7 +137,7 @@ def decode_header(metadata: Mapping[str, str] | None) -> Header:
     )
     return Header(
         backbone=metadata[BACKBONE_KEY],
-        config=_optional(metadata, CONFIG_KEY, dict),
+        config=check_config(_optional(metadata, CONFIG_KEY, dict)),
         layers=layers,
         task_ids=_task_ids(_json(metadata, TASK_IDS_KEY)),
         source=_source(metadata.get(SOURCE_KEY, "hatinspect")),
@@ -145,6 +145,26 @@ def decode_header(metadata: Mapping[str, str] | None) -> Header:
         notes=_notes(_optional(metadata, NOTES_KEY, list) or []),
         user={k[len(USER_PREFIX) :]: v for k, v in metadata.items() if k.startswith(USER_PREFIX)},
     )
+
+
+MAX_CONFIG_ITEMS = 1024  # entries of a config list, e.g. hidden_dims: no network has more
+
+
+def check_config(config: Mapping | None) -> Mapping | None:
+    """``config`` when it holds arguments a backbone could have: sizes in ``0..2^31-1``,
+    short lists and strings, nothing nested deeper than a list; ``ValueError`` if not."""
+    for key, value in (config or {}).items():
+        items = value if isinstance(value, list | tuple) else [value]
+        fits = len(items) <= MAX_CONFIG_ITEMS and all(
+            item is None
+            or type(item) in (bool, float)
+            or (type(item) is int and 0 <= item <= MAX_TASK_ID)
+            or (type(item) is str and len(item) <= 256)
+            for item in items
+        )
+        if not (isinstance(key, str) and fits):
+            raise ValueError(f"config entry {shown(key)} holds no usable value")
+    return config
 
 
 def decode_layers(records) -> tuple[LayerInfo, ...]:

@@ -447,23 +447,11 @@ def _check_mask_count(path: Path, tasks: int, layers: int) -> None:
         )
 
 
-MAX_CONFIG_ITEMS = 1024  # entries of a config list, e.g. hidden_dims: no network has more
-
-
 def _check_config(path: Path, config: Mapping) -> None:
-    """Constructor arguments a backbone could have: sizes in 0..2^31-1, short lists and
-    strings, nothing nested deeper than a list; refused before anything is built."""
-    for key, value in config.items():
-        items = value if isinstance(value, list | tuple) else [value]
-        fits = len(items) <= MAX_CONFIG_ITEMS and all(
-            item is None
-            or type(item) in (bool, float)
-            or (type(item) is int and 0 <= item <= fmt.MAX_TASK_ID)
-            or (type(item) is str and len(item) <= 256)
-            for item in items
-        )
-        if not (isinstance(key, str) and fits):
-            raise CheckpointError(f"{path}: config entry {shown(key)} holds no usable value")
+    try:
+        fmt.check_config(config)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 # --- shared ----------------------------------------------------------------------------
