@@ -8,37 +8,24 @@ audit holding both files would, needs over 4 GiB.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
+from cli_runs import run_in_fresh_python
 from safetensors import safe_open
 from sparse_files import leading_masks, wide_layers, write_sparse
 
 BOUND_MIB = 200
 
-CHILD = """
-import json, sys
-from hatinspect.cli.app import main
-for args in {commands!r}:
-    sys.argv = ["hatinspect", *args]
-    try:
-        main()
-    except SystemExit as exit:
-        assert exit.code in (0, None), (args, exit.code)
 # VmHWM: this process's own peak (ru_maxrss may carry the parent's over from exec)
+PRINT_PEAK = """
+import json
 status = open("/proc/self/status").read().split("VmHWM:")[1]
-print(json.dumps({{"peak_mib": int(status.split()[0]) // 1024}}), file=sys.stderr)
+print(json.dumps({"peak_mib": int(status.split()[0]) // 1024}), file=sys.stderr)
 """
 
 
 def peak_mib(commands, cwd) -> int:
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD.format(commands=commands)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-    )
+    done = run_in_fresh_python(commands, PRINT_PEAK, cwd=cwd)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stderr.strip().splitlines()[-1])["peak_mib"]
 

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from hatinspect.cli.app import command, fail
+from hatinspect.cli.inspect_commands import WidthOption
 
 # the library's names, repeated here so that --help needs no torch (a test keeps them equal)
 ALGORITHMS = ("hat", "adahat", "finetuning")
@@ -84,16 +85,6 @@ OutOption = Annotated[
 ]
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Write into a folder that already holds files.")
-]
-WidthOption = Annotated[
-    int | None,
-    typer.Option(
-        "--width",
-        min=20,
-        metavar="N",
-        help="Lay the table out in N columns (default: COLUMNS or the terminal's; "
-        "no limit when the output is piped).",
-    ),
 ]
 EngineOption = Annotated[
     str,
