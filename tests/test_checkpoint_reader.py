@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -9,11 +10,19 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from checkpoint_factories import binary_masks, linear_layers, write_native
+from checkpoint_factories import (
+    binary_masks,
+    linear_layers,
+    native_metadata,
+    native_tensors,
+    write_native,
+)
+from safetensors import safe_open
 
 import hatinspect
 from hatinspect.checkpoints import read_tensors
-from hatinspect.core import reader
+from hatinspect.core import blocks, reader
+from hatinspect.core import format as fmt
 
 
 @pytest.fixture
@@ -82,32 +91,55 @@ def test_layer_order_is_the_stored_order_not_key_order(tmp_path, masks):
     assert hatinspect.open_checkpoint(path).layer_names == ["z", "a", "m"]
 
 
-def test_only_mask_tensors_are_loaded(tmp_path, layers, masks, monkeypatch):
+def test_only_mask_tensors_are_read(tmp_path, layers, masks, monkeypatch):
+    """No byte of a weight or bias is read: every read lies inside the mask tensors."""
     path = write_native(tmp_path / "n.safetensors", layers, masks)
-    loaded = []
-    real_open = reader.safe_open
+    reads = []
+    real_read = blocks.TensorFile.read_bytes
 
-    class Spy:
-        def __init__(self, *args, **kwargs):
-            self.inner = real_open(*args, **kwargs)
+    def spy(self, offset, size):
+        reads.append((offset, offset + size))
+        return real_read(self, offset, size)
 
-        def __enter__(self):
-            self.handle = self.inner.__enter__()
-            return self
-
-        def __exit__(self, *exc):
-            return self.inner.__exit__(*exc)
-
-        def get_tensor(self, key):
-            loaded.append(key)
-            return self.handle.get_tensor(key)
-
-        def __getattr__(self, name):
-            return getattr(self.handle, name)
-
-    monkeypatch.setattr(reader, "safe_open", Spy)
+    monkeypatch.setattr(blocks.TensorFile, "read_bytes", spy)
     hatinspect.open_checkpoint(path)
-    assert loaded and all(key.startswith("mask.") for key in loaded)
+    with safe_open(path, framework="numpy") as f:
+        keys = list(f.keys())
+    header_length = int.from_bytes(path.read_bytes()[:8], "little")
+    table = json.loads(path.read_bytes()[8 : 8 + header_length])
+    spans = {k: [8 + header_length + o for o in table[k]["data_offsets"]] for k in keys}
+    weights = [spans[k] for k in keys if not k.startswith("mask.")]
+    assert reads and weights
+    for begin, end in reads:
+        assert all(end <= w_begin or begin >= w_end for w_begin, w_end in weights)
+
+
+@pytest.mark.parametrize("bad_task", [None, 1, 5])
+def test_masks_far_apart_are_read_one_by_one(tmp_path, layers, masks, bad_task):
+    """Masks separated by more than the slack (a foreign writer's order) are read each on
+    its own, and a value other than 0 or 1 in any of them is still refused by name."""
+    tensors = native_tensors(layers, masks)
+    if bad_task is not None:
+        key = fmt.mask_key(bad_task, layers[-1].name)
+        tensors[key] = tensors[key].copy()
+        tensors[key][-1] = 2
+    keys = sorted(tensors, key=lambda k: (k.startswith("mask."), k))
+    filler = np.zeros(2 * reader.MASK_SPAN_SLACK, np.uint8)  # between two masks
+    ordered = {k: tensors[k] for k in keys[:-1]} | {"filler": filler, keys[-1]: tensors[keys[-1]]}
+    path = tmp_path / "apart.safetensors"
+    blocks.write_stream(
+        path,
+        {k: (v.dtype, v.shape, [v]) for k, v in ordered.items()},
+        native_metadata(layers, masks),
+    )
+    if bad_task is not None:
+        with pytest.raises(hatinspect.CheckpointError, match=f"mask.{bad_task}.*not binary"):
+            hatinspect.open_checkpoint(path)
+        return
+    checkpoint = hatinspect.open_checkpoint(path)
+    for task, by_layer in masks.items():
+        for name, mask in by_layer.items():
+            assert checkpoint.masks[task][name].tolist() == list(mask)
 
 
 def test_read_tensors(tmp_path, layers, masks):

@@ -40,6 +40,7 @@ _STORED = {
     "U8": np.uint8,
     "BOOL": np.bool_,
 }
+_ITEMSIZE = {name: np.dtype(stored).itemsize for name, stored in _STORED.items()}
 _NAMES = {np.dtype(v).str: k for k, v in _STORED.items() if k not in ("BF16", "F8_E4M3", "F8_E5M2")}
 
 
@@ -53,11 +54,11 @@ class Entry:
 
     @property
     def itemsize(self) -> int:
-        return np.dtype(_STORED[self.dtype]).itemsize
+        return _ITEMSIZE[self.dtype]
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * self.itemsize
+        return math.prod(self.shape) * _ITEMSIZE[self.dtype]
 
 
 class TensorFile:
@@ -91,14 +92,19 @@ class TensorFile:
         dtype = np.dtype(_STORED[entry.dtype])
         if count is None:
             count = math.prod(entry.shape) - first
-        buffer = bytearray(count * dtype.itemsize)
-        offset, view = entry.start + first * dtype.itemsize, memoryview(buffer)
-        while view:
-            got = os.preadv(self._fd, [view], offset)
-            if got == 0:
-                raise CheckpointError(f"{self.path}: truncated inside tensor {key!r}")
-            view, offset = view[got:], offset + got
-        return np.frombuffer(buffer, dtype=dtype)
+        data = self.read_bytes(entry.start + first * dtype.itemsize, count * dtype.itemsize)
+        return np.frombuffer(data, dtype=dtype)
+
+    def read_bytes(self, offset: int, size: int) -> bytes:
+        """``size`` bytes from absolute file offset ``offset``."""
+        parts = []
+        while size > 0:
+            got = os.pread(self._fd, size, offset)
+            if not got:
+                raise CheckpointError(f"{self.path}: truncated at byte {offset}")
+            parts.append(got)
+            offset, size = offset + len(got), size - len(got)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def row_blocks(shape: tuple[int, ...], itemsize: int, limit: int | None = None):

@@ -19,6 +19,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from hatinspect.core import format as fmt
+from hatinspect.core.blocks import Entry, TensorFile
 from hatinspect.core.errors import CheckpointError, shown
 from hatinspect.core.types import Checkpoint, LayerInfo
 
@@ -40,7 +41,7 @@ def open_native(path: str | os.PathLike, source: str | None = None) -> Checkpoin
 def _open_native(path: Path, source: str | None) -> Checkpoint:
     if sniff(path) == "torch":
         raise CheckpointError(f"{path}: a PyTorch file, not a native hatinspect file")
-    header, masks = read_native(path)
+    header, masks, keys = _read(path)
     if source not in (None, "hatinspect", header.source):
         raise CheckpointError(
             f"{path}: a native hatinspect file; source={shown(source)} does not apply"
@@ -54,7 +55,7 @@ def _open_native(path: Path, source: str | None) -> Checkpoint:
         masks=MappingProxyType({t: MappingProxyType(m) for t, m in masks.items()}),
         metadata=MappingProxyType(dict(header.user)),
         notes=header.notes,
-        task_norms=MappingProxyType(_task_norm_keys(path)),
+        task_norms=MappingProxyType(fmt.task_norm_keys(keys)),
     )
 
 
@@ -91,16 +92,21 @@ def reading(path: str | os.PathLike):
         raise CheckpointError(f"{os.fsdecode(path)}: nested too deeply to read") from None
 
 
-def _task_norm_keys(path: Path) -> dict[int, tuple[str, ...]]:
-    with _safetensors(path) as f:
-        return fmt.task_norm_keys(f.keys())
-
-
 def read_native(path: Path) -> tuple[fmt.Header, dict[int, dict[str, np.ndarray]]]:
     """Header and masks of a native file: header, mask tensors, never the weights."""
-    with reading(path), _safetensors(path) as f:
-        header = _header(path, f)
-        return header, _masks(path, f, header)
+    header, masks, _ = _read(path)
+    return header, masks
+
+
+def _read(path: Path) -> tuple[fmt.Header, dict[int, dict[str, np.ndarray]], Iterable[str]]:
+    """Header, masks and every tensor key. safetensors checks the file's layout; the
+    masks are then read with as few reads as their place in the file allows."""
+    with reading(path):
+        with _safetensors(path) as f:
+            metadata = f.metadata()
+        with TensorFile(path) as tensors:
+            header = _header(path, metadata, tensors.entries)
+            return header, _masks(path, tensors, header), tensors.entries.keys()
 
 
 def existing_file(path: str | os.PathLike) -> Path:
@@ -206,73 +212,101 @@ def _widened(path: Path, dtypes: dict[str, str]) -> dict[str, np.ndarray]:
     return out
 
 
-def _header(path: Path, f) -> fmt.Header:
+def _header(path: Path, metadata: dict[str, str] | None, entries: dict[str, Entry]):
     try:
-        header = fmt.decode_header(f.metadata())
+        header = fmt.decode_header(metadata)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     for layer in header.layers:
-        _check_layer_tensors(path, f, layer)
+        _check_layer_tensors(path, entries, layer)
     return header
 
 
-def _check_layer_tensors(path: Path, f, layer: LayerInfo) -> None:
+def _check_layer_tensors(path: Path, entries: dict[str, Entry], layer: LayerInfo) -> None:
     expected = {layer.weight_key: layer.weight_shape}
     if layer.bias_key is not None:
         expected[layer.bias_key] = (layer.units,)
     for key, shape in expected.items():
-        owner = f"layer {shown(layer.name)}"
-        actual = _shape(path, f, key, owner)
-        if actual != shape:
+        entry = _entry(path, entries, key, layer)
+        if entry.shape != shape:
             raise CheckpointError(
-                f"{path}: {owner}: tensor {shown(key)} has shape {actual}, expected {shape}"
+                f"{path}: layer {shown(layer.name)}: tensor {shown(key)} has shape"
+                f" {entry.shape}, expected {shape}"
             )
-        dtype = f.get_slice(key).get_dtype()
-        if dtype not in fmt.WEIGHT_DTYPES:
+        if entry.dtype not in fmt.WEIGHT_DTYPES:
             raise CheckpointError(
-                f"{path}: {owner}: tensor {shown(key)} has dtype {dtype},"
+                f"{path}: layer {shown(layer.name)}: tensor {shown(key)} has dtype {entry.dtype},"
                 f" expected one of {', '.join(fmt.WEIGHT_DTYPES)}"
             )
 
 
-def _shape(path: Path, f, key: str, owner: str) -> tuple[int, ...]:
+def _entry(path: Path, entries: dict[str, Entry], key: str, layer: LayerInfo | None) -> Entry:
+    """The entry of tensor `key`, which `layer` (or, with None, a mask) needs."""
     try:
-        return tuple(f.get_slice(key).get_shape())
-    except SafetensorError:
+        return entries[key]
+    except KeyError:
+        owner = "mask" if layer is None else f"layer {shown(layer.name)}"
         raise CheckpointError(f"{path}: {owner}: no tensor {shown(key)}") from None
 
 
-def _masks(path: Path, f, header: fmt.Header) -> dict[int, dict[str, np.ndarray]]:
-    _check_no_stray_masks(path, f, header)
-    return {
-        task: {
-            layer.name: _mask(path, f, fmt.mask_key(task, layer.name), layer.units)
-            for layer in header.layers
-        }
+MASK_SPAN_SLACK = 2**20  # bytes between masks still read in the one read of all of them
+
+
+def _masks(path: Path, tensors: TensorFile, header: fmt.Header) -> dict[int, dict[str, np.ndarray]]:
+    """Every stored task's masks, as read-only 0/1 uint8 views of the bytes read."""
+    _check_no_stray_masks(path, tensors.entries.keys(), header)
+    keys = {
+        (task, layer.name): _mask_entry(path, tensors.entries, task, layer)
         for task in header.task_ids
+        for layer in header.layers
     }
-
-
-def _mask(path: Path, f, key: str, units: int) -> np.ndarray:
-    shape = _shape(path, f, key, "mask")
-    dtype = f.get_slice(key).get_dtype()
-    if dtype not in fmt.MASK_DTYPES:
-        raise CheckpointError(f"{path}: mask {shown(key)} has dtype {dtype}, expected U8 (0 or 1)")
-    if shape != (units,):
+    data, binary = _read_masks(tensors, keys.values())
+    bad = None if binary else next((k for k, m in data.items() if m.max(initial=0) > 1), None)
+    if bad is not None:
         raise CheckpointError(
-            f"{path}: mask {shown(key)} has shape {shape}, layer has {units} units"
+            f"{path}: mask {shown(bad)} is not binary (values other than 0 and 1)"
         )
-    mask = np.array(f.get_tensor(key), dtype=np.uint8)  # an owned copy, bool -> 0/1
-    if mask.max(initial=0) > 1:
+    masks: dict[int, dict[str, np.ndarray]] = {task: {} for task in header.task_ids}
+    for (task, name), key in keys.items():
+        masks[task][name] = data[key]
+    return masks
+
+
+def _mask_entry(path: Path, entries: dict[str, Entry], task: int, layer: LayerInfo) -> str:
+    key = fmt.mask_key(task, layer.name)
+    entry = _entry(path, entries, key, None)
+    if entry.dtype not in fmt.MASK_DTYPES:
         raise CheckpointError(
-            f"{path}: mask {shown(key)} is not binary (values other than 0 and 1)"
+            f"{path}: mask {shown(key)} has dtype {entry.dtype}, expected U8 (0 or 1)"
         )
-    mask.setflags(write=False)
-    return mask
+    if entry.shape != (layer.units,):
+        raise CheckpointError(
+            f"{path}: mask {shown(key)} has shape {entry.shape}, layer has {layer.units} units"
+        )
+    return key
 
 
-def _check_no_stray_masks(path: Path, f, header: fmt.Header) -> None:
-    held = {key for key in f.keys() if key.startswith(fmt.MASK_PREFIX)}
+def _read_masks(tensors: TensorFile, keys: Iterable[str]) -> tuple[dict[str, np.ndarray], bool]:
+    """Each mask's bytes as a read-only uint8 array (bool is stored as one byte), and
+    whether all of them are known to be 0 or 1 already. Masks lying close together (a
+    native file stores them side by side) come from one read, checked at once."""
+    entries = {key: tensors.entries[key] for key in keys}
+    if not entries:
+        return {}, True
+    begin = min(entry.start for entry in entries.values())
+    end = max(entry.start + entry.nbytes for entry in entries.values())
+    if end - begin > 2 * sum(entry.nbytes for entry in entries.values()) + MASK_SPAN_SLACK:
+        return {key: tensors.read(key).view(np.uint8) for key in entries}, False
+    span = np.frombuffer(tensors.read_bytes(begin, end - begin), np.uint8)  # read-only
+    masks = {
+        key: span[entry.start - begin : entry.start - begin + entry.nbytes]
+        for key, entry in entries.items()
+    }
+    return masks, int(span.max()) <= 1
+
+
+def _check_no_stray_masks(path: Path, keys: Iterable[str], header: fmt.Header) -> None:
+    held = {key for key in keys if key.startswith(fmt.MASK_PREFIX)}
     if len(header.task_ids) * len(header.layers) > len(held):
         # a mask is missing: name the first, never building the (tasks x layers) names
         for task in header.task_ids:
