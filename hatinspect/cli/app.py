@@ -4,8 +4,6 @@ Commands live in sibling modules and register themselves with :func:`command`;
 heavy libraries (torch, matplotlib) are imported inside the commands that need them.
 """
 
-from __future__ import annotations
-
 import functools
 import os
 import sys

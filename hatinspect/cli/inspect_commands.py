@@ -4,8 +4,6 @@ Each parses its options, calls one library function and renders the result as a 
 JSON or CSV on stdout; notes go to stderr. Figures import matplotlib only when drawn.
 """
 
-from __future__ import annotations
-
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -174,7 +172,7 @@ WidthOption = Annotated[
 ]
 
 
-def load(path: Path, source: Source | None = None, task_id: int | None = None) -> Checkpoint:
+def load(path: Path, source: Source | None = None, task_id: int | None = None) -> "Checkpoint":
     """Open a checkpoint (the one seam to the reader) and show its caveats on stderr."""
     from hatinspect.checkpoints import open_checkpoint
 

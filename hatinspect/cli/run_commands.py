@@ -1,7 +1,5 @@
 """The commands over whole runs: compare (runs side by side) and report (a shareable file)."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated

@@ -5,8 +5,6 @@ Progress goes to stderr; the result goes to stdout as a table or JSON. torch is 
 only when the command runs.
 """
 
-from __future__ import annotations
-
 import json
 import shlex
 import sys
@@ -274,7 +272,7 @@ class _Progress:
             console=Console(stderr=True),
         )
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> "_Progress":
         return self
 
     def __exit__(self, *exc) -> None:
