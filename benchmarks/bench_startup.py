@@ -5,6 +5,8 @@ Sides, interleaved pair by pair (fresh processes):
 - `python -c "import numpy, safetensors"`: the floor any inspection pays;
 - `python -c "import numpy, safetensors, pydantic"`: the floor plus the pydantic that Typer
   (0.26 and later) imports to convert every non-flag option value of a command run;
+- `typer_floor.py`: a one-command Typer app with `capacity`'s kinds of options that reads
+  the header and prints a small rich table, the least any command of this stack pays;
 - the commands.
 The 52 GB file has ResNet-152's 155 weighted layers with every width times 15, 10 tasks,
 its weights in holes (sparse: no disk used).
@@ -27,6 +29,7 @@ EXAMPLE = (
 )
 FLOOR = [sys.executable, "-c", "import numpy, safetensors"]
 PYDANTIC = [sys.executable, "-c", "import numpy, safetensors, pydantic"]
+TYPER_FLOOR = [sys.executable, str(Path(__file__).resolve().parent / "typer_floor.py")]
 
 
 def wide_resnet152(factor: int = 15):
@@ -54,6 +57,7 @@ def main() -> None:
         "hatinspect capacity (shipped example)": ["hatinspect", "capacity", str(EXAMPLE)],
         "floor: import numpy, safetensors": FLOOR,
         "floor + import pydantic": PYDANTIC,
+        "a Typer command with the same options": [*TYPER_FLOOR, str(EXAMPLE)],
     }
     report("start-up", interleave_commands(sides, args.pairs), unit="s")
     layers = wide_resnet152()
