@@ -8,7 +8,7 @@ from hatinspect.core.masks import summarise_masks
 
 def brute_force(ckpt, tasks, layer):
     """Per-task active counts, cumulative count and histogram of one layer, by loops."""
-    masks = [list(ckpt.masks[t][layer.name]) for t in tasks]
+    masks = [[int(v) for v in ckpt.masks[t][layer.name]] for t in tasks]
     active = {t: sum(m) for t, m in zip(tasks, masks, strict=True)}
     used_by = [sum(m[u] for m in masks) for u in range(layer.units)]
     cumulative = sum(1 for n in used_by if n > 0)
@@ -34,6 +34,22 @@ def test_matches_brute_force(layers, tasks):
         assert [list(row) for row in got.matrix] == [
             list(ckpt.masks[t][layer.name]) for t in chosen
         ]
+
+
+@pytest.mark.parametrize("tasks", [255, 256, 300])
+def test_many_tasks_past_a_byte(tasks):
+    """Summative counts above 255 (a unit every task keeps) stay exact."""
+    ckpt = make_checkpoint(MLP, random_masks(MLP, range(tasks), seed=1, density=0.9))
+    layer, *_ = ckpt.layers
+    full = {t: dict(ckpt.masks[t]) for t in ckpt.task_ids}
+    for t in full:  # unit 0 is kept by every task
+        full[t][layer.name] = full[t][layer.name].copy()
+        full[t][layer.name][0] = 1
+    ckpt = make_checkpoint(MLP, full)
+    got = summarise_masks(ckpt).layers[0]
+    active, cumulative, histogram, used_by = brute_force(ckpt, ckpt.task_ids, layer)
+    assert used_by[0] == tasks
+    assert (got.active, got.cumulative, list(got.histogram)) == (active, cumulative, histogram)
 
 
 def test_hand_picked_values():
