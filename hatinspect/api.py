@@ -160,10 +160,12 @@ def audit(
     """The parameters BEFORE protects, checked in AFTER (``.ok``): bit for bit for HAT;
     AdaHAT's drift is reported and passes unless ``strict``; ``tolerance`` allows changes
     up to that size."""
+    from hatinspect.checkpoints import read_tensors
     from hatinspect.core.audit import audit as audit_files
 
     opened = [open_any(before, source, task_id), open_any(after, source, task_id)]
-    return with_sources(audit_files(*opened, strict=strict, tolerance=tolerance), opened)
+    report = audit_files(*opened, strict=strict, tolerance=tolerance, read_tensors=read_tensors)
+    return with_sources(report, opened)
 
 
 def info(

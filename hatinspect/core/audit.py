@@ -22,8 +22,12 @@ from hatinspect.core.blocks import TensorFile, as_bits, as_float64, dtype_name, 
 from hatinspect.core.capacity import inputs_per_unit
 from hatinspect.core.errors import CheckpointError, HatinspectError
 from hatinspect.core.format import ALGORITHM_KEY, RUN_ID_KEY
+from hatinspect.core.reader import existing_file, read_native_tensors, sniff
 from hatinspect.core.results import Result
 from hatinspect.core.types import Checkpoint, LayerInfo
+
+# (path, keys) -> those tensors as numpy arrays
+TensorReader = Callable[[str, list[str]], dict[str, np.ndarray]]
 
 ALGORITHMS = ("hat", "adahat", "finetuning")
 
@@ -87,13 +91,14 @@ def audit(
     *,
     strict: bool = False,
     tolerance: float | None = None,
-    open_file: Callable[[str, list[str]], TensorFile] | None = None,
+    read_tensors: TensorReader = read_native_tensors,
 ) -> AuditReport:
     """Compare the parameters BEFORE protects with AFTER, after checking they are
     comparable (`AuditRefused` says which check failed).
 
-    `open_file(path, keys)` opens a file for block reads of the tensors `keys` (default:
-    `TensorFile`; a PyTorch checkpoint's tensors are loaded whole through the importers).
+    A native file is read in blocks; `read_tensors(path, keys)` loads what cannot be:
+    a PyTorch checkpoint's tensors (``hatinspect.checkpoints.read_tensors`` knows both
+    kinds) and the tasks' own batch norms.
     """
     pairs = [(layer, _counterpart(layer, after)) for layer in before.layers]
     inputs = (note for checkpoint in (before, after) for note in checkpoint.notes)
@@ -105,16 +110,16 @@ def audit(
     )
     if rule == NOTHING_PROTECTED:
         return report
-    open_file = open_file or _open
     cumulative = before.cumulative_mask()
     old_keys, new_keys = _keys(layer for layer, _ in pairs), _keys(twin for _, twin in pairs)
-    with open_file(before.path, old_keys) as old, open_file(after.path, new_keys) as new:
+    old_file = _open(before.path, old_keys, read_tensors)
+    with old_file as old, _open(after.path, new_keys, read_tensors) as new:
         layers = tuple(
             _audit_layer(layer, twin, _protection(before, layer, cumulative), old, new)
             for layer, twin in pairs
         )
     norms = tuple(
-        _audit_task_norms(before, after, task)
+        _audit_task_norms(before, after, task, read_tensors)
         for task in before.task_ids
         if task in before.task_norms  # the stored tasks: not one still training
     )
@@ -124,7 +129,9 @@ def audit(
 # --- before comparing ------------------------------------------------------------------
 
 
-def _audit_task_norms(before: Checkpoint, after: Checkpoint, task: int) -> LayerAudit:
+def _audit_task_norms(
+    before: Checkpoint, after: Checkpoint, task: int, read_tensors: TensorReader
+) -> LayerAudit:
     """A task's own batch norms (parameters and running statistics) never change again."""
     keys = before.task_norms[task]
     missing = sorted(set(keys) - set(after.task_norms.get(task, ())))
@@ -132,8 +139,6 @@ def _audit_task_norms(before: Checkpoint, after: Checkpoint, task: int) -> Layer
         raise CheckpointError(
             f"{after.path} has no {missing[0]!r}: task {task}'s batch norm, in the earlier file"
         )
-    from hatinspect.checkpoints import read_tensors
-
     old, new = read_tensors(before.path, keys), read_tensors(after.path, keys)
     changes = np.concatenate([_bit_changes(key, old[key], new[key]) for key in keys])
     return LayerAudit(
@@ -227,23 +232,16 @@ def _keys(layers) -> list[str]:
     return [key for layer in layers for key in (layer.weight_key, layer.bias_key) if key]
 
 
-def _open(path: str, keys: list[str]):
-    from hatinspect.core.reader import existing_file, sniff
-
-    if sniff(existing_file(path)) == "torch":
-        return InMemory(path, keys)
+def _open(path: str, keys: list[str], read_tensors: TensorReader):
+    if sniff(existing_file(path)) == "torch":  # a pickle cannot be read in blocks
+        return InMemory(read_tensors(path, keys))
     return TensorFile(path)
 
 
 class InMemory:
-    """Tensors held in memory behind `TensorFile`'s reading interface: a PyTorch
-    checkpoint's, loaded whole (a pickle cannot be read in blocks), or given ones."""
+    """Tensors held in memory behind `TensorFile`'s reading interface."""
 
-    def __init__(self, path: str, keys: list[str], tensors=None) -> None:
-        if tensors is None:
-            from hatinspect.checkpoints import read_tensors
-
-            tensors = read_tensors(path, keys)
+    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
         self._tensors = {key: np.ascontiguousarray(value) for key, value in tensors.items()}
 
     def __enter__(self):
