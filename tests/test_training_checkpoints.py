@@ -64,3 +64,18 @@ def test_without_a_folder_nothing_is_written(tmp_path, monkeypatch):
     result = demo.run_demo(demo.DemoConfig("hat", tasks=1, epochs=1))
     assert result.checkpoints == ()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_mlp_trains_on_one_thread_and_leaves_the_count_as_it_was():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        during = []
+        demo.run_demo(
+            demo.DemoConfig("hat", tasks=1, epochs=2),
+            on_epoch=lambda *_: during.append(torch.get_num_threads()),
+        )
+        assert during == [1, 1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
