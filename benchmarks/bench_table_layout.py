@@ -1,25 +1,32 @@
-"""Table output at ResNet scale, interleaved with a baseline in one run.
+"""Table output at ResNet scale, interleaved with baselines in one run.
 
-1. The `masks` table of a HATMaskResNet152 (155 layers, 10 tasks), piped (no width
-   limit) and at 80 columns (folded), against the same cells in a rich ``Table`` that is
-   measured for its natural width and laid out again to print (the former way).
+1. The `masks` output of a HATMaskResNet152 (155 layers, 10 tasks), from the report to
+   the text written, piped (no width limit) and at 80 columns, against
+   - the same output with each cell a ``Text`` that rich pads, wraps and justifies in a
+     row of its own (fixed column widths: the way before cells came laid out), and
+   - the main table alone, measured for its natural width and laid out again to print
+     (the way before widths were fixed).
+   The outputs of the first two are checked equal first.
 2. The `overlap` table at 640 tasks (summarised) against printing the full 640 × 640
-   Jaccard matrix as a rich ``Table`` (one pair: the baseline takes minutes).
+   Jaccard matrix as a rich ``Table`` (one pair: the baseline takes minutes; --masks-only
+   leaves it out).
 
-    python benchmarks/bench_table_layout.py [--pairs 5]
+    python benchmarks/bench_table_layout.py [--pairs 5] [--masks-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import statistics
-import time
+from contextlib import redirect_stderr, redirect_stdout
 from types import MappingProxyType
+from unittest import mock
 
 import numpy as np
+from interleaved import interleave_calls, report
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from hatinspect.core.masks import summarise_masks
 from hatinspect.core.overlap import overlap
@@ -61,13 +68,38 @@ def _with_masks(layers, tasks) -> Checkpoint:
     return Checkpoint("bench", "HATMaskResNet152", "hatinspect", layers, tuple(tasks), masks)
 
 
-def now_printing(result, width: int | None, **options) -> None:
+def now_printing(result, width: int | None, **options) -> str:
+    """The command's output, as `print_tables` writes it."""
+    with redirect_stdout(io.StringIO()) as out, redirect_stderr(io.StringIO()):
+        tables.print_renderables(tables.tables(result, width=width, **options), width)
+    return out.getvalue()
+
+
+def text_cells_table(grid: tables.Grid, keep=None) -> Table:
+    """A `Grid` as a rich ``Table`` of fixed column widths whose cells are ``Text``: rich
+    pads, wraps and justifies each in a row of its own."""
+    keep = list(range(len(grid.columns)) if keep is None else keep)
+    widths = grid.widths()
+    table = Table()
+    for i in keep:
+        justify = "right" if i >= grid.text else "left"
+        table.add_column(grid.columns[i], width=widths[i], no_wrap=True, justify=justify)
+    for r, (cells, style) in enumerate(grid.rows):
+        ruled = r + 1 == grid.section
+        table.add_row(*(Text(cells[i]) for i in keep), style=style, end_section=ruled)
+    return table
+
+
+def text_cells_printing(result, width: int | None) -> str:
+    """The same output with `text_cells_table` for each grid, printed as before."""
     sink = io.StringIO()
-    renderables = tables.tables(result, width=width, **options)
+    with mock.patch.object(tables.Grid, "table", text_cells_table):
+        renderables = tables.tables(result, width=width)
     console = Console(file=sink, width=width or tables.UNLIMITED, highlight=False)
     for renderable in renderables:
         if not isinstance(renderable, tables.Note):
             console.print(renderable)
+    return sink.getvalue()
 
 
 def former_printing(report, width: int | None) -> None:
@@ -93,42 +125,31 @@ def full_matrix_printing(report) -> None:
     Console(file=io.StringIO(), width=1_000_000, highlight=False).print(table)
 
 
-def interleaved(name: str, ours, baseline, pairs: int) -> None:
-    times: dict[str, list[float]] = {"hatinspect": [], "baseline": []}
-    for _ in range(pairs):
-        for key, run in (("hatinspect", ours), ("baseline", baseline)):
-            start = time.perf_counter()
-            run()
-            times[key].append(time.perf_counter() - start)
-    ours_ms = 1000 * statistics.median(times["hatinspect"])
-    base_ms = 1000 * statistics.median(times["baseline"])
-    print(
-        f"{name}: hatinspect median {ours_ms:.1f} ms (min {1000 * min(times['hatinspect']):.1f}),"
-        f" baseline median {base_ms:.1f} ms (min {1000 * min(times['baseline']):.1f}),"
-        f" ratio {ours_ms / base_ms:.2f}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--masks-only", action="store_true")
     args = parser.parse_args()
-    report = summarise_masks(resnet152_checkpoint(10))
+    masks = summarise_masks(resnet152_checkpoint(10))
     for width in (None, 80):
-        interleaved(
-            f"masks table, 155 layers x 10 tasks, width {width or 'unlimited'}",
-            lambda w=width: now_printing(report, w),
-            lambda w=width: former_printing(report, w),
-            args.pairs,
-        )
+        if now_printing(masks, width) != text_cells_printing(masks, width):
+            raise SystemExit(f"masks output differs at width {width}")
+        sides = {
+            "hatinspect": lambda w=width: now_printing(masks, w),
+            "Text cells, a rich row each (before)": lambda w=width: text_cells_printing(masks, w),
+            "main table measured, then laid out": lambda w=width: former_printing(masks, w),
+        }
+        title = f"masks output, 155 layers x 10 tasks, width {width or 'unlimited'}"
+        report(title, interleave_calls(sides, args.pairs))
+    if args.masks_only:
+        return
     layers = resnet152_checkpoint(0).layers[:4]
     wide = overlap(_with_masks(layers, range(640)))
-    interleaved(
-        "overlap table, 640 tasks (summary vs full matrix)",
-        lambda: now_printing(wide, None),
-        lambda: full_matrix_printing(wide),
-        1,
-    )
+    sides = {
+        "hatinspect": lambda: now_printing(wide, None),
+        "full matrix": lambda: full_matrix_printing(wide),
+    }
+    report("overlap table, 640 tasks (summary vs full matrix)", interleave_calls(sides, 1))
 
 
 if __name__ == "__main__":

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import singledispatch
 
 import numpy as np
 from rich.cells import cell_len
-from rich.console import Console, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.padding import Padding
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -66,7 +69,7 @@ def print_renderables(renderables: Sequence[RenderableType | Note], width: int |
             if renderable not in notes:
                 notes.append(renderable)
         else:
-            console.print(renderable)
+            console.print(renderable, crop=width is not None)  # no limit: nothing to crop
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
 
@@ -116,17 +119,41 @@ class Grid:
 
     def table(self, keep: Sequence[int] | None = None) -> Table:
         """A rich ``Table`` of the columns in `keep` (all by default), laid out once: each
-        column's width is fixed from its known cells, so rich measures nothing."""
+        column's width is fixed from its known cells, so rich measures nothing; each cell
+        comes justified and padded, so rich wraps nothing; and each run of like rows is one
+        rich row of many lines (see `_Cell`), drawn exactly as the rows would be one by one."""
         keep = list(range(len(self.columns)) if keep is None else keep)
         widths = self.widths()
-        table = Table()
-        for i in keep:
-            justify = "right" if i >= self.text else "left"
-            table.add_column(self.columns[i], width=widths[i], no_wrap=True, justify=justify)
+        layout = [(i, widths[i], i >= self.text) for i in keep]
+        table = Table(padding=0)  # the cells carry rich's one space each side
+        for i, width, right in layout:
+            header = _Cell([self.columns[i]], width, right)
+            justify = "right" if right else "left"
+            table.add_column(header, width=width + 2, no_wrap=True, justify=justify)
+        for rows, style, ruled in self._runs():
+            cells = [_Cell([row[i] for row in rows], width, right) for i, width, right in layout]
+            table.add_row(*cells, style=style, end_section=ruled)
+        return table
+
+    def _runs(self) -> Iterator[tuple[list[list[str]], str | None, bool]]:
+        """Rows that may share a rich row: (cells of each row, style, ruled after). A run
+        holds unstyled rows of one-line cells, up to the rule; any other row is alone (its
+        height and style are its own)."""
+        run: list[list[str]] = []
         for r, (cells, style) in enumerate(self.rows):
             ruled = r + 1 == self.section
-            table.add_row(*(Text(cells[i]) for i in keep), style=style, end_section=ruled)
-        return table
+            if style is None and all(map(str.isprintable, cells)):
+                run.append(cells)
+                if ruled:
+                    yield run, None, True
+                    run = []
+                continue
+            if run:
+                yield run, None, False
+                run = []
+            yield [cells], style, ruled
+        if run:
+            yield run, None, False
 
     def fitted(self, width: int | None, lead: int = 1) -> list[Text]:
         """One table, or, when wider than `width`, several that repeat the first `lead`
@@ -143,6 +170,50 @@ class Grid:
             current.append(i)
         parts.append(current)
         return [self.table([*range(lead), *part]) for part in parts]
+
+
+class _Cell:
+    """One column's cells in a run of rows (or its header), justified and padded as rich
+    would lay them out, made once: rich's own way (a ``Padding`` around a ``Text``, wrapped,
+    justified and placed row by row) costs most of a large table's output time.
+
+    Each line is one segment, so a styled row's escape codes may be grouped unlike rich's
+    (the same on screen). Text that rich would change, or a column that rich narrows because
+    the table is wider than the console, goes rich's own way.
+    """
+
+    __slots__ = ("rows", "segments", "text", "width")
+
+    def __init__(self, texts: list[str], width: int, right: bool) -> None:
+        self.rows = len(texts)
+        self.text = "\n".join(texts)
+        self.width = width + 2
+        self.segments = _justified(self.text, width, right)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self.segments is not None and options.max_width == self.width:
+            return self.segments
+        if options.max_width > 2 or self.rows == 1:
+            return [Padding(Text(self.text), (0, 1))]
+        # no room inside the padding: rich would draw each row as a blank line
+        return [Segment(" " * options.max_width + "\n")] * self.rows
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(self.width, self.width)
+
+
+def _justified(text: str, width: int, right: bool) -> list[Segment] | None:
+    """Each line of `text` justified to `width` cells and padded, or None where rich would
+    change it: control characters, too wide a line, or trailing spaces (right-justifying
+    strips them)."""
+    segments = []
+    for line in text.split("\n"):
+        gap = width - cell_len(line)
+        if gap < 0 or not line.isprintable() or (right and line.endswith(" ")):
+            return None
+        padded = " " * gap + line if right else line + " " * gap
+        segments.append(Segment(f" {padded} \n"))
+    return segments
 
 
 def _span(widths: Sequence[int]) -> int:
