@@ -67,6 +67,15 @@ def test_everything_is_read_only(tmp_path, layers, masks):
         checkpoint.metadata["x"] = "y"
 
 
+def test_user_metadata_in_key_order_whatever_the_file_order(tmp_path, layers, masks):
+    """safetensors hands the metadata over in no fixed order; tables list it sorted, the
+    same in every process."""
+    user = {name: str(i) for i, name in enumerate("qwertyuiopasdfgh")}
+    metadata = native_metadata(layers, masks, **user)
+    path = write_native(tmp_path / "n.safetensors", layers, masks, metadata=metadata)
+    assert list(hatinspect.open_checkpoint(path).metadata) == sorted(user)
+
+
 def test_user_metadata_as_strings(tmp_path, layers, masks):
     from checkpoint_factories import native_metadata
 

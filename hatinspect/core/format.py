@@ -143,7 +143,11 @@ def decode_header(metadata: Mapping[str, str] | None) -> Header:
         source=_source(metadata.get(SOURCE_KEY, "hatinspect")),
         task_id=_current_task(_optional(metadata, TASK_ID_KEY, int)),
         notes=_notes(_optional(metadata, NOTES_KEY, list) or []),
-        user={k[len(USER_PREFIX) :]: v for k, v in metadata.items() if k.startswith(USER_PREFIX)},
+        user={
+            k[len(USER_PREFIX) :]: v
+            for k, v in sorted(metadata.items())
+            if k.startswith(USER_PREFIX)
+        },
     )
 
 

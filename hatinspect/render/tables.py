@@ -537,18 +537,18 @@ def _overlap_summary(tasks, scope: Overlap, width: int | None, where: str) -> li
 
 
 @tables.register
-def _(report: AuditReport, **_layout) -> list[RenderableType]:
+def _(report: AuditReport, width: int | None = None, **_layout) -> list[RenderableType]:
     return [
         _heading(f"Audit of {report.after} against the protection of {report.before}"),
-        *([] if report.rule == NOTHING_PROTECTED else [_audit_table(report)]),
+        *([] if report.rule == NOTHING_PROTECTED else _audit_grid(report).fitted(width)),
         _verdict(report),
     ]
 
 
-def _audit_table(report: AuditReport) -> Table:
-    table = _table("layer", "protected", "changed", "max |change|", "mean |change|")
+def _audit_grid(report: AuditReport) -> Grid:
+    grid = Grid(["layer", "protected", "changed", "max |change|", "mean |change|"])
     for layer in report.layers:
-        table.add_row(
+        grid.add_row(
             layer.name,
             _count(layer.protected),
             _count(layer.changed),
@@ -556,9 +556,9 @@ def _audit_table(report: AuditReport) -> Table:
             f"{layer.mean_abs_change:.3g}",
             style="red" if layer.changed else None,
         )
-    table.add_section()
-    table.add_row("total", _count(report.protected), _count(report.changed), "", "", style="bold")
-    return table
+    grid.add_section()
+    grid.add_row("total", _count(report.protected), _count(report.changed), "", "", style="bold")
+    return grid
 
 
 def _verdict(report: AuditReport) -> Text:
@@ -589,12 +589,12 @@ def _verdict(report: AuditReport) -> Text:
 
 
 @tables.register
-def _(checkpoint: Checkpoint, **_layout) -> list[RenderableType]:
+def _(checkpoint: Checkpoint, width: int | None = None, **_layout) -> list[RenderableType]:
     return [
         _heading(str(checkpoint.path)),
         _about(checkpoint),
         _heading("Layers"),
-        _layers(checkpoint),
+        *_layers(checkpoint).fitted(width),
     ]
 
 
@@ -614,10 +614,10 @@ def _about(checkpoint: Checkpoint) -> Table:
     return table
 
 
-def _layers(checkpoint: Checkpoint) -> Table:
-    table = _table("layer", "preceding", "weight shape", "bias", "units", "params", text=4)
+def _layers(checkpoint: Checkpoint) -> Grid:
+    grid = Grid(["layer", "preceding", "weight shape", "bias", "units", "params"], text=4)
     for layer in checkpoint.layers:
-        table.add_row(
+        grid.add_row(
             layer.name,
             f"{layer.preceding} (inferred)" if layer.preceding_inferred else layer.preceding or "-",
             _shape(layer.weight_shape),
@@ -625,4 +625,4 @@ def _layers(checkpoint: Checkpoint) -> Table:
             _count(layer.units),
             _count(layer.params),
         )
-    return table
+    return grid
