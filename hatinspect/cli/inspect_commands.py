@@ -202,7 +202,8 @@ def emit(
 ) -> None:
     """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
     table and CSV views, `table` and `width` the table alone."""
-    from hatinspect.render import records, tables
+    from hatinspect.core import records
+    from hatinspect.render import tables
 
     if fmt is Format.json:
         sys.stdout.write(records.to_json(result, checkpoints))

@@ -39,9 +39,7 @@ def open_native(path: str | os.PathLike, source: str | None = None) -> Checkpoin
 
 
 def _open_native(path: Path, source: str | None) -> Checkpoint:
-    if sniff(path) == "torch":
-        raise CheckpointError(f"{path}: a PyTorch file, not a native hatinspect file")
-    header, masks, keys = _read(path)
+    header, masks, keys = _read(_native_file(path))
     if source not in (None, "hatinspect", header.source):
         raise CheckpointError(
             f"{path}: a native hatinspect file; source={shown(source)} does not apply"
@@ -59,13 +57,20 @@ def _open_native(path: Path, source: str | None) -> Checkpoint:
     )
 
 
+def _native_file(path: str | os.PathLike) -> Path:
+    path = existing_file(path)
+    if sniff(path) == "torch":
+        raise CheckpointError(f"{path}: a PyTorch file, not a native hatinspect file")
+    return path
+
+
 def read_native_tensors(path: str | os.PathLike, keys: Iterable[str]) -> dict[str, np.ndarray]:
     """A native file's named tensors as numpy arrays (e.g. each layer's ``weight_key``).
 
     Weights numpy has no type for (bfloat16, float8) are widened to float32.
     """
     with reading(path):
-        path = existing_file(path)
+        path = _native_file(path)
         keys = list(keys)
         with _safetensors(path) as f:
             missing = sorted(set(keys) - set(f.keys()))

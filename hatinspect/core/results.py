@@ -1,7 +1,7 @@
 """What every command's result offers a script: ``to_dict()`` and ``to_pandas()``.
 
-The JSON contract itself lives with the other renderings (``hatinspect.render.records``);
-it is imported when asked for, so a result stays a plain frozen dataclass of the core.
+The JSON contract itself lives in ``hatinspect.core.records``, which knows every result
+type; it is imported when asked for, so a result module need not import all the others.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class Result:
 
     def to_dict(self) -> dict:
         """The command's JSON document (``--format json``) as Python objects."""
-        from hatinspect.render.records import to_json
+        from hatinspect.core.records import to_json
 
         return json.loads(to_json(self, self.sources))
 
@@ -33,7 +33,7 @@ class Result:
         ``options`` are the command's CSV switches, e.g. ``by_task=True`` for capacity.
         """
         pandas = require("pandas", "to_pandas()")
-        from hatinspect.render.records import csv_rows
+        from hatinspect.core.records import csv_rows
 
         header, rows = csv_rows(self, **options)
         return pandas.DataFrame(rows, columns=header)

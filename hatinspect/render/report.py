@@ -8,7 +8,6 @@ metadata, paths) is escaped. Figures are SVG drawn by matplotlib; in HTML they a
 from __future__ import annotations
 
 import base64
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from pathlib import Path
 
 from markupsafe import Markup, escape
 
-from hatinspect.core.report import Report, RunReport
-from hatinspect.render import records
+from hatinspect.core import records
+from hatinspect.core.report import Report
 from hatinspect.render.files import output_format, write_atomically
 
 FORMATS = ("html", "md", "json")
@@ -130,57 +129,3 @@ def _svg(name: str, title: str, draw: Callable, result) -> Figure:
         path = Path(folder) / "figure.svg"
         draw(result, path)
         return Figure(name, title, path.read_text(encoding="utf-8"))
-
-
-# JSON
-
-
-@records.record.register
-def _(report: Report) -> dict:
-    document = {"summary": report.summary, "runs": [_run(run) for run in report.runs]}
-    comparison = report.comparison
-    document["comparison"] = None if comparison is None else records.record(comparison)
-    return document
-
-
-def _run(run: RunReport) -> dict:
-    final = (run.checkpoint,)
-    files = run.run.checkpoints
-    return {
-        "name": run.run.name,
-        "files": [checkpoint.path for checkpoint in files],
-        "summary": run.summary,
-        "info": _document(run.checkpoint, final),
-        "capacity": _document(run.capacity, final),
-        "masks": _document(run.masks, final),
-        "overlap": _document(run.overlap, final),
-        "measures": [
-            {
-                "name": layer.name,
-                "cumulative": _stats(layer.cumulative),
-                "summative": _stats(layer.summative),
-            }
-            for layer in run.measures
-        ],
-        "audits": [
-            _document(audit, pair)
-            for audit, pair in zip(run.audits, zip(files, files[1:], strict=False), strict=True)
-        ],
-    }
-
-
-def _document(result, checkpoints) -> dict:
-    """The command's JSON document of `result`, without the schema key."""
-    document = json.loads(records.to_json(result, checkpoints))
-    del document["schema"]
-    return document
-
-
-def _stats(stats) -> dict:
-    return {
-        "count": stats.count,
-        "min": stats.min,
-        "max": stats.max,
-        "mean": stats.mean,
-        "histogram": [{"value": v, "count": n} for v, n in stats.histogram],
-    }

@@ -1,5 +1,5 @@
-"""Runs rendered: the comparison and a run folder's capacity as JSON, CSV, tables and
-the capacity curves of every run on one figure. Registers with records and tables."""
+"""Runs rendered: the comparison and a run folder's capacity as tables, and the capacity
+curves of every run on one figure. Registers with tables."""
 
 from __future__ import annotations
 
@@ -9,79 +9,12 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from hatinspect.core.compare import Comparison, RunStep, RunSummary
+from hatinspect.core.compare import Comparison, RunStep
 from hatinspect.core.errors import HatinspectError
 from hatinspect.core.runs import FileUsage, RunCapacity
-from hatinspect.render import records, tables
-
-STEP_KEYS = [
-    "task",
-    "units",
-    "units_used",
-    "unit_usage",
-    "params",
-    "params_protected",
-    "param_usage",
-    "new_units",
-    "reused_units",
-    "network_sparsity",
-    "accuracy",
-    "forgetting",
-]
-LAYER_KEYS = ["units", "units_used", "unit_usage", "params", "params_protected", "param_usage"]
-FILE_KEYS = [
-    "file",
-    "tasks",
-    "last_task",
-    "units",
-    "units_used",
-    "unit_usage",
-    "params",
-    "params_protected",
-    "param_usage",
-]
-
-
-def _fields(item, keys: list[str]) -> dict:
-    return dict(zip(keys, _values(item, keys), strict=True))
-
-
-def _values(item, keys: list[str]) -> list:
-    return [records._finite(getattr(item, key)) for key in keys]
-
+from hatinspect.render import tables
 
 # compare
-
-
-@records.record.register
-def _(comparison: Comparison) -> dict:
-    return {"runs": [_run_record(run) for run in comparison.runs]}
-
-
-def _run_record(run: RunSummary) -> dict:
-    return {
-        "name": run.name,
-        "path": run.path,
-        "files": list(run.files),
-        "backbone": run.backbone,
-        "algorithm": run.algorithm,
-        "tasks": [step.task for step in run.steps],
-        "by_task": [_fields(step, STEP_KEYS) for step in run.steps],
-        "layers": [{"name": layer.name, **_fields(layer, LAYER_KEYS)} for layer in run.layers],
-    }
-
-
-@records.csv_rows.register
-def _(comparison: Comparison, per_layer: bool = False) -> tuple[list[str], list[list]]:
-    if per_layer:
-        rows = [
-            [run.name, layer.name, *_values(layer, LAYER_KEYS)]
-            for run in comparison.runs
-            for layer in run.layers
-        ]
-        return ["run", "layer", *LAYER_KEYS], rows
-    rows = [[run.name, *_values(step, STEP_KEYS)] for run in comparison.runs for step in run.steps]
-    return ["run", *STEP_KEYS], rows
 
 
 @tables.tables.register
@@ -137,19 +70,6 @@ def _layers(comparison: Comparison) -> Table:
 
 
 # capacity of a run folder
-
-
-@records.record.register
-def _(result: RunCapacity) -> dict:
-    return {
-        **records.record(result.capacity),
-        "trajectory": [_fields(step, FILE_KEYS) for step in result.trajectory],
-    }
-
-
-@records.csv_rows.register
-def _(result: RunCapacity, by_task: bool = False) -> tuple[list[str], list[list]]:
-    return records.csv_rows(result.capacity, by_task=by_task)
 
 
 @tables.tables.register

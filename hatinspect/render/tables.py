@@ -626,3 +626,7 @@ def _layers(checkpoint: Checkpoint) -> Grid:
             _count(layer.params),
         )
     return grid
+
+
+# runs: registered by their own module
+from hatinspect.render import runs as _runs  # noqa: E402, F401

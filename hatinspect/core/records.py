@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from functools import singledispatch
 
 from hatinspect.core.audit import AuditReport
-from hatinspect.core.capacity import CapacityReport, TaskGrowth, Usage
+from hatinspect.core.capacity import CapacityReport
+from hatinspect.core.compare import Comparison, RunSummary
 from hatinspect.core.masks import MaskReport
 from hatinspect.core.measure import LayerMeasure, Stats
 from hatinspect.core.overlap import Overlap, OverlapReport
+from hatinspect.core.report import Report, RunReport
 from hatinspect.core.runs import RunCapacity
 from hatinspect.core.types import Checkpoint
 
@@ -152,7 +154,7 @@ def _(report: CapacityReport, by_task: bool = False) -> tuple[list[str], list[li
     return USAGE_KEYS, [_values(usage, USAGE_KEYS) for usage in usages]
 
 
-def _fields(item: Usage | TaskGrowth, keys: list[str]) -> dict:
+def _fields(item, keys: list[str]) -> dict:
     return dict(zip(keys, _values(item, keys), strict=True))
 
 
@@ -329,5 +331,129 @@ def _(checkpoint: Checkpoint) -> tuple[list[str], list[list]]:
     return ["name", "units", "weight_shape", "has_bias", "preceding", "params"], rows
 
 
-# runs: registered by their own module
-from hatinspect.render import runs as _runs  # noqa: E402, F401
+# runs
+
+STEP_KEYS = [
+    "task",
+    "units",
+    "units_used",
+    "unit_usage",
+    "params",
+    "params_protected",
+    "param_usage",
+    "new_units",
+    "reused_units",
+    "network_sparsity",
+    "accuracy",
+    "forgetting",
+]
+LAYER_KEYS = ["units", "units_used", "unit_usage", "params", "params_protected", "param_usage"]
+FILE_KEYS = [
+    "file",
+    "tasks",
+    "last_task",
+    "units",
+    "units_used",
+    "unit_usage",
+    "params",
+    "params_protected",
+    "param_usage",
+]
+
+
+@record.register
+def _(comparison: Comparison) -> dict:
+    return {"runs": [_run_record(run) for run in comparison.runs]}
+
+
+def _run_record(run: RunSummary) -> dict:
+    return {
+        "name": run.name,
+        "path": run.path,
+        "files": list(run.files),
+        "backbone": run.backbone,
+        "algorithm": run.algorithm,
+        "tasks": [step.task for step in run.steps],
+        "by_task": [_fields(step, STEP_KEYS) for step in run.steps],
+        "layers": [{"name": layer.name, **_fields(layer, LAYER_KEYS)} for layer in run.layers],
+    }
+
+
+@csv_rows.register
+def _(comparison: Comparison, per_layer: bool = False) -> tuple[list[str], list[list]]:
+    if per_layer:
+        rows = [
+            [run.name, layer.name, *_values(layer, LAYER_KEYS)]
+            for run in comparison.runs
+            for layer in run.layers
+        ]
+        return ["run", "layer", *LAYER_KEYS], rows
+    rows = [[run.name, *_values(step, STEP_KEYS)] for run in comparison.runs for step in run.steps]
+    return ["run", *STEP_KEYS], rows
+
+
+@record.register
+def _(result: RunCapacity) -> dict:
+    return {
+        **record(result.capacity),
+        "trajectory": [_fields(step, FILE_KEYS) for step in result.trajectory],
+    }
+
+
+@csv_rows.register
+def _(result: RunCapacity, by_task: bool = False) -> tuple[list[str], list[list]]:
+    return csv_rows(result.capacity, by_task=by_task)
+
+
+# reports
+
+
+@record.register
+def _(report: Report) -> dict:
+    document = {"summary": report.summary, "runs": [_run(run) for run in report.runs]}
+    comparison = report.comparison
+    document["comparison"] = None if comparison is None else record(comparison)
+    return document
+
+
+def _run(run: RunReport) -> dict:
+    final = (run.checkpoint,)
+    files = run.run.checkpoints
+    return {
+        "name": run.run.name,
+        "files": [checkpoint.path for checkpoint in files],
+        "summary": run.summary,
+        "info": _document(run.checkpoint, final),
+        "capacity": _document(run.capacity, final),
+        "masks": _document(run.masks, final),
+        "overlap": _document(run.overlap, final),
+        "measures": [
+            {
+                "name": layer.name,
+                "cumulative": _report_stats(layer.cumulative),
+                "summative": _report_stats(layer.summative),
+            }
+            for layer in run.measures
+        ],
+        "audits": [
+            _document(audit, pair)
+            for audit, pair in zip(run.audits, zip(files, files[1:], strict=False), strict=True)
+        ],
+    }
+
+
+def _document(result, checkpoints) -> dict:
+    """The command's JSON document of `result`, without the schema key."""
+    document = json.loads(to_json(result, checkpoints))
+    del document["schema"]
+    return document
+
+
+def _report_stats(stats) -> dict:
+    return {
+        "count": stats.count,
+        "min": stats.min,
+        "max": stats.max,
+        "mean": stats.mean,
+        "histogram": [{"value": v, "count": n} for v, n in stats.histogram],
+    }
