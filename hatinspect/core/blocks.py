@@ -13,8 +13,8 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,21 +44,17 @@ _ITEMSIZE = {name: np.dtype(stored).itemsize for name, stored in _STORED.items()
 _NAMES = {np.dtype(v).str: k for k, v in _STORED.items() if k not in ("BF16", "F8_E4M3", "F8_E5M2")}
 
 
-@dataclass(frozen=True)
-class Entry:
-    """Where one tensor lies in a file."""
+class Entry(NamedTuple):
+    """Where one tensor lies in a file (a tuple: a header may list 100,000 of them)."""
 
     dtype: str  # safetensors' name, e.g. "F32"
     shape: tuple[int, ...]
     start: int  # absolute file offset of its first byte
+    nbytes: int
 
     @property
     def itemsize(self) -> int:
         return _ITEMSIZE[self.dtype]
-
-    @property
-    def nbytes(self) -> int:
-        return math.prod(self.shape) * _ITEMSIZE[self.dtype]
 
 
 class TensorFile:
@@ -197,18 +193,14 @@ def _entries(path: Path, fd: int) -> dict[str, Entry]:
         if key == "__metadata__":
             continue
         try:
-            dtype, shape, (begin, end) = (
-                record["dtype"],
-                tuple(record["shape"]),
-                record["data_offsets"],
-            )
-            entry = Entry(dtype, shape, data + begin)
-            ok = dtype in _STORED and end - begin == entry.nbytes and data + end <= size
+            dtype, shape, (begin, end) = record["dtype"], record["shape"], record["data_offsets"]
+            nbytes = math.prod(shape) * _ITEMSIZE[dtype]
+            ok = end - begin == nbytes and 0 <= begin and data + end <= size
         except (KeyError, TypeError, ValueError):
             ok = False
         if not ok:
             raise CheckpointError(f"{path}: not a valid safetensors file (tensor {key!r})")
-        entries[key] = entry
+        entries[key] = Entry(dtype, tuple(shape), data + begin, nbytes)
     return entries
 
 

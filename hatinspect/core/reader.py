@@ -259,36 +259,59 @@ MASK_SPAN_SLACK = 2**20  # bytes between masks still read in the one read of all
 
 def _masks(path: Path, tensors: TensorFile, header: fmt.Header) -> dict[int, dict[str, np.ndarray]]:
     """Every stored task's masks, as read-only 0/1 uint8 views of the bytes read."""
-    _check_no_stray_masks(path, tensors.entries.keys(), header)
-    keys = {
-        (task, layer.name): _mask_entry(path, tensors.entries, task, layer)
+    entries = tensors.entries
+    _check_mask_count(path, entries.keys(), header)
+    owners = {  # mask key -> (task, layer), task by task in network order
+        fmt.mask_key(task, layer.name): (task, layer)
         for task in header.task_ids
         for layer in header.layers
     }
-    data, binary = _read_masks(tensors, keys.values())
+    _check_no_stray_masks(path, entries.keys(), owners)
+    _check_mask_entries(path, entries, owners)
+    data, binary = _read_masks(tensors, owners)
     bad = None if binary else next((k for k, m in data.items() if m.max(initial=0) > 1), None)
     if bad is not None:
         raise CheckpointError(
             f"{path}: mask {shown(bad)} is not binary (values other than 0 and 1)"
         )
     masks: dict[int, dict[str, np.ndarray]] = {task: {} for task in header.task_ids}
-    for (task, name), key in keys.items():
-        masks[task][name] = data[key]
+    for key, (task, layer) in owners.items():
+        masks[task][layer.name] = data[key]
     return masks
 
 
-def _mask_entry(path: Path, entries: dict[str, Entry], task: int, layer: LayerInfo) -> str:
-    key = fmt.mask_key(task, layer.name)
-    entry = _entry(path, entries, key, None)
-    if entry.dtype not in fmt.MASK_DTYPES:
+def _check_mask_count(path: Path, keys: Iterable[str], header: fmt.Header) -> None:
+    """A missing mask, named before the (tasks x layers) names are built: a header may
+    claim far more tasks than the file holds masks for."""
+    held = {key for key in keys if key.startswith(fmt.MASK_PREFIX)}
+    if len(header.task_ids) * len(header.layers) > len(held):
+        for task in header.task_ids:
+            for layer in header.layers:
+                if (key := fmt.mask_key(task, layer.name)) not in held:
+                    raise CheckpointError(f"{path}: mask: no tensor {shown(key)}")
+
+
+def _check_no_stray_masks(path: Path, keys: Iterable[str], owners: dict) -> None:
+    held = (key for key in keys if key.startswith(fmt.MASK_PREFIX))
+    stray = sorted(key for key in held if key not in owners)
+    if stray:
         raise CheckpointError(
-            f"{path}: mask {shown(key)} has dtype {entry.dtype}, expected U8 (0 or 1)"
+            f"{path}: mask {shown(stray[0])} belongs to no stored task and layer in the metadata"
         )
-    if entry.shape != (layer.units,):
-        raise CheckpointError(
-            f"{path}: mask {shown(key)} has shape {entry.shape}, layer has {layer.units} units"
-        )
-    return key
+
+
+def _check_mask_entries(path: Path, entries: dict[str, Entry], owners: dict) -> None:
+    """Each mask one U8 (or BOOL) per unit of its layer; else an error naming the first."""
+    for key, (_, layer) in owners.items():
+        dtype, shape = entries[key][:2]
+        if dtype not in fmt.MASK_DTYPES:
+            raise CheckpointError(
+                f"{path}: mask {shown(key)} has dtype {dtype}, expected U8 (0 or 1)"
+            )
+        if shape != (layer.units,):
+            raise CheckpointError(
+                f"{path}: mask {shown(key)} has shape {shape}, layer has {layer.units} units"
+            )
 
 
 def _read_masks(tensors: TensorFile, keys: Iterable[str]) -> tuple[dict[str, np.ndarray], bool]:
@@ -298,32 +321,18 @@ def _read_masks(tensors: TensorFile, keys: Iterable[str]) -> tuple[dict[str, np.
     entries = {key: tensors.entries[key] for key in keys}
     if not entries:
         return {}, True
-    begin = min(entry.start for entry in entries.values())
-    end = max(entry.start + entry.nbytes for entry in entries.values())
-    if end - begin > 2 * sum(entry.nbytes for entry in entries.values()) + MASK_SPAN_SLACK:
+    starts = np.array([entry.start for entry in entries.values()], dtype=np.int64)
+    sizes = np.array([entry.nbytes for entry in entries.values()], dtype=np.int64)
+    begin, end = int(starts.min()), int((starts + sizes).max())
+    if end - begin > 2 * int(sizes.sum()) + MASK_SPAN_SLACK:
         return {key: tensors.read(key).view(np.uint8) for key in entries}, False
     span = np.frombuffer(tensors.read_bytes(begin, end - begin), np.uint8)  # read-only
+    offsets = (starts - begin).tolist()
     masks = {
-        key: span[entry.start - begin : entry.start - begin + entry.nbytes]
-        for key, entry in entries.items()
+        key: span[offset : offset + entry.nbytes]
+        for (key, entry), offset in zip(entries.items(), offsets, strict=True)
     }
     return masks, int(span.max()) <= 1
-
-
-def _check_no_stray_masks(path: Path, keys: Iterable[str], header: fmt.Header) -> None:
-    held = {key for key in keys if key.startswith(fmt.MASK_PREFIX)}
-    if len(header.task_ids) * len(header.layers) > len(held):
-        # a mask is missing: name the first, never building the (tasks x layers) names
-        for task in header.task_ids:
-            for layer in header.layers:
-                if (key := fmt.mask_key(task, layer.name)) not in held:
-                    raise CheckpointError(f"{path}: mask: no tensor {shown(key)}")
-    expected = {fmt.mask_key(t, layer.name) for t in header.task_ids for layer in header.layers}
-    stray = sorted(held - expected)
-    if stray:
-        raise CheckpointError(
-            f"{path}: mask {shown(stray[0])} belongs to no stored task and layer in the metadata"
-        )
 
 
 def _one_line(exc: BaseException) -> str:
