@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from brute_force import overlap_counts
-from inspect_checkpoints import CONV, MLP, make_checkpoint, random_masks
+from inspect_checkpoints import CONV, MLP, layer, make_checkpoint, random_masks
 
 from hatinspect.core.overlap import overlap
 
@@ -73,3 +73,32 @@ def test_float32_blocks_stay_within_exact_integers(monkeypatch):
     monkeypatch.setattr(module, "BLOCK_BYTES", 1 << 40)  # only the exactness limit splits
     matrix = np.ones((2, 2**24 + 3), dtype=np.uint8)  # one float32 sum would round
     assert module.shared_units(matrix).tolist() == [[2**24 + 3] * 2] * 2
+
+
+@pytest.mark.parametrize(
+    ("units", "tasks", "density"),
+    [
+        ((1,), (4,), 0.5),  # one task, one unit
+        ((63, 65), (1, 2, 3), 0.5),  # around a 64-bit word
+        ((130, 7, 64), (2, 3, 5, 7, 11), 0.3),
+        ((9, 200), (1, 2), 0.0),  # no task keeps a unit
+        ((5, 3), (1, 2, 3), 1.0),  # every task keeps every unit
+    ],
+)
+def test_random_masks_of_odd_sizes_match_counting_one_by_one(units, tasks, density):
+    layers = [layer(f"fc/{i}", (n, 3)) for i, n in enumerate(units)]
+    masks = random_masks(layers, tasks, seed=sum(units), density=density)
+    report = overlap(make_checkpoint(layers, masks))
+    scopes = [(report.network, layers)] + [
+        (s, [lay]) for s, lay in zip(report.layers, layers, strict=True)
+    ]
+    for scope, chosen in scopes:
+        shared, union = overlap_counts(chosen, masks, tasks)
+        assert scope.units == sum(lay.units for lay in chosen)
+        assert scope.shared.tolist() == shared and scope.union.tolist() == union
+
+
+def test_no_units_share_nothing():
+    from hatinspect.core.overlap import shared_units
+
+    assert shared_units(np.zeros((3, 0), dtype=np.uint8)).tolist() == [[0] * 3] * 3

@@ -216,18 +216,17 @@ def _(report: OverlapReport) -> dict:
 @csv_rows.register
 def _(report: OverlapReport, per_layer: bool = False) -> tuple[list[str], list[list]]:
     scopes = (report.network, *(report.layers if per_layer else ()))
+    pairs = [(a, b) for a in report.tasks for b in report.tasks]  # row-major, as the matrices
     rows = [
-        [
-            scope.name,
-            a,
-            b,
-            int(scope.shared[i, j]),
-            int(scope.union[i, j]),
-            float(scope.jaccard[i, j]),
-        ]
+        [scope.name, a, b, shared, union, jaccard]
         for scope in scopes
-        for i, a in enumerate(report.tasks)
-        for j, b in enumerate(report.tasks)
+        for (a, b), shared, union, jaccard in zip(
+            pairs,
+            scope.shared.ravel().tolist(),
+            scope.union.ravel().tolist(),
+            scope.jaccard.ravel().tolist(),
+            strict=True,
+        )
     ]
     return ["scope", "task_a", "task_b", "shared", "union", "jaccard"], rows
 
