@@ -7,7 +7,9 @@ disk. Every problem with a file becomes a one-line ``CheckpointError`` naming th
 from __future__ import annotations
 
 import errno
+import itertools
 import json
+import math
 import os
 import stat
 from collections.abc import Iterable
@@ -40,7 +42,7 @@ def open_native(path: str | os.PathLike, source: str | None = None) -> Checkpoin
 def _open_native(path: Path, source: str | None) -> Checkpoint:
     if sniff(path) == "torch":
         raise CheckpointError(f"{path}: a PyTorch file, not a native hatinspect file")
-    header, masks = read_native(path)
+    header, masks, task_norms = _read_native(path)
     if source not in (None, "hatinspect", header.source):
         raise CheckpointError(
             f"{path}: a native hatinspect file; source={shown(source)} does not apply"
@@ -54,7 +56,7 @@ def _open_native(path: Path, source: str | None) -> Checkpoint:
         masks=MappingProxyType({t: MappingProxyType(m) for t, m in masks.items()}),
         metadata=MappingProxyType(dict(header.user)),
         notes=header.notes,
-        task_norms=MappingProxyType(_task_norm_keys(path)),
+        task_norms=MappingProxyType(task_norms),
     )
 
 
@@ -91,16 +93,19 @@ def reading(path: str | os.PathLike):
         raise CheckpointError(f"{os.fsdecode(path)}: nested too deeply to read") from None
 
 
-def _task_norm_keys(path: Path) -> dict[int, tuple[str, ...]]:
-    with _safetensors(path) as f:
-        return fmt.task_norm_keys(f.keys())
-
-
 def read_native(path: Path) -> tuple[fmt.Header, dict[int, dict[str, np.ndarray]]]:
     """Header and masks of a native file: header, mask tensors, never the weights."""
+    header, masks, _ = _read_native(path)
+    return header, masks
+
+
+def _read_native(path: Path) -> tuple[fmt.Header, dict, dict[int, tuple[str, ...]]]:
+    """Header, masks and task id -> its batch norms' keys, from one opening of the file."""
     with reading(path), _safetensors(path) as f:
         header = _header(path, f)
-        return header, _masks(path, f, header)
+        keys = _keys_by_offset(f)
+        masks = _masks(path, f, header, keys)
+        return header, masks, fmt.task_norm_keys(keys)
 
 
 def existing_file(path: str | os.PathLike) -> Path:
@@ -242,37 +247,129 @@ def _shape(path: Path, f, key: str, owner: str) -> tuple[int, ...]:
         raise CheckpointError(f"{path}: {owner}: no tensor {shown(key)}") from None
 
 
-def _masks(path: Path, f, header: fmt.Header) -> dict[int, dict[str, np.ndarray]]:
-    _check_no_stray_masks(path, f, header)
-    return {
-        task: {
-            layer.name: _mask(path, f, fmt.mask_key(task, layer.name), layer.units)
-            for layer in header.layers
-        }
+def _keys_by_offset(f) -> list[str]:
+    """The file's tensor names in the order of their data (name order on a safetensors
+    without ``offset_keys``: the masks are then read one by one)."""
+    return f.offset_keys() if hasattr(f, "offset_keys") else list(f.keys())
+
+
+def _masks(path: Path, f, header: fmt.Header, keys: list[str]) -> dict[int, dict[str, np.ndarray]]:
+    """Task id -> layer name -> (units,) read-only 0/1 uint8 mask. A file holds tasks x
+    layers of them: they are read into one buffer and handed out as views of it."""
+    _check_no_stray_masks(path, header, keys)
+    slices = zip(keys, map(f.get_slice, keys), strict=True)
+    tensors = {key: (t.get_dtype(), tuple(t.get_shape())) for key, t in slices}
+    owners = {  # mask key -> (task, layer), in network order
+        fmt.mask_key(task, layer.name): (task, layer)
         for task in header.task_ids
+        for layer in header.layers
     }
+    for key, (_, layer) in owners.items():
+        _check_mask(path, key, *tensors[key], layer.units)
+    buffer, starts = _mask_bytes(path, f, keys, tensors, list(owners))
+    spans = {
+        key: slice(starts[key], starts[key] + layer.units) for key, (_, layer) in owners.items()
+    }
+    _to_binary(path, buffer, spans, tensors)
+    buffer.flags.writeable = False
+    masks: dict[int, dict[str, np.ndarray]] = {task: {} for task in header.task_ids}
+    for key, (task, layer) in owners.items():
+        masks[task][layer.name] = buffer[spans[key]]
+    return masks
 
 
-def _mask(path: Path, f, key: str, units: int) -> np.ndarray:
-    shape = _shape(path, f, key, "mask")
-    dtype = f.get_slice(key).get_dtype()
+def _check_mask(path: Path, key: str, dtype: str, shape: tuple[int, ...], units: int) -> None:
     if dtype not in fmt.MASK_DTYPES:
         raise CheckpointError(f"{path}: mask {shown(key)} has dtype {dtype}, expected U8 (0 or 1)")
     if shape != (units,):
         raise CheckpointError(
             f"{path}: mask {shown(key)} has shape {shape}, layer has {units} units"
         )
-    mask = np.array(f.get_tensor(key), dtype=np.uint8)  # an owned copy, bool -> 0/1
-    if mask.max(initial=0) > 1:
+
+
+def _mask_bytes(
+    path: Path, f, keys: list[str], tensors: dict, masks: list[str]
+) -> tuple[np.ndarray, dict[str, int]]:
+    """The masks' bytes one after another in one buffer, and where each starts in it
+    (their dtypes and shapes are checked: one byte per unit)."""
+    offsets = _data_offsets(path, f, keys, tensors)
+    ordered = sorted(masks, key=offsets.__getitem__) if offsets else masks
+    sizes = [tensors[key][1][0] for key in ordered]
+    starts = dict(zip(ordered, itertools.accumulate(sizes, initial=0), strict=False))
+    buffer = np.empty(sum(sizes), dtype=np.uint8)
+    if offsets:
+        spans = [(offsets[key], size) for key, size in zip(ordered, sizes, strict=True)]
+        _read_spans(path, buffer, spans)
+    else:
+        for key, size in zip(ordered, sizes, strict=True):
+            buffer[starts[key] : starts[key] + size] = f.get_tensor(key).view(np.uint8)
+    return buffer, starts
+
+
+def _to_binary(path: Path, buffer: np.ndarray, spans: dict[str, slice], tensors: dict) -> None:
+    """A BOOL mask reads as numpy reads it (any non-zero byte is 1); a U8 mask must be 0/1."""
+    for key, span in spans.items():
+        if tensors[key][0] == "BOOL":
+            buffer[span] = buffer[span] != 0
+    if buffer.max(initial=0) > 1:
+        bad = next(key for key, span in spans.items() if buffer[span].max() > 1)
         raise CheckpointError(
-            f"{path}: mask {shown(key)} is not binary (values other than 0 and 1)"
+            f"{path}: mask {shown(bad)} is not binary (values other than 0 and 1)"
         )
-    mask.setflags(write=False)
-    return mask
 
 
-def _check_no_stray_masks(path: Path, f, header: fmt.Header) -> None:
-    held = {key for key in f.keys() if key.startswith(fmt.MASK_PREFIX)}
+# bytes per element of safetensors' dtypes; a file with any other is read tensor by tensor
+DTYPE_BYTES = {
+    **dict.fromkeys(("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3"), 1),
+    **dict.fromkeys(("U16", "I16", "F16", "BF16"), 2),
+    **dict.fromkeys(("U32", "I32", "F32"), 4),
+    **dict.fromkeys(("U64", "I64", "F64"), 8),
+}
+
+
+def _data_offsets(path: Path, f, keys: list[str], tensors: dict) -> dict[str, int] | None:
+    """Where each tensor's data starts in the file, from `keys` as `_keys_by_offset` gives
+    them: safe_open has checked that the tensors tile the data without gaps, so their
+    sizes added up in the order of their data are the offsets. None where that order is
+    unknown or the sizes do not account for the file."""
+    known = all(dtype in DTYPE_BYTES for dtype, _ in tensors.values())
+    if not (keys and known and hasattr(f, "offset_keys")):
+        return None
+    with open(path, "rb") as file:
+        data = 8 + int.from_bytes(file.read(8), "little")
+    sizes = [DTYPE_BYTES[tensors[key][0]] * math.prod(tensors[key][1]) for key in keys]
+    if data + sum(sizes) != path.stat().st_size:
+        return None
+    return dict(zip(keys, itertools.accumulate(sizes, initial=data), strict=False))
+
+
+def _read_spans(path: Path, buffer: np.ndarray, spans: list[tuple[int, int]]) -> None:
+    """Fill `buffer` with the file's (offset, size) spans one after another, one read for
+    each run of adjacent spans."""
+    at, view = 0, memoryview(buffer)
+    with open(path, "rb") as file:
+        for offset, size in _runs(spans):
+            file.seek(offset)
+            if file.readinto(view[at : at + size]) != size:
+                raise CheckpointError(f"{path}: truncated (a mask ends past the end of the file)")
+            at += size
+
+
+def _runs(spans: list[tuple[int, int]]):
+    """(offset, size) spans with the adjacent ones joined."""
+    start, size = spans[0] if spans else (0, 0)
+    for offset, length in spans[1:]:
+        if offset == start + size:
+            size += length
+        else:
+            yield start, size
+            start, size = offset, length
+    if size:
+        yield start, size
+
+
+def _check_no_stray_masks(path: Path, header: fmt.Header, keys: list[str]) -> None:
+    held = {key for key in keys if key.startswith(fmt.MASK_PREFIX)}
     if len(header.task_ids) * len(header.layers) > len(held):
         # a mask is missing: name the first, never building the (tasks x layers) names
         for task in header.task_ids:
