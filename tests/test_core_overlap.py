@@ -1,5 +1,9 @@
 """Task x task overlap against counting shared units one by one."""
 
+import csv
+import io
+import itertools
+
 import numpy as np
 import pytest
 from brute_force import overlap_counts
@@ -102,3 +106,21 @@ def test_no_units_share_nothing():
     from hatinspect.core.overlap import shared_units
 
     assert shared_units(np.zeros((3, 0), dtype=np.uint8)).tolist() == [[0] * 3] * 3
+
+
+def test_csv_has_every_pair_of_every_scope_with_names_quoted():
+    from hatinspect.render.records import to_csv
+
+    tasks = (1, 2, 4)
+    layers = [layer('a,"b"', (3, 2)), layer("c", (70, 2))]
+    masks = random_masks(layers, tasks, seed=5)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["scope", "task_a", "task_b", "shared", "union", "jaccard"])
+    for name, chosen in [("network", layers), *((lay.name, [lay]) for lay in layers)]:
+        shared, union = overlap_counts(chosen, masks, tasks)
+        for (i, a), (j, b) in itertools.product(enumerate(tasks), repeat=2):
+            jaccard = shared[i][j] / union[i][j] if union[i][j] else 1.0
+            writer.writerow([name, a, b, shared[i][j], union[i][j], jaccard])
+    report = overlap(make_checkpoint(layers, masks))
+    assert to_csv(report, per_layer=True) == out.getvalue()
