@@ -256,63 +256,89 @@ def _keys_by_offset(f) -> list[str]:
 def _masks(path: Path, f, header: fmt.Header, keys: list[str]) -> dict[int, dict[str, np.ndarray]]:
     """Task id -> layer name -> (units,) read-only 0/1 uint8 mask. A file holds tasks x
     layers of them: they are read into one buffer and handed out as views of it."""
-    _check_no_stray_masks(path, header, keys)
-    slices = zip(keys, map(f.get_slice, keys), strict=True)
-    tensors = {key: (t.get_dtype(), tuple(t.get_shape())) for key, t in slices}
-    owners = {  # mask key -> (task, layer), in network order
-        fmt.mask_key(task, layer.name): (task, layer)
+    owners = {  # mask key (as fmt.mask_key spells it) -> (task, layer), in network order
+        f"{fmt.MASK_PREFIX}{task}.{layer.name}": (task, layer)
         for task in header.task_ids
         for layer in header.layers
     }
-    for key, (_, layer) in owners.items():
-        _check_mask(path, key, *tensors[key], layer.units)
-    buffer, starts = _mask_bytes(path, f, keys, tensors, list(owners))
-    spans = {
-        key: slice(starts[key], starts[key] + layer.units) for key, (_, layer) in owners.items()
-    }
-    _to_binary(path, buffer, spans, tensors)
-    buffer.flags.writeable = False
+    _check_no_stray_masks(path, owners, keys)
+    slices = zip(keys, map(f.get_slice, keys), strict=True)
+    tensors = {key: (t.get_dtype(), tuple(t.get_shape())) for key, t in slices}
+    _check_masks(path, owners, tensors)
+    units = [layer.units for _, layer in owners.values()]
+    buffer, starts = _mask_bytes(path, f, keys, tensors, list(owners), units)
     masks: dict[int, dict[str, np.ndarray]] = {task: {} for task in header.task_ids}
-    for key, (task, layer) in owners.items():
-        masks[task][layer.name] = buffer[spans[key]]
+    for (task, layer), start in zip(owners.values(), starts, strict=True):
+        masks[task][layer.name] = buffer[start : start + layer.units]
     return masks
 
 
-def _check_mask(path: Path, key: str, dtype: str, shape: tuple[int, ...], units: int) -> None:
-    if dtype not in fmt.MASK_DTYPES:
-        raise CheckpointError(f"{path}: mask {shown(key)} has dtype {dtype}, expected U8 (0 or 1)")
-    if shape != (units,):
+def _check_no_stray_masks(path: Path, owners: dict, keys: list[str]) -> None:
+    held = {key for key in keys if key.startswith(fmt.MASK_PREFIX)}
+    if missing := owners.keys() - held:
+        first = next(key for key in owners if key in missing)
+        raise CheckpointError(f"{path}: mask: no tensor {shown(first)}")
+    if stray := sorted(held - owners.keys()):
         raise CheckpointError(
-            f"{path}: mask {shown(key)} has shape {shape}, layer has {units} units"
+            f"{path}: mask {shown(stray[0])} belongs to no stored task and layer in the metadata"
         )
 
 
+def _check_masks(path: Path, owners: dict, tensors: dict) -> None:
+    """Each mask one U8 (or BOOL) per unit of its layer; else an error about the first."""
+    allowed = set(fmt.MASK_DTYPES)
+    bad = next(
+        (
+            key
+            for key, (_, layer) in owners.items()
+            if tensors[key][0] not in allowed or tensors[key][1] != (layer.units,)
+        ),
+        None,
+    )
+    if bad is None:
+        return
+    (dtype, shape), units = tensors[bad], owners[bad][1].units
+    if dtype not in allowed:
+        raise CheckpointError(f"{path}: mask {shown(bad)} has dtype {dtype}, expected U8 (0 or 1)")
+    raise CheckpointError(f"{path}: mask {shown(bad)} has shape {shape}, layer has {units} units")
+
+
 def _mask_bytes(
-    path: Path, f, keys: list[str], tensors: dict, masks: list[str]
-) -> tuple[np.ndarray, dict[str, int]]:
-    """The masks' bytes one after another in one buffer, and where each starts in it
-    (their dtypes and shapes are checked: one byte per unit)."""
+    path: Path, f, keys: list[str], tensors: dict, masks: list[str], units: list[int]
+) -> tuple[np.ndarray, list[int]]:
+    """The (checked) masks' bytes in one read-only 0/1 buffer, and where each starts in it.
+
+    A BOOL mask reads as numpy reads it: any non-zero byte is 1."""
     offsets = _data_offsets(path, f, keys, tensors)
-    ordered = sorted(masks, key=offsets.__getitem__) if offsets else masks
-    sizes = [tensors[key][1][0] for key in ordered]
-    starts = dict(zip(ordered, itertools.accumulate(sizes, initial=0), strict=False))
-    buffer = np.empty(sum(sizes), dtype=np.uint8)
-    if offsets:
-        spans = [(offsets[key], size) for key, size in zip(ordered, sizes, strict=True)]
-        _read_spans(path, buffer, spans)
+    sizes = np.array(units, dtype=np.int64)
+    if offsets is None:
+        order = np.arange(len(masks))
     else:
-        for key, size in zip(ordered, sizes, strict=True):
-            buffer[starts[key] : starts[key] + size] = f.get_tensor(key).view(np.uint8)
-    return buffer, starts
-
-
-def _to_binary(path: Path, buffer: np.ndarray, spans: dict[str, slice], tensors: dict) -> None:
-    """A BOOL mask reads as numpy reads it (any non-zero byte is 1); a U8 mask must be 0/1."""
-    for key, span in spans.items():
+        where = np.fromiter(map(offsets.__getitem__, masks), np.int64, len(masks))
+        order = np.argsort(where, kind="stable")  # the buffer follows the file
+    starts = np.empty(len(masks), dtype=np.int64)
+    starts[order] = np.cumsum(sizes[order]) - sizes[order]
+    buffer = np.empty(int(sizes.sum()), dtype=np.uint8)
+    if offsets is None:
+        for key, start, size in zip(masks, starts.tolist(), units, strict=True):
+            buffer[start : start + size] = f.get_tensor(key).view(np.uint8)
+    else:
+        _read_runs(path, buffer, where[order], sizes[order])
+    for key, start, size in zip(masks, starts.tolist(), units, strict=True):
         if tensors[key][0] == "BOOL":
-            buffer[span] = buffer[span] != 0
+            buffer[start : start + size] = buffer[start : start + size] != 0
+    _check_binary(path, buffer, masks, starts, sizes)
+    buffer.flags.writeable = False
+    return buffer, starts.tolist()
+
+
+def _check_binary(path: Path, buffer: np.ndarray, masks: list[str], starts, sizes) -> None:
     if buffer.max(initial=0) > 1:
-        bad = next(key for key, span in spans.items() if buffer[span].max() > 1)
+        bad = next(
+            key
+            for key, start, size in zip(masks, starts, sizes, strict=True)
+            if buffer[start : start + size].max() > 1
+        )
         raise CheckpointError(
             f"{path}: mask {shown(bad)} is not binary (values other than 0 and 1)"
         )
@@ -343,45 +369,22 @@ def _data_offsets(path: Path, f, keys: list[str], tensors: dict) -> dict[str, in
     return dict(zip(keys, itertools.accumulate(sizes, initial=data), strict=False))
 
 
-def _read_spans(path: Path, buffer: np.ndarray, spans: list[tuple[int, int]]) -> None:
-    """Fill `buffer` with the file's (offset, size) spans one after another, one read for
-    each run of adjacent spans."""
-    at, view = 0, memoryview(buffer)
+def _read_runs(path: Path, buffer: np.ndarray, offsets: np.ndarray, sizes: np.ndarray) -> None:
+    """Fill `buffer` with the file's (offset, size) spans, sorted by offset, one after
+    another: one read for each run of adjacent spans."""
+    if not len(offsets):
+        return
+    apart = np.flatnonzero(offsets[1:] != offsets[:-1] + sizes[:-1])
+    lasts = np.append(apart, len(offsets) - 1)  # the last span of each run
+    firsts = np.append(0, lasts[:-1] + 1)
+    view, at = memoryview(buffer), 0
     with open(path, "rb") as file:
-        for offset, size in _runs(spans):
+        ends = np.cumsum(sizes)[lasts]  # in the buffer
+        for offset, end in zip(offsets[firsts].tolist(), ends.tolist(), strict=True):
             file.seek(offset)
-            if file.readinto(view[at : at + size]) != size:
+            if file.readinto(view[at:end]) != end - at:
                 raise CheckpointError(f"{path}: truncated (a mask ends past the end of the file)")
-            at += size
-
-
-def _runs(spans: list[tuple[int, int]]):
-    """(offset, size) spans with the adjacent ones joined."""
-    start, size = spans[0] if spans else (0, 0)
-    for offset, length in spans[1:]:
-        if offset == start + size:
-            size += length
-        else:
-            yield start, size
-            start, size = offset, length
-    if size:
-        yield start, size
-
-
-def _check_no_stray_masks(path: Path, header: fmt.Header, keys: list[str]) -> None:
-    held = {key for key in keys if key.startswith(fmt.MASK_PREFIX)}
-    if len(header.task_ids) * len(header.layers) > len(held):
-        # a mask is missing: name the first, never building the (tasks x layers) names
-        for task in header.task_ids:
-            for layer in header.layers:
-                if (key := fmt.mask_key(task, layer.name)) not in held:
-                    raise CheckpointError(f"{path}: mask: no tensor {shown(key)}")
-    expected = {fmt.mask_key(t, layer.name) for t in header.task_ids for layer in header.layers}
-    stray = sorted(held - expected)
-    if stray:
-        raise CheckpointError(
-            f"{path}: mask {shown(stray[0])} belongs to no stored task and layer in the metadata"
-        )
+            at = end
 
 
 def _one_line(exc: BaseException) -> str:
