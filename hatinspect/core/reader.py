@@ -261,24 +261,24 @@ def _masks(path: Path, f, header: fmt.Header, keys: list[str]) -> dict[int, dict
         for task in header.task_ids
         for layer in header.layers
     }
-    _check_no_stray_masks(path, owners, keys)
     slices = zip(keys, map(f.get_slice, keys), strict=True)
     tensors = {key: (t.get_dtype(), tuple(t.get_shape())) for key, t in slices}
+    _check_no_stray_masks(path, owners, tensors)
     _check_masks(path, owners, tensors)
     units = [layer.units for _, layer in owners.values()]
-    buffer, starts = _mask_bytes(path, f, keys, tensors, list(owners), units)
+    buffer, starts = _mask_bytes(path, f, tensors, list(owners), units)
     masks: dict[int, dict[str, np.ndarray]] = {task: {} for task in header.task_ids}
     for (task, layer), start in zip(owners.values(), starts, strict=True):
         masks[task][layer.name] = buffer[start : start + layer.units]
     return masks
 
 
-def _check_no_stray_masks(path: Path, owners: dict, keys: list[str]) -> None:
-    held = {key for key in keys if key.startswith(fmt.MASK_PREFIX)}
-    if missing := owners.keys() - held:
+def _check_no_stray_masks(path: Path, owners: dict, tensors: dict) -> None:
+    if missing := owners.keys() - tensors.keys():
         first = next(key for key in owners if key in missing)
         raise CheckpointError(f"{path}: mask: no tensor {shown(first)}")
-    if stray := sorted(held - owners.keys()):
+    others = tensors.keys() - owners.keys()  # the weights and norms, a few per layer
+    if stray := sorted(key for key in others if key.startswith(fmt.MASK_PREFIX)):
         raise CheckpointError(
             f"{path}: mask {shown(stray[0])} belongs to no stored task and layer in the metadata"
         )
@@ -304,41 +304,65 @@ def _check_masks(path: Path, owners: dict, tensors: dict) -> None:
 
 
 def _mask_bytes(
-    path: Path, f, keys: list[str], tensors: dict, masks: list[str], units: list[int]
+    path: Path, f, tensors: dict, masks: list[str], units: list[int]
 ) -> tuple[np.ndarray, list[int]]:
-    """The (checked) masks' bytes in one read-only 0/1 buffer, and where each starts in it.
-
-    A BOOL mask reads as numpy reads it: any non-zero byte is 1."""
-    offsets = _data_offsets(path, f, keys, tensors)
+    """The (checked) masks' bytes in one read-only 0/1 buffer, and where each starts in it."""
     sizes = np.array(units, dtype=np.int64)
+    offsets = _data_offsets(path, f, tensors)
     if offsets is None:
-        order = np.arange(len(masks))
-    else:
-        where = np.fromiter(map(offsets.__getitem__, masks), np.int64, len(masks))
-        order = np.argsort(where, kind="stable")  # the buffer follows the file
-    starts = np.empty(len(masks), dtype=np.int64)
-    starts[order] = np.cumsum(sizes[order]) - sizes[order]
-    buffer = np.empty(int(sizes.sum()), dtype=np.uint8)
-    if offsets is None:
+        starts = np.cumsum(sizes) - sizes
+        buffer = np.empty(int(sizes.sum()), dtype=np.uint8)
         for key, start, size in zip(masks, starts.tolist(), units, strict=True):
             buffer[start : start + size] = f.get_tensor(key).view(np.uint8)
     else:
-        _read_runs(path, buffer, where[order], sizes[order])
-    for key, start, size in zip(masks, starts.tolist(), units, strict=True):
-        if tensors[key][0] == "BOOL":
-            buffer[start : start + size] = buffer[start : start + size] != 0
+        where = np.fromiter(map(offsets.__getitem__, masks), np.int64, len(masks))
+        buffer, starts = _read_spans(path, where, sizes)
+    bools = [i for i, key in enumerate(masks) if tensors[key][0] == "BOOL"]
+    _bools_as_bits(buffer, zip(starts[bools].tolist(), sizes[bools].tolist(), strict=True))
     _check_binary(path, buffer, masks, starts, sizes)
     buffer.flags.writeable = False
     return buffer, starts.tolist()
 
 
-def _check_binary(path: Path, buffer: np.ndarray, masks: list[str], starts, sizes) -> None:
+def _read_spans(
+    path: Path, offsets: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The file's (offset, size) spans one after another in a buffer, in the order they lie
+    in the file (one read for each run of adjacent spans), and where each starts in it."""
+    order = np.argsort(offsets, kind="stable")
+    starts = np.empty(len(offsets), dtype=np.int64)
+    starts[order] = np.cumsum(sizes[order]) - sizes[order]
+    buffer = np.empty(int(sizes.sum()), dtype=np.uint8)
+    view, at = memoryview(buffer), 0
+    with open(path, "rb") as file:
+        for offset, end in _runs(offsets[order], sizes[order]):
+            file.seek(offset)
+            if file.readinto(view[at:end]) != end - at:
+                raise CheckpointError(f"{path}: truncated (a mask ends past the end of the file)")
+            at = end
+    return buffer, starts
+
+
+def _runs(offsets: np.ndarray, sizes: np.ndarray) -> list[tuple[int, int]]:
+    """(file offset, end in the buffer) of each run of adjacent spans, sorted by offset."""
+    if not len(offsets):
+        return []
+    apart = np.flatnonzero(offsets[1:] != offsets[:-1] + sizes[:-1])
+    lasts = np.append(apart, len(offsets) - 1)  # the last span of each run
+    firsts = np.append(0, lasts[:-1] + 1)
+    return list(zip(offsets[firsts].tolist(), np.cumsum(sizes)[lasts].tolist(), strict=True))
+
+
+def _bools_as_bits(buffer: np.ndarray, spans) -> None:
+    """BOOL masks' (start, size) as numpy reads a bool: any non-zero byte is 1."""
+    for start, size in spans:
+        buffer[start : start + size] = buffer[start : start + size] != 0
+
+
+def _check_binary(path: Path, buffer: np.ndarray, masks, starts, sizes) -> None:
     if buffer.max(initial=0) > 1:
-        bad = next(
-            key
-            for key, start, size in zip(masks, starts, sizes, strict=True)
-            if buffer[start : start + size].max() > 1
-        )
+        spans = zip(masks, starts, sizes, strict=True)
+        bad = next(key for key, start, size in spans if buffer[start : start + size].max() > 1)
         raise CheckpointError(
             f"{path}: mask {shown(bad)} is not binary (values other than 0 and 1)"
         )
@@ -353,38 +377,20 @@ DTYPE_BYTES = {
 }
 
 
-def _data_offsets(path: Path, f, keys: list[str], tensors: dict) -> dict[str, int] | None:
-    """Where each tensor's data starts in the file, from `keys` as `_keys_by_offset` gives
-    them: safe_open has checked that the tensors tile the data without gaps, so their
-    sizes added up in the order of their data are the offsets. None where that order is
-    unknown or the sizes do not account for the file."""
+def _data_offsets(path: Path, f, tensors: dict) -> dict[str, int] | None:
+    """Where each tensor's data starts in the file, from `tensors` (key -> dtype, shape)
+    in the order `_keys_by_offset` gives: safe_open has checked that the tensors tile the
+    data without gaps, so their sizes added up in the order of their data are the
+    offsets. None where that order is unknown or the sizes do not account for the file."""
     known = all(dtype in DTYPE_BYTES for dtype, _ in tensors.values())
-    if not (keys and known and hasattr(f, "offset_keys")):
+    if not (known and hasattr(f, "offset_keys")):
         return None
     with open(path, "rb") as file:
         data = 8 + int.from_bytes(file.read(8), "little")
-    sizes = [DTYPE_BYTES[tensors[key][0]] * math.prod(tensors[key][1]) for key in keys]
+    sizes = [DTYPE_BYTES[dtype] * math.prod(shape) for dtype, shape in tensors.values()]
     if data + sum(sizes) != path.stat().st_size:
         return None
-    return dict(zip(keys, itertools.accumulate(sizes, initial=data), strict=False))
-
-
-def _read_runs(path: Path, buffer: np.ndarray, offsets: np.ndarray, sizes: np.ndarray) -> None:
-    """Fill `buffer` with the file's (offset, size) spans, sorted by offset, one after
-    another: one read for each run of adjacent spans."""
-    if not len(offsets):
-        return
-    apart = np.flatnonzero(offsets[1:] != offsets[:-1] + sizes[:-1])
-    lasts = np.append(apart, len(offsets) - 1)  # the last span of each run
-    firsts = np.append(0, lasts[:-1] + 1)
-    view, at = memoryview(buffer), 0
-    with open(path, "rb") as file:
-        ends = np.cumsum(sizes)[lasts]  # in the buffer
-        for offset, end in zip(offsets[firsts].tolist(), ends.tolist(), strict=True):
-            file.seek(offset)
-            if file.readinto(view[at:end]) != end - at:
-                raise CheckpointError(f"{path}: truncated (a mask ends past the end of the file)")
-            at = end
+    return dict(zip(tensors, itertools.accumulate(sizes, initial=data), strict=False))
 
 
 def _one_line(exc: BaseException) -> str:
