@@ -256,51 +256,53 @@ def _keys_by_offset(f) -> list[str]:
 def _masks(path: Path, f, header: fmt.Header, keys: list[str]) -> dict[int, dict[str, np.ndarray]]:
     """Task id -> layer name -> (units,) read-only 0/1 uint8 mask. A file holds tasks x
     layers of them: they are read into one buffer and handed out as views of it."""
-    owners = {  # mask key (as fmt.mask_key spells it) -> (task, layer), in network order
-        f"{fmt.MASK_PREFIX}{task}.{layer.name}": (task, layer)
-        for task in header.task_ids
-        for layer in header.layers
-    }
+    layers = header.layers
+    wanted = [  # task after task, layer after layer; as fmt.mask_key spells them
+        f"{fmt.MASK_PREFIX}{task}.{layer.name}" for task in header.task_ids for layer in layers
+    ]
     slices = zip(keys, map(f.get_slice, keys), strict=True)
     tensors = {key: (t.get_dtype(), tuple(t.get_shape())) for key, t in slices}
-    _check_no_stray_masks(path, owners, tensors)
-    _check_masks(path, owners, tensors)
-    units = [layer.units for _, layer in owners.values()]
-    buffer, starts = _mask_bytes(path, f, tensors, list(owners), units)
-    masks: dict[int, dict[str, np.ndarray]] = {task: {} for task in header.task_ids}
-    for (task, layer), start in zip(owners.values(), starts, strict=True):
-        masks[task][layer.name] = buffer[start : start + layer.units]
-    return masks
+    _check_no_stray_masks(path, wanted, tensors)
+    _check_masks(path, wanted, layers, tensors)
+    sizes = [layer.units for layer in layers]
+    buffer, starts = _mask_bytes(path, f, tensors, wanted, sizes * len(header.task_ids))
+    names, count = [layer.name for layer in layers], len(layers)
+    return {
+        task: {
+            name: buffer[start : start + size]
+            for name, start, size in zip(names, starts[at : at + count], sizes, strict=True)
+        }
+        for task, at in zip(header.task_ids, range(0, len(wanted), count), strict=True)
+    }
 
 
-def _check_no_stray_masks(path: Path, owners: dict, tensors: dict) -> None:
-    if missing := owners.keys() - tensors.keys():
-        first = next(key for key in owners if key in missing)
+def _check_no_stray_masks(path: Path, wanted: list[str], tensors: dict) -> None:
+    if missing := set(wanted) - tensors.keys():
+        first = next(key for key in wanted if key in missing)
         raise CheckpointError(f"{path}: mask: no tensor {shown(first)}")
-    others = tensors.keys() - owners.keys()  # the weights and norms, a few per layer
+    others = tensors.keys() - set(wanted)  # the weights and norms, a few per layer
     if stray := sorted(key for key in others if key.startswith(fmt.MASK_PREFIX)):
         raise CheckpointError(
             f"{path}: mask {shown(stray[0])} belongs to no stored task and layer in the metadata"
         )
 
 
-def _check_masks(path: Path, owners: dict, tensors: dict) -> None:
-    """Each mask one U8 (or BOOL) per unit of its layer; else an error about the first."""
-    allowed = set(fmt.MASK_DTYPES)
-    bad = next(
-        (
-            key
-            for key, (_, layer) in owners.items()
-            if tensors[key][0] not in allowed or tensors[key][1] != (layer.units,)
-        ),
-        None,
-    )
-    if bad is None:
+def _check_masks(path: Path, wanted: list[str], layers: tuple[LayerInfo, ...], tensors) -> None:
+    """Each of the `wanted` masks (task after task, layer after layer) one U8 (or BOOL)
+    per unit of its layer; else an error about the first that is not."""
+    found = list(map(tensors.__getitem__, wanted))
+    written = [("U8", (layer.units,)) for layer in layers]  # as hatinspect writes them
+    if found == written * (len(wanted) // max(len(layers), 1)):
         return
-    (dtype, shape), units = tensors[bad], owners[bad][1].units
-    if dtype not in allowed:
-        raise CheckpointError(f"{path}: mask {shown(bad)} has dtype {dtype}, expected U8 (0 or 1)")
-    raise CheckpointError(f"{path}: mask {shown(bad)} has shape {shape}, layer has {units} units")
+    for key, (dtype, shape), layer in zip(wanted, found, itertools.cycle(layers)):
+        if dtype not in fmt.MASK_DTYPES:
+            raise CheckpointError(
+                f"{path}: mask {shown(key)} has dtype {dtype}, expected U8 (0 or 1)"
+            )
+        if shape != (layer.units,):
+            raise CheckpointError(
+                f"{path}: mask {shown(key)} has shape {shape}, layer has {layer.units} units"
+            )
 
 
 def _mask_bytes(
