@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,6 @@ from checkpoint_factories import (
     native_tensors,
     write_native,
 )
-from safetensors import safe_open
 
 import hatinspect
 from hatinspect.checkpoints import read_tensors
@@ -100,40 +100,127 @@ def test_layer_order_is_the_stored_order_not_key_order(tmp_path, masks):
     assert hatinspect.open_checkpoint(path).layer_names == ["z", "a", "m"]
 
 
-def test_only_mask_tensors_are_read(tmp_path, layers, masks, monkeypatch):
-    """No byte of a weight or bias is read: every read lies inside the mask tensors."""
-    path = write_native(tmp_path / "n.safetensors", layers, masks)
-    reads = []
-    real_read = blocks.TensorFile.read_bytes
+def write_in_order(path, tensors: list[tuple[str, np.ndarray, str]], metadata) -> Path:
+    """A safetensors file with its (key, array, dtype name) tensors stored in the given
+    order, which ``save_file`` (sorting by dtype and name) would not keep."""
+    entries, offset = {"__metadata__": metadata}, 0
+    for key, array, dtype in tensors:
+        entries[key] = {"dtype": dtype, "shape": list(array.shape)}
+        entries[key]["data_offsets"] = [offset, offset := offset + array.nbytes]
+    header = json.dumps(entries).encode()
+    with open(path, "wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header)
+        for _, array, _ in tensors:
+            f.write(array.tobytes())
+    return Path(path)
 
-    def spy(self, offset, size):
-        reads.append((offset, offset + size))
-        return real_read(self, offset, size)
 
-    monkeypatch.setattr(blocks.TensorFile, "read_bytes", spy)
+def interleaved(tmp_path, layers, masks) -> tuple[Path, dict[str, range]]:
+    """A native file whose masks lie between the weights, task 2's as BOOL with bytes
+    of 7 for True; and the bytes of the file each mask is stored in."""
+    from checkpoint_factories import native_metadata, native_tensors
+
+    stored, ranges, at = [], {}, 0
+    for key, array in native_tensors(layers, masks).items():
+        dtype = "F32" if array.dtype == np.float32 else "U8"
+        if key.startswith("mask.2."):
+            array, dtype = array * np.uint8(7), "BOOL"
+        stored.append((key, array, dtype))
+    stored = sorted(stored, key=lambda t: t[0].split(".")[-1])  # masks among the weights
+    for key, array, _ in stored:
+        ranges[key], at = range(at, at + array.nbytes), at + array.nbytes
+    path = write_in_order(tmp_path / "i.safetensors", stored, native_metadata(layers, masks))
+    data = path.stat().st_size - at
+    return path, {k: range(r.start + data, r.stop + data) for k, r in ranges.items()}
+
+
+def test_masks_among_the_weights_and_bool_bytes(tmp_path, layers, masks):
+    path, _ = interleaved(tmp_path, layers, masks)
+    checkpoint = hatinspect.open_checkpoint(path)
+    for task, by_layer in masks.items():
+        for name, mask in by_layer.items():
+            assert checkpoint.masks[task][name].tolist() == [int(v) for v in mask]
+
+
+def test_only_mask_bytes_are_read(tmp_path, layers, masks, monkeypatch):
+    path, ranges = interleaved(tmp_path, layers, masks)
+    read = set()
+
+    class Spy:  # a file that notes which bytes were read from it
+        def __init__(self, *args, **kwargs):
+            self.file = open(*args, **kwargs)  # noqa: SIM115 (closed by __exit__)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def __getattr__(self, name):
+            method = getattr(self.file, name)
+            if name not in ("read", "readinto"):
+                return method
+
+            def reading(*args):
+                start = self.file.tell()
+                done = method(*args)
+                read.update(range(start, self.file.tell()))
+                return done
+
+            return reading
+
+    monkeypatch.setattr(reader, "open", Spy, raising=False)
     hatinspect.open_checkpoint(path)
-    with safe_open(path, framework="numpy") as f:
-        keys = list(f.keys())
-    header_length = int.from_bytes(path.read_bytes()[:8], "little")
-    table = json.loads(path.read_bytes()[8 : 8 + header_length])
-    spans = {k: [8 + header_length + o for o in table[k]["data_offsets"]] for k in keys}
-    weights = [spans[k] for k in keys if not k.startswith("mask.")]
-    assert reads and weights
-    for begin, end in reads:
-        assert all(end <= w_begin or begin >= w_end for w_begin, w_end in weights)
+    masks_bytes = {b for key, span in ranges.items() if key.startswith("mask.") for b in span}
+    data = min(span.start for span in ranges.values())
+    assert {b for b in read if b >= data} == masks_bytes
+
+
+def test_masks_read_one_by_one_without_offset_keys(tmp_path, layers, masks, monkeypatch):
+    path, _ = interleaved(tmp_path, layers, masks)
+    real_open = reader.safe_open
+
+    class Older:  # safetensors before offset_keys
+        def __init__(self, *args, **kwargs):
+            self.inner = real_open(*args, **kwargs)
+
+        def __enter__(self):
+            self.handle = self.inner.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+        def keys(self):
+            return self.handle.keys()
+
+        def get_slice(self, key):
+            return self.handle.get_slice(key)
+
+        def get_tensor(self, key):
+            return self.handle.get_tensor(key)
+
+        def metadata(self):
+            return self.handle.metadata()
+
+    monkeypatch.setattr(reader, "safe_open", Older)
+    checkpoint = hatinspect.open_checkpoint(path)
+    for task, by_layer in masks.items():
+        for name, mask in by_layer.items():
+            assert checkpoint.masks[task][name].tolist() == [int(v) for v in mask]
 
 
 @pytest.mark.parametrize("bad_task", [None, 1, 5])
-def test_masks_far_apart_are_read_one_by_one(tmp_path, layers, masks, bad_task):
-    """Masks separated by more than the slack (a foreign writer's order) are read each on
-    its own, and a value other than 0 or 1 in any of them is still refused by name."""
+def test_masks_far_apart(tmp_path, layers, masks, bad_task):
+    """Masks with megabytes between them (a foreign writer's order) read as stored, and a
+    value other than 0 or 1 in any of them is refused by name."""
     tensors = native_tensors(layers, masks)
     if bad_task is not None:
         key = fmt.mask_key(bad_task, layers[-1].name)
         tensors[key] = tensors[key].copy()
         tensors[key][-1] = 2
     keys = sorted(tensors, key=lambda k: (k.startswith("mask."), k))
-    filler = np.zeros(2 * reader.MASK_SPAN_SLACK, np.uint8)  # between two masks
+    filler = np.zeros(2 * 2**20, np.uint8)  # between two masks
     ordered = {k: tensors[k] for k in keys[:-1]} | {"filler": filler, keys[-1]: tensors[keys[-1]]}
     path = tmp_path / "apart.safetensors"
     blocks.write_stream(

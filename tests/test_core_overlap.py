@@ -1,9 +1,13 @@
 """Task x task overlap against counting shared units one by one."""
 
+import csv
+import io
+import itertools
+
 import numpy as np
 import pytest
 from brute_force import overlap_counts
-from inspect_checkpoints import CONV, MLP, make_checkpoint, random_masks
+from inspect_checkpoints import CONV, MLP, layer, make_checkpoint, random_masks
 
 from hatinspect.core.overlap import overlap
 
@@ -73,3 +77,50 @@ def test_float32_blocks_stay_within_exact_integers(monkeypatch):
     monkeypatch.setattr(module, "BLOCK_BYTES", 1 << 40)  # only the exactness limit splits
     matrix = np.ones((2, 2**24 + 3), dtype=np.uint8)  # one float32 sum would round
     assert module.shared_units(matrix).tolist() == [[2**24 + 3] * 2] * 2
+
+
+@pytest.mark.parametrize(
+    ("units", "tasks", "density"),
+    [
+        ((1,), (4,), 0.5),  # one task, one unit
+        ((63, 65), (1, 2, 3), 0.5),  # around a 64-bit word
+        ((130, 7, 64), (2, 3, 5, 7, 11), 0.3),
+        ((9, 200), (1, 2), 0.0),  # no task keeps a unit
+        ((5, 3), (1, 2, 3), 1.0),  # every task keeps every unit
+    ],
+)
+def test_random_masks_of_odd_sizes_match_counting_one_by_one(units, tasks, density):
+    layers = [layer(f"fc/{i}", (n, 3)) for i, n in enumerate(units)]
+    masks = random_masks(layers, tasks, seed=sum(units), density=density)
+    report = overlap(make_checkpoint(layers, masks))
+    scopes = [(report.network, layers)] + [
+        (s, [lay]) for s, lay in zip(report.layers, layers, strict=True)
+    ]
+    for scope, chosen in scopes:
+        shared, union = overlap_counts(chosen, masks, tasks)
+        assert scope.units == sum(lay.units for lay in chosen)
+        assert scope.shared.tolist() == shared and scope.union.tolist() == union
+
+
+def test_no_units_share_nothing():
+    from hatinspect.core.overlap import shared_units
+
+    assert shared_units(np.zeros((3, 0), dtype=np.uint8)).tolist() == [[0] * 3] * 3
+
+
+def test_csv_has_every_pair_of_every_scope_with_names_quoted():
+    from hatinspect.core.records import to_csv
+
+    tasks = (1, 2, 4)
+    layers = [layer('a,"b"', (3, 2)), layer("c", (70, 2))]
+    masks = random_masks(layers, tasks, seed=5)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["scope", "task_a", "task_b", "shared", "union", "jaccard"])
+    for name, chosen in [("network", layers), *((lay.name, [lay]) for lay in layers)]:
+        shared, union = overlap_counts(chosen, masks, tasks)
+        for (i, a), (j, b) in itertools.product(enumerate(tasks), repeat=2):
+            jaccard = shared[i][j] / union[i][j] if union[i][j] else 1.0
+            writer.writerow([name, a, b, shared[i][j], union[i][j], jaccard])
+    report = overlap(make_checkpoint(layers, masks))
+    assert to_csv(report, per_layer=True) == out.getvalue()

@@ -3,38 +3,51 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
-from hatinspect.core.masks import task_matrix
 from hatinspect.core.results import Result
 from hatinspect.core.select import select_layers, select_tasks
-from hatinspect.core.types import Checkpoint
+from hatinspect.core.types import Checkpoint, LayerInfo
 
 
 @dataclass(frozen=True)
 class Overlap:
-    """Task x task matrices over some units; entry (a, b) is about tasks[a] and tasks[b]."""
+    """Task x task matrices over some units; entry (a, b) is about tasks[a] and tasks[b].
+
+    The matrices are counted when first asked for: a command that shows only the network
+    never counts its layers one by one."""
 
     name: str  # a layer name, or "network"
     units: int
-    shared: np.ndarray  # (tasks, tasks) int64: units both masks keep; the diagonal is each size
-    union: np.ndarray  # (tasks, tasks) int64: units either mask keeps
+    # (tasks, units): row t is the t-th chosen task's 0/1 mask over these units
+    matrix: np.ndarray = field(repr=False, compare=False)
 
-    @property
+    @cached_property
+    def shared(self) -> np.ndarray:
+        """(tasks, tasks) int64: units both masks keep; the diagonal is each mask's size."""
+        return _frozen(shared_units(self.matrix))
+
+    @cached_property
+    def union(self) -> np.ndarray:
+        """(tasks, tasks) int64: units either mask keeps."""
+        sizes = np.diag(self.shared)
+        return _frozen(sizes[:, None] + sizes[None, :] - self.shared)
+
+    @cached_property
     def jaccard(self) -> np.ndarray:
         """shared / union; 1 where both masks are empty (two equal, empty sets)."""
-        return np.divide(
-            self.shared, self.union, out=np.ones(self.shared.shape), where=self.union > 0
-        )
+        ones = np.ones(self.shared.shape)
+        return _frozen(np.divide(self.shared, self.union, out=ones, where=self.union > 0))
 
 
 @dataclass(frozen=True)
 class OverlapReport(Result):
     checkpoint: str
     tasks: tuple[int, ...]
-    network: Overlap  # summed over the chosen layers
+    network: Overlap  # over the units of all chosen layers
     layers: tuple[Overlap, ...]
 
 
@@ -46,24 +59,31 @@ def overlap(
 ) -> OverlapReport:
     """Shared units between every pair of chosen tasks, on the chosen layers (all by default)."""
     chosen = select_tasks(checkpoint, tasks)
-    layers = tuple(
-        _overlap(layer.name, task_matrix(checkpoint, layer, chosen))
-        for layer in select_layers(checkpoint, include, exclude)
+    layers = select_layers(checkpoint, include, exclude)
+    # the network's counts are the layers' summed: one product over all their units
+    matrix = _frozen(network_matrix(checkpoint, layers, chosen))
+    ends = np.cumsum([0, *(layer.units for layer in layers)])
+    return OverlapReport(
+        checkpoint.path,
+        chosen,
+        Overlap("network", matrix.shape[1], matrix),
+        tuple(
+            Overlap(layer.name, layer.units, matrix[:, start:end])
+            for layer, start, end in zip(layers, ends[:-1], ends[1:], strict=True)
+        ),
     )
-    network = Overlap(
-        name="network",
-        units=sum(layer.units for layer in layers),
-        shared=_frozen(sum(layer.shared for layer in layers)),
-        union=_frozen(sum(layer.union for layer in layers)),
-    )
-    return OverlapReport(checkpoint.path, chosen, network, layers)
 
 
-def _overlap(name: str, matrix: np.ndarray) -> Overlap:
-    shared = shared_units(matrix)
-    sizes = np.diag(shared)
-    union = sizes[:, None] + sizes[None, :] - shared
-    return Overlap(name, matrix.shape[1], _frozen(shared), _frozen(union))
+def network_matrix(
+    checkpoint: Checkpoint, layers: Sequence[LayerInfo], tasks: Sequence[int]
+) -> np.ndarray:
+    """(tasks, units of all `layers`) uint8: row t is tasks[t]'s masks, layer after layer."""
+    matrix = np.empty((len(tasks), sum(layer.units for layer in layers)), dtype=np.uint8)
+    for row, task in zip(matrix, tasks, strict=True):
+        masks = checkpoint.masks[task]
+        if layers:
+            np.concatenate([masks[layer.name] for layer in layers], out=row)
+    return matrix
 
 
 EXACT_TERMS = 2**24  # a float32 sum of 0/1 products is exact while it stays <= 2**24

@@ -7,7 +7,9 @@ disk. Every problem with a file becomes a one-line ``CheckpointError`` naming th
 from __future__ import annotations
 
 import errno
+import itertools
 import json
+import math
 import os
 import stat
 from collections.abc import Iterable
@@ -19,7 +21,6 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from hatinspect.core import format as fmt
-from hatinspect.core.blocks import Entry, TensorFile
 from hatinspect.core.errors import CheckpointError, shown
 from hatinspect.core.types import Checkpoint, LayerInfo
 
@@ -39,7 +40,7 @@ def open_native(path: str | os.PathLike, source: str | None = None) -> Checkpoin
 
 
 def _open_native(path: Path, source: str | None) -> Checkpoint:
-    header, masks, keys = _read(_native_file(path))
+    header, masks, task_norms = _read_native(_native_file(path))
     if source not in (None, "hatinspect", header.source):
         raise CheckpointError(
             f"{path}: a native hatinspect file; source={shown(source)} does not apply"
@@ -53,7 +54,7 @@ def _open_native(path: Path, source: str | None) -> Checkpoint:
         masks=MappingProxyType({t: MappingProxyType(m) for t, m in masks.items()}),
         metadata=MappingProxyType(dict(header.user)),
         notes=header.notes,
-        task_norms=MappingProxyType(fmt.task_norm_keys(keys)),
+        task_norms=MappingProxyType(task_norms),
     )
 
 
@@ -99,19 +100,17 @@ def reading(path: str | os.PathLike):
 
 def read_native(path: Path) -> tuple[fmt.Header, dict[int, dict[str, np.ndarray]]]:
     """Header and masks of a native file: header, mask tensors, never the weights."""
-    header, masks, _ = _read(path)
+    header, masks, _ = _read_native(path)
     return header, masks
 
 
-def _read(path: Path) -> tuple[fmt.Header, dict[int, dict[str, np.ndarray]], Iterable[str]]:
-    """Header, masks and every tensor key. safetensors checks the file's layout; the
-    masks are then read with as few reads as their place in the file allows."""
-    with reading(path):
-        with _safetensors(path) as f:
-            metadata = f.metadata()
-        with TensorFile(path) as tensors:
-            header = _header(path, metadata, tensors.entries)
-            return header, _masks(path, tensors, header), tensors.entries.keys()
+def _read_native(path: Path) -> tuple[fmt.Header, dict, dict[int, tuple[str, ...]]]:
+    """Header, masks and task id -> its batch norms' keys, from one opening of the file."""
+    with reading(path), _safetensors(path) as f:
+        header = _header(path, f)
+        keys = _keys_by_offset(f)
+        masks = _masks(path, f, header, keys)
+        return header, masks, fmt.task_norm_keys(keys)
 
 
 def existing_file(path: str | os.PathLike) -> Path:
@@ -217,93 +216,90 @@ def _widened(path: Path, dtypes: dict[str, str]) -> dict[str, np.ndarray]:
     return out
 
 
-def _header(path: Path, metadata: dict[str, str] | None, entries: dict[str, Entry]):
+def _header(path: Path, f) -> fmt.Header:
     try:
-        header = fmt.decode_header(metadata)
+        header = fmt.decode_header(f.metadata())
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     for layer in header.layers:
-        _check_layer_tensors(path, entries, layer)
+        _check_layer_tensors(path, f, layer)
     return header
 
 
-def _check_layer_tensors(path: Path, entries: dict[str, Entry], layer: LayerInfo) -> None:
+def _check_layer_tensors(path: Path, f, layer: LayerInfo) -> None:
     expected = {layer.weight_key: layer.weight_shape}
     if layer.bias_key is not None:
         expected[layer.bias_key] = (layer.units,)
     for key, shape in expected.items():
-        entry = _entry(path, entries, key, layer)
-        if entry.shape != shape:
+        owner = f"layer {shown(layer.name)}"
+        actual = _shape(path, f, key, owner)
+        if actual != shape:
             raise CheckpointError(
-                f"{path}: layer {shown(layer.name)}: tensor {shown(key)} has shape"
-                f" {entry.shape}, expected {shape}"
+                f"{path}: {owner}: tensor {shown(key)} has shape {actual}, expected {shape}"
             )
-        if entry.dtype not in fmt.WEIGHT_DTYPES:
+        dtype = f.get_slice(key).get_dtype()
+        if dtype not in fmt.WEIGHT_DTYPES:
             raise CheckpointError(
-                f"{path}: layer {shown(layer.name)}: tensor {shown(key)} has dtype {entry.dtype},"
+                f"{path}: {owner}: tensor {shown(key)} has dtype {dtype},"
                 f" expected one of {', '.join(fmt.WEIGHT_DTYPES)}"
             )
 
 
-def _entry(path: Path, entries: dict[str, Entry], key: str, layer: LayerInfo | None) -> Entry:
-    """The entry of tensor `key`, which `layer` (or, with None, a mask) needs."""
+def _shape(path: Path, f, key: str, owner: str) -> tuple[int, ...]:
     try:
-        return entries[key]
-    except KeyError:
-        owner = "mask" if layer is None else f"layer {shown(layer.name)}"
+        return tuple(f.get_slice(key).get_shape())
+    except SafetensorError:
         raise CheckpointError(f"{path}: {owner}: no tensor {shown(key)}") from None
 
 
-MASK_SPAN_SLACK = 2**20  # bytes between masks still read in the one read of all of them
+def _keys_by_offset(f) -> list[str]:
+    """The file's tensor names in the order of their data (name order on a safetensors
+    without ``offset_keys``: the masks are then read one by one)."""
+    return f.offset_keys() if hasattr(f, "offset_keys") else list(f.keys())
 
 
-def _masks(path: Path, tensors: TensorFile, header: fmt.Header) -> dict[int, dict[str, np.ndarray]]:
-    """Every stored task's masks, as read-only 0/1 uint8 views of the bytes read."""
-    entries = tensors.entries
-    _check_mask_count(path, entries.keys(), header)
-    owners = {  # mask key -> (task, layer), task by task in network order
-        fmt.mask_key(task, layer.name): (task, layer)
-        for task in header.task_ids
-        for layer in header.layers
+def _masks(path: Path, f, header: fmt.Header, keys: list[str]) -> dict[int, dict[str, np.ndarray]]:
+    """Task id -> layer name -> (units,) read-only 0/1 uint8 mask. A file holds tasks x
+    layers of them: they are read into one buffer and handed out as views of it."""
+    layers = header.layers
+    wanted = [  # task after task, layer after layer; as fmt.mask_key spells them
+        f"{fmt.MASK_PREFIX}{task}.{layer.name}" for task in header.task_ids for layer in layers
+    ]
+    slices = zip(keys, map(f.get_slice, keys), strict=True)
+    tensors = {key: (t.get_dtype(), tuple(t.get_shape())) for key, t in slices}
+    _check_no_stray_masks(path, wanted, tensors)
+    _check_masks(path, wanted, layers, tensors)
+    sizes = [layer.units for layer in layers]
+    buffer, starts = _mask_bytes(path, f, tensors, wanted, sizes * len(header.task_ids))
+    names, count = [layer.name for layer in layers], len(layers)
+    return {
+        task: {
+            name: buffer[start : start + size]
+            for name, start, size in zip(names, starts[at : at + count], sizes, strict=True)
+        }
+        for task, at in zip(header.task_ids, range(0, len(wanted), count), strict=True)
     }
-    _check_no_stray_masks(path, entries.keys(), owners)
-    _check_mask_entries(path, entries, owners)
-    data, binary = _read_masks(tensors, owners)
-    bad = None if binary else next((k for k, m in data.items() if m.max(initial=0) > 1), None)
-    if bad is not None:
-        raise CheckpointError(
-            f"{path}: mask {shown(bad)} is not binary (values other than 0 and 1)"
-        )
-    masks: dict[int, dict[str, np.ndarray]] = {task: {} for task in header.task_ids}
-    for key, (task, layer) in owners.items():
-        masks[task][layer.name] = data[key]
-    return masks
 
 
-def _check_mask_count(path: Path, keys: Iterable[str], header: fmt.Header) -> None:
-    """A missing mask, named before the (tasks x layers) names are built: a header may
-    claim far more tasks than the file holds masks for."""
-    held = {key for key in keys if key.startswith(fmt.MASK_PREFIX)}
-    if len(header.task_ids) * len(header.layers) > len(held):
-        for task in header.task_ids:
-            for layer in header.layers:
-                if (key := fmt.mask_key(task, layer.name)) not in held:
-                    raise CheckpointError(f"{path}: mask: no tensor {shown(key)}")
-
-
-def _check_no_stray_masks(path: Path, keys: Iterable[str], owners: dict) -> None:
-    held = (key for key in keys if key.startswith(fmt.MASK_PREFIX))
-    stray = sorted(key for key in held if key not in owners)
-    if stray:
+def _check_no_stray_masks(path: Path, wanted: list[str], tensors: dict) -> None:
+    if missing := set(wanted) - tensors.keys():
+        first = next(key for key in wanted if key in missing)
+        raise CheckpointError(f"{path}: mask: no tensor {shown(first)}")
+    others = tensors.keys() - set(wanted)  # the weights and norms, a few per layer
+    if stray := sorted(key for key in others if key.startswith(fmt.MASK_PREFIX)):
         raise CheckpointError(
             f"{path}: mask {shown(stray[0])} belongs to no stored task and layer in the metadata"
         )
 
 
-def _check_mask_entries(path: Path, entries: dict[str, Entry], owners: dict) -> None:
-    """Each mask one U8 (or BOOL) per unit of its layer; else an error naming the first."""
-    for key, (_, layer) in owners.items():
-        dtype, shape = entries[key][:2]
+def _check_masks(path: Path, wanted: list[str], layers: tuple[LayerInfo, ...], tensors) -> None:
+    """Each of the `wanted` masks (task after task, layer after layer) one U8 (or BOOL)
+    per unit of its layer; else an error about the first that is not."""
+    found = list(map(tensors.__getitem__, wanted))
+    written = [("U8", (layer.units,)) for layer in layers]  # as hatinspect writes them
+    if found == written * (len(wanted) // max(len(layers), 1)):
+        return
+    for key, (dtype, shape), layer in zip(wanted, found, itertools.cycle(layers)):
         if dtype not in fmt.MASK_DTYPES:
             raise CheckpointError(
                 f"{path}: mask {shown(key)} has dtype {dtype}, expected U8 (0 or 1)"
@@ -314,25 +310,94 @@ def _check_mask_entries(path: Path, entries: dict[str, Entry], owners: dict) -> 
             )
 
 
-def _read_masks(tensors: TensorFile, keys: Iterable[str]) -> tuple[dict[str, np.ndarray], bool]:
-    """Each mask's bytes as a read-only uint8 array (bool is stored as one byte), and
-    whether all of them are known to be 0 or 1 already. Masks lying close together (a
-    native file stores them side by side) come from one read, checked at once."""
-    entries = {key: tensors.entries[key] for key in keys}
-    if not entries:
-        return {}, True
-    starts = np.array([entry.start for entry in entries.values()], dtype=np.int64)
-    sizes = np.array([entry.nbytes for entry in entries.values()], dtype=np.int64)
-    begin, end = int(starts.min()), int((starts + sizes).max())
-    if end - begin > 2 * int(sizes.sum()) + MASK_SPAN_SLACK:
-        return {key: tensors.read(key).view(np.uint8) for key in entries}, False
-    span = np.frombuffer(tensors.read_bytes(begin, end - begin), np.uint8)  # read-only
-    offsets = (starts - begin).tolist()
-    masks = {
-        key: span[offset : offset + entry.nbytes]
-        for (key, entry), offset in zip(entries.items(), offsets, strict=True)
-    }
-    return masks, int(span.max()) <= 1
+def _mask_bytes(
+    path: Path, f, tensors: dict, masks: list[str], units: list[int]
+) -> tuple[np.ndarray, list[int]]:
+    """The (checked) masks' bytes in one read-only 0/1 buffer, and where each starts in it."""
+    sizes = np.array(units, dtype=np.int64)
+    offsets = _data_offsets(path, f, tensors)
+    if offsets is None:
+        starts = np.cumsum(sizes) - sizes
+        buffer = np.empty(int(sizes.sum()), dtype=np.uint8)
+        for key, start, size in zip(masks, starts.tolist(), units, strict=True):
+            buffer[start : start + size] = f.get_tensor(key).view(np.uint8)
+    else:
+        where = np.fromiter(map(offsets.__getitem__, masks), np.int64, len(masks))
+        buffer, starts = _read_spans(path, where, sizes)
+    bools = [i for i, key in enumerate(masks) if tensors[key][0] == "BOOL"]
+    _bools_as_bits(buffer, zip(starts[bools].tolist(), sizes[bools].tolist(), strict=True))
+    _check_binary(path, buffer, masks, starts, sizes)
+    buffer.flags.writeable = False
+    return buffer, starts.tolist()
+
+
+def _read_spans(
+    path: Path, offsets: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The file's (offset, size) spans one after another in a buffer, in the order they lie
+    in the file (one read for each run of adjacent spans), and where each starts in it."""
+    order = np.argsort(offsets, kind="stable")
+    starts = np.empty(len(offsets), dtype=np.int64)
+    starts[order] = np.cumsum(sizes[order]) - sizes[order]
+    buffer = np.empty(int(sizes.sum()), dtype=np.uint8)
+    view, at = memoryview(buffer), 0
+    with open(path, "rb") as file:
+        for offset, end in _runs(offsets[order], sizes[order]):
+            file.seek(offset)
+            if file.readinto(view[at:end]) != end - at:
+                raise CheckpointError(f"{path}: truncated (a mask ends past the end of the file)")
+            at = end
+    return buffer, starts
+
+
+def _runs(offsets: np.ndarray, sizes: np.ndarray) -> list[tuple[int, int]]:
+    """(file offset, end in the buffer) of each run of adjacent spans, sorted by offset."""
+    if not len(offsets):
+        return []
+    apart = np.flatnonzero(offsets[1:] != offsets[:-1] + sizes[:-1])
+    lasts = np.append(apart, len(offsets) - 1)  # the last span of each run
+    firsts = np.append(0, lasts[:-1] + 1)
+    return list(zip(offsets[firsts].tolist(), np.cumsum(sizes)[lasts].tolist(), strict=True))
+
+
+def _bools_as_bits(buffer: np.ndarray, spans) -> None:
+    """BOOL masks' (start, size) as numpy reads a bool: any non-zero byte is 1."""
+    for start, size in spans:
+        buffer[start : start + size] = buffer[start : start + size] != 0
+
+
+def _check_binary(path: Path, buffer: np.ndarray, masks, starts, sizes) -> None:
+    if buffer.max(initial=0) > 1:
+        spans = zip(masks, starts, sizes, strict=True)
+        bad = next(key for key, start, size in spans if buffer[start : start + size].max() > 1)
+        raise CheckpointError(
+            f"{path}: mask {shown(bad)} is not binary (values other than 0 and 1)"
+        )
+
+
+# bytes per element of safetensors' dtypes; a file with any other is read tensor by tensor
+DTYPE_BYTES = {
+    **dict.fromkeys(("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3"), 1),
+    **dict.fromkeys(("U16", "I16", "F16", "BF16"), 2),
+    **dict.fromkeys(("U32", "I32", "F32"), 4),
+    **dict.fromkeys(("U64", "I64", "F64"), 8),
+}
+
+
+def _data_offsets(path: Path, f, tensors: dict) -> dict[str, int] | None:
+    """Where each tensor's data starts in the file, from `tensors` (key -> dtype, shape)
+    in the order `_keys_by_offset` gives: safe_open has checked that the tensors tile the
+    data without gaps, so their sizes added up in the order of their data are the
+    offsets. None where that order is unknown or the sizes do not account for the file."""
+    known = all(dtype in DTYPE_BYTES for dtype, _ in tensors.values())
+    if not (known and hasattr(f, "offset_keys")):
+        return None
+    with open(path, "rb") as file:
+        data = 8 + int.from_bytes(file.read(8), "little")
+    sizes = [DTYPE_BYTES[dtype] * math.prod(shape) for dtype, shape in tensors.values()]
+    if data + sum(sizes) != path.stat().st_size:
+        return None
+    return dict(zip(tensors, itertools.accumulate(sizes, initial=data), strict=False))
 
 
 def _one_line(exc: BaseException) -> str:

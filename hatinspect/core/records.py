@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import Sequence
 from functools import singledispatch
+from itertools import chain, cycle, repeat
 
 from hatinspect.core.audit import AuditReport
 from hatinspect.core.capacity import CapacityReport
@@ -46,11 +47,19 @@ def _mark_inferred(document: dict, layers: dict) -> None:
 
 
 def to_csv(result, **options) -> str:
+    if isinstance(result, OverlapReport):  # tasks x tasks rows per scope: written as text
+        return _overlap_csv(result, **options)
     header, rows = csv_rows(result, **options)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
+    return out.getvalue()
+
+
+def _csv_line(fields: list) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(fields)
     return out.getvalue()
 
 
@@ -215,23 +224,48 @@ def _(report: OverlapReport) -> dict:
     }
 
 
+OVERLAP_KEYS = ["scope", "task_a", "task_b", "shared", "union", "jaccard"]
+
+
 @csv_rows.register
 def _(report: OverlapReport, per_layer: bool = False) -> tuple[list[str], list[list]]:
-    scopes = (report.network, *(report.layers if per_layer else ()))
     rows = [
-        [
-            scope.name,
-            a,
-            b,
-            int(scope.shared[i, j]),
-            int(scope.union[i, j]),
-            float(scope.jaccard[i, j]),
-        ]
-        for scope in scopes
-        for i, a in enumerate(report.tasks)
-        for j, b in enumerate(report.tasks)
+        [scope.name, a, b, shared, union, jaccard]
+        for scope in _overlap_scopes(report, per_layer)
+        for (a, b), shared, union, jaccard in zip(
+            _task_pairs(report.tasks), *_flat_matrices(scope), strict=True
+        )
     ]
-    return ["scope", "task_a", "task_b", "shared", "union", "jaccard"], rows
+    return OVERLAP_KEYS, rows
+
+
+def _overlap_csv(report: OverlapReport, per_layer: bool = False) -> str:
+    """What `to_csv` would write of `csv_rows`, formatted a line at a time: the csv module
+    takes about twice as long over the 409,600 rows of a network at 640 tasks."""
+    tasks, count = report.tasks, len(report.tasks)
+    lines = [_csv_line(OVERLAP_KEYS)]
+    for scope in _overlap_scopes(report, per_layer):
+        name = _csv_line([scope.name]).removesuffix("\n")  # quoted where csv quotes
+        firsts = chain.from_iterable(map(repeat, tasks, repeat(count)))  # row-major pairs
+        columns = (repeat(name), firsts, cycle(tasks), *_flat_matrices(scope))
+        lines += map("{},{},{},{},{},{!r}\n".format, *columns)
+    return "".join(lines)
+
+
+def _overlap_scopes(report: OverlapReport, per_layer: bool) -> tuple[Overlap, ...]:
+    return (report.network, *(report.layers if per_layer else ()))
+
+
+def _task_pairs(tasks: tuple[int, ...]) -> list[tuple[int, int]]:
+    return [(a, b) for a in tasks for b in tasks]  # row-major, as the matrices
+
+
+def _flat_matrices(scope: Overlap) -> tuple[list[int], list[int], list[float]]:
+    return (
+        scope.shared.ravel().tolist(),
+        scope.union.ravel().tolist(),
+        scope.jaccard.ravel().tolist(),
+    )
 
 
 def _matrices(scope: Overlap) -> dict:
