@@ -103,6 +103,12 @@ def read_native(path: Path) -> tuple[fmt.Header, dict[int, dict[str, np.ndarray]
         return header, _masks(path, f, header)
 
 
+def read_native_header(path: str | os.PathLike) -> fmt.Header:
+    """A native file's header alone, checked as ``read_native`` checks it; no mask is read."""
+    with reading(path), _safetensors(Path(path)) as f:
+        return _header(Path(path), f)
+
+
 def existing_file(path: str | os.PathLike) -> Path:
     """``path`` as a ``Path`` when it is a regular, non-empty file; else ``CheckpointError``."""
     path = Path(path)

@@ -121,6 +121,7 @@ def write_checkpoint(path: str | os.PathLike, tensors: Mapping[str, Tensor], hea
         _verify(Path(tmp), tensors, header)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
+        _fsync_folder(path.parent)  # the rename itself survives a crash
     except OSError as exc:  # said of the file asked for, never of the temporary one
         Path(tmp).unlink(missing_ok=True)
         raise CheckpointError(
@@ -156,6 +157,19 @@ def _plain(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
 def _fsync(path: str) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # a folder that cannot be opened (Windows): its entry is the system's
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder; the file itself is synced
+        pass
+    finally:
+        os.close(fd)
 
 
 def _verify(tmp: Path, tensors: Mapping[str, Tensor], header) -> None:
