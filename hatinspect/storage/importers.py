@@ -140,7 +140,9 @@ def _load_checked(path: Path, names: tuple[str, ...]):
         with warnings.catch_warnings():
             # a refused plain pickle also warns about its protocol; the refusal says it all
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return _torch_load(path, zipped)
+            # a file object, not the path: torch.load treats a path by its suffix
+            with path.open("rb") as f:
+                return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not zipped:
             raise CheckpointError(f"{path}: refused to load: {_refusal(path, exc)}") from None
@@ -148,21 +150,6 @@ def _load_checked(path: Path, names: tuple[str, ...]):
     except Exception as exc:  # torch.load raises many types on damaged data; all mean "unreadable"
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
-
-
-def _torch_load(path: Path, zipped: bool):
-    """``torch.load(weights_only=True)``; a zip's tensors stay mapped from the file (its
-    records were checked in place, none compressed), read only when used."""
-    if zipped and path.suffix != fmt.SUFFIX and _all_stored(path):
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    # a file object, not the path: torch.load treats a path by its suffix
-    with path.open("rb") as f:
-        return torch.load(f, map_location="cpu", weights_only=True)
-
-
-def _all_stored(path: Path) -> bool:
-    with zipfile.ZipFile(path) as archive:
-        return all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
 
 
 def unwrap(path: Path, payload) -> tuple[dict[str, Tensor], dict]:

@@ -66,7 +66,7 @@ class CheckedFile:
 def check_torch_file(path: Path) -> CheckedFile:
     """Refuse a file whose zip records or pickles no checkpoint has; ``CheckpointError``.
     A zip's pickles are checked before this returns; its data records' CRCs in a thread
-    (``CheckedFile.wait``), while torch maps them: nothing in them runs."""
+    (``CheckedFile.wait``), while torch reads them: nothing in them runs."""
     size = path.stat().st_size
     with path.open("rb") as f:
         is_zip = f.read(4) == b"PK\x03\x04"
@@ -109,23 +109,24 @@ class GlobalNames:
         self.last: tuple = (None, None)  # what the two latest opcodes pushed
 
     def step(self, name: str, arg) -> None:
-        if name == "GLOBAL":
+        kind = _NAME_KINDS.get(name)
+        if kind is None:  # most opcodes: something that names nothing was pushed
+            self.last = (self.last[1], None)
+        elif kind == "global":
             self.found.add(arg.replace(" ", "."))
-        elif name == "STACK_GLOBAL":
+        elif kind == "stack_global":
             module, attr = self.last
             ok = isinstance(module, str) and isinstance(attr, str)
             self.found.add(f"{module}.{attr}" if ok else "<unknown>")
             self._push(None)
-        elif name in STRING_OPS:
+        elif kind == "string":
             self._push(arg)
-        elif name in PUTS:
+        elif kind == "put":
             self.memo[int(arg)] = self.last[1]
-        elif name == "MEMOIZE":
+        elif kind == "memoize":
             self.memo[len(self.memo)] = self.last[1]
-        elif name in GETS:
+        else:  # get
             self._push(self.memo.get(int(arg)))
-        else:
-            self._push(None)
 
     def _push(self, value) -> None:
         self.last = (self.last[1], value)
@@ -139,16 +140,25 @@ STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE
 PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
 LONGS = frozenset({"LONG1", "LONG4", "LONG"})
+_NAME_KINDS = {
+    "GLOBAL": "global",
+    "STACK_GLOBAL": "stack_global",
+    "MEMOIZE": "memoize",
+    **dict.fromkeys(STRING_OPS, "string"),
+    **dict.fromkeys(PUTS, "put"),
+    **dict.fromkeys(GETS, "get"),
+}
 
 
 def _scan(path: Path, stream: io.BytesIO, what: str, names: GlobalNames | None = None) -> None:
     stack: list = []
     memo: dict = {}
     names = names or GlobalNames()
+    steps = _STEPS
     try:
         for opcode, arg, _ in pickletools.genops(stream):
             names.step(opcode.name, arg)
-            _step(opcode, arg, stack, memo)
+            steps.get(opcode.name, _generic)(opcode, arg, stack, memo)
     except _Refused as exc:
         raise CheckpointError(f"{path}: refused to load: {what} {exc}") from None
     except (ValueError, KeyError, IndexError, TypeError, EOFError, RecursionError) as exc:
@@ -162,31 +172,55 @@ class _Refused(Exception):
     pass
 
 
-def _step(opcode, arg, stack: list, memo: dict) -> None:
-    name = opcode.name
-    if name in LONGS and isinstance(arg, int):
-        if arg.bit_length() > MAX_INT_BITS:
-            raise _Refused(f"holds {shown(arg)}, more than any count in a checkpoint")
-    if name == "MARK":
-        stack.append(_MARK)
-    elif name in PUTS:
-        memo[arg] = _top(stack)
-    elif name == "MEMOIZE":
-        memo[len(memo)] = _top(stack)
-    elif name in GETS:
-        if arg not in memo:
-            raise ValueError(f"memo entry {shown(arg)} read before it is written")
-        stack.append(memo[arg])
-    elif name == "DUP":
-        stack.append(_top(stack))
-    elif name == "POP":
-        _pop(stack, 1)
-    elif name == "POP_MARK":
-        _to_mark(stack)
-    elif name == "STOP":
-        _pop(stack, 1)
-    else:
-        _generic(opcode, stack)
+# What each opcode that is not a plain constructor does to the symbolic stack and memo;
+# every other opcode is `_generic`. Each takes (opcode, arg, stack, memo).
+def _mark(opcode, arg, stack: list, memo: dict) -> None:
+    stack.append(_MARK)
+
+
+def _put(opcode, arg, stack: list, memo: dict) -> None:
+    memo[arg] = _top(stack)
+
+
+def _memoize(opcode, arg, stack: list, memo: dict) -> None:
+    memo[len(memo)] = _top(stack)
+
+
+def _get(opcode, arg, stack: list, memo: dict) -> None:
+    if arg not in memo:
+        raise ValueError(f"memo entry {shown(arg)} read before it is written")
+    stack.append(memo[arg])
+
+
+def _dup(opcode, arg, stack: list, memo: dict) -> None:
+    stack.append(_top(stack))
+
+
+def _pop_one(opcode, arg, stack: list, memo: dict) -> None:  # POP, and STOP
+    _pop(stack, 1)
+
+
+def _pop_mark(opcode, arg, stack: list, memo: dict) -> None:
+    _to_mark(stack)
+
+
+def _long(opcode, arg, stack: list, memo: dict) -> None:
+    if isinstance(arg, int) and arg.bit_length() > MAX_INT_BITS:
+        raise _Refused(f"holds {shown(arg)}, more than any count in a checkpoint")
+    _generic(opcode, arg, stack, memo)
+
+
+_STEPS = {
+    "MARK": _mark,
+    "MEMOIZE": _memoize,
+    "DUP": _dup,
+    "POP": _pop_one,
+    "STOP": _pop_one,
+    "POP_MARK": _pop_mark,
+    **dict.fromkeys(PUTS, _put),
+    **dict.fromkeys(GETS, _get),
+    **dict.fromkeys(LONGS, _long),
+}
 
 
 @functools.cache
@@ -198,7 +232,7 @@ def _effect(opcode) -> tuple[bool, int, int, bool]:
     return marked, len(before), len(opcode.stack_after), opcode.name in MUTATORS
 
 
-def _generic(opcode, stack: list) -> None:
+def _generic(opcode, arg, stack: list, memo: dict) -> None:
     """Pop what ``opcode`` consumes (to the mark first, when it takes a slice), push what it
     makes: a new object over its parts, or the same container grown by them."""
     marked, popped, pushed, mutates = _effect(opcode)
@@ -355,16 +389,20 @@ def _check_stored(path: Path, info: zipfile.ZipInfo, data: memoryview) -> None:
     if len(data) != info.file_size:
         _wrong_size(path, info, len(data))
     if zlib.crc32(data) != info.CRC:
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (bad CRC-32 of zip record"
-            f" {shown(info.filename)})"
-        )
+        _bad_crc(path, info)
+
+
+def _bad_crc(path: Path, info: zipfile.ZipInfo):
+    raise CheckpointError(
+        f"{path}: not a readable PyTorch checkpoint (bad CRC-32 of zip record"
+        f" {shown(info.filename)})"
+    )
 
 
 class RecordCheck:
-    """The sizes and CRCs of a zip's stored records, checked in the mapped file by a
-    thread of its own: zlib lets go of the interpreter, so the check costs no time beside
-    the pickle's scan and ``torch.load``."""
+    """The sizes and CRCs of a zip's stored records, checked by a thread of its own
+    through one reused buffer (memory stays flat): reading and zlib let go of the
+    interpreter, so the check costs no time beside the pickle's scan and ``torch.load``."""
 
     def __init__(self, path: Path, records: list[tuple[zipfile.ZipInfo, int]]) -> None:
         self._error: CheckpointError | None = None
@@ -373,11 +411,10 @@ class RecordCheck:
 
     def _run(self, path: Path, records) -> None:
         try:
-            with path.open("rb") as raw, mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                with memoryview(m) as whole:
-                    for info, start in records:
-                        with whole[start : start + info.file_size] as data:
-                            _check_stored(path, info, data)
+            buffer = memoryview(bytearray(CHUNK))
+            with path.open("rb", buffering=0) as raw:
+                for info, start in records:
+                    _check_in_chunks(path, raw, buffer, info, start)
         except CheckpointError as exc:
             self._error = exc
         except (OSError, ValueError) as exc:  # the file changed or went since it was opened
@@ -389,6 +426,18 @@ class RecordCheck:
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+def _check_in_chunks(path: Path, raw, buffer: memoryview, info: zipfile.ZipInfo, start: int):
+    raw.seek(start)
+    crc, left = 0, info.file_size
+    while left:
+        count = raw.readinto(buffer[: min(left, len(buffer))])
+        if not count:
+            _wrong_size(path, info, info.file_size - left)
+        crc, left = zlib.crc32(buffer[:count], crc), left - count
+    if crc != info.CRC:
+        _bad_crc(path, info)
 
 
 def _read_deflated(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
