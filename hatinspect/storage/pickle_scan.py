@@ -5,7 +5,9 @@ and followed on a symbolic stack that knows, for every object, how deeply it nes
 how many objects it expands to, counting a memo entry again each time it is re-used: a
 2 kB pickle can describe a tuple of 2^60 leaves that hashing never finishes, or a key
 nested 10^6 deep that crashes the interpreter. A torch zip's records are read in full,
-their CRCs and sizes checked against the directory, before torch's own reader trusts them.
+their CRCs and sizes checked against the directory: the pickles' before torch's own reader
+sees them, the tensors' records in a thread while torch reads them and before anything
+uses them.
 After loading, every tensor must hold the elements it claims: a stride-0 view of one
 number claiming 2^33 elements would otherwise be expanded by the first operation on it.
 """
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import io
-import mmap
 import pickletools
 import struct
 import threading
@@ -297,15 +298,19 @@ def _zip_records(path: Path, size: int) -> tuple[list, list]:
             _check_directory(path, infos, size)
             starts = [_check_local_header(path, raw, info) for info in infos]
             pickles, stored = [], []
-            with mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                for info, start in zip(infos, starts, strict=True):
-                    if info.filename.endswith(".pkl"):
-                        data = _read_record(path, archive, mapped, info, start)
-                        pickles.append((info.filename.rpartition("/")[2], data))
-                    elif info.compress_type == zipfile.ZIP_STORED:
-                        stored.append((info, start))
-                    else:
-                        _read_record(path, archive, mapped, info, start)
+            for info, start in zip(infos, starts, strict=True):
+                pickle = info.filename.endswith(".pkl")
+                if info.compress_type != zipfile.ZIP_STORED:
+                    data = _read_deflated(path, archive, info)
+                elif pickle:
+                    raw.seek(start)
+                    data = raw.read(info.file_size)
+                    _check_stored(path, info, data)
+                else:
+                    stored.append((info, start))
+                    continue
+                if pickle:
+                    pickles.append((info.filename.rpartition("/")[2], data))
             return pickles, stored
     except zipfile.BadZipFile as exc:
         if "not a zip file" in str(exc):  # no end-of-archive record: the end is missing
@@ -373,19 +378,7 @@ def _check_local_header(path: Path, raw, info: zipfile.ZipInfo) -> int:
     return info.header_offset + LOCAL_HEADER.size + name_length + extra_length
 
 
-def _read_record(
-    path: Path, archive: zipfile.ZipFile, mapped: mmap.mmap, info: zipfile.ZipInfo, start: int
-) -> bytes:
-    """The record's bytes (kept only for pickles), its size and CRC checked. A stored
-    record (all of torch.save's) is checked in place in the mapped file, never copied."""
-    if info.compress_type != zipfile.ZIP_STORED:
-        return _read_deflated(path, archive, info)
-    with memoryview(mapped) as whole, whole[start : start + info.file_size] as data:
-        _check_stored(path, info, data)
-        return bytes(data) if info.filename.endswith(".pkl") else b""
-
-
-def _check_stored(path: Path, info: zipfile.ZipInfo, data: memoryview) -> None:
+def _check_stored(path: Path, info: zipfile.ZipInfo, data: bytes) -> None:
     if len(data) != info.file_size:
         _wrong_size(path, info, len(data))
     if zlib.crc32(data) != info.CRC:
