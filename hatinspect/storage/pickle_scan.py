@@ -299,17 +299,17 @@ def _zip_records(path: Path, size: int) -> tuple[list, list]:
             starts = [_check_local_header(path, raw, info) for info in infos]
             pickles, stored = [], []
             for info, start in zip(infos, starts, strict=True):
-                pickle = info.filename.endswith(".pkl")
+                is_pickle = info.filename.endswith(".pkl")
                 if info.compress_type != zipfile.ZIP_STORED:
                     data = _read_deflated(path, archive, info)
-                elif pickle:
+                elif is_pickle:
                     raw.seek(start)
                     data = raw.read(info.file_size)
                     _check_stored(path, info, data)
                 else:
                     stored.append((info, start))
                     continue
-                if pickle:
+                if is_pickle:
                     pickles.append((info.filename.rpartition("/")[2], data))
             return pickles, stored
     except zipfile.BadZipFile as exc:
