@@ -477,6 +477,20 @@ def test_a_record_with_a_wrong_crc_is_refused(tmp_path):
     refused(path, "CRC")
 
 
+def test_a_local_header_naming_another_record_is_refused(tmp_path):
+    # the records are checked where the local headers say; a header that names another
+    # record than the directory's entry would have two readers see different files
+    data = bytearray(torch_zip(original_hat_state()[0]))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith("/data/0"))
+    name_at = info.header_offset + 30
+    assert data[name_at : name_at + len(info.filename)] == info.filename.encode()
+    data[name_at + len(info.filename) - 1] = ord("9")  # .../data/0 -> .../data/9
+    path = tmp_path / "renamed.pt"
+    path.write_bytes(bytes(data))
+    refused(path, "local header disagrees")
+
+
 def test_huge_integers_in_a_pickle_are_refused(tmp_path):
     digits = 10**3000
     raw = digits.to_bytes((digits.bit_length() + 8) // 8, "little", signed=True)

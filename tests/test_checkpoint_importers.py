@@ -19,6 +19,7 @@ from checkpoint_factories import (
     torch_save,
     truth_masks,
 )
+from safetensors import safe_open
 
 import hatinspect
 from hatinspect.backbones import HATMaskMLP, HATMaskResNet18, HATMaskResNet50
@@ -99,6 +100,24 @@ def test_hatinspect_dict_keeps_every_mask_and_converts_to_a_rebuildable_file(tmp
             rebuilt(x, "test", test_mask=rebuilt.masks[task])[0],
             backbone(x, "test", test_mask=mask)[0],
         )
+
+
+def test_convert_writes_the_source_tensors_and_masks_unchanged(tmp_path):
+    backbone = hat_mlp(tasks=(0, 1, 2)).eval()
+    bundle = {"state_dict": backbone.state_dict(), "masks": backbone.masks,
+              "backbone": type(backbone).__name__, "config": backbone.config}  # fmt: skip
+    src = torch_save(tmp_path / "bundle.pt", bundle)
+    out = hatinspect.convert(src, tmp_path / "n.safetensors")
+    with safe_open(out, framework="pt") as f:
+        for key, value in backbone.state_dict().items():
+            assert torch.equal(f.get_tensor(f"backbone.{key}"), value), key
+        for task, masks in backbone.masks.items():
+            for name, mask in masks.items():
+                written = f.get_tensor(f"mask.{task}.{name}")
+                assert written.dtype == torch.uint8
+                assert torch.equal(written, mask.reshape(-1).to(torch.uint8)), (task, name)
+        stored = {f"mask.{t}.{n}" for t, masks in backbone.masks.items() for n in masks}
+        assert {k for k in f.keys() if k.startswith("mask.")} == stored
 
 
 def _original(tmp_path):

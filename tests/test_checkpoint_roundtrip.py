@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 
 import numpy as np
 import pytest
@@ -144,6 +146,25 @@ def test_save_replaces_an_existing_file(tmp_path):
     hatinspect.save_checkpoint(path, hat_mlp(tasks=(0, 1, 2)))
     assert hatinspect.open_checkpoint(path).task_ids == (0, 1, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.safetensors"]
+
+
+def test_the_file_is_on_disk_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        kind = "folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        real_fsync(fd)
+        events.append(f"fsync {kind}")
+
+    def replace(src, dst):
+        events.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    hatinspect.save_checkpoint(tmp_path / "net.safetensors", hat_mlp())
+    assert events == ["fsync file", "replace", "fsync folder"]
 
 
 def test_unserialisable_metadata_is_refused(tmp_path):

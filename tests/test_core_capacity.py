@@ -99,3 +99,22 @@ def test_a_long_chain_matches_brute_force():
     assert ckpt.layer("l/299") is layers[299]
     with pytest.raises(KeyError):
         ckpt.layer("l/300")
+
+
+def test_chosen_layers_match_brute_force_and_total_only_them():
+    layers = CONV
+    tasks = [0, 2]
+    ckpt = make_checkpoint(layers, random_masks(layers, tasks, seed=3))
+    chosen = [lay.name for lay in layers][1::2]
+    report = capacity(ckpt, include=chosen)
+    protected = protected_params(layers, ckpt.masks, tasks)
+    used = used_units(layers, ckpt.masks, tasks)
+    assert [u.name for u in report.layers] == chosen
+    assert [u.params_protected for u in report.layers] == [protected[n] for n in chosen]
+    assert report.total.params_protected == sum(protected[n] for n in chosen)
+    assert report.total.units_used == sum(sum(used[n]) for n in chosen)
+    by_name = {lay.name: lay for lay in layers}
+    assert report.total.params == sum(
+        math.prod(by_name[n].weight_shape) + (by_name[n].units if by_name[n].has_bias else 0)
+        for n in chosen
+    )

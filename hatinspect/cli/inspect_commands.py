@@ -523,11 +523,14 @@ def convert(
     Examples:  hatinspect convert hat_task4.pt hat_task4.safetensors
                hatinspect convert model.ckpt model.safetensors --source clarena
     """
+    from hatinspect.core.reader import read_native_header
     from hatinspect.storage.convert import convert as convert_file
 
     _outputs_free(force, (src,), dst)
     convert_file(src, dst, source=source.value if source else None, task_id=task_id)
-    written = load(dst)
+    written = read_native_header(dst)  # convert read the whole file back already
+    for note in written.notes:
+        print(f"note: {note}", file=sys.stderr)
     print(
         f"wrote {dst}: {written.backbone}, {len(written.layers)} layers, "
         f"{len(written.task_ids)} task(s), from a {written.source} checkpoint",

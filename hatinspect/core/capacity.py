@@ -8,6 +8,7 @@ weight-sized tensor is ever built.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -111,22 +112,31 @@ def capacity(
         checkpoint = replace(checkpoint, task_ids=select_tasks(checkpoint, tasks))
     layers = checkpoint.layers
     chosen = select_layers(checkpoint, include, exclude) if include or exclude else layers
+    columns = _columns(layers)
     counts = _counts(checkpoint)
     # (layers, tasks): parameters protected after each task
-    protected = _protected(layers, counts.used, _fan_in_used(checkpoint, counts.used))
+    protected = _protected(columns, counts.used, _fan_in_used(layers, columns, counts.used))
+    params = columns.params.tolist()
     if chosen is not layers:
         wanted = {layer.name for layer in chosen}
         rows = [i for i, layer in enumerate(layers) if layer.name in wanted]
         counts = _Counts(*(part[rows] for part in counts))
         protected = protected[rows]
+        params = [params[i] for i in rows]
     last = len(checkpoint.task_ids) - 1
     used_last = counts.used[:, last].tolist() if last >= 0 else [0] * len(chosen)
     protected_last = protected[:, last].tolist() if last >= 0 else [0] * len(chosen)
     usages = tuple(
-        Usage(layer.name, layer.units, used, layer.params, kept)
-        for layer, used, kept in zip(chosen, used_last, protected_last, strict=True)
+        Usage(layer.name, layer.units, used, count, kept)
+        for layer, used, count, kept in zip(chosen, used_last, params, protected_last, strict=True)
     )
-    total = _total(usages)
+    total = Usage(
+        "total",
+        sum(layer.units for layer in chosen),
+        sum(used_last),
+        sum(params),
+        sum(protected_last),
+    )
     return CapacityReport(
         checkpoint=checkpoint.path,
         tasks=checkpoint.task_ids,
@@ -155,31 +165,67 @@ def _counts(checkpoint: Checkpoint) -> _Counts:
     pick = operator.itemgetter(*(layer.name for layer in layers))
     cumulative = np.zeros(int(sizes.sum()), dtype=np.uint8)
     for t, task in enumerate(tasks):
-        row = np.concatenate(_as_tuple(pick(checkpoint.masks[task])))
+        row = _joined(_as_tuple(pick(checkpoint.masks[task])), cumulative.size)
         active[:, t] = np.add.reduceat(row, starts, dtype=np.int64)
         np.maximum(cumulative, row, out=cumulative)
         used[:, t] = np.add.reduceat(cumulative, starts, dtype=np.int64)
     return _Counts(used, active, np.diff(used, axis=1, prepend=0))
 
 
+def _joined(masks: tuple, size: int) -> np.ndarray:
+    """The masks end to end, one (units,) row. Joined as bytes when each is a byte per
+    unit: ``np.concatenate`` costs several times as much per array, thousands of times."""
+    try:
+        joined = b"".join(masks)
+    except (TypeError, BufferError):  # lists, strided views: numpy's way
+        joined = b""
+    return np.frombuffer(joined, np.uint8) if len(joined) == size else np.concatenate(masks)
+
+
 def _as_tuple(picked) -> tuple:
     return picked if isinstance(picked, tuple) else (picked,)  # itemgetter of one name
 
 
-def _fan_in_used(checkpoint: Checkpoint, used: np.ndarray) -> np.ndarray:
+class _Columns(NamedTuple):
+    """What the counts need of each layer, (layers,) int64 columns in network order."""
+
+    units: np.ndarray
+    fan_in: np.ndarray
+    kernel: np.ndarray  # weights per (output unit, input unit): kh * kw, or 1
+    bias: np.ndarray  # 1 with a bias, else 0
+    params: np.ndarray  # weights + biases
+
+
+def _columns(layers: Sequence[LayerInfo]) -> _Columns:
+    # one pass over the layers: their properties cost a call each, thousands of times
+    rows = [
+        (s[0], s[1], math.prod(s[2:]), layer.bias_key is not None)
+        for layer in layers
+        for s in (layer.weight_shape,)
+    ]
+    out, fan_in, kernel, bias = np.array(rows, dtype=np.int64).reshape(-1, 4).T
+    units = np.array([layer.units for layer in layers], dtype=np.int64)
+    return _Columns(units, fan_in, kernel, bias, out * fan_in * kernel + bias * units)
+
+
+def _fan_in_used(layers, columns: _Columns, used: np.ndarray) -> np.ndarray:
     """(layers, tasks): inputs of each layer in the cumulative mask after each task: the
     preceding layer's used units times the inputs each of them feeds (1, or h*w after a
     flatten); all inputs for a first layer."""
-    index = {layer.name: i for i, layer in enumerate(checkpoint.layers)}
-    source = np.zeros(len(checkpoint.layers), dtype=np.intp)  # row of the preceding layer
-    factor = np.zeros(len(checkpoint.layers), dtype=np.int64)  # inputs each of its units feeds
-    whole = np.zeros(len(checkpoint.layers), dtype=np.int64)  # all inputs, for a first layer
-    for i, layer in enumerate(checkpoint.layers):
-        if layer.preceding is None:
-            whole[i] = layer.fan_in
-        else:
-            source[i] = index[layer.preceding]
-            factor[i] = inputs_per_unit(layer, checkpoint.layer(layer.preceding))
+    index = {layer.name: i for i, layer in enumerate(layers)}
+    first = np.array([layer.preceding is None for layer in layers], dtype=bool)
+    # row of the preceding layer (0, unused, for a first layer)
+    source = np.array(
+        [0 if layer.preceding is None else index[layer.preceding] for layer in layers],
+        dtype=np.intp,
+    )
+    feeding = columns.units[source]
+    uneven = np.flatnonzero(~first & (columns.fan_in % feeding != 0))
+    if uneven.size:
+        bad = int(uneven[0])
+        inputs_per_unit(layers[bad], layers[int(source[bad])])  # raises, naming both
+    factor = np.where(first, 0, columns.fan_in // feeding)  # inputs each of its units feeds
+    whole = np.where(first, columns.fan_in, 0)  # all inputs, for a first layer
     return used[source] * factor[:, None] + whole[:, None]
 
 
@@ -193,17 +239,8 @@ def inputs_per_unit(layer: LayerInfo, source: LayerInfo) -> int:
     return layer.fan_in // source.units
 
 
-def _protected(layers, used: np.ndarray, fan_in_used: np.ndarray) -> np.ndarray:
-    kernel = np.array([[layer.kernel_size] for layer in layers], dtype=np.int64)
-    bias = np.array([[layer.has_bias] for layer in layers], dtype=np.int64)
-    return kernel * used * fan_in_used + bias * used
-
-
-def _total(layers: tuple[Usage, ...]) -> Usage:
-    columns = zip(
-        *((u.units, u.units_used, u.params, u.params_protected) for u in layers), strict=True
-    )
-    return Usage("total", *(sum(column) for column in columns))
+def _protected(columns: _Columns, used: np.ndarray, fan_in_used: np.ndarray) -> np.ndarray:
+    return columns.kernel[:, None] * used * fan_in_used + columns.bias[:, None] * used
 
 
 def _growth(

@@ -113,6 +113,12 @@ def _read_native(path: Path) -> tuple[fmt.Header, dict, dict[int, tuple[str, ...
         return header, masks, fmt.task_norm_keys(keys)
 
 
+def read_native_header(path: str | os.PathLike) -> fmt.Header:
+    """A native file's header alone, checked as ``read_native`` checks it; no mask is read."""
+    with reading(path), _safetensors(Path(path)) as f:
+        return _header(Path(path), f)
+
+
 def existing_file(path: str | os.PathLike) -> Path:
     """``path`` as a ``Path`` when it is a regular, non-empty file; else ``CheckpointError``."""
     path = Path(path)

@@ -6,13 +6,14 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError
 from hatinspect.core.reader import existing_file, sniff
 from hatinspect.storage.importers import Imported, import_checkpoint
-from hatinspect.storage.save import mask_tensors, prefixed, write_checkpoint
+from hatinspect.storage.save import prefixed, write_checkpoint
 
 
 def convert(
@@ -61,12 +62,18 @@ def _header(imported: Imported) -> fmt.Header:
 
 
 def _tensors(imported: Imported) -> dict[str, torch.Tensor]:
-    masks = {
-        task: {name: torch.from_numpy(mask.copy()) for name, mask in layers.items()}
-        for task, layers in imported.checkpoint.masks.items()
-    }
     return {
         **{imported.native_keys[key]: value for key, value in imported.state.items()},
         **prefixed(fmt.HEADS_PREFIX, imported.heads),
-        **mask_tensors(masks),
+        **_mask_tensors(imported.checkpoint.masks),
+    }
+
+
+def _mask_tensors(masks) -> dict[str, torch.Tensor]:
+    """The importer's masks, (units,) uint8 arrays of 0 and 1 (the write reads them back),
+    as writable tensors of their own."""
+    return {
+        fmt.mask_key(task, name): torch.from_numpy(mask.astype(np.uint8))
+        for task, layers in masks.items()
+        for name, mask in layers.items()
     }

@@ -44,6 +44,7 @@ from hatinspect.storage.unpickler import (
     check_globals,
     load_saved_object,
     pickle_globals,
+    refuse_globals,
 )
 
 UNKNOWN_BACKBONE = "unknown"
@@ -117,39 +118,38 @@ def load_payload(path: Path):
     """The file's object. Its pickle's globals are checked first (``refused_globals``);
     a file of tensors and containers loads with ``torch.load(weights_only=True)``, a whole
     pickled object (a ``torch.save`` zip) with the placeholder unpickler."""
-    check_torch_file(path)  # zip records and pickles no checkpoint has, before any reader
-    zipped = zipfile.is_zipfile(path)
-    _check_pickle(path, zipped)
+    checked = check_torch_file(path)  # zip records and pickles no checkpoint has, first
     try:
-        # a file object, not the path: torch.load treats a path by its suffix
-        with path.open("rb") as f, warnings.catch_warnings():
-            # a refused plain pickle also warns about its protocol; the refusal says it all
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            payload = torch.load(f, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not zipped:
-            raise CheckpointError(f"{path}: refused to load: {_refusal(path, exc)}") from None
-        payload = load_saved_object(path)
-    except Exception as exc:  # torch.load raises many types on damaged data; all mean "unreadable"
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+        payload = _load_checked(path, checked.globals)
+    except CheckpointError:
+        checked.wait()  # a damaged record is what to report first
+        raise
+    checked.wait()
     check_tensors(path, payload, path.stat().st_size)
     return payload
 
 
-def _check_pickle(path: Path, zipped: bool) -> None:
-    """Refuse a file whose pickle names a global that could run code, before loading it."""
-    if not zipped:  # a plain or legacy torch pickle: the scan stops at its first STOP
+def _load_checked(path: Path, names: tuple[str, ...]):
+    zipped = zipfile.is_zipfile(path)
+    if zipped:
+        refuse_globals(path, names)
+    else:  # a plain or legacy torch pickle: the scan stops at its first STOP
         with path.open("rb") as f:
             check_globals(path, f, damaged_ok=True)
-        return
     try:
-        with zipfile.ZipFile(path) as archive:
-            records = [n for n in archive.namelist() if n.endswith("data.pkl")]
-            data = archive.read(records[0]) if len(records) == 1 else b""
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return  # torch.load reports what is wrong with the container
-    check_globals(path, data, damaged_ok=True)
+        with warnings.catch_warnings():
+            # a refused plain pickle also warns about its protocol; the refusal says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            # a file object, not the path: torch.load treats a path by its suffix
+            with path.open("rb") as f:
+                return torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not zipped:
+            raise CheckpointError(f"{path}: refused to load: {_refusal(path, exc)}") from None
+        return load_saved_object(path)
+    except Exception as exc:  # torch.load raises many types on damaged data; all mean "unreadable"
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
 
 
 def unwrap(path: Path, payload) -> tuple[dict[str, Tensor], dict]:
@@ -489,10 +489,21 @@ def _threshold(path: Path, key: str, values: Tensor) -> np.ndarray:
 def _binary(path: Path, where: str, values) -> np.ndarray:
     if not isinstance(values, Tensor):
         raise CheckpointError(f"{path}: {where} is {shown(values)}, not a tensor")
-    values = values.detach().float().flatten()
+    # numpy's comparisons: a thousand masks cost a few torch calls each otherwise
+    values = _flat_array(values)
     if not ((values == 0) | (values == 1)).all():
         raise CheckpointError(f"{path}: {where} is not a binary (0/1) mask")
-    return _frozen(values.numpy())
+    return _frozen(values)
+
+
+def _flat_array(values: Tensor) -> np.ndarray:
+    """A tensor's values as a flat numpy array; dtypes numpy lacks (bfloat16, float8)
+    widened to float32."""
+    values = values.detach().reshape(-1)
+    try:
+        return values.numpy()
+    except TypeError:
+        return values.float().numpy()
 
 
 def _frozen(mask: np.ndarray) -> np.ndarray:

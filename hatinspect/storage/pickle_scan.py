@@ -5,7 +5,9 @@ and followed on a symbolic stack that knows, for every object, how deeply it nes
 how many objects it expands to, counting a memo entry again each time it is re-used: a
 2 kB pickle can describe a tuple of 2^60 leaves that hashing never finishes, or a key
 nested 10^6 deep that crashes the interpreter. A torch zip's records are read in full,
-their CRCs and sizes checked against the directory, before torch's own reader trusts them.
+their CRCs and sizes checked against the directory: the pickles' before torch's own reader
+sees them, the tensors' records in a thread while torch reads them and before anything
+uses them.
 After loading, every tensor must hold the elements it claims: a stride-0 view of one
 number claiming 2^33 elements would otherwise be expanded by the first operation on it.
 """
@@ -16,9 +18,11 @@ import functools
 import io
 import pickletools
 import struct
+import threading
 import zipfile
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from hatinspect.core.errors import CheckpointError, shown
@@ -46,36 +50,116 @@ class _Node:
 _MARK = object()
 
 
-def check_torch_file(path: Path) -> None:
-    """Refuse a file whose zip records or pickles no checkpoint has; ``CheckpointError``."""
+@dataclass(frozen=True)
+class CheckedFile:
+    """What ``check_torch_file`` found: the globals a torch zip's pickles name, for the
+    caller to judge, and the check of its data records, which goes on in a thread."""
+
+    globals: tuple[str, ...] = ()
+    records: RecordCheck | None = None
+
+    def wait(self) -> None:
+        """Raise what the check of the data records found, once it is done."""
+        if self.records is not None:
+            self.records.wait()
+
+
+def check_torch_file(path: Path) -> CheckedFile:
+    """Refuse a file whose zip records or pickles no checkpoint has; ``CheckpointError``.
+    A zip's pickles are checked before this returns; its data records' CRCs in a thread
+    (``CheckedFile.wait``), while torch reads them: nothing in them runs."""
     size = path.stat().st_size
     with path.open("rb") as f:
         is_zip = f.read(4) == b"PK\x03\x04"
     if is_zip:
-        for name, data in _zip_pickles(path, size):
-            scan_pickle(path, data, name)
-    else:
-        with path.open("rb") as f:
-            data = f.read()  # the file's whole size, which torch.load reads too
-        stream = io.BytesIO(data)
-        for _ in range(LEGACY_PICKLES):
-            if stream.tell() >= len(data):
-                break
-            _scan(path, stream, "pickle")
+        names = GlobalNames()
+        pickles, stored = _zip_records(path, size)
+        records = RecordCheck(path, stored)
+        for name, data in pickles:
+            scan_pickle(path, data, name, names)
+        return CheckedFile(tuple(names.sorted()), records)
+    with path.open("rb") as f:
+        data = f.read()  # the file's whole size, which torch.load reads too
+    stream = io.BytesIO(data)
+    for _ in range(LEGACY_PICKLES):
+        if stream.tell() >= len(data):
+            break
+        _scan(path, stream, "pickle")
+    return CheckedFile()
 
 
-def scan_pickle(path: Path, data: bytes, what: str = "pickle") -> None:
+def scan_pickle(
+    path: Path, data: bytes, what: str = "pickle", names: GlobalNames | None = None
+) -> None:
     """Refuse a pickle (bytes) nesting deeper than ``MAX_DEPTH``, expanding to more than
-    ``MAX_OBJECTS`` objects, or holding absurd integers; nothing in it is executed."""
-    _scan(path, io.BytesIO(data), what)
+    ``MAX_OBJECTS`` objects, or holding absurd integers; nothing in it is executed. The
+    globals it names are added to ``names``."""
+    _scan(path, io.BytesIO(data), what, names)
 
 
-def _scan(path: Path, stream: io.BytesIO, what: str) -> None:
+class GlobalNames:
+    """The globals a pickle names (``GLOBAL``/``STACK_GLOBAL``), followed opcode by opcode
+    without running anything: a ``STACK_GLOBAL`` is named by the two strings pushed just
+    before it (directly or from the memo), else it is ``"<unknown>"``."""
+
+    __slots__ = ("found", "memo", "last")
+
+    def __init__(self) -> None:
+        self.found: set[str] = set()
+        self.memo: dict = {}
+        self.last: tuple = (None, None)  # what the two latest opcodes pushed
+
+    def step(self, name: str, arg) -> None:
+        kind = _NAME_KINDS.get(name)
+        if kind is None:  # most opcodes: something that names nothing was pushed
+            self.last = (self.last[1], None)
+        elif kind == "global":
+            self.found.add(arg.replace(" ", "."))
+        elif kind == "stack_global":
+            module, attr = self.last
+            ok = isinstance(module, str) and isinstance(attr, str)
+            self.found.add(f"{module}.{attr}" if ok else "<unknown>")
+            self._push(None)
+        elif kind == "string":
+            self._push(arg)
+        elif kind == "put":
+            self.memo[int(arg)] = self.last[1]
+        elif kind == "memoize":
+            self.memo[len(self.memo)] = self.last[1]
+        else:  # get
+            self._push(self.memo.get(int(arg)))
+
+    def _push(self, value) -> None:
+        self.last = (self.last[1], value)
+
+    def sorted(self) -> list[str]:
+        return sorted(self.found)
+
+
+STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8",
+                        "SHORT_BINSTRING", "BINSTRING", "STRING"})  # fmt: skip
+PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+LONGS = frozenset({"LONG1", "LONG4", "LONG"})
+_NAME_KINDS = {
+    "GLOBAL": "global",
+    "STACK_GLOBAL": "stack_global",
+    "MEMOIZE": "memoize",
+    **dict.fromkeys(STRING_OPS, "string"),
+    **dict.fromkeys(PUTS, "put"),
+    **dict.fromkeys(GETS, "get"),
+}
+
+
+def _scan(path: Path, stream: io.BytesIO, what: str, names: GlobalNames | None = None) -> None:
     stack: list = []
     memo: dict = {}
+    names = names or GlobalNames()
+    steps = _STEPS
     try:
         for opcode, arg, _ in pickletools.genops(stream):
-            _step(opcode, arg, stack, memo)
+            names.step(opcode.name, arg)
+            steps.get(opcode.name, _generic)(opcode, arg, stack, memo)
     except _Refused as exc:
         raise CheckpointError(f"{path}: refused to load: {what} {exc}") from None
     except (ValueError, KeyError, IndexError, TypeError, EOFError, RecursionError) as exc:
@@ -89,47 +173,82 @@ class _Refused(Exception):
     pass
 
 
-def _step(opcode, arg, stack: list, memo: dict) -> None:
-    name = opcode.name
-    if name in ("LONG1", "LONG4", "LONG") and isinstance(arg, int):
-        if arg.bit_length() > MAX_INT_BITS:
-            raise _Refused(f"holds {shown(arg)}, more than any count in a checkpoint")
-    if name == "MARK":
-        stack.append(_MARK)
-    elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-        memo[arg] = _top(stack)
-    elif name == "MEMOIZE":
-        memo[len(memo)] = _top(stack)
-    elif name in ("GET", "BINGET", "LONG_BINGET"):
-        if arg not in memo:
-            raise ValueError(f"memo entry {shown(arg)} read before it is written")
-        stack.append(memo[arg])
-    elif name == "DUP":
-        stack.append(_top(stack))
-    elif name == "POP":
-        _pop(stack, 1)
-    elif name == "POP_MARK":
-        _to_mark(stack)
-    elif name == "STOP":
-        _pop(stack, 1)
-    else:
-        _generic(opcode, stack)
+# What each opcode that is not a plain constructor does to the symbolic stack and memo;
+# every other opcode is `_generic`. Each takes (opcode, arg, stack, memo).
+def _mark(opcode, arg, stack: list, memo: dict) -> None:
+    stack.append(_MARK)
 
 
-def _generic(opcode, stack: list) -> None:
+def _put(opcode, arg, stack: list, memo: dict) -> None:
+    memo[arg] = _top(stack)
+
+
+def _memoize(opcode, arg, stack: list, memo: dict) -> None:
+    memo[len(memo)] = _top(stack)
+
+
+def _get(opcode, arg, stack: list, memo: dict) -> None:
+    if arg not in memo:
+        raise ValueError(f"memo entry {shown(arg)} read before it is written")
+    stack.append(memo[arg])
+
+
+def _dup(opcode, arg, stack: list, memo: dict) -> None:
+    stack.append(_top(stack))
+
+
+def _pop_one(opcode, arg, stack: list, memo: dict) -> None:  # POP, and STOP
+    _pop(stack, 1)
+
+
+def _pop_mark(opcode, arg, stack: list, memo: dict) -> None:
+    _to_mark(stack)
+
+
+def _long(opcode, arg, stack: list, memo: dict) -> None:
+    if isinstance(arg, int) and arg.bit_length() > MAX_INT_BITS:
+        raise _Refused(f"holds {shown(arg)}, more than any count in a checkpoint")
+    _generic(opcode, arg, stack, memo)
+
+
+_STEPS = {
+    "MARK": _mark,
+    "MEMOIZE": _memoize,
+    "DUP": _dup,
+    "POP": _pop_one,
+    "STOP": _pop_one,
+    "POP_MARK": _pop_mark,
+    **dict.fromkeys(PUTS, _put),
+    **dict.fromkeys(GETS, _get),
+    **dict.fromkeys(LONGS, _long),
+}
+
+
+@functools.cache
+def _effect(opcode) -> tuple[bool, int, int, bool]:
+    """(pops to a mark, objects popped besides, objects pushed, grows its container) of
+    an opcode, worked out once from ``pickletools``' description."""
+    before = [item for item in opcode.stack_before if item.name not in ("mark", "stackslice")]
+    marked = any(item.name == "mark" for item in opcode.stack_before)
+    return marked, len(before), len(opcode.stack_after), opcode.name in MUTATORS
+
+
+def _generic(opcode, arg, stack: list, memo: dict) -> None:
     """Pop what ``opcode`` consumes (to the mark first, when it takes a slice), push what it
     makes: a new object over its parts, or the same container grown by them."""
-    before = [item for item in opcode.stack_before if item.name not in ("mark", "stackslice")]
-    parts = _to_mark(stack) if any(i.name == "mark" for i in opcode.stack_before) else []
-    parts = _pop(stack, len(before)) + parts
-    if opcode.name in MUTATORS:
+    marked, popped, pushed, mutates = _effect(opcode)
+    parts = _to_mark(stack) if marked else []
+    if popped:
+        parts = _pop(stack, popped) + parts
+    if mutates:
         container, added = parts[0], parts[1:]
         _grow(container, added)
         stack.append(container)
         return
     node = _Node()
-    _grow(node, parts)
-    stack.extend(node for _ in opcode.stack_after)
+    if parts:
+        _grow(node, parts)
+    stack.extend([node] * pushed)
 
 
 def _grow(node: _Node, parts: list) -> None:
@@ -170,19 +289,29 @@ def _to_mark(stack: list) -> list:
 # --- zip records -------------------------------------------------------------------------
 
 
-def _zip_pickles(path: Path, size: int) -> Iterator[tuple[str, bytes]]:
-    """Every record read and checked; yields the pickles' names and bytes."""
+def _zip_records(path: Path, size: int) -> tuple[list, list]:
+    """The directory and local headers checked, the pickles read and CRC-checked, other
+    compressed records too: ``([(pickle name, bytes)], [(stored record, its start)])``."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(path) as archive, path.open("rb") as raw:
             infos = archive.infolist()
             _check_directory(path, infos, size)
-            with path.open("rb") as raw:
-                for info in infos:
-                    _check_local_header(path, raw, info)
-            for info in infos:
-                data = _read_record(path, archive, info)
-                if info.filename.endswith(".pkl"):
-                    yield info.filename.rpartition("/")[2], data
+            starts = [_check_local_header(path, raw, info) for info in infos]
+            pickles, stored = [], []
+            for info, start in zip(infos, starts, strict=True):
+                is_pickle = info.filename.endswith(".pkl")
+                if info.compress_type != zipfile.ZIP_STORED:
+                    data = _read_deflated(path, archive, info)
+                elif is_pickle:
+                    raw.seek(start)
+                    data = raw.read(info.file_size)
+                    _check_stored(path, info, data)
+                else:
+                    stored.append((info, start))
+                    continue
+                if is_pickle:
+                    pickles.append((info.filename.rpartition("/")[2], data))
+            return pickles, stored
     except zipfile.BadZipFile as exc:
         if "not a zip file" in str(exc):  # no end-of-archive record: the end is missing
             raise CheckpointError(
@@ -227,26 +356,85 @@ def _check_directory(path: Path, infos: list[zipfile.ZipInfo], size: int) -> Non
         )
 
 
-def _check_local_header(path: Path, raw, info: zipfile.ZipInfo) -> None:
+def _check_local_header(path: Path, raw, info: zipfile.ZipInfo) -> int:
     """The local header repeats the directory's method, CRC and sizes (unless a data
     descriptor follows): a reader that trusts one and a reader that trusts the other
-    must see the same record."""
+    must see the same record. Returns where the record's data starts."""
     raw.seek(info.header_offset)
     fields = LOCAL_HEADER.unpack(raw.read(LOCAL_HEADER.size).ljust(LOCAL_HEADER.size, b"\0"))
-    signature, _, flags, method, _, _, crc, csize, usize, _, _ = fields
+    signature, _, flags, method, _, _, crc, csize, usize, name_length, extra_length = fields
     if signature != b"PK\x03\x04" or method != info.compress_type:
         raise CheckpointError(
             f"{path}: zip record {shown(info.filename)}: local header disagrees with directory"
         )
     sizes_known = not flags & 0x8 and csize != 0xFFFFFFFF and usize != 0xFFFFFFFF
-    if sizes_known and (crc, csize, usize) != (info.CRC, info.compress_size, info.file_size):
+    named = raw.read(name_length).decode("utf-8" if flags & 0x800 else "cp437", "replace")
+    if named != info.orig_filename or (
+        sizes_known and (crc, csize, usize) != (info.CRC, info.compress_size, info.file_size)
+    ):
         raise CheckpointError(
             f"{path}: zip record {shown(info.filename)}: local header disagrees with directory"
         )
+    return info.header_offset + LOCAL_HEADER.size + name_length + extra_length
 
 
-def _read_record(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """The record's bytes (kept only for pickles), CRC checked by ``zipfile`` at its end."""
+def _check_stored(path: Path, info: zipfile.ZipInfo, data: bytes) -> None:
+    if len(data) != info.file_size:
+        _wrong_size(path, info, len(data))
+    if zlib.crc32(data) != info.CRC:
+        _bad_crc(path, info)
+
+
+def _bad_crc(path: Path, info: zipfile.ZipInfo):
+    raise CheckpointError(
+        f"{path}: not a readable PyTorch checkpoint (bad CRC-32 of zip record"
+        f" {shown(info.filename)})"
+    )
+
+
+class RecordCheck:
+    """The sizes and CRCs of a zip's stored records, checked by a thread of its own
+    through one reused buffer (memory stays flat): reading and zlib let go of the
+    interpreter, so the check costs no time beside the pickle's scan and ``torch.load``."""
+
+    def __init__(self, path: Path, records: list[tuple[zipfile.ZipInfo, int]]) -> None:
+        self._error: CheckpointError | None = None
+        self._thread = threading.Thread(target=self._run, args=(path, records), daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path, records) -> None:
+        try:
+            buffer = memoryview(bytearray(CHUNK))
+            with path.open("rb", buffering=0) as raw:
+                for info, start in records:
+                    _check_in_chunks(path, raw, buffer, info, start)
+        except CheckpointError as exc:
+            self._error = exc
+        except (OSError, ValueError) as exc:  # the file changed or went since it was opened
+            self._error = CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint ({_reason(exc)})"
+            )
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _check_in_chunks(path: Path, raw, buffer: memoryview, info: zipfile.ZipInfo, start: int):
+    raw.seek(start)
+    crc, left = 0, info.file_size
+    while left:
+        count = raw.readinto(buffer[: min(left, len(buffer))])
+        if not count:
+            _wrong_size(path, info, info.file_size - left)
+        crc, left = zlib.crc32(buffer[:count], crc), left - count
+    if crc != info.CRC:
+        _bad_crc(path, info)
+
+
+def _read_deflated(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """A compressed record read through ``zipfile``, which checks its CRC at the end."""
     keep = info.filename.endswith(".pkl")
     chunks, count = [], 0
     with archive.open(info) as record:
@@ -257,11 +445,15 @@ def _read_record(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) ->
             if keep:
                 chunks.append(chunk)
     if count != info.file_size:
-        raise CheckpointError(
-            f"{path}: zip record {shown(info.filename)} holds {count} bytes,"
-            f" its directory says {info.file_size}"
-        )
+        _wrong_size(path, info, count)
     return b"".join(chunks)
+
+
+def _wrong_size(path: Path, info: zipfile.ZipInfo, count: int):
+    raise CheckpointError(
+        f"{path}: zip record {shown(info.filename)} holds {count} bytes,"
+        f" its directory says {info.file_size}"
+    )
 
 
 # --- what the loaded objects claim ---------------------------------------------------------

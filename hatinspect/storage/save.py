@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -117,10 +119,11 @@ def write_checkpoint(path: str | os.PathLike, tensors: Mapping[str, Tensor], hea
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=fmt.encode_header(header))
-        _fsync(tmp)
-        _verify(Path(tmp), tensors, header)
+        with _syncing(tmp):  # the disk catches up while the file is read back
+            _verify(Path(tmp), tensors, header)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
+        _fsync_folder(path.parent)  # the rename itself survives a crash
     except OSError as exc:  # said of the file asked for, never of the temporary one
         Path(tmp).unlink(missing_ok=True)
         raise CheckpointError(
@@ -156,6 +159,41 @@ def _plain(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
 def _fsync(path: str) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
+
+
+@contextmanager
+def _syncing(path: str) -> Iterator[None]:
+    """``fsync`` of ``path`` in a thread while the block runs (waiting on the disk leaves
+    the interpreter free); its error, if any, is raised on leaving."""
+    failed: list[OSError] = []
+
+    def sync() -> None:
+        try:
+            _fsync(path)
+        except OSError as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=sync, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # a folder that cannot be opened (Windows): its entry is the system's
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder; the file itself is synced
+        pass
+    finally:
+        os.close(fd)
 
 
 def _verify(tmp: Path, tensors: Mapping[str, Tensor], header) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from hatinspect.core.errors import CheckpointError
+from hatinspect.storage.pickle_scan import GlobalNames
 
 # builtins that run code, reach attributes by name or touch files and the terminal
 CODE_BUILTINS = frozenset(
@@ -112,8 +113,6 @@ STORAGE_DTYPES = {
     "BoolStorage": torch.bool,
     "UntypedStorage": torch.uint8,
 }
-STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING",
-              "BINSTRING", "STRING"}  # fmt: skip
 
 
 class Placeholder:
@@ -173,27 +172,10 @@ def _refused(name: str) -> bool:
 def pickle_globals(data) -> list[str]:
     """Every global the pickle's opcodes name (``GLOBAL``/``STACK_GLOBAL``), sorted;
     a ``STACK_GLOBAL`` whose names cannot be told without running is ``"<unknown>"``."""
-    found, pushed, memo = set(), [], {}
+    names = GlobalNames()
     for opcode, arg, _ in pickletools.genops(data):
-        name = opcode.name
-        if name == "GLOBAL":
-            found.add(arg.replace(" ", "."))
-        elif name == "STACK_GLOBAL":
-            module, attr = (pushed[-2:] + [None, None])[:2] if len(pushed) >= 2 else (None, None)
-            ok = isinstance(module, str) and isinstance(attr, str)
-            found.add(f"{module}.{attr}" if ok else "<unknown>")
-            pushed.append(None)
-        elif name in STRING_OPS:
-            pushed.append(arg)
-        elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
-            memo[int(arg)] = pushed[-1] if pushed else None
-        elif name == "MEMOIZE":
-            memo[len(memo)] = pushed[-1] if pushed else None
-        elif name in ("BINGET", "LONG_BINGET", "GET"):
-            pushed.append(memo.get(int(arg)))
-        else:
-            pushed.append(None)
-    return sorted(found)
+        names.step(opcode.name, arg)
+    return names.sorted()
 
 
 def check_globals(path: Path, data, damaged_ok: bool = False) -> None:
@@ -206,6 +188,11 @@ def check_globals(path: Path, data, damaged_ok: bool = False) -> None:
         if damaged_ok:
             return
         raise CheckpointError(f"{path}: not a readable pickle ({_one_line(exc)})") from None
+    refuse_globals(path, names)
+
+
+def refuse_globals(path: Path, names: list[str]) -> None:
+    """``CheckpointError`` naming the globals among ``names`` that could run code."""
     refused = refused_globals(names)
     if "<unknown>" in names:
         refused.append("a global whose name is computed")
