@@ -59,7 +59,7 @@ def main() -> None:
         "floor + import pydantic": PYDANTIC,
         "a Typer command with the same options": [*TYPER_FLOOR, str(EXAMPLE)],
     }
-    report("start-up", interleave_commands(sides, args.pairs), unit="s")
+    report("start-up", interleave_commands(sides, args.pairs))
     layers = wide_resnet152()
     rng = np.random.default_rng(0)
     masks = {
@@ -75,7 +75,7 @@ def main() -> None:
         }
         sides["floor: import numpy, safetensors"] = FLOOR
         title = f"commands on a {len(layers)}-layer {gb:.0f} GB sparse file, 10 tasks"
-        report(title, interleave_commands(sides, args.pairs, cwd=folder), unit="s")
+        report(title, interleave_commands(sides, args.pairs, cwd=folder))
         path.unlink()
 
 
