@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from interleaved import free_disk_gib, interleave_commands, report
+from interleaved import free_disk_gib, hatinspect, interleave_commands, report
 
 # file size in GB -> (layers, units of each square layer)
 SIZES = {1: (2, 11584), 10: (2, 36864), 50: (3, 65536)}
@@ -108,14 +108,14 @@ def main() -> None:
 def bench_size(size: int, gib: float, before: Path, after: Path, args) -> None:
     me = [sys.executable, __file__, "--child"]
     last = f"fc/{SIZES[size][0] - 1}"
-    audit = {"hatinspect audit": ["hatinspect", "audit", before.name, after.name]}
+    audit = {"hatinspect audit": hatinspect("audit", before.name, after.name)}
     if size <= IN_MEMORY_GB:
         audit["whole-file audit (before)"] = [*me, "audit", before.name, after.name]
     if size <= IN_MEMORY_GB:  # beyond, reading holes at this machine's pace takes minutes
         audit["cmp (both files read whole)"] = ["cmp", before.name, after.name]
     title = f"audit, two {gib:.1f} GiB files, {args.share:.0%} of units protected"
     report(title, interleave_commands(audit, args.pairs, cwd=before.parent), unit="s")
-    measure = {"hatinspect measure": ["hatinspect", "measure", before.name, "-l", last]}
+    measure = {"hatinspect measure": hatinspect("measure", before.name, "-l", last)}
     if size <= IN_MEMORY_GB:
         measure["weight-shaped measure (before)"] = [*me, "measure", before.name, last]
     units = SIZES[size][1]

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from interleaved import interleave_commands, report
+from interleaved import hatinspect, interleave_commands, report
 from workloads import hat_resnet152
 
 BASELINE = """
@@ -50,13 +50,9 @@ def main() -> None:
             src,
         )
         sides = {
-            "hatinspect convert --force": [
-                "hatinspect",
-                "convert",
-                src.name,
-                "out.safetensors",
-                "--force",
-            ],
+            "hatinspect convert --force": hatinspect(
+                "convert", src.name, "out.safetensors", "--force"
+            ),
             "torch.load + save_file": [
                 sys.executable,
                 "-c",

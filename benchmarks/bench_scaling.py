@@ -22,7 +22,7 @@ from types import MappingProxyType
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the CLI sets it; before numpy loads
 
 import numpy as np  # noqa: E402
-from interleaved import interleave_calls, interleave_commands, report  # noqa: E402
+from interleaved import hatinspect, interleave_calls, interleave_commands, report  # noqa: E402
 
 from hatinspect.core.capacity import capacity, inputs_per_unit
 from hatinspect.core.overlap import overlap
@@ -124,7 +124,7 @@ def bench_overlap_command(pairs: int) -> None:
     checkpoint = chain(155, 640, units=UNITS)
     with tempfile.TemporaryDirectory() as folder:
         path = write_sparse(Path(folder) / "t640.safetensors", checkpoint.layers, checkpoint.masks)
-        command = [sys.executable, "-m", "hatinspect", "overlap", path.name]
+        command = hatinspect("overlap", path.name)
         sides = {
             "hatinspect overlap -f csv (640 tasks)": [*command, "-f", "csv"],
             "hatinspect overlap (table, 640 tasks)": command,

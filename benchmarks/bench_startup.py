@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from interleaved import interleave_commands, report
+from interleaved import hatinspect, interleave_commands, report
 
 EXAMPLE = (
     Path(__file__).resolve().parent.parent / "examples" / "hat-toy" / "after-task-5.safetensors"
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     args = parser.parse_args()
     sides = {
-        "hatinspect capacity (shipped example)": ["hatinspect", "capacity", str(EXAMPLE)],
+        "hatinspect capacity (shipped example)": hatinspect("capacity", str(EXAMPLE)),
         "floor: import numpy, safetensors": FLOOR,
         "floor + import pydantic": PYDANTIC,
         "a Typer command with the same options": [*TYPER_FLOOR, str(EXAMPLE)],
@@ -70,7 +70,7 @@ def main() -> None:
         path = write_sparse(Path(folder) / "r152x15.safetensors", layers, masks)
         gb = path.stat().st_size / 1e9
         sides = {
-            f"hatinspect {cmd}": ["hatinspect", cmd, path.name]
+            f"hatinspect {cmd}": hatinspect(cmd, path.name)
             for cmd in ("info", "masks", "capacity", "overlap")
         }
         sides["floor: import numpy, safetensors"] = FLOOR

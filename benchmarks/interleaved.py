@@ -20,6 +20,13 @@ sys.path.insert(0, str(ROOT / "tests"))  # sparse_files
 TIME = "/usr/bin/time"
 
 
+def hatinspect(*args: str) -> list[str]:
+    """The command line of `hatinspect ARGS` from this interpreter's environment: its own
+    console script, never another installation found first on PATH."""
+    script = Path(sys.executable).with_name("hatinspect")
+    return [str(script), *args] if script.exists() else [sys.executable, "-m", "hatinspect", *args]
+
+
 def compile_package() -> None:
     """Byte-compile the package, as installing a wheel does, so that fresh processes time
     the program rather than its compilation (an editable install with bytecode writing off,
