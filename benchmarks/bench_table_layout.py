@@ -24,9 +24,9 @@ from unittest import mock
 
 import numpy as np
 from interleaved import interleave_calls, report
+from reference_tables import text_cells_table
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from hatinspect.core.masks import summarise_masks
 from hatinspect.core.overlap import overlap
@@ -73,21 +73,6 @@ def now_printing(result, width: int | None, **options) -> str:
     with redirect_stdout(io.StringIO()) as out, redirect_stderr(io.StringIO()):
         tables.print_renderables(tables.tables(result, width=width, **options), width)
     return out.getvalue()
-
-
-def text_cells_table(grid: tables.Grid, keep=None) -> Table:
-    """A `Grid` as a rich ``Table`` of fixed column widths whose cells are ``Text``: rich
-    pads, wraps and justifies each in a row of its own."""
-    keep = list(range(len(grid.columns)) if keep is None else keep)
-    widths = grid.widths()
-    table = Table()
-    for i in keep:
-        justify = "right" if i >= grid.text else "left"
-        table.add_column(grid.columns[i], width=widths[i], no_wrap=True, justify=justify)
-    for r, (cells, style) in enumerate(grid.rows):
-        ruled = r + 1 == grid.section
-        table.add_row(*(Text(cells[i]) for i in keep), style=style, end_section=ruled)
-    return table
 
 
 def text_cells_printing(result, width: int | None) -> str:

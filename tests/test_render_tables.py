@@ -7,23 +7,11 @@ from __future__ import annotations
 import io
 
 import pytest
+from reference_tables import text_cells_table
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from hatinspect.render.tables import Grid
-
-
-def rich_table(grid: Grid, keep: list[int]) -> Table:
-    widths = grid.widths()
-    table = Table()
-    for i in keep:
-        justify = "right" if i >= grid.text else "left"
-        table.add_column(grid.columns[i], width=widths[i], no_wrap=True, justify=justify)
-    for r, (cells, style) in enumerate(grid.rows):
-        ruled = r + 1 == grid.section
-        table.add_row(*(Text(cells[i]) for i in keep), style=style, end_section=ruled)
-    return table
 
 
 def plain() -> Grid:
@@ -96,4 +84,4 @@ def test_grid_tables_come_out_as_rich_lays_out_the_cells(name, width, colour):
     everything = list(range(len(grid.columns)))
     for keep in (everything, [0, *everything[2:]]):
         ours = drawn(grid.table(keep), width, colour)
-        assert ours == drawn(rich_table(grid, keep), width, colour)
+        assert ours == drawn(text_cells_table(grid, keep), width, colour)
