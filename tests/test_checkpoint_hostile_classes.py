@@ -653,3 +653,10 @@ def test_a_native_config_a_backbone_has_opens(tmp_path):
     metadata[fmt.CONFIG_KEY] = json.dumps({"input_dim": 4, "hidden_dims": [3, 2], "bias": True})
     path = write_native(tmp_path / "config.safetensors", LAYERS, MASKS, metadata=metadata)
     assert hatinspect.open_checkpoint(path).layer_names == [layer.name for layer in LAYERS]
+
+
+def test_a_saved_model_with_an_out_of_range_task_id_is_refused_when_opened():
+    """A fuzz finding: the file opened, then convert refused it (what opens converts)."""
+    path = Path(__file__).parent / "fixtures/fuzz-findings/clarena_saved_model_huge_task_id.pth"
+    with pytest.raises(hatinspect.CheckpointError, match="'task_id' must be an integer in 0"):
+        hatinspect.open_checkpoint(path)

@@ -338,10 +338,6 @@ def _hatinspect(path: Path, state, extra, given_task: int | None = None) -> Impo
     backbone, config = extra.get("backbone"), extra.get("config")
     rebuildable = isinstance(backbone, str) and isinstance(config, Mapping)
     task_id = extra.get("task_id")
-    if task_id is not None and not fmt.is_task_id(task_id):
-        raise CheckpointError(
-            f"{path}: 'task_id' must be an integer in 0..{fmt.MAX_TASK_ID}, got {shown(task_id)}"
-        )
     if "masks" in extra:
         if given_task is not None:
             raise CheckpointError(f"{path}: the file stores its tasks' masks; no task id applies")
@@ -520,6 +516,11 @@ def _imported(
         fmt.check_task_ids(list(masks))
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    task_id = more.get("task_id")  # the task being learned, where the file says
+    if task_id is not None and not fmt.is_task_id(task_id):
+        raise CheckpointError(
+            f"{path}: 'task_id' must be an integer in 0..{fmt.MAX_TASK_ID}, got {shown(task_id)}"
+        )
     _check_masks(path, layers, masks)
     _check_layer_tensors(path, layers, state)
     checkpoint = Checkpoint(
