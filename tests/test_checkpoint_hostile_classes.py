@@ -655,8 +655,20 @@ def test_a_native_config_a_backbone_has_opens(tmp_path):
     assert hatinspect.open_checkpoint(path).layer_names == [layer.name for layer in LAYERS]
 
 
-def test_a_saved_model_with_an_out_of_range_task_id_is_refused_when_opened():
-    """A fuzz finding: the file opened, then convert refused it (what opens converts)."""
-    path = Path(__file__).parent / "fixtures/fuzz-findings/clarena_saved_model_huge_task_id.pth"
-    with pytest.raises(hatinspect.CheckpointError, match="'task_id' must be an integer in 0"):
-        hatinspect.open_checkpoint(path)
+FINDINGS = Path(__file__).parent / "fixtures" / "fuzz-findings"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        # it opened, then convert refused it: what opens must convert
+        ("clarena_saved_model_huge_task_id.pth", "'task_id' must be an integer in 0"),
+        # these raised TypeError and ZeroDivisionError
+        ("clarena_saved_model_buffer_names_a_tensor.pth", "malformed buffer names"),
+        ("state_dict_layer_of_zero_units.pt", "whole multiple of the 0 units"),
+    ],
+)
+def test_fuzz_findings_are_refused_in_one_line_when_opened(name, message):
+    with pytest.raises(hatinspect.CheckpointError, match=message) as refused:
+        hatinspect.open_checkpoint(FINDINGS / name)
+    assert "\n" not in str(refused.value)

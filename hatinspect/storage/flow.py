@@ -115,7 +115,8 @@ def _checked(path: Path, layers: list[LayerInfo]) -> tuple[LayerInfo, ...]:
 def check_feeds(path: Path, layer: LayerInfo, source: LayerInfo) -> None:
     """A one-line error unless ``source``'s units can be ``layer``'s inputs."""
     conv = len(layer.weight_shape) > 2
-    fits = layer.fan_in == source.units if conv else layer.fan_in % source.units == 0
+    multiple = source.units > 0 and layer.fan_in % source.units == 0
+    fits = layer.fan_in == source.units if conv else multiple
     if not fits:
         need = "equal" if conv else "be a whole multiple of"
         raise CheckpointError(

@@ -121,6 +121,9 @@ def _collect(path: Path, obj: Placeholder, prefix: str, state: dict, depth: int,
             f"{path}: modules nested over {MAX_DEPTH} deep or over {MAX_MODULES} in all"
         )
     attrs = _attributes(path, obj)
+    transient = attrs.get("_non_persistent_buffers_set") or set()  # not in a state_dict
+    if not isinstance(transient, set | frozenset | list | tuple):
+        raise CheckpointError(f"{path}: {prefix or 'the module'}: malformed buffer names")
     for group in ("_parameters", "_buffers"):
         tensors = attrs.get(group) or {}
         if not isinstance(tensors, Mapping):
@@ -130,9 +133,7 @@ def _collect(path: Path, obj: Placeholder, prefix: str, state: dict, depth: int,
                 raise CheckpointError(
                     f"{path}: {prefix or 'the module'}: a tensor named {shown(name)}"
                 )
-            if isinstance(tensor, Tensor) and name not in attrs.get(
-                "_non_persistent_buffers_set", ()
-            ):
+            if isinstance(tensor, Tensor) and name not in transient:
                 state[prefix + name] = tensor.detach()
     for name, child in _modules(path, obj).items():
         if not fmt.text(name):

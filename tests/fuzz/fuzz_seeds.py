@@ -12,6 +12,7 @@ from fuzz_mutations import _join, _split  # noqa: E402
 
 # peers' own files, when committed under tests/fixtures (read if present)
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FINDINGS = "fuzz-findings"  # below FIXTURES: mutated files kept as regression cases
 FIXTURE_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
 MAX_FIXTURE = 256 * 1024  # small ones only: every case is a mutated copy
 
@@ -62,6 +63,8 @@ def build_seeds(folder: Path) -> dict[str, Path]:
         if name.endswith(".safetensors"):
             path.write_bytes(_join(*_split(path.read_bytes()), sort=True))
     for fixture in sorted(FIXTURES.rglob("*")) if FIXTURES.is_dir() else ():
+        if FINDINGS in fixture.parts:  # the fuzzer's own finds: each is refused
+            continue
         if fixture.suffix in FIXTURE_SUFFIXES and fixture.stat().st_size <= MAX_FIXTURE:
             seeds[f"fixture-{fixture.stem}{fixture.suffix}"] = fixture
     return seeds
