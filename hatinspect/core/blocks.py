@@ -9,6 +9,7 @@ little-endian header length, a JSON header, then the data.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -40,8 +41,9 @@ _STORED = {
     "U8": np.uint8,
     "BOOL": np.bool_,
 }
-_ITEMSIZE = {name: np.dtype(stored).itemsize for name, stored in _STORED.items()}
-_NAMES = {np.dtype(v).str: k for k, v in _STORED.items() if k not in ("BF16", "F8_E4M3", "F8_E5M2")}
+DTYPE_BYTES = {name: np.dtype(stored).itemsize for name, stored in _STORED.items()}
+NARROW_FLOATS = ("BF16", "F8_E4M3", "F8_E5M2")  # floats numpy has no type for
+_NAMES = {np.dtype(v).str: k for k, v in _STORED.items() if k not in NARROW_FLOATS}
 
 
 class Entry(NamedTuple):
@@ -54,7 +56,7 @@ class Entry(NamedTuple):
 
     @property
     def itemsize(self) -> int:
-        return _ITEMSIZE[self.dtype]
+        return DTYPE_BYTES[self.dtype]
 
 
 class TensorFile:
@@ -124,7 +126,7 @@ def row_blocks(shape: tuple[int, ...], itemsize: int, limit: int | None = None):
 
 def dtype_name(dtype: str) -> str:
     """numpy's name for a safetensors dtype ("F32" -> "float32"; "BF16" -> "bf16")."""
-    if dtype in _FP8 or dtype == "BF16":
+    if dtype in NARROW_FLOATS:
         return dtype.lower()
     return np.dtype(_STORED[dtype]).name if dtype in _STORED else dtype
 
@@ -132,12 +134,18 @@ def dtype_name(dtype: str) -> str:
 def as_float64(values: np.ndarray, dtype: str) -> np.ndarray:
     """Stored values (as `TensorFile.read` returns them) as float64 numbers; `dtype` is
     the safetensors name (BF16 and F8 are decoded from their bits) or numpy's."""
-    if dtype == "BF16":
-        with np.errstate(invalid="ignore"):  # NaN payloads stay NaN
-            return (values.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
-    if dtype in _FP8:
-        return _FP8[dtype]()[values]
+    if dtype in NARROW_FLOATS:
+        with np.errstate(invalid="ignore"):  # signalling NaN payloads stay NaN
+            return as_float32(values, dtype).astype(np.float64)
     return values.astype(np.float64)
+
+
+def as_float32(values: np.ndarray, dtype: str) -> np.ndarray:
+    """A narrow float's stored bits (BF16 as uint16, F8 as uint8) decoded to float32,
+    which holds each of their values exactly."""
+    if dtype == "BF16":
+        return (values.astype(np.uint32) << 16).view(np.float32)  # NaN payloads stay NaN
+    return _fp8_values(dtype)[values]
 
 
 def as_bits(values: np.ndarray) -> np.ndarray:
@@ -194,7 +202,7 @@ def _entries(path: Path, fd: int) -> dict[str, Entry]:
             continue
         try:
             dtype, shape, (begin, end) = record["dtype"], record["shape"], record["data_offsets"]
-            nbytes = math.prod(shape) * _ITEMSIZE[dtype]
+            nbytes = math.prod(shape) * DTYPE_BYTES[dtype]
             ok = end - begin == nbytes and 0 <= begin and data + end <= size
         except (KeyError, TypeError, ValueError):
             ok = False
@@ -224,7 +232,11 @@ def _fp8_table(exponent_bits: int, bias: int, finite_max_code: bool) -> np.ndarr
     return values
 
 
-_FP8 = {
-    "F8_E4M3": lambda: _fp8_table(4, 7, True),
-    "F8_E5M2": lambda: _fp8_table(5, 15, False),
-}
+@functools.cache
+def _fp8_values(dtype: str) -> np.ndarray:
+    """float32 value of each of the 256 codes of an F8 dtype."""
+    return _fp8_table(*_FP8_LAYOUTS[dtype]).astype(np.float32)
+
+
+# exponent bits, exponent bias, whether the top code is finite (E4M3FN) or IEEE-like
+_FP8_LAYOUTS = {"F8_E4M3": (4, 7, True), "F8_E5M2": (5, 15, False)}

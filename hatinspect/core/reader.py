@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import json
 import math
 import os
 import stat
@@ -21,6 +20,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from hatinspect.core import format as fmt
+from hatinspect.core.blocks import DTYPE_BYTES, NARROW_FLOATS, TensorFile, as_float32
 from hatinspect.core.errors import CheckpointError, shown
 from hatinspect.core.types import Checkpoint, LayerInfo
 
@@ -78,9 +78,18 @@ def read_native_tensors(path: str | os.PathLike, keys: Iterable[str]) -> dict[st
             if missing:
                 raise CheckpointError(f"{path}: no tensor {shown(missing[0])}")
             dtypes = {key: f.get_slice(key).get_dtype() for key in keys}
-            numpy = {key: f.get_tensor(key) for key in keys if dtypes[key] not in WIDENED}
-        widened = {key: dtype for key, dtype in dtypes.items() if dtype in WIDENED}
-        return {**numpy, **_widened(path, widened)} if widened else numpy
+            numpy = {key: f.get_tensor(key) for key in keys if dtypes[key] not in NARROW_FLOATS}
+        narrow = [key for key in keys if dtypes[key] in NARROW_FLOATS]
+        return {**numpy, **_widened(path, narrow)} if narrow else numpy
+
+
+def _widened(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
+    """Tensors of floats numpy lacks (bfloat16, float8), read as bits, as float32."""
+    with TensorFile(path) as tensors:
+        return {
+            key: as_float32(tensors.read(key), entry.dtype).reshape(entry.shape)
+            for key, entry in ((key, tensors.entry(key)) for key in keys)
+        }
 
 
 @contextmanager
@@ -183,43 +192,6 @@ def _check_header_length(path: Path) -> None:
         raise CheckpointError(f"{path}: header length {length} is over the {limit} MiB limit")
     if length > size - 8:
         raise CheckpointError(f"{path}: header length {length} exceeds the file ({size} bytes)")
-
-
-WIDENED = {  # safetensors dtypes numpy lacks -> how to read them as float32
-    "BF16": lambda raw: (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32),
-    "F8_E5M2": lambda raw: (np.frombuffer(raw, np.uint8).astype("<u2") << 8).view("<f2"),
-    "F8_E4M3": lambda raw: _E4M3[np.frombuffer(raw, np.uint8)],
-}
-
-
-def _e4m3_table() -> np.ndarray:
-    """float8 e4m3fn's 256 values: 1 sign, 4 exponent (bias 7), 3 mantissa bits; no
-    infinities, S.1111.111 is NaN."""
-    bits = np.arange(256)
-    sign = np.where(bits & 0x80, -1.0, 1.0)
-    exponent, mantissa = (bits >> 3) & 0xF, bits & 0x7
-    normal = (1 + mantissa / 8) * 2.0 ** (exponent - 7)
-    values = sign * np.where(exponent == 0, mantissa / 8 * 2.0**-6, normal)
-    values[(bits & 0x7F) == 0x7F] = np.nan
-    return values.astype(np.float32)
-
-
-_E4M3 = _e4m3_table()
-
-
-def _widened(path: Path, dtypes: dict[str, str]) -> dict[str, np.ndarray]:
-    """Tensors of dtypes numpy lacks, read from their bytes and widened to float32 (the
-    file was already checked by ``safe_open``: offsets lie inside the data)."""
-    with open(path, "rb") as f:
-        length = int.from_bytes(f.read(8), "little")
-        table = json.loads(f.read(length))
-        out = {}
-        for key, dtype in dtypes.items():
-            begin, end = table[key]["data_offsets"]
-            f.seek(8 + length + begin)
-            shape = table[key]["shape"]
-            out[key] = WIDENED[dtype](f.read(end - begin)).astype(np.float32).reshape(shape)
-    return out
 
 
 def _header(path: Path, f) -> fmt.Header:
@@ -381,20 +353,12 @@ def _check_binary(path: Path, buffer: np.ndarray, masks, starts, sizes) -> None:
         )
 
 
-# bytes per element of safetensors' dtypes; a file with any other is read tensor by tensor
-DTYPE_BYTES = {
-    **dict.fromkeys(("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3"), 1),
-    **dict.fromkeys(("U16", "I16", "F16", "BF16"), 2),
-    **dict.fromkeys(("U32", "I32", "F32"), 4),
-    **dict.fromkeys(("U64", "I64", "F64"), 8),
-}
-
-
 def _data_offsets(path: Path, f, tensors: dict) -> dict[str, int] | None:
     """Where each tensor's data starts in the file, from `tensors` (key -> dtype, shape)
     in the order `_keys_by_offset` gives: safe_open has checked that the tensors tile the
     data without gaps, so their sizes added up in the order of their data are the
     offsets. None where that order is unknown or the sizes do not account for the file."""
+    # a dtype with no known size (not a safetensors one): the masks are read one by one
     known = all(dtype in DTYPE_BYTES for dtype, _ in tensors.values())
     if not (known and hasattr(f, "offset_keys")):
         return None
