@@ -20,7 +20,6 @@ from hatinspect.training.demo import (
     DemoConfig,
     DemoResult,
     build_backbone,
-    forgetting,
 )
 from hatinspect.training.engine import EpochCallback, EpochReport
 from hatinspect.training.tasks import make_tasks
@@ -85,18 +84,8 @@ def run_lightning_demo(
     if not trainer.is_global_zero:
         return None
     written = checkpoint.paths if checkpoint is not None else {}
-    return DemoResult(
-        algorithm=config.algorithm,
-        backbone=config.backbone,
-        dataset=config.dataset,
-        seed=config.seed,
-        epochs=config.epochs,
-        accuracy=tuple(tuple(row) for row in module.accuracy),
-        forgetting=tuple(forgetting(module.accuracy)),
-        capacity=tuple(module.capacity_by_task),
-        checkpoints=tuple(str(written[task]) for task in sorted(written)),
-        seconds=time.perf_counter() - start,
-    )
+    paths = [str(written[task]) for task in sorted(written)]
+    return DemoResult.of_run(config, module.accuracy, module.capacity_by_task, paths, start)
 
 
 def _test_loader(task) -> DataLoader:

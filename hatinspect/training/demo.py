@@ -88,6 +88,22 @@ class DemoResult:
     checkpoints: tuple[str, ...]
     seconds: float
 
+    @classmethod
+    def of_run(cls, config: DemoConfig, accuracy, capacity, checkpoints, start: float):
+        """The result of a run of `config` begun at `start` (``time.perf_counter()``)."""
+        return cls(
+            algorithm=config.algorithm,
+            backbone=config.backbone,
+            dataset=config.dataset,
+            seed=config.seed,
+            epochs=config.epochs,
+            accuracy=tuple(tuple(row) for row in accuracy),
+            forgetting=tuple(forgetting(accuracy)),
+            capacity=tuple(capacity),
+            checkpoints=tuple(checkpoints),
+            seconds=time.perf_counter() - start,
+        )
+
     @property
     def tasks(self) -> int:
         return len(self.accuracy)
@@ -130,17 +146,8 @@ def run_demo(
         accuracy = train_sequence(
             backbone, heads, tasks, config.train_config, generator, on_epoch, save
         )
-    return DemoResult(
-        algorithm=config.algorithm,
-        backbone=config.backbone,
-        dataset=config.dataset,
-        seed=config.seed,
-        epochs=config.epochs,
-        accuracy=tuple(tuple(row) for row in accuracy),
-        forgetting=tuple(forgetting(accuracy)),
-        capacity=tuple(capacity_after_each_task(backbone)),
-        checkpoints=tuple(checkpoints),
-        seconds=time.perf_counter() - start,
+    return DemoResult.of_run(
+        config, accuracy, capacity_after_each_task(backbone), checkpoints, start
     )
 
 
