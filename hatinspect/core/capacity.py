@@ -18,6 +18,7 @@ import numpy as np
 
 from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError
+from hatinspect.core.masks import joined_masks
 from hatinspect.core.results import Result
 from hatinspect.core.select import select_layers, select_tasks
 from hatinspect.core.types import Checkpoint, LayerInfo
@@ -165,21 +166,11 @@ def _counts(checkpoint: Checkpoint) -> _Counts:
     pick = operator.itemgetter(*(layer.name for layer in layers))
     cumulative = np.zeros(int(sizes.sum()), dtype=np.uint8)
     for t, task in enumerate(tasks):
-        row = _joined(_as_tuple(pick(checkpoint.masks[task])), cumulative.size)
+        row = joined_masks(_as_tuple(pick(checkpoint.masks[task])), cumulative.size)
         active[:, t] = np.add.reduceat(row, starts, dtype=np.int64)
         np.maximum(cumulative, row, out=cumulative)
         used[:, t] = np.add.reduceat(cumulative, starts, dtype=np.int64)
     return _Counts(used, active, np.diff(used, axis=1, prepend=0))
-
-
-def _joined(masks: tuple, size: int) -> np.ndarray:
-    """The masks end to end, one (units,) row. Joined as bytes when each is a byte per
-    unit: ``np.concatenate`` costs several times as much per array, thousands of times."""
-    try:
-        joined = b"".join(masks)
-    except (TypeError, BufferError):  # lists, strided views: numpy's way
-        joined = b""
-    return np.frombuffer(joined, np.uint8) if len(joined) == size else np.concatenate(masks)
 
 
 def _as_tuple(picked) -> tuple:

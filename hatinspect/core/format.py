@@ -81,14 +81,6 @@ def mask_key(task_id: int, layer: str) -> str:
     return f"{MASK_PREFIX}{task_id}.{layer}"
 
 
-def parse_mask_key(key: str) -> tuple[int, str]:
-    """``"mask.3.fc/0"`` -> ``(3, "fc/0")``; ``ValueError`` for a malformed key."""
-    _, task, layer = (key.split(".", 2) + ["", ""])[:3]
-    if not (task.isdigit() and task.isascii() and layer):
-        raise ValueError(f"malformed mask tensor name {shown(key)}")
-    return int(task), layer
-
-
 def encode_header(header: Header) -> dict[str, str]:
     """The ``__metadata__`` mapping (string -> string) for ``header``."""
     metadata = {

@@ -83,6 +83,19 @@ def task_matrix(checkpoint: Checkpoint, layer: LayerInfo, tasks: Sequence[int]) 
     return np.array(rows, dtype=np.uint8).reshape(len(tasks), layer.units)
 
 
+def joined_masks(masks: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """The masks end to end, one (size,) row (`size`: their units in all).
+    Joined as bytes when each is a byte per unit: ``np.concatenate`` costs several times
+    as much per array, and a network has thousands."""
+    try:
+        joined = b"".join(masks)
+    except (TypeError, BufferError):  # lists, strided views: numpy's way
+        joined = b""
+    if len(joined) == size:
+        return np.frombuffer(joined, np.uint8)
+    return np.concatenate(masks)
+
+
 def summative_counts(matrix: np.ndarray) -> np.ndarray:
     """(units,): how many rows of the (tasks, units) 0/1 matrix keep each unit. Summed in
     uint8 while the count cannot pass 255 (numpy then adds without casting, ~10x faster)."""

@@ -8,6 +8,7 @@ from functools import cached_property
 
 import numpy as np
 
+from hatinspect.core.masks import joined_masks
 from hatinspect.core.results import Result
 from hatinspect.core.select import select_layers, select_tasks
 from hatinspect.core.types import Checkpoint, LayerInfo
@@ -81,8 +82,7 @@ def network_matrix(
     matrix = np.empty((len(tasks), sum(layer.units for layer in layers)), dtype=np.uint8)
     for row, task in zip(matrix, tasks, strict=True):
         masks = checkpoint.masks[task]
-        if layers:
-            np.concatenate([masks[layer.name] for layer in layers], out=row)
+        row[:] = joined_masks([masks[layer.name] for layer in layers], row.size)
     return matrix
 
 
