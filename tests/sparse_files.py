@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from checkpoint_factories import linear_layers
 
 from hatinspect.core import format as fmt
 from hatinspect.core.types import LayerInfo
@@ -66,20 +67,7 @@ def write_sparse(
 
 def wide_layers(units: int, count: int = 2) -> tuple[LayerInfo, ...]:
     """`count` square linear layers of `units` units, each fed by the one before."""
-    layers = []
-    for index in range(count):
-        key = f"backbone.fc.{index}"
-        layers.append(
-            LayerInfo(
-                name=f"fc/{index}",
-                units=units,
-                weight_shape=(units, units),
-                weight_key=f"{key}.weight",
-                bias_key=f"{key}.bias",
-                preceding=f"fc/{index - 1}" if index else None,
-            )
-        )
-    return tuple(layers)
+    return linear_layers((units,) * (count + 1))
 
 
 def leading_masks(layers, tasks: int, share: float) -> dict[int, dict[str, np.ndarray]]:
