@@ -41,7 +41,6 @@ from hatinspect.storage.flow import infer_flow, inferred_note
 from hatinspect.storage.pickle_scan import check_tensors, check_torch_file
 from hatinspect.storage.unpickler import (
     Placeholder,
-    check_globals,
     load_saved_object,
     pickle_globals,
     refuse_globals,
@@ -130,12 +129,8 @@ def load_payload(path: Path):
 
 
 def _load_checked(path: Path, names: tuple[str, ...]):
+    refuse_globals(path, names)  # every pickle's, as check_torch_file scanned them
     zipped = zipfile.is_zipfile(path)
-    if zipped:
-        refuse_globals(path, names)
-    else:  # a plain or legacy torch pickle: the scan stops at its first STOP
-        with path.open("rb") as f:
-            check_globals(path, f, damaged_ok=True)
     try:
         with warnings.catch_warnings():
             # a refused plain pickle also warns about its protocol; the refusal says it all

@@ -52,8 +52,8 @@ _MARK = object()
 
 @dataclass(frozen=True)
 class CheckedFile:
-    """What ``check_torch_file`` found: the globals a torch zip's pickles name, for the
-    caller to judge, and the check of its data records, which goes on in a thread."""
+    """What ``check_torch_file`` found: the globals the file's pickles name, for the caller
+    to judge, and the check of a zip's data records, which goes on in a thread."""
 
     globals: tuple[str, ...] = ()
     records: RecordCheck | None = None
@@ -80,12 +80,12 @@ def check_torch_file(path: Path) -> CheckedFile:
         return CheckedFile(tuple(names.sorted()), records)
     with path.open("rb") as f:
         data = f.read()  # the file's whole size, which torch.load reads too
-    stream = io.BytesIO(data)
+    stream, names = io.BytesIO(data), GlobalNames()
     for _ in range(LEGACY_PICKLES):
         if stream.tell() >= len(data):
             break
-        _scan(path, stream, "pickle")
-    return CheckedFile()
+        _scan(path, stream, "pickle", names)
+    return CheckedFile(tuple(names.sorted()))
 
 
 def scan_pickle(
