@@ -5,9 +5,11 @@ heavy libraries (torch, matplotlib) are imported inside the commands that need t
 """
 
 import functools
+import gc
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -126,6 +128,25 @@ def command(name: str, **kwargs) -> Callable[[Callable], Callable]:
     return register
 
 
+@contextmanager
+def heavy_imports() -> Iterator[None]:
+    """Import torch (a command's heavy library) with the cyclic collector paused, then
+    freeze what exists.
+
+    torch's ~165,000 import-time objects live as long as the process: the collections its
+    import sets off find nothing among them to free (0.1 s), and every full collection the
+    command sets off later would walk them all again. Frozen (``gc.freeze``), they are left
+    out; what the command makes afterwards is collected as ever."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
 def _print_version(value: bool) -> None:
     if value:
         print(f"hatinspect {hatinspect.__version__}")
@@ -153,4 +174,9 @@ def main() -> None:
     # long when the other core is busy. Set before numpy loads; a value the user set wins.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _register_commands()
-    app()
+    try:
+        app()
+    finally:
+        # The process ends here. Frozen, what is alive is left out of the interpreter's
+        # last collections: after `import torch` they took 0.4-0.6 s of every exit.
+        gc.freeze()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hatinspect import api
-from hatinspect.cli.app import command, fail
+from hatinspect.cli.app import command, fail, heavy_imports
 from hatinspect.render.files import FIGURE_FORMATS, check_writable, output_format
 
 if TYPE_CHECKING:
@@ -176,7 +176,8 @@ def load(path: Path, source: Source | None = None, task_id: int | None = None) -
     """Open a checkpoint (the one seam to the reader) and show its caveats on stderr."""
     from hatinspect.checkpoints import open_checkpoint
 
-    checkpoint = open_checkpoint(path, source=source.value if source else None, task_id=task_id)
+    with heavy_imports():  # a PyTorch file imports torch
+        checkpoint = open_checkpoint(path, source=source.value if source else None, task_id=task_id)
     for note in checkpoint.notes:
         print(f"note: {note}", file=sys.stderr)
     return checkpoint
@@ -186,7 +187,8 @@ def load_run(path: Path, source: Source | None = None, task_id: int | None = Non
     """A run folder (its files checked to agree) or one checkpoint; notes on stderr."""
     if not path.is_dir():
         return load(path, source, task_id)
-    run = api.open_run(path, source=source.value if source else None, task_id=task_id)
+    with heavy_imports():  # a run of PyTorch files imports torch
+        run = api.open_run(path, source=source.value if source else None, task_id=task_id)
     for note in run.final.notes:
         print(f"note: {note}", file=sys.stderr)
     return run
@@ -524,7 +526,9 @@ def convert(
                hatinspect convert model.ckpt model.safetensors --source clarena
     """
     from hatinspect.core.reader import read_native_header
-    from hatinspect.storage.convert import convert as convert_file
+
+    with heavy_imports():
+        from hatinspect.storage.convert import convert as convert_file
 
     _outputs_free(force, (src,), dst)
     convert_file(src, dst, source=source.value if source else None, task_id=task_id)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from hatinspect.cli.app import command, fail
+from hatinspect.cli.app import command, fail, heavy_imports
 from hatinspect.cli.inspect_commands import WidthOption
 
 # the library's names, repeated here so that --help needs no torch (a test keeps them equal)
@@ -224,11 +224,13 @@ def _engine(engine: str, devices: int, strategy: str):
     if engine == "plain":
         if (devices, strategy) != (1, "auto"):
             raise fail("--devices and --strategy need --engine lightning", code=2)
-        from hatinspect.training.demo import run_demo
+        with heavy_imports():
+            from hatinspect.training.demo import run_demo
 
         return run_demo
     try:
-        from hatinspect.lightning.demo import run_lightning_demo
+        with heavy_imports():
+            from hatinspect.lightning.demo import run_lightning_demo
     except ImportError as exc:
         raise fail(str(exc)) from None
     return lambda config, out, on_epoch: run_lightning_demo(
