@@ -268,8 +268,11 @@ class HATMaskBackbone(CLBackbone):
         hidden: dict[str, Tensor] = {}
 
         def apply_mask(name: str, x: Tensor) -> Tensor:
-            # (units,) -> (units, 1, 1) for conv maps: broadcast over batch and space
-            x = x * mask[name].reshape(-1, *(1,) * (x.dim() - 2))
+            # (units,) broadcasts over (batch, units) as it is; conv maps need (units, 1, 1)
+            unit_mask = mask[name]
+            if x.dim() > 2:
+                unit_mask = unit_mask.reshape(-1, *(1,) * (x.dim() - 2))
+            x = x * unit_mask
             hidden[name] = x
             return x
 

@@ -63,9 +63,11 @@ class MLP(CLBackbone):
 
     def forward_gated(self, input: Tensor, gate: Gate) -> Tensor:
         x = input.flatten(1)
-        for idx, name in enumerate(self.weighted_layer_names):
-            x = self.fc_activation[idx](self.fc_bn[idx](self.fc[idx](x)))
-            x = self.fc_dropout[idx](gate(name, x))
+        layers = (self.fc, self.fc_bn, self.fc_activation, self.fc_dropout)
+        for name, fc, bn, activation, dropout in zip(
+            self.weighted_layer_names, *layers, strict=True
+        ):
+            x = dropout(gate(name, activation(bn(fc(x)))))
         return x
 
 
