@@ -252,9 +252,11 @@ def _generic(opcode, arg, stack: list, memo: dict) -> None:
 
 
 def _grow(node: _Node, parts: list) -> None:
-    if parts:
-        node.depth = max(node.depth, 1 + max(part.depth for part in parts))
-        node.size = min(node.size + sum(part.size for part in parts), MAX_OBJECTS + 1)
+    depth, size = node.depth, node.size
+    for part in parts:  # a plain loop: this runs for most opcodes of a pickle
+        depth = max(depth, part.depth + 1)
+        size += part.size
+    node.depth, node.size = depth, min(size, MAX_OBJECTS + 1)
     if node.depth > MAX_DEPTH:
         raise _Refused(f"nests objects more than {MAX_DEPTH} deep")
     if node.size > MAX_OBJECTS:
@@ -270,9 +272,9 @@ def _top(stack: list) -> _Node:
 def _pop(stack: list, count: int) -> list:
     if count == 0:
         return []
-    if len(stack) < count or any(item is _MARK for item in stack[-count:]):
-        raise ValueError("stack underflow")
     parts = stack[-count:]
+    if len(parts) < count or _MARK in parts:  # objects compare by identity
+        raise ValueError("stack underflow")
     del stack[-count:]
     return parts
 
