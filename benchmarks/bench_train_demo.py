@@ -1,9 +1,11 @@
-"""train-demo with its default settings, against the same run with torch.optim.SGD.
+"""train-demo with its default settings, against the same run with torch.optim.SGD and
+against `import torch` alone.
 
 The demo's optimiser makes `torch.optim.SGD(momentum=0, weight_decay=0)`'s very update
 without importing `torch._dynamo`, which every `torch.optim` optimiser does when built. The
 baseline runs the same command with `torch.optim.SGD` put back; both print the same
-accuracy matrix (checked). Fresh processes, interleaved pair by pair.
+accuracy matrix (checked). hatinspect runs as its console script, into a folder it may
+overwrite. Fresh processes, interleaved pair by pair.
 
     python benchmarks/bench_train_demo.py [--pairs 5]
 """
@@ -16,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-from interleaved import interleave_commands, report
+from interleaved import hatinspect, interleave_commands, report
 
 RUN = """
 import sys, uuid, torch
@@ -55,8 +57,9 @@ def main() -> None:
         assert accuracy["plain"] == accuracy["torch.optim"], accuracy
         print(f"same accuracy matrix from both: final row {accuracy['plain'][-1]}")
         sides = {
-            "hatinspect train-demo (plain SGD update)": command("plain", f"{folder}/a"),
+            "hatinspect train-demo": hatinspect("train-demo", "-o", f"{folder}/a", "--force"),
             "the same with torch.optim.SGD": command("torch.optim", f"{folder}/b"),
+            "import torch": [sys.executable, "-c", "import torch"],
         }
         report("train-demo, default settings", interleave_commands(sides, args.pairs), unit="s")
 

@@ -80,7 +80,7 @@ def interleave_calls(sides: Mapping[str, Callable[[], object]], pairs: int = 5) 
 
 def report(title: str, results: Mapping[str, dict], unit: str = "ms") -> None:
     """One line per side: median, minimum, peak RSS; then each side's ratio to the first."""
-    scale = 1000 if unit == "ms" else 1
+    scale, digits = (1000, 1) if unit == "ms" else (1, 2)
     print(title)
     first = None
     for name, result in results.items():
@@ -89,7 +89,8 @@ def report(title: str, results: Mapping[str, dict], unit: str = "ms") -> None:
         peak = result["peak_kib"]
         rss = f"  peak RSS {peak / 1024:7.1f} MiB" if peak is not None else ""
         print(
-            f"  {name:<42} median {median * scale:9.1f} {unit}  min {low * scale:9.1f} {unit}"
+            f"  {name:<42} median {median * scale:9.{digits}f} {unit}"
+            f"  min {low * scale:9.{digits}f} {unit}"
             f"{rss}  ({median / first:5.2f}x the first)"
         )
 

@@ -10,6 +10,7 @@ activation function.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -133,8 +134,13 @@ class HATMaskBackbone(CLBackbone):
         """The per-task batch norms, in network order (none unless built with them)."""
         return [module for module in self.modules() if isinstance(module, TaskBatchNorm2d)]
 
+    @functools.cached_property
+    def _selectable_norms(self) -> list[TaskBatchNorm2d]:
+        # a network's modules are fixed once built: found once, not at every forward
+        return self.task_norms()
+
     def _select_task_norms(self, stage: str, task_id: int | None) -> None:
-        norms = self.task_norms()
+        norms = self._selectable_norms
         if not norms:
             return
         if task_id is None:
