@@ -58,7 +58,7 @@ BackboneOption = Annotated[
     str,
     typer.Option(
         metavar=_choices(BACKBONES),
-        help="mlp (about 4 s for 5 tasks on 2 CPU cores) or resnet18 with one batch norm per "
+        help="mlp (about 3 s for 5 tasks on 2 CPU cores) or resnet18 with one batch norm per "
         "task on 16x16 synthetic images (far slower: about 5 minutes per task with 15 epochs, "
         "25 minutes for 5 tasks, measured on 2 CPU cores shared with other jobs; 45 MB per "
         "checkpoint).",

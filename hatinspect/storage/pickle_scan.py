@@ -74,10 +74,11 @@ def check_torch_file(path: Path) -> CheckedFile:
     if is_zip:
         names = GlobalNames()
         pickles, stored = _zip_records(path, size)
-        records = RecordCheck(path, stored)
         for name, data in pickles:
             scan_pickle(path, data, name, names)
-        return CheckedFile(tuple(names.sorted()), records)
+        # started after the scan, which it would slow down (both want the interpreter at
+        # every chunk), and beside torch.load, which waits on the same reads
+        return CheckedFile(tuple(names.sorted()), RecordCheck(path, stored))
     with path.open("rb") as f:
         data = f.read()  # the file's whole size, which torch.load reads too
     stream, names = io.BytesIO(data), GlobalNames()
@@ -397,7 +398,7 @@ def _bad_crc(path: Path, info: zipfile.ZipInfo):
 class RecordCheck:
     """The sizes and CRCs of a zip's stored records, checked by a thread of its own
     through one reused buffer (memory stays flat): reading and zlib let go of the
-    interpreter, so the check costs no time beside the pickle's scan and ``torch.load``."""
+    interpreter, so the check costs no time beside ``torch.load``."""
 
     def __init__(self, path: Path, records: list[tuple[zipfile.ZipInfo, int]]) -> None:
         self._error: CheckpointError | None = None
