@@ -150,6 +150,15 @@ def test_zero_test_mask_silences_its_units(activation):
     assert torch.all(feature == 0)
 
 
+def test_a_test_mask_of_embedding_shape_gates_like_a_flat_one():
+    net = tiny_hat()
+    flat = {"fc/0": torch.tensor([1.0, 0.0, 1.0]), "fc/1": torch.tensor([0.0, 1.0])}
+    rows = {name: mask.reshape(1, -1) for name, mask in flat.items()}  # (1, units)
+    x = torch.randn(3, 4)
+    assert torch.equal(net(x, "test", test_mask=rows)[0], net(x, "test", test_mask=flat)[0])
+    assert torch.all(net(x, "test", test_mask=rows)[0][:, 0] == 0)
+
+
 def test_hat_forward_equals_a_hand_written_pass():
     net = tiny_hat()
     x = torch.randn(5, 4)

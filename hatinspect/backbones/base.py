@@ -276,7 +276,7 @@ class HATMaskBackbone(CLBackbone):
         def apply_mask(name: str, x: Tensor) -> Tensor:
             # (units,) broadcasts over (batch, units) as it is; conv maps need (units, 1, 1)
             unit_mask = mask[name]
-            if x.dim() > 2:
+            if unit_mask.dim() != 1 or x.dim() > 2:
                 unit_mask = unit_mask.reshape(-1, *(1,) * (x.dim() - 2))
             x = x * unit_mask
             hidden[name] = x
