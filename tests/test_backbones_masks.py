@@ -150,13 +150,17 @@ def test_zero_test_mask_silences_its_units(activation):
     assert torch.all(feature == 0)
 
 
-def test_a_test_mask_of_embedding_shape_gates_like_a_flat_one():
+@pytest.mark.parametrize("shape", [(1, -1), (-1, 1)], ids=["row", "column"])
+def test_a_test_mask_of_another_shape_gates_like_a_flat_one(shape):
     net = tiny_hat()
     flat = {"fc/0": torch.tensor([1.0, 0.0, 1.0]), "fc/1": torch.tensor([0.0, 1.0])}
-    rows = {name: mask.reshape(1, -1) for name, mask in flat.items()}  # (1, units)
-    x = torch.randn(3, 4)
-    assert torch.equal(net(x, "test", test_mask=rows)[0], net(x, "test", test_mask=flat)[0])
-    assert torch.all(net(x, "test", test_mask=rows)[0][:, 0] == 0)
+    shaped = {name: mask.reshape(*shape) for name, mask in flat.items()}
+    x = torch.randn(3, 4)  # as many rows as fc/0 has units: a wrong broadcast would pass
+    _, _, hidden = net(x, "test", test_mask=shaped)
+    _, _, expected = net(x, "test", test_mask=flat)
+    assert hidden["fc/0"].shape == (3, 3)
+    assert torch.equal(hidden["fc/0"], expected["fc/0"])
+    assert torch.all(hidden["fc/0"][:, 1] == 0)
 
 
 def test_hat_forward_equals_a_hand_written_pass():
