@@ -49,10 +49,7 @@ def main() -> None:
             },
             src,
         )
-        sides = {
-            "hatinspect convert --force": hatinspect(
-                "convert", src.name, "out.safetensors", "--force"
-            ),
+        sides = {  # the baseline first: each ratio printed is hatinspect's to it
             "torch.load + save_file": [
                 sys.executable,
                 "-c",
@@ -60,6 +57,9 @@ def main() -> None:
                 src.name,
                 "base.safetensors",
             ],
+            "hatinspect convert --force": hatinspect(
+                "convert", src.name, "out.safetensors", "--force"
+            ),
         }
         size = src.stat().st_size / 2**20
         title = f"convert, HATMaskResNet152 with {args.tasks} tasks ({size:.0f} MiB .pt)"
