@@ -4,6 +4,7 @@ names the file."""
 
 from __future__ import annotations
 
+import fractions
 import io
 import json
 import os
@@ -396,6 +397,18 @@ TINY_HOSTILE = {  # name -> (bytes, what the refusal says)
     "shared-key-plain.pt": (lambda: _with_key(SHARED_KEY + b"K\x01"), "refused to load"),
     "shared-key-zip.pt": (lambda: _in_torch_zip(SHARED_KEY), "refused to load"),
 }
+
+
+def test_a_zip_appended_to_a_legacy_pickle_is_never_unpickled(tmp_path):
+    """What a file is gets decided once, from its first bytes: a legacy torch pickle with
+    a torch zip appended is scanned as the pickle, so its zip (nesting 500 deep here, past
+    the scan's limit) must not be loaded as if the scan had seen it."""
+    legacy = io.BytesIO()
+    torch.save({"w": fractions.Fraction(1, 2)}, legacy, _use_new_zipfile_serialization=False)
+    path = tmp_path / "legacy-then-zip.pt"
+    path.write_bytes(legacy.getvalue() + _in_torch_zip(b")" + b"\x85" * 500))
+    assert zipfile.is_zipfile(path)  # the zip's directory ends the file
+    refused(path, "refused to load")
 
 
 BIG = 16 * 2**20  # bytes of the large valid files

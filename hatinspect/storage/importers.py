@@ -24,7 +24,6 @@ from __future__ import annotations
 import pickle
 import re
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError, shown
 from hatinspect.core.types import Checkpoint, LayerInfo
 from hatinspect.storage.flow import infer_flow, inferred_note
-from hatinspect.storage.pickle_scan import check_tensors, check_torch_file
+from hatinspect.storage.pickle_scan import CheckedFile, check_tensors, check_torch_file
 from hatinspect.storage.unpickler import (
     Placeholder,
     load_saved_object,
@@ -119,7 +118,7 @@ def load_payload(path: Path):
     pickled object (a ``torch.save`` zip) with the placeholder unpickler."""
     checked = check_torch_file(path)  # zip records and pickles no checkpoint has, first
     try:
-        payload = _load_checked(path, checked.globals)
+        payload = _load_checked(path, checked)
     except CheckpointError:
         checked.wait()  # a damaged record is what to report first
         raise
@@ -128,9 +127,8 @@ def load_payload(path: Path):
     return payload
 
 
-def _load_checked(path: Path, names: tuple[str, ...]):
-    refuse_globals(path, names)  # every pickle's, as check_torch_file scanned them
-    zipped = zipfile.is_zipfile(path)
+def _load_checked(path: Path, checked: CheckedFile):
+    refuse_globals(path, checked.globals)  # every pickle's, as check_torch_file scanned them
     try:
         with warnings.catch_warnings():
             # a refused plain pickle also warns about its protocol; the refusal says it all
@@ -139,7 +137,7 @@ def _load_checked(path: Path, names: tuple[str, ...]):
             with path.open("rb") as f:
                 return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if not zipped:
+        if not checked.zipped:  # what the scan took it for, never a second guess
             raise CheckpointError(f"{path}: refused to load: {_refusal(path, exc)}") from None
         return load_saved_object(path)
     except Exception as exc:  # torch.load raises many types on damaged data; all mean "unreadable"

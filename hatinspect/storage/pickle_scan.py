@@ -58,6 +58,11 @@ class CheckedFile:
     globals: tuple[str, ...] = ()
     records: RecordCheck | None = None
 
+    @property
+    def zipped(self) -> bool:
+        """Whether the file was checked as a torch zip (by its first bytes)."""
+        return self.records is not None
+
     def wait(self) -> None:
         """Raise what the check of the data records found, once it is done."""
         if self.records is not None:
