@@ -159,6 +159,17 @@ def test_convert_keeps_masks_layers_and_source(tmp_path, make):
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float8_e4m3fn], ids=str)
+def test_read_tensors_widens_what_numpy_lacks(tmp_path, dtype):
+    state, _ = original_hat_state()
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = state[key].to(dtype)
+    path = torch_save(tmp_path / "narrow.pt", state)
+    value = read_tensors(path, [key])[key]
+    assert value.dtype == np.float32
+    np.testing.assert_array_equal(value, state[key].float().numpy())
+
+
 def test_source_override_and_unknown_source(tmp_path):
     state, expected = original_hat_state()
     path = torch_save(tmp_path / "hat.pt", state)

@@ -479,20 +479,10 @@ def _binary(path: Path, where: str, values) -> np.ndarray:
     if not isinstance(values, Tensor):
         raise CheckpointError(f"{path}: {where} is {shown(values)}, not a tensor")
     # numpy's comparisons: a thousand masks cost a few torch calls each otherwise
-    values = _flat_array(values)
+    values = _numpy(values).reshape(-1)
     if not ((values == 0) | (values == 1)).all():
         raise CheckpointError(f"{path}: {where} is not a binary (0/1) mask")
     return _frozen(values)
-
-
-def _flat_array(values: Tensor) -> np.ndarray:
-    """A tensor's values as a flat numpy array; dtypes numpy lacks (bfloat16, float8)
-    widened to float32."""
-    values = values.detach().reshape(-1)
-    try:
-        return values.numpy()
-    except TypeError:
-        return values.float().numpy()
 
 
 def _frozen(mask: np.ndarray) -> np.ndarray:
@@ -562,8 +552,13 @@ def _check_masks(path: Path, layers, masks) -> None:
 
 
 def _numpy(tensor: Tensor) -> np.ndarray:
+    """A tensor's values as a numpy array; dtypes numpy lacks (bfloat16, float8) widened
+    to float32."""
     tensor = tensor.detach().cpu()
-    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+    try:
+        return tensor.numpy()
+    except TypeError:
+        return tensor.float().numpy()
 
 
 def _refusal(path: Path, exc: Exception) -> str:
