@@ -159,6 +159,19 @@ def test_convert_keeps_masks_layers_and_source(tmp_path, make):
     )
 
 
+def test_a_pytorch_file_audits_against_its_converted_twin(tmp_path):
+    state, _ = original_hat_state()
+    src = torch_save(tmp_path / "hat.pt", state)
+    native = hatinspect.convert(src, tmp_path / "hat.safetensors")
+    both_ways = [hatinspect.audit(src, native), hatinspect.audit(native, src)]
+    same_kind = hatinspect.audit(src, src)
+    for report in both_ways:
+        assert report.ok
+        assert [(r.name, r.protected, r.changed) for r in report.layers] == [
+            (r.name, r.protected, r.changed) for r in same_kind.layers
+        ]
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float8_e4m3fn], ids=str)
 def test_read_tensors_widens_what_numpy_lacks(tmp_path, dtype):
     state, _ = original_hat_state()

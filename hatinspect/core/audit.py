@@ -18,7 +18,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from hatinspect.core.blocks import TensorFile, as_bits, as_float64, dtype_name, row_blocks
+from hatinspect.core.blocks import (
+    Entry,
+    TensorFile,
+    as_bits,
+    as_float64,
+    dtype_name,
+    row_blocks,
+    stored_name,
+)
 from hatinspect.core.capacity import inputs_per_unit
 from hatinspect.core.errors import CheckpointError, HatinspectError
 from hatinspect.core.format import ALGORITHM_KEY, RUN_ID_KEY
@@ -239,7 +247,8 @@ def _open(path: str, keys: list[str], read_tensors: TensorReader):
 
 
 class InMemory:
-    """Tensors held in memory behind `TensorFile`'s reading interface."""
+    """Tensors held in memory behind `TensorFile`'s reading interface (`entry`, `read`),
+    dtypes named as safetensors names them, so that either side compares with the other."""
 
     def __init__(self, tensors: dict[str, np.ndarray]) -> None:
         self._tensors = {key: np.ascontiguousarray(value) for key, value in tensors.items()}
@@ -250,9 +259,9 @@ class InMemory:
     def __exit__(self, *_exc) -> None:
         self._tensors = {}
 
-    def info(self, key: str) -> tuple[str, tuple[int, ...], int]:
+    def entry(self, key: str) -> Entry:
         array = self._tensors[key]
-        return array.dtype.name, array.shape, array.itemsize
+        return Entry(stored_name(array.dtype), array.shape, 0, array.nbytes)
 
     def read(self, key: str, first: int, count: int) -> np.ndarray:
         return self._tensors[key].reshape(-1)[first : first + count]
@@ -304,16 +313,17 @@ def _audit_layer(layer, twin, protection, old, new) -> LayerAudit:
 def _compare(name, old, new, old_key, new_key, rows, columns, tally: _Tally) -> None:
     """Tally |new - old| of the protected entries of one tensor whose bits differ, a block
     of rows at a time; blocks with no protected entry are not read."""
-    (dtype, shape, itemsize), other = _info(old, old_key), _info(new, new_key)
-    if (dtype, shape) != other[:2]:
+    entry, other = old.entry(old_key), new.entry(new_key)
+    dtype, shape = entry.dtype, entry.shape
+    if (dtype, shape) != (other.dtype, other.shape):
         raise CheckpointError(
             f"layer {name}: a tensor is {dtype_name(dtype)}{list(shape)} in one "
-            f"checkpoint and {dtype_name(other[0])}{list(other[1])} in the other"
+            f"checkpoint and {dtype_name(other.dtype)}{list(other.shape)} in the other"
         )
     if columns is None:
         columns = np.ones(1, dtype=bool)
     width, kernel = columns.size, math.prod(shape[2:])
-    for r0, r1, c0, c1 in row_blocks(shape, itemsize):
+    for r0, r1, c0, c1 in row_blocks(shape, entry.itemsize):
         protected_rows, protected_columns = rows[r0:r1], columns[c0:c1]
         if not (protected_rows.any() and protected_columns.any()):
             continue
@@ -327,14 +337,6 @@ def _compare(name, old, new, old_key, new_key, rows, columns, tally: _Tally) -> 
         where = np.flatnonzero(differs)
         if where.size:
             tally.add(np.abs(as_float64(b[where], dtype) - as_float64(a[where], dtype)))
-
-
-def _info(source, key: str) -> tuple[str, tuple[int, ...], int]:
-    """(dtype, shape, bytes per element) of a tensor; dtype as safetensors or numpy names it."""
-    if isinstance(source, TensorFile):
-        entry = source.entry(key)
-        return entry.dtype, entry.shape, entry.itemsize
-    return source.info(key)
 
 
 def _nan_high(value: float) -> float:

@@ -124,6 +124,11 @@ def row_blocks(shape: tuple[int, ...], itemsize: int, limit: int | None = None):
             yield row, row + 1, start, min(columns, start + step)
 
 
+def stored_name(dtype) -> str:
+    """safetensors' name for a numpy dtype (float32 -> "F32")."""
+    return _NAMES[np.dtype(dtype).str]
+
+
 def dtype_name(dtype: str) -> str:
     """numpy's name for a safetensors dtype ("F32" -> "float32"; "BF16" -> "bf16")."""
     if dtype in NARROW_FLOATS:
@@ -164,7 +169,7 @@ def write_stream(
     for name, (dtype, shape, _) in tensors.items():
         size = math.prod(shape) * np.dtype(dtype).itemsize
         header[name] = {
-            "dtype": _NAMES[np.dtype(dtype).str],
+            "dtype": stored_name(dtype),
             "shape": list(shape),
             "data_offsets": [offset, offset + size],
         }
