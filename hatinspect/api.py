@@ -203,10 +203,11 @@ def report(
     Two or more checkpoints of one run (each holding the tasks of the one before) are
     read as that run. With ``output`` (.html, .md or .json) the report is also written.
     """
+    from hatinspect.checkpoints import read_tensors
     from hatinspect.core.report import build_report, one_run_or_many
 
     opened = one_run_or_many([open_run(run, source=source, task_id=task_id) for run in runs])
-    result = with_sources(build_report(opened), [run.final for run in opened])
+    result = with_sources(build_report(opened, read_tensors), [run.final for run in opened])
     if output is not None:
         from hatinspect.render.report import write_report
 

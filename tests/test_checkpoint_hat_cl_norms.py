@@ -54,3 +54,10 @@ def test_converted_files_keep_one_batch_norm_per_task(tmp_path):
     key = "backbone.bn2.per_task.0.running_var"
     converted = read_tensors(native[1].path, [key])[key]
     assert (converted == original["bn2.0.running_var"].numpy()).all()
+
+
+def test_a_report_audits_a_run_of_pytorch_files():
+    report = hatinspect.report(*AFTER)
+    (run,) = report.runs
+    (checked,) = run.audits
+    assert checked.ok and checked.layers == hatinspect.audit(*AFTER).layers

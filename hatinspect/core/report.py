@@ -9,13 +9,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hatinspect.core.audit import AuditReport, audit
+from hatinspect.core.audit import AuditReport, TensorReader, audit
 from hatinspect.core.capacity import CapacityReport, capacity, inputs_per_unit
 from hatinspect.core.compare import Comparison, compare
 from hatinspect.core.errors import CheckpointError, HatinspectError
 from hatinspect.core.masks import MaskReport, summarise_masks
 from hatinspect.core.measure import Stats
 from hatinspect.core.overlap import OverlapReport, overlap
+from hatinspect.core.reader import read_native_tensors
 from hatinspect.core.results import Result
 from hatinspect.core.runs import Run, check_trajectory
 from hatinspect.core.types import Checkpoint, LayerInfo
@@ -77,11 +78,12 @@ class Report(Result):
         return "; ".join(f"{run.run.name}: {run.summary}" for run in self.runs)
 
 
-def build_report(runs: Sequence[Run]) -> Report:
-    """The report of `runs`; the audits read the weights of each run's files."""
+def build_report(runs: Sequence[Run], read_tensors: TensorReader = read_native_tensors) -> Report:
+    """The report of `runs`; the audits read the weights of each run's files (PyTorch
+    files through `read_tensors`, as `core.audit.audit` does)."""
     if not runs:
         raise HatinspectError("a report needs at least one checkpoint or run")
-    reports = tuple(run_report(run) for run in runs)
+    reports = tuple(run_report(run, read_tensors) for run in runs)
     return Report(reports, compare(runs) if len(runs) > 1 else None)
 
 
@@ -101,7 +103,7 @@ def one_run_or_many(runs: Sequence[Run]) -> list[Run]:
     return [Run(name=runs[0].name, path=files[-1].path, checkpoints=tuple(files))]
 
 
-def run_report(run: Run) -> RunReport:
+def run_report(run: Run, read_tensors: TensorReader = read_native_tensors) -> RunReport:
     final = run.final
     pairs = zip(run.checkpoints, run.checkpoints[1:], strict=False)
     return RunReport(
@@ -110,7 +112,7 @@ def run_report(run: Run) -> RunReport:
         masks=summarise_masks(final),
         overlap=overlap(final),
         measures=tuple(layer_measures(final, layer) for layer in final.layers),
-        audits=tuple(audit(before, after) for before, after in pairs),
+        audits=tuple(audit(before, after, read_tensors=read_tensors) for before, after in pairs),
     )
 
 
