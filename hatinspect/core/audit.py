@@ -126,28 +126,33 @@ def audit(
             _audit_layer(layer, twin, _protection(before, layer, cumulative), old, new)
             for layer, twin in pairs
         )
-    norms = tuple(
-        _audit_task_norms(before, after, task, read_tensors)
-        for task in before.task_ids
-        if task in before.task_norms  # the stored tasks: not one still training
-    )
-    return replace(report, layers=layers + norms)
+    # the stored tasks' batch norms: not those of one still training
+    tasks = [task for task in before.task_ids if task in before.task_norms]
+    return replace(report, layers=layers + _audit_task_norms(before, after, tasks, read_tensors))
 
 
 # --- before comparing ------------------------------------------------------------------
 
 
 def _audit_task_norms(
-    before: Checkpoint, after: Checkpoint, task: int, read_tensors: TensorReader
-) -> LayerAudit:
-    """A task's own batch norms (parameters and running statistics) never change again."""
-    keys = before.task_norms[task]
-    missing = sorted(set(keys) - set(after.task_norms.get(task, ())))
-    if missing:
-        raise CheckpointError(
-            f"{after.path} has no {missing[0]!r}: task {task}'s batch norm, in the earlier file"
-        )
+    before: Checkpoint, after: Checkpoint, tasks: list[int], read_tensors: TensorReader
+) -> tuple[LayerAudit, ...]:
+    """Each task's own batch norms (parameters and running statistics) never change again;
+    every task's are read in one pass over each file."""
+    for task in tasks:
+        missing = sorted(set(before.task_norms[task]) - set(after.task_norms.get(task, ())))
+        if missing:
+            raise CheckpointError(
+                f"{after.path} has no {missing[0]!r}: task {task}'s batch norm, in the earlier file"
+            )
+    keys = [key for task in tasks for key in before.task_norms[task]]
+    if not keys:
+        return ()
     old, new = read_tensors(before.path, keys), read_tensors(after.path, keys)
+    return tuple(_task_norm_audit(task, before.task_norms[task], old, new) for task in tasks)
+
+
+def _task_norm_audit(task: int, keys, old: dict, new: dict) -> LayerAudit:
     changes = np.concatenate([_bit_changes(key, old[key], new[key]) for key in keys])
     return LayerAudit(
         name=f"batch norm of task {task}",
@@ -163,12 +168,8 @@ def _bit_changes(key: str, old: np.ndarray, new: np.ndarray) -> np.ndarray:
     if old.shape != new.shape or old.dtype != new.dtype:
         raise CheckpointError(f"{key}: {old.dtype}{list(old.shape)} in one checkpoint and "
                               f"{new.dtype}{list(new.shape)} in the other")  # fmt: skip
-    a, b = np.atleast_1d(old), np.atleast_1d(new)
-    width = a.dtype.itemsize
-    differs = (
-        np.ascontiguousarray(a).view(np.uint8).reshape(*a.shape, width)
-        != np.ascontiguousarray(b).view(np.uint8).reshape(*b.shape, width)
-    ).any(axis=-1)
+    a, b = (np.ascontiguousarray(np.atleast_1d(values)) for values in (old, new))
+    differs = as_bits(a) != as_bits(b)
     return np.abs(b[differs].astype(np.float64) - a[differs].astype(np.float64)).ravel()
 
 
