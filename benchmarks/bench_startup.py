@@ -21,7 +21,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from interleaved import hatinspect, interleave_commands, report
 
 EXAMPLE = (
@@ -60,12 +59,10 @@ def main() -> None:
         "hatinspect capacity (shipped example)": hatinspect("capacity", str(EXAMPLE)),
     }
     report("start-up", interleave_commands(sides, args.pairs))
+    from inspect_checkpoints import random_masks
+
     layers = wide_resnet152()
-    rng = np.random.default_rng(0)
-    masks = {
-        t: {layer.name: (rng.random(layer.units) < 0.2).astype(np.uint8) for layer in layers}
-        for t in range(1, 11)
-    }
+    masks = random_masks(layers, range(1, 11), seed=0, density=0.2)
     with tempfile.TemporaryDirectory() as folder:
         path = write_sparse(Path(folder) / "r152x15.safetensors", layers, masks)
         gb = path.stat().st_size / 1e9

@@ -127,7 +127,7 @@ class HATMaskBackbone(CLBackbone):
     def setup_task_id(self, task_id: int) -> None:
         """Make ``task_id`` the task that trains, its per-task batch norms included."""
         super().setup_task_id(task_id)
-        for norm in self.task_norms():
+        for norm in self._per_task_norms:
             norm.setup_task(task_id)
 
     def task_norms(self) -> list[TaskBatchNorm2d]:
@@ -135,12 +135,12 @@ class HATMaskBackbone(CLBackbone):
         return [module for module in self.modules() if isinstance(module, TaskBatchNorm2d)]
 
     @functools.cached_property
-    def _selectable_norms(self) -> list[TaskBatchNorm2d]:
+    def _per_task_norms(self) -> list[TaskBatchNorm2d]:
         # a network's modules are fixed once built: found once, not at every forward
         return self.task_norms()
 
     def _select_task_norms(self, stage: str, task_id: int | None) -> None:
-        norms = self._selectable_norms
+        norms = self._per_task_norms
         if not norms:
             return
         if task_id is None:

@@ -169,9 +169,8 @@ def _scan(path: Path, stream: io.BytesIO, what: str, names: GlobalNames | None =
     except _Refused as exc:
         raise CheckpointError(f"{path}: refused to load: {what} {exc}") from None
     except (ValueError, KeyError, IndexError, TypeError, EOFError, RecursionError) as exc:
-        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({what}: {reason})"
+            f"{path}: not a readable PyTorch checkpoint ({what}: {_reason(exc)})"
         ) from None
 
 
