@@ -29,7 +29,7 @@ from hatinspect.core.blocks import (
 )
 from hatinspect.core.capacity import inputs_per_unit
 from hatinspect.core.errors import CheckpointError, HatinspectError
-from hatinspect.core.format import ALGORITHM_KEY, RUN_ID_KEY
+from hatinspect.core.format import RUN_ID_KEY, named_algorithm
 from hatinspect.core.reader import existing_file, read_native_tensors, sniff
 from hatinspect.core.results import Result
 from hatinspect.core.types import Checkpoint, LayerInfo
@@ -219,10 +219,7 @@ def _check_comparable(before: Checkpoint, after: Checkpoint) -> tuple[str, ...]:
 
 
 def _algorithm(before: Checkpoint, after: Checkpoint) -> str:
-    named = {
-        str(checkpoint.metadata.get(ALGORITHM_KEY, "")).strip('"').lower()
-        for checkpoint in (before, after)
-    } - {""}
+    named = {named_algorithm(checkpoint.metadata) for checkpoint in (before, after)} - {""}
     if len(named) > 1:
         raise AuditRefused(f"the checkpoints name different algorithms: {', '.join(sorted(named))}")
     algorithm = named.pop() if named else "unknown"

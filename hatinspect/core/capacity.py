@@ -151,8 +151,7 @@ def capacity(
 def protects_anything(checkpoint: Checkpoint) -> bool:
     """False with no stored task, or for a fine-tuning run: its stored masks are all ones
     by convention, and it protects nothing."""
-    algorithm = str(checkpoint.metadata.get(fmt.ALGORITHM_KEY, "")).strip('"').lower()
-    return bool(checkpoint.task_ids) and algorithm != "finetuning"
+    return bool(checkpoint.task_ids) and fmt.named_algorithm(checkpoint.metadata) != "finetuning"
 
 
 def _counts(checkpoint: Checkpoint) -> _Counts:

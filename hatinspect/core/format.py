@@ -45,6 +45,7 @@ USER_PREFIX = "user."  # + a user metadata key; value a string or JSON text
 RUN_ID_KEY = "run_id"  # the same in every checkpoint of one training run
 ALGORITHM_KEY = "algorithm"  # "hat", "adahat" or "finetuning"
 
+
 SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
 LAYER_FIELDS = ("name", "units", "weight_shape", "weight_key", "bias_key", "preceding")
 REQUIRED_KEYS = (VERSION_KEY, BACKBONE_KEY, LAYERS_KEY, TASK_IDS_KEY)
@@ -79,6 +80,11 @@ def task_norm_keys(keys: Iterable[str]) -> dict[int, tuple[str, ...]]:
 
 def mask_key(task_id: int, layer: str) -> str:
     return f"{MASK_PREFIX}{task_id}.{layer}"
+
+
+def named_algorithm(metadata) -> str:
+    """The algorithm a file's user metadata names, lower case; "" when it names none."""
+    return str(metadata.get(ALGORITHM_KEY, "")).strip('"').lower()
 
 
 def encode_header(header: Header) -> dict[str, str]:
