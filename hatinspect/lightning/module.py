@@ -27,7 +27,13 @@ from torch import Tensor, nn
 from hatinspect.training import hat
 from hatinspect.training.adahat import ALPHA
 from hatinspect.training.demo import capacity_after_each_task, forgetting, in_memory_checkpoint
-from hatinspect.training.engine import TrainConfig, make_step, step_loss, task_parameters
+from hatinspect.training.engine import (
+    TrainConfig,
+    make_step,
+    predict,
+    step_loss,
+    task_parameters,
+)
 from hatinspect.training.heads import TaskHeads
 
 
@@ -120,9 +126,7 @@ class HATModule(LightningModule):
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         task_id = self._test_tasks[dataloader_idx]
         x, y = batch
-        mask = self.backbone.masks[task_id]
-        feature, _, _ = self.backbone(x, "test", test_mask=mask, task_id=task_id)
-        correct = (self.heads(feature, task_id).argmax(1) == y).sum()
+        correct = (predict(self.backbone, self.heads, x, task_id) == y).sum()
         self._counts[task_id] += torch.stack([correct.float(), correct.new_tensor(len(y)).float()])
 
     def on_test_epoch_end(self) -> None:

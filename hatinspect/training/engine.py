@@ -249,10 +249,16 @@ def evaluate(backbone: nn.Module, heads: TaskHeads, task: Task) -> float:
     """Test accuracy on ``task`` through its stored binary mask and its own head."""
     backbone.eval()
     heads.eval()
-    mask = backbone.masks[task.task_id]
-    feature, _, _ = backbone(task.test_x, "test", test_mask=mask, task_id=task.task_id)
-    predictions = heads(feature, task.task_id).argmax(1)
+    predictions = predict(backbone, heads, task.test_x, task.task_id)
     return (predictions == task.test_y).sum().item() / len(task.test_y)
+
+
+def predict(backbone: nn.Module, heads: TaskHeads, x: Tensor, task_id: int) -> Tensor:
+    """The classes task ``task_id`` predicts for ``x``: its stored mask, its batch norms
+    and its head, all chosen by the one task id."""
+    mask = backbone.masks[task_id]
+    feature, _, _ = backbone(x, "test", test_mask=mask, task_id=task_id)
+    return heads(feature, task_id).argmax(1)
 
 
 def _batches(
