@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hatinspect.core.blocks import BLOCK_BYTES
 from hatinspect.core.capacity import inputs_per_unit
 from hatinspect.core.results import Result
 from hatinspect.core.select import find_layer, select_tasks
@@ -63,7 +64,7 @@ class LayerMeasure(Result):
         """The whole weight-shaped float32 measure (built on demand: a small layer's)."""
         return np.concatenate(list(self.weight_blocks())).reshape(self.weight_shape)
 
-    def weight_blocks(self, limit: int = 8 * 2**20):
+    def weight_blocks(self, limit: int = BLOCK_BYTES):
         """The weight-shaped measure as float32 blocks of whole rows, in row-major order,
         each about `limit` bytes at most (one row at least): for streaming it to a file."""
         per_row = math.prod(self.weight_shape[1:]) * 4

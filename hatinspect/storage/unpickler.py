@@ -178,15 +178,12 @@ def pickle_globals(data) -> list[str]:
     return names.sorted()
 
 
-def check_globals(path: Path, data, damaged_ok: bool = False) -> None:
+def check_globals(path: Path, data) -> None:
     """Refuse, naming them, the globals in ``REFUSED``; done before anything is unpickled.
-    A pickle too damaged to scan is an error, or passes when ``damaged_ok`` (its loader
-    then reports it)."""
+    A pickle too damaged to scan is an error."""
     try:
         names = pickle_globals(data)
     except Exception as exc:  # a damaged pickle: nothing of it is used
-        if damaged_ok:
-            return
         raise CheckpointError(f"{path}: not a readable pickle ({_one_line(exc)})") from None
     refuse_globals(path, names)
 
