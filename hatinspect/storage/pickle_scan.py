@@ -296,6 +296,13 @@ def _to_mark(stack: list) -> list:
 # --- zip records -------------------------------------------------------------------------
 
 
+# what reading a damaged zip directory or record raises
+_DAMAGED_ZIP = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError, OSError,
+    zlib.error,
+)  # fmt: skip
+
+
 def _zip_records(path: Path, size: int) -> tuple[list, list]:
     """The directory and local headers checked, the pickles read and CRC-checked, other
     compressed records too: ``([(pickle name, bytes)], [(stored record, its start)])``."""
@@ -319,22 +326,15 @@ def _zip_records(path: Path, size: int) -> tuple[list, list]:
                 if is_pickle:
                     pickles.append((info.filename.rpartition("/")[2], data))
             return pickles, stored
-    except zipfile.BadZipFile as exc:
-        if "not a zip file" in str(exc):  # no end-of-archive record: the end is missing
+    except CheckpointError:
+        raise
+    except _DAMAGED_ZIP as exc:
+        if isinstance(exc, zipfile.BadZipFile) and "not a zip file" in str(exc):
+            # no end-of-archive record: the end is missing
             raise CheckpointError(
                 f"{path}: truncated: a zip archive (torch.save's format) whose directory at"
                 f" the end is missing ({size} bytes); the file was probably cut short"
             ) from None
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({_reason(exc)})"
-        ) from None
-    except (zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({_reason(exc)})"
-        ) from None
-    except (ValueError, OSError, zlib.error) as exc:  # damaged records
-        if isinstance(exc, CheckpointError):
-            raise
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint ({_reason(exc)})"
         ) from None
