@@ -14,7 +14,7 @@ from hatinspect.core.capacity import CapacityReport, capacity, inputs_per_unit
 from hatinspect.core.compare import Comparison, compare
 from hatinspect.core.errors import CheckpointError, HatinspectError
 from hatinspect.core.masks import MaskReport, summarise_masks
-from hatinspect.core.measure import Stats
+from hatinspect.core.measure import Stats, pair_stats
 from hatinspect.core.overlap import OverlapReport, overlap
 from hatinspect.core.reader import read_native_tensors
 from hatinspect.core.results import Result
@@ -127,27 +127,10 @@ def layer_measures(checkpoint: Checkpoint, layer: LayerInfo) -> LayerMeasures:
 
 
 def min_measure_stats(checkpoint: Checkpoint, layer: LayerInfo, unit_wise) -> Stats:
-    """Stats of the weight measure min(m[i], m_preceding[j]) from the two histograms of
-    unit values, without building the weight-sized tensor."""
-    rows = np.bincount(unit_wise[layer.name])
-    if layer.preceding is None:
-        columns = np.zeros(rows.size, dtype=np.int64)
-        columns[-1] = layer.fan_in  # a first layer takes m[i] alone: min(m[i], top)
-    else:
+    """Stats of the weight measure min(m[i], m_preceding[j]) from the unit values, without
+    building the weight-sized tensor (`core.measure.pair_stats`)."""
+    columns = None  # a first layer takes m[i] alone
+    if layer.preceding is not None:
         source = checkpoint.layer(layer.preceding)
-        columns = np.bincount(unit_wise[source.name]) * inputs_per_unit(layer, source)
-    size = max(rows.size, columns.size)
-    rows, columns = np.pad(rows, (0, size - rows.size)), np.pad(columns, (0, size - columns.size))
-    # entries with min == v: rows at v times columns >= v, plus rows above v times columns at v
-    at_least = np.cumsum(columns[::-1])[::-1]
-    above = np.cumsum(rows[::-1])[::-1] - rows
-    counts = (rows * at_least + above * columns) * layer.kernel_size
-    values = np.flatnonzero(counts)
-    total = int(counts.sum())
-    return Stats(
-        count=total,
-        min=int(values[0]),
-        max=int(values[-1]),
-        mean=float((values * counts[values]).sum() / total),
-        histogram=tuple((int(v), int(counts[v])) for v in values),
-    )
+        columns = np.repeat(unit_wise[source.name], inputs_per_unit(layer, source))
+    return pair_stats(unit_wise[layer.name], columns, "min", layer.fan_in, layer.kernel_size)
