@@ -200,9 +200,10 @@ def _(result: LayerMeasure) -> tuple[list[str], list[list]]:
     return ["tensor", "value", "count"], rows
 
 
-def _stats(stats: Stats, shape: tuple[int, ...]) -> dict:
+def _stats(stats: Stats, shape: tuple[int, ...] | None = None) -> dict:
+    """A measure's statistics; a tensor's come with its shape first."""
     return {
-        "shape": list(shape),
+        **({} if shape is None else {"shape": list(shape)}),
         "count": stats.count,
         "min": stats.min,
         "max": stats.max,
@@ -464,8 +465,8 @@ def _run(run: RunReport) -> dict:
         "measures": [
             {
                 "name": layer.name,
-                "cumulative": _report_stats(layer.cumulative),
-                "summative": _report_stats(layer.summative),
+                "cumulative": _stats(layer.cumulative),
+                "summative": _stats(layer.summative),
             }
             for layer in run.measures
         ],
@@ -481,13 +482,3 @@ def _document(result, checkpoints) -> dict:
     document = json.loads(to_json(result, checkpoints))
     del document["schema"]
     return document
-
-
-def _report_stats(stats) -> dict:
-    return {
-        "count": stats.count,
-        "min": stats.min,
-        "max": stats.max,
-        "mean": stats.mean,
-        "histogram": [{"value": v, "count": n} for v, n in stats.histogram],
-    }
