@@ -59,7 +59,8 @@ def run_lightning_demo(
         if out is not None:
             metadata = {"dataset": config.dataset, "seed": config.seed, "epochs": config.epochs}
             name = CHECKPOINT_NAME.removesuffix(".safetensors")
-            checkpoint = HATMaskCheckpoint(out, filename=name, metadata=metadata)
+            # the demo's folder is rewritten by each run, as the plain engine's is
+            checkpoint = HATMaskCheckpoint(out, filename=name, metadata=metadata, overwrite=True)
             callbacks.append(checkpoint)
         for task in tasks:
             module.start_task(task.task_id, task.num_classes)

@@ -13,7 +13,9 @@ SGD per task); this module only places them in Lightning's hooks:
   writes it in the next hook, ``on_fit_end``).
 
 One ``trainer.fit`` per task: ``start_task(t, classes)``, ``fit``, then ``test_tasks`` for
-the accuracy matrix row.
+the accuracy matrix row. A Lightning ``.ckpt`` also holds what its ``state_dict`` does not:
+the stored masks, the task in training, the heads' sizes and the accuracy matrix, so that
+``fit(..., ckpt_path=...)`` resumes a fresh module (``start_task`` not needed).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from hatinspect.training.engine import (
     task_parameters,
 )
 from hatinspect.training.heads import TaskHeads
+
+RESUME_KEY = "hatinspect"  # the .ckpt entry with what a resumed fit needs beyond the weights
 
 
 class HATModule(LightningModule):
@@ -106,6 +110,45 @@ class HATModule(LightningModule):
 
     def on_train_end(self) -> None:
         self.backbone.store_mask()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[RESUME_KEY] = {
+            "task_id": self.task_id,
+            # task id -> layer -> (units,) binary mask
+            "masks": {
+                task: {layer: m.detach().cpu() for layer, m in mask.items()}
+                for task, mask in self.backbone.masks.items()
+            },
+            "head_classes": {int(t): head.out_features for t, head in self.heads.heads.items()},
+            "accuracy": self.accuracy,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get(RESUME_KEY)
+        if state is None:
+            return
+        task_id = state["task_id"]
+        if self.task_id not in (None, task_id):
+            raise ValueError(
+                f"the .ckpt was saved while training task {task_id}, "
+                f"but start_task({self.task_id}) was called"
+            )
+        self.backbone.restore_masks(state["masks"])
+        self._restore_heads(state["head_classes"], task_id)
+        self.accuracy = [list(row) for row in state["accuracy"]]
+        if task_id is not None:
+            self.backbone.setup_task_id(task_id)
+            self.task_id = task_id
+            # the step's regulariser and protection follow the masks restored above
+            self._step = make_step(self.backbone, self.config)
+
+    def _restore_heads(self, head_classes: Mapping[int, int], task_id: int | None) -> None:
+        """The heads the .ckpt's weights go into; only the task in training's trains."""
+        for task, classes in sorted(head_classes.items()):
+            if str(task) not in self.heads.heads:
+                self.heads.add_task(task, classes)
+        for task, head in self.heads.heads.items():
+            head.requires_grad_(task == str(task_id))
 
     def capacity(self, masks: Mapping | None = None) -> float:
         """Share of the weighted layers' parameters protected by ``masks`` (stored ones)."""

@@ -48,12 +48,19 @@ def save_checkpoint(
         task_id=getattr(backbone, "task_id", None),
         user=fmt.encode_user(metadata),
     )
-    tensors = {
+    return write_checkpoint(path, checkpoint_tensors(backbone, heads), header)
+
+
+def checkpoint_tensors(
+    backbone: nn.Module, heads: nn.Module | Mapping[str, Tensor] | None = None
+) -> dict[str, Tensor]:
+    """The tensors ``save_checkpoint`` writes: weights, heads and stored masks, by key."""
+    masks = {int(task): mask for task, mask in getattr(backbone, "masks", {}).items()}
+    return {
         **prefixed(fmt.BACKBONE_PREFIX, backbone.state_dict()),
         **prefixed(fmt.HEADS_PREFIX, _heads_state(heads)),
         **mask_tensors(masks),
     }
-    return write_checkpoint(path, tensors, header)
 
 
 def run_id(backbone: nn.Module) -> str:
