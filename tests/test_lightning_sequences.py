@@ -10,8 +10,8 @@ import torch
 pytest.importorskip("lightning")
 
 from lightning.pytorch import Callback, Trainer  # noqa: E402
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
-from test_lightning_checkpoint import QUIET, CLArenaShapedHAT, loader  # noqa: E402
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint  # noqa: E402
+from test_lightning_checkpoint import QUIET, CLArenaShapedHAT, SpanningHAT, loader  # noqa: E402
 
 import hatinspect  # noqa: E402
 from hatinspect.backbones import HATMaskMLP  # noqa: E402
@@ -211,3 +211,61 @@ def test_a_folder_of_an_earlier_run_is_refused_unless_overwrite(tmp_path, kind):
         with pytest.raises(CheckpointError, match=r"after-task-1.safetensors exists .*overwrite"):
             fit(module, [HATMaskCheckpoint(tmp_path)])
         assert file_of(tmp_path, 1).read_bytes() == first
+
+
+class ResumableSpanningHAT(SpanningHAT):
+    """One fit for every task (task t in epoch t), its masks kept in the .ckpt."""
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["masks"] = self.backbone.masks
+
+    def on_load_checkpoint(self, checkpoint):
+        self.backbone.restore_masks(checkpoint["masks"])
+
+
+class Snapshots(Checkpoint):
+    """The module's state at every epoch end (task = epoch + 1): as a Checkpoint it runs
+    after the module's own hook, which stores the mask."""
+
+    def __init__(self):
+        self.after = {}
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.after[trainer.current_epoch + 1] = snapshot(pl_module)
+
+
+class CrashAtThirdEpoch(Callback):
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 2:
+            raise Crash
+
+
+@pytest.mark.parametrize("lost", [False, True], ids=["file kept", "file lost"])
+def test_a_spanning_fit_resumed_from_a_ckpt_saved_before_its_file(tmp_path, lost):
+    # ModelCheckpoint runs first: each .ckpt holds a mask whose file is not yet written
+    torch.manual_seed(0)
+    out, ckpts = tmp_path / "out", tmp_path / "ckpts"
+    snapshots = Snapshots()
+    saving = ModelCheckpoint(dirpath=ckpts, filename="{epoch}", save_top_k=-1)
+    with pytest.raises(Crash):
+        fit(
+            ResumableSpanningHAT(),
+            [snapshots, CrashAtThirdEpoch(), saving, HATMaskCheckpoint(out)],
+            epochs=TASKS,
+        )
+    second = file_of(out, 2).read_bytes()
+    if lost:
+        file_of(out, 2).unlink()
+    module = ResumableSpanningHAT()
+    saving = ModelCheckpoint(dirpath=ckpts, filename="{epoch}", save_top_k=-1)
+    fit(
+        module,
+        [snapshots, saving, HATMaskCheckpoint(out)],
+        epochs=TASKS,
+        ckpt_path=ckpts / "epoch=1.ckpt",
+    )
+    assert sorted(out.iterdir()) == [file_of(out, t) for t in range(1, TASKS + 1)]
+    for task in range(1, TASKS + 1):
+        assert_holds(file_of(out, task), snapshots.after[task])
+    if not lost:  # this run's own file of the same state is kept, not written again
+        assert file_of(out, 2).read_bytes() == second
