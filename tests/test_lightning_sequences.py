@@ -194,6 +194,28 @@ def test_a_task_trained_again_is_refused_unless_overwrite(tmp_path):
     assert file_of(tmp_path, 1).read_bytes() == first[1]
 
 
+def test_a_task_trained_again_to_the_same_mask_is_refused_unless_overwrite(tmp_path):
+    torch.manual_seed(0)
+    module = clarena_module()
+    for task in (1, 2):
+        start(module, task)
+        fit(module, [HATMaskCheckpoint(tmp_path)])
+    first = file_of(tmp_path, 2).read_bytes()
+    mask_2 = {layer: m.clone() for layer, m in module.backbone.masks["2"].items()}
+    start(module, 2)  # new weights, but the run stores task 2's earlier mask again
+
+    def store_the_earlier_mask():
+        module.backbone.masks["2"] = mask_2
+        return mask_2
+
+    module.backbone.store_mask = store_the_earlier_mask
+    with pytest.raises(CheckpointError, match=r"task 2 was trained again and .*after-task-2"):
+        fit(module, [HATMaskCheckpoint(tmp_path)])
+    assert file_of(tmp_path, 2).read_bytes() == first
+    fit(module, [HATMaskCheckpoint(tmp_path, overwrite=True)])
+    assert_holds(file_of(tmp_path, 2), snapshot(module))
+
+
 @pytest.mark.parametrize("kind", MODULES)
 def test_a_folder_of_an_earlier_run_is_refused_unless_overwrite(tmp_path, kind):
     torch.manual_seed(0)

@@ -104,6 +104,7 @@ class HATMaskCheckpoint(Checkpoint):
         self.accounted: dict[int, str] = {}
         self.run_id: str | None = None
         self._resumed: dict | None = None  # a .ckpt's state, checked once the module's is back
+        self._written_in_fit: set[int] = set()
 
     @property
     def state_key(self) -> str:
@@ -116,6 +117,7 @@ class HATMaskCheckpoint(Checkpoint):
                 self.dirpath.mkdir(parents=True, exist_ok=True)
 
     def on_fit_start(self, trainer, pl_module) -> None:
+        self._written_in_fit = set()
         if self._resumed is None:  # a resumed fit accounts as its .ckpt says instead
             backbone = hat_backbone(pl_module)
             self.accounted = task_digests(stored_masks(backbone))
@@ -129,7 +131,9 @@ class HATMaskCheckpoint(Checkpoint):
         self._write_new_task(trainer, pl_module)
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        self._write_new_task(trainer, pl_module)
+        # the fit's own task counts as new even when it came out with the mask it had before
+        # the fit: its file must then hold the weights this fit trained (or be refused)
+        self._write_new_task(trainer, pl_module, trained=fit_task(pl_module))
 
     def state_dict(self) -> dict:
         return {
@@ -165,13 +169,16 @@ class HATMaskCheckpoint(Checkpoint):
         if self.run_id is not None:
             set_run_id(backbone, self.run_id)  # the files after the resume are the same run's
 
-    def _write_new_task(self, trainer, pl_module) -> None:
+    def _write_new_task(self, trainer, pl_module, trained: int | None = None) -> None:
         backbone = hat_backbone(pl_module)
         if self._resumed is not None:
             self._resume(backbone)
         masks = stored_masks(backbone)
         current = task_digests(masks)
-        new = sorted(task for task, digest in current.items() if self.accounted.get(task) != digest)
+        new = {task for task, digest in current.items() if self.accounted.get(task) != digest}
+        if trained in current and trained not in self._written_in_fit:
+            new.add(trained)
+        new = sorted(new)
         if not new:
             return
         digests = gather_digests(trainer, masks)
@@ -197,6 +204,7 @@ class HATMaskCheckpoint(Checkpoint):
         for t in new:
             self.paths[t] = path
             self.file_digests[t] = file_digest
+        self._written_in_fit.update(new)
         self.accounted = current
 
     def _save_or_keep(self, path, task, trainer, pl_module, backbone, digests) -> str:
@@ -205,7 +213,7 @@ class HATMaskCheckpoint(Checkpoint):
         heads = heads if isinstance(heads, nn.Module) else None
         if path.exists() and not self.overwrite:
             if not self._holds_this_state(path, backbone, heads):
-                raise CheckpointError(self._refusal(path, task))
+                raise CheckpointError(self._refusal(path, task, retrained=task in self.accounted))
             return file_sha256(path)
         metadata = {
             "algorithm": algorithm_name(pl_module),
@@ -231,12 +239,18 @@ class HATMaskCheckpoint(Checkpoint):
             return False
         return same_tensors(path, checkpoint_tensors(backbone, heads))
 
-    def _refusal(self, path: Path, task: int) -> str:
-        if self.file_digests.get(task) == file_sha256(path):
+    def _refusal(self, path: Path, task: int, retrained: bool) -> str:
+        if retrained or self.file_digests.get(task) == file_sha256(path):
             why = f"task {task} was trained again and {path} holds its earlier training"
         else:
             why = f"{path} exists and holds other weights (an earlier run's?)"
         return f"{why}: HATMaskCheckpoint(..., overwrite=True) replaces it, or use another dirpath"
+
+
+def fit_task(pl_module) -> int | None:
+    """The task a fit trains, by the module's ``task_id`` (CLArena's name and ours)."""
+    task = getattr(pl_module, "task_id", None)
+    return int(task) if isinstance(task, int | str) and str(task).isdigit() else None
 
 
 def hat_backbone(pl_module) -> nn.Module:
