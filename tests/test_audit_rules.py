@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from brute_force import protected_params
 from cli_runs import one_error_line, run
 from inspect_checkpoints import (
     CONV,
@@ -274,3 +275,27 @@ def test_capacity_of_finetuning_says_nothing_is_protected(tmp_path, monkeypatch)
     assert json.loads(run("capacity", before.name, "-f", "json").stdout)["protects"] is False
     hat = capacity(open_checkpoint(files(tmp_path, before_meta=run_meta("hat"))[0]))
     assert hat.protects and hat.total.params_protected > 0
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "options", "requirer", "hint"),
+    [
+        ("adahat", ["--strict"], "--strict", "AdaHAT moves protected parameters softly by design"),
+        ("hat", [], "HAT", "the training between the two checkpoints did not respect the masks"),
+        ("", [], "HAT's rule (no known algorithm named)", "an AdaHAT run drifts by design"),
+    ],
+)
+def test_a_failed_audit_says_what_it_measured_against_which_rule(
+    tmp_path, monkeypatch, algorithm, options, requirer, hint
+):
+    monkeypatch.chdir(tmp_path)
+    meta = run_meta(algorithm) if algorithm else {"run_id": "r1"}
+    files(tmp_path, nudge, meta, meta)
+    protected = sum(protected_params(MLP, TASKS_BEFORE, [1, 2]).values())
+    result = run("audit", "before.safetensors", "after.safetensors", *options)
+    assert result.exit_code == 1
+    # nudge moves the 6 weights of fc/0's unit 0, all protected (a first layer's inputs are)
+    measured = f"6 of {protected:,} protected parameters changed, where {requirer} requires"
+    line = one_error_line(result, measured, hint)
+    assert algorithm == "hat" or "did not respect" not in line
+    assert f"FAILED: {measured} them bit-identical." in " ".join(result.stdout.split())

@@ -3,6 +3,8 @@ names, capacity's selections and what a fine-tuning run protects."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 
@@ -11,6 +13,7 @@ import pytest
 from cli_runs import one_error_line, run, write_examples
 from inspect_checkpoints import MLP, MLP_MASKS, make_checkpoint, resnet152_layers, write_native
 
+import hatinspect
 from hatinspect.core.select import find_layer
 
 COMMANDS = ["masks", "capacity", "measure", "overlap", "audit", "convert", "info", "train-demo"]
@@ -195,3 +198,19 @@ def test_no_command_shows_the_help_without_an_error_line():
     result = run()
     assert result.exit_code == 2
     assert "Usage: hatinspect" in result.stdout and "error:" not in result.stderr
+
+
+def test_every_view_of_a_fine_tuning_run_says_nothing_is_protected(tmp_path):
+    ones = {t: {lay.name: [1] * lay.units for lay in MLP} for t in (1, 2)}
+    path = tmp_path / "ft.safetensors"
+    write_native(path, make_checkpoint(MLP, ones), metadata={"algorithm": "finetuning"})
+    doc = json.loads(run("capacity", str(path), "-f", "json").stdout)
+    for usage in (*doc["layers"], doc["total"]):
+        assert (usage["params_protected"], usage["param_usage"], usage["free"]) == (0, 0.0, 1.0)
+    assert [step["param_usage"] for step in doc["by_task"]] == [0.0, 0.0]
+    rows = list(csv.DictReader(io.StringIO(run("capacity", str(path), "-f", "csv").stdout)))
+    assert {(row["params_protected"], row["free"]) for row in rows} == {("0", "1.0")}
+    growth = run("capacity", str(path), "-f", "csv", "--by-task").stdout
+    assert {row["params_protected"] for row in csv.DictReader(io.StringIO(growth))} == {"0"}
+    assert hatinspect.capacity(path).total.params_protected == 0
+    assert run("capacity", str(path), "--fail-above", "0.5").exit_code == 0

@@ -71,7 +71,7 @@ def test_debug_variable_shows_the_exception():
         (["audit", "net.safetensors", "missing.safetensors"], ["no such file"]),
         (
             ["capacity", "net.safetensors", "--fail-above", "0.5"],
-            ["param usage 84.51% is above 50.00%"],
+            ["param usage 84.51% is above --fail-above 50.00%", "--by-task"],
         ),
         (
             ["masks", "net.safetensors", "--heatmap", "no/such/folder/m.png"],

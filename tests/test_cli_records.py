@@ -222,12 +222,14 @@ def test_audit_json_and_csv():
         "rule",
         "tolerance",
         "ok",
+        "verdict",
         "protected",
         "changed",
         "layers",
         "notes",
     }
     assert (doc["algorithm"], doc["rule"], doc["tolerance"]) == ("unknown", "bit-identical", None)
+    assert doc["verdict"] == f"OK: all {doc['protected']:,} protected parameters are bit-identical."
     assert doc["ok"] is True and doc["changed"] == 0
     assert doc["protected"] == sum(protected_params(MLP, MLP_MASKS, TASKS).values())
     assert [set(layer) for layer in doc["layers"]] == [

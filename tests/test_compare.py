@@ -187,3 +187,27 @@ def test_train_demo_trains_three_algorithms_and_compares_them(tmp_path):
         assert compared.steps[0].accuracy == pytest.approx(first)
         assert compared.steps[1].accuracy == pytest.approx((old + new) / 2)
         assert compared.steps[1].forgetting == pytest.approx(first - old)
+
+
+def test_a_fine_tuning_run_is_compared_as_protecting_nothing(tmp_path):
+    # all-ones masks: every unit of NET used after each task (5 of 5), nothing protected
+    ones = {t: {"fc/0": [1, 1, 1], "fc/1": [1, 1]} for t in (1, 2)}
+    folder = tmp_path / "ft"
+    folder.mkdir()
+    for t in (1, 2):
+        stored = {k: ones[k] for k in range(1, t + 1)}
+        metadata = {"algorithm": "finetuning"}
+        write_native(folder / f"after-task-{t}.safetensors", make_checkpoint(NET, stored),
+                     metadata=metadata)  # fmt: skip
+    (summary,) = hatinspect.compare(folder).runs
+    assert [(s.units_used, s.params_protected, s.param_usage) for s in summary.steps] == [
+        (5, 0, 0.0),
+        (5, 0, 0.0),
+    ]
+    assert [(u.params_protected, u.free) for u in summary.layers] == [(0, 1.0), (0, 1.0)]
+    trajectory = hatinspect.capacity(folder).trajectory
+    assert [row.params_protected for row in trajectory] == [0, 0]
+    rows = [line for line in run("compare", str(folder)).stdout.splitlines() if "│ task" in line]
+    assert [[cell.strip() for cell in row.split("│")[3:5]] for row in rows] == [
+        ["5 (100%)", "0 (0%)"]
+    ] * 2

@@ -118,3 +118,18 @@ def test_chosen_layers_match_brute_force_and_total_only_them():
         math.prod(by_name[n].weight_shape) + (by_name[n].units if by_name[n].has_bias else 0)
         for n in chosen
     )
+
+
+def test_fine_tuning_protects_no_parameter_and_frees_every_one():
+    """All-ones masks of a fine-tuning run: every unit used, not one parameter protected."""
+    full = {lay.name: [1] * lay.units for lay in MLP}
+    checkpoint = make_checkpoint(masks={1: full, 2: full}, metadata={"algorithm": "finetuning"})
+    report = capacity(checkpoint)
+    assert report.protects is False
+    for usage in (*report.layers, report.total):
+        assert (usage.params_protected, usage.param_usage, usage.free) == (0, 0.0, 1.0)
+        assert usage.units_used == usage.units  # the units are still used
+    assert report.total.params == sum(lay.params for lay in MLP)
+    assert [(s.params_protected, s.param_usage) for s in report.by_task] == [(0, 0.0)] * 2
+    hat = capacity(make_checkpoint(masks={1: full, 2: full}, metadata={"algorithm": "hat"}))
+    assert hat.total.params_protected == sum(lay.params for lay in MLP)  # the same masks, HAT

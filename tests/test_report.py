@@ -5,9 +5,19 @@ import json
 import re
 from collections import Counter
 
+import numpy as np
 import pytest
+from brute_force import protected_params
 from cli_runs import one_error_line, run
-from inspect_checkpoints import CONV, MLP, make_checkpoint, random_masks, write_native
+from inspect_checkpoints import (
+    CONV,
+    MLP,
+    make_checkpoint,
+    random_masks,
+    random_weights,
+    write_native,
+)
+from markupsafe import escape
 from report_runs import RESNET18, hostile_run, write_run
 
 import hatinspect
@@ -58,7 +68,9 @@ def test_sections_of_a_run_folder(tmp_path, layers):
         assert f'id="run1-{section}"' in html
     assert 'id="comparison"' not in html
     summary = re.search(r'<p class="summary" id="summary">(.*?)</p>', html)[1]
-    assert summary.startswith("3 tasks, ") and summary.endswith(", 0 protected parameters changed")
+    assert summary.startswith("3 tasks, ") and summary.endswith(
+        ", audit of 2 file pairs: all pass, no protected parameter changed"
+    )
     assert html.count('<img src="data:image/svg+xml;base64,') == 3
     assert "<details>" in html
     assert cli.stderr.startswith(f"wrote {tmp_path / 'report.html'}: 3 tasks")
@@ -152,3 +164,88 @@ def test_a_file_without_tasks_still_reports(tmp_path):
         assert result.summary.startswith("empty.safetensors: 0 tasks, 0% of units used")
         assert "No task masks are stored." in output.read_text() or suffix == "md"
     assert not (tmp_path / "r-figures").exists()
+
+
+def drifting_run(folder, algorithm):
+    """Three files of one run (tasks 1, 1-2, 1-3) in which every weight moves by 0.5 from a
+    file to the next; the metadata names `algorithm` (none for "unknown")."""
+    folder.mkdir()
+    masks = random_masks(MLP, (1, 2, 3), seed=1)  # protects 14, then 31
+    metadata = None if algorithm == "unknown" else {"algorithm": algorithm}
+    weights = random_weights(make_checkpoint(MLP, masks))
+    for t in (1, 2, 3):
+        stored = make_checkpoint(MLP, {task: masks[task] for task in range(1, t + 1)})
+        write_native(folder / f"after-task-{t}.safetensors", stored, weights, metadata=metadata)
+        weights = {key: value + np.float32(0.5) for key, value in weights.items()}
+    return folder, masks
+
+
+def audit_verdict(before, after) -> tuple[int, str]:
+    """The audit command's exit code and verdict: its last line, on an output wide enough
+    for no line to wrap."""
+    result = run("audit", before, after, COLUMNS="1000")
+    return result.exit_code, result.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("algorithm", ["hat", "adahat", "finetuning", "unknown"])
+def test_the_report_gives_each_audit_the_audit_commands_verdict(tmp_path, algorithm):
+    folder, masks = drifting_run(tmp_path / algorithm, algorithm)
+    files = [folder / f"after-task-{t}.safetensors" for t in (1, 2, 3)]
+    verdicts = [audit_verdict(a, b) for a, b in itertools.pairwise(files)]
+    for suffix in ("json", "html", "md"):
+        assert run("report", folder, "-o", tmp_path / f"r.{suffix}").exit_code == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    html, markdown = (tmp_path / "r.html").read_text(), (tmp_path / "r.md").read_text()
+    assert [audit["verdict"] for audit in doc["runs"][0]["audits"]] == [v for _, v in verdicts]
+    for code, verdict in verdicts:
+        assert (code == 0) == (algorithm in ("adahat", "finetuning"))
+        assert str(escape(verdict)) in html
+        assert str(escape(verdict)).replace("|", "&#124;") in markdown
+    assert "intact" not in html + markdown
+    # every weight moved: each pair changed all the parameters its earlier file protects
+    protected = [sum(protected_params(MLP, masks, range(1, t + 1)).values()) for t in (1, 2)]
+    expected = {
+        "hat": f"FAILED: {protected[0]:,} of {protected[0]:,} protected parameters changed, "
+        "where HAT requires them bit-identical.",
+        "adahat": f"AdaHAT drift: {protected[0]:,} of {protected[0]:,} protected parameters "
+        "changed (max |change| 0.5); AdaHAT updates them softly by design, so this passes "
+        "(--strict to require bit-identity).",
+        "finetuning": "no masks: nothing is protected (a fine-tuning run).",
+        "unknown": f"FAILED: {protected[0]:,} of {protected[0]:,} protected parameters changed, "
+        "where HAT's rule (no known algorithm named) requires them bit-identical.",
+    }
+    assert verdicts[0][1] == expected[algorithm]
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "outcome"),
+    [("hat", "2 of 2 fail"), ("adahat", "all pass by AdaHAT's drift rule")],
+)
+def test_the_summary_counts_changed_parameters_per_pair_not_summed(tmp_path, algorithm, outcome):
+    folder, masks = drifting_run(tmp_path / "run", algorithm)
+    protected = [sum(protected_params(MLP, masks, range(1, t + 1)).values()) for t in (1, 2)]
+    assert protected[0] < protected[1]
+    summary = hatinspect.report(folder).summary
+    assert summary.endswith(
+        f", audit of 2 file pairs: {outcome}, up to {protected[1]:,} of {protected[1]:,} "
+        "protected parameters changed in one pair"
+    )
+    assert f"{sum(protected):,}" not in summary
+
+
+def test_a_fine_tuning_run_is_reported_as_protecting_nothing(tmp_path):
+    folder, _ = drifting_run(tmp_path / "ft", "finetuning")
+    report = hatinspect.report(folder, output=tmp_path / "r.html")
+    assert report.summary == (
+        "3 tasks, "
+        f"{report.runs[0].capacity.total.unit_usage:.0%} of units used, "
+        "nothing protected (no masks: a fine-tuning run), audit of 2 file pairs: nothing protected"
+    )
+    total = report.runs[0].capacity.total
+    assert (total.params_protected, total.param_usage, total.free) == (0, 0.0, 1.0)
+    assert [m.protected for m in report.runs[0].measures] == [0] * len(MLP)
+    html = (tmp_path / "r.html").read_text()
+    assert "No masks: nothing is protected (a fine-tuning run); every parameter is free." in html
+    hatinspect.report(folder, output=tmp_path / "r.json")
+    doc = json.loads((tmp_path / "r.json").read_text())["runs"][0]["capacity"]
+    assert doc["total"]["params_protected"] == 0 and doc["total"]["free"] == 1.0

@@ -47,6 +47,17 @@ def test_table_output_ends_with_the_next_command(tmp_path):
     assert "forgetting" in result.stdout and "capacity" in result.stdout
     last = tmp_path / "after-task-2.safetensors"
     assert result.stdout.strip().endswith(f"next: hatinspect masks {last}")
+    # a fine-tuning run's masks protect nothing: its capacity column is 0 after each task
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│ task ")]
+    assert [row.split("│")[-2].strip() for row in rows] == ["0.0%", "0.0%"]
+
+
+def test_one_task_has_no_forgetting_to_report(tmp_path):
+    table = train("-n", "1", "-e", "1", "-o", str(tmp_path / "table"))
+    assert table.exit_code == 0, table.stderr
+    assert "mean forgetting n/a (one task: no earlier task to forget)" in table.stdout
+    doc = json.loads(train("-n", "1", "-e", "1", "-o", str(tmp_path / "json"), "-f", "json").stdout)
+    assert doc["forgetting"] == [] and doc["mean_forgetting"] is None
 
 
 @pytest.mark.parametrize(

@@ -93,6 +93,63 @@ class AuditReport(Result):
         return True
 
 
+def verdict(report: AuditReport) -> str:
+    """The audit's outcome in one sentence, worded alike by every view (the audit command,
+    the report): what changed, measured against the rule of the files' algorithm."""
+    if report.rule == NOTHING_PROTECTED:
+        return f"{NO_MASKS} ({_why_unprotected(report)})."
+    if not report.ok:
+        return f"FAILED: {failure(report)}."
+    if report.rule == DRIFT:
+        return (
+            f"AdaHAT drift: {_moved(report)} (max |change| {report.max_abs_change:.3g}); AdaHAT "
+            "updates them softly by design, so this passes (--strict to require bit-identity)."
+        )
+    if report.rule == TOLERANCE:
+        return (
+            f"OK: {_moved(report)}, by up to {report.max_abs_change:.3g}, "
+            f"within the tolerance {report.tolerance:g}."
+        )
+    return f"OK: all {report.protected:,} protected parameters are bit-identical."
+
+
+def verdict_tone(report: AuditReport) -> str:
+    """How the verdict reads at a glance: "pass", "drift" (AdaHAT's drift, which passes),
+    "fail", or "none" (nothing was protected)."""
+    if report.rule == NOTHING_PROTECTED:
+        return "none"
+    if not report.ok:
+        return "fail"
+    return "drift" if report.rule == DRIFT and report.changed else "pass"
+
+
+def failure(report: AuditReport) -> str:
+    """What a failed audit measured, against what its rule allows."""
+    if report.rule == TOLERANCE:
+        return (
+            f"{_moved(report)}, by up to {report.max_abs_change:.3g}, "
+            f"over the tolerance {report.tolerance:g}"
+        )
+    return f"{_moved(report)}, where {_bit_identity_by(report)} requires them bit-identical"
+
+
+def _moved(report: AuditReport) -> str:
+    return f"{report.changed:,} of {report.protected:,} protected parameters changed"
+
+
+def _bit_identity_by(report: AuditReport) -> str:
+    """Who asks for bit-identity: HAT, --strict on AdaHAT, or HAT's rule by default."""
+    if report.algorithm == "adahat":
+        return "--strict"
+    return "HAT" if report.algorithm == "hat" else "HAT's rule (no known algorithm named)"
+
+
+def _why_unprotected(report: AuditReport) -> str:
+    if report.algorithm == "finetuning":
+        return "a fine-tuning run"
+    return "the earlier file stores no task"
+
+
 def audit(
     before: Checkpoint,
     after: Checkpoint,

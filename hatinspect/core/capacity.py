@@ -83,7 +83,8 @@ class CapacityReport(Result):
     layers: tuple[Usage, ...]
     total: Usage
     by_task: tuple[TaskGrowth, ...]
-    # False when the masks protect nothing: none stored, or a fine-tuning run's
+    # False when the masks protect nothing: none stored, or a fine-tuning run's (its units
+    # are still counted as used; no parameter is protected, every one is free)
     protects: bool = True
 
 
@@ -115,8 +116,11 @@ def capacity(
     chosen = select_layers(checkpoint, include, exclude) if include or exclude else layers
     columns = _columns(layers)
     counts = _counts(checkpoint)
-    # (layers, tasks): parameters protected after each task
+    protects = protects_anything(checkpoint)
+    # (layers, tasks): parameters protected after each task; none where no mask protects
     protected = _protected(columns, counts.used, _fan_in_used(layers, columns, counts.used))
+    if not protects:
+        protected = np.zeros_like(protected)
     params = columns.params.tolist()
     if chosen is not layers:
         wanted = {layer.name for layer in chosen}
@@ -144,7 +148,7 @@ def capacity(
         layers=usages,
         total=total,
         by_task=_growth(checkpoint, counts, protected, total),
-        protects=protects_anything(checkpoint),
+        protects=protects,
     )
 
 

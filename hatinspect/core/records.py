@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from functools import singledispatch
 from itertools import chain, cycle, repeat
 
-from hatinspect.core.audit import AuditReport
+from hatinspect.core.audit import AuditReport, verdict
 from hatinspect.core.capacity import CapacityReport
 from hatinspect.core.compare import Comparison, RunSummary
 from hatinspect.core.masks import MaskReport
@@ -294,6 +294,7 @@ def _(report: AuditReport) -> dict:
         "rule": report.rule,
         "tolerance": report.tolerance,
         "ok": report.ok,
+        "verdict": verdict(report),  # the audit command's and the report's sentence
         "protected": report.protected,
         "changed": report.changed,
         "layers": [_fields(layer, AUDIT_KEYS) for layer in report.layers],

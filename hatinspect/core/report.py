@@ -9,8 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hatinspect.core.audit import AuditReport, TensorReader, audit
-from hatinspect.core.capacity import CapacityReport, capacity, inputs_per_unit
+from hatinspect.core.audit import AuditReport, TensorReader, audit, verdict_tone
+from hatinspect.core.capacity import (
+    CapacityReport,
+    capacity,
+    inputs_per_unit,
+    protects_anything,
+)
 from hatinspect.core.compare import Comparison, compare
 from hatinspect.core.errors import CheckpointError, HatinspectError
 from hatinspect.core.masks import MaskReport, summarise_masks
@@ -27,11 +32,14 @@ class LayerMeasures:
     """One layer's parameter-wise measures (aggregation min) over its weights."""
 
     name: str
-    cumulative: Stats  # 1 where a weight is protected, else 0
+    cumulative: Stats  # 1 where both of a weight's units are in the cumulative mask, else 0
     summative: Stats  # how many tasks use both of a weight's units
+    protects: bool = True  # False where the masks protect nothing (fine-tuning)
 
     @property
     def protected(self) -> int:
+        if not self.protects:
+            return 0
         return sum(count for value, count in self.cumulative.histogram if value == 1)
 
 
@@ -49,21 +57,44 @@ class RunReport:
         return self.run.final
 
     @property
-    def changed(self) -> int | None:
-        """Protected parameters changed between the run's files; None without an audit."""
-        return sum(a.changed for a in self.audits) if self.audits else None
-
-    @property
     def summary(self) -> str:
-        total = self.capacity.total
         tasks = len(self.capacity.tasks)
-        line = (
-            f"{tasks} task{'s' * (tasks != 1)}, {total.unit_usage:.0%} of units used, "
-            f"{total.param_usage:.0%} of parameters protected"
-        )
-        if self.changed is not None:
-            line += f", {self.changed:,} protected parameters changed"
-        return line
+        parts = [
+            f"{tasks} task{'s' * (tasks != 1)}",
+            f"{self.capacity.total.unit_usage:.0%} of units used",
+            protection_summary(self.capacity),
+        ]
+        if self.audits:
+            parts.append(audits_summary(self.audits))
+        return ", ".join(parts)
+
+
+def protection_summary(report: CapacityReport) -> str:
+    if not report.protects:
+        why = "no masks: a fine-tuning run" if report.tasks else "no task stored"
+        return f"nothing protected ({why})"
+    return f"{report.total.param_usage:.0%} of parameters protected"
+
+
+def audits_summary(audits: Sequence[AuditReport]) -> str:
+    """The audits of a run's file pairs in a few words: how many pass, and the most
+    protected parameters changed in any one pair (a sum over pairs would count a parameter
+    once for every pair it is protected in)."""
+    pairs = f"{len(audits)} file pair{'s' * (len(audits) != 1)}"
+    tones = [verdict_tone(report) for report in audits]
+    if all(tone == "none" for tone in tones):
+        return f"audit of {pairs}: nothing protected"
+    failed = tones.count("fail")
+    outcome = f"{failed} of {len(audits)} fail" if failed else "all pass"
+    if not failed and "drift" in tones:
+        outcome += " by AdaHAT's drift rule"
+    most = max(audits, key=lambda report: report.changed)
+    if not most.changed:
+        return f"audit of {pairs}: {outcome}, no protected parameter changed"
+    return (
+        f"audit of {pairs}: {outcome}, up to {most.changed:,} of {most.protected:,} "
+        "protected parameters changed in one pair"
+    )
 
 
 @dataclass(frozen=True)
@@ -123,6 +154,7 @@ def layer_measures(checkpoint: Checkpoint, layer: LayerInfo) -> LayerMeasures:
         name=layer.name,
         cumulative=min_measure_stats(checkpoint, layer, cumulative),
         summative=min_measure_stats(checkpoint, layer, summative),
+        protects=protects_anything(checkpoint),
     )
 
 

@@ -154,7 +154,8 @@ class HATModule(LightningModule):
         """Share of the weighted layers' parameters protected by ``masks`` (stored ones)."""
         from hatinspect.core.capacity import capacity
 
-        return capacity(in_memory_checkpoint(self.backbone, masks)).total.param_usage
+        checkpoint = in_memory_checkpoint(self.backbone, masks, self.algorithm)
+        return capacity(checkpoint).total.param_usage
 
     def test_tasks(self, trainer, loaders: Mapping[int, object]) -> list[float]:
         """Test every task in ``loaders`` (task id -> DataLoader) through its stored mask,
@@ -187,7 +188,7 @@ class HATModule(LightningModule):
 
     @property
     def capacity_by_task(self) -> list[float]:
-        return capacity_after_each_task(self.backbone)
+        return capacity_after_each_task(self.backbone, self.algorithm)
 
     def _require_task(self) -> None:
         if self.task_id is None:

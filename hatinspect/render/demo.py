@@ -9,7 +9,8 @@ from hatinspect.render.tables import Grid, output_width, print_renderables
 
 
 def record(result) -> dict:
-    """The JSON document: raw numbers, ``null`` above the accuracy matrix's diagonal."""
+    """The JSON document: raw numbers, ``null`` above the accuracy matrix's diagonal and
+    for the mean forgetting of a single task."""
     n = result.tasks
     return {
         "schema": SCHEMA,
@@ -40,10 +41,7 @@ def print_table(result, width: int | None = None) -> None:
     lines = [
         Text(title, "bold"),
         *_accuracy_grid(result).fitted(limit),
-        Text(
-            f"average accuracy {result.average_accuracy:.1%}, "
-            f"mean forgetting {_points(result.mean_forgetting)} (percentage points)"
-        ),
+        Text(f"average accuracy {result.average_accuracy:.1%}, {_mean_forgetting(result)}"),
     ]
     if result.checkpoints:
         lines.append(
@@ -63,6 +61,12 @@ def _accuracy_grid(result) -> Grid:
     forgetting = [_points(f) for f in result.forgetting]
     grid.add_row("forgetting", *forgetting, *[""] * (result.tasks + 1 - len(forgetting)))
     return grid
+
+
+def _mean_forgetting(result) -> str:
+    if result.mean_forgetting is None:
+        return "mean forgetting n/a (one task: no earlier task to forget)"
+    return f"mean forgetting {_points(result.mean_forgetting)} (percentage points)"
 
 
 def _points(fraction: float) -> str:

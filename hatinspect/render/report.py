@@ -16,6 +16,7 @@ from pathlib import Path
 from markupsafe import Markup, escape
 
 from hatinspect.core import records
+from hatinspect.core.audit import AuditReport, verdict, verdict_tone
 from hatinspect.core.report import Report
 from hatinspect.render.files import output_format, write_atomically
 
@@ -77,7 +78,16 @@ def render(report: Report, figures: dict, template: str, **extra) -> str:
         lstrip_blocks=True,
     )
     env.filters.update(share=_share, count=_count, cell=_markdown_cell, points=_points)
+    env.filters.update(verdict=verdict, tone=_tone)
     return env.get_template(template).render(report=report, figures=figures, **extra)
+
+
+# the HTML class of each verdict tone (`core.audit.verdict_tone`)
+_TONE_CLASSES = {"pass": "good", "drift": "drift", "fail": "bad", "none": ""}
+
+
+def _tone(audit: AuditReport) -> str:
+    return _TONE_CLASSES[verdict_tone(audit)]
 
 
 def _share(value: float | None) -> str:

@@ -22,7 +22,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from hatinspect.core.audit import DRIFT, NO_MASKS, NOTHING_PROTECTED, TOLERANCE, AuditReport
+from hatinspect.core.audit import NOTHING_PROTECTED, AuditReport, verdict, verdict_tone
 from hatinspect.core.capacity import CapacityReport, TaskGrowth, Usage
 from hatinspect.core.masks import MaskReport
 from hatinspect.core.measure import LayerMeasure
@@ -562,27 +562,10 @@ def _audit_grid(report: AuditReport) -> Grid:
 
 
 def _verdict(report: AuditReport) -> Text:
-    if report.rule == NOTHING_PROTECTED:
-        return Text(f"{NO_MASKS}.")
-    moved = f"{report.changed:,} of {report.protected:,} protected parameters changed"
-    if report.rule == DRIFT:
-        return Text(
-            f"AdaHAT drift: {moved} (max |change| {report.max_abs_change:.3g}); AdaHAT updates "
-            "them softly by design, so this passes (--strict to require bit-identity).",
-            "yellow" if report.changed else "green",
-        )
-    if report.rule == TOLERANCE:
-        verdict = "OK" if report.ok else "FAILED"
-        return Text(
-            f"{verdict}: {moved}, by up to {report.max_abs_change:.3g} "
-            f"(tolerance {report.tolerance:g}).",
-            "green" if report.ok else "bold red",
-        )
-    if report.ok:
-        return Text(
-            f"OK: all {report.protected:,} protected parameters are bit-identical.", "green"
-        )
-    return Text(f"FAILED: {moved}.", "bold red")
+    return Text(verdict(report), _VERDICT_STYLES[verdict_tone(report)])
+
+
+_VERDICT_STYLES = {"pass": "green", "drift": "yellow", "fail": "bold red", "none": ""}
 
 
 # info

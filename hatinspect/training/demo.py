@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from hatinspect.core.capacity import capacity
+from hatinspect.core.format import ALGORITHM_KEY
 from hatinspect.core.types import Checkpoint
 from hatinspect.training.engine import ALGORITHMS, EpochCallback, TrainConfig, train_sequence
 from hatinspect.training.heads import TaskHeads
@@ -113,8 +114,9 @@ class DemoResult:
         return float(np.mean(self.accuracy[-1]))
 
     @property
-    def mean_forgetting(self) -> float:
-        return float(np.mean(self.forgetting)) if self.forgetting else 0.0
+    def mean_forgetting(self) -> float | None:
+        """None for a single task: with no earlier task, nothing can be forgotten."""
+        return float(np.mean(self.forgetting)) if self.forgetting else None
 
 
 def run_demo(
@@ -147,7 +149,7 @@ def run_demo(
             backbone, heads, tasks, config.train_config, generator, on_epoch, save
         )
     return DemoResult.of_run(
-        config, accuracy, capacity_after_each_task(backbone), checkpoints, start
+        config, accuracy, capacity_after_each_task(backbone, config.algorithm), checkpoints, start
     )
 
 
@@ -183,14 +185,16 @@ def forgetting(accuracy: Sequence[Sequence[float]]) -> list[float]:
     ]
 
 
-def capacity_after_each_task(backbone: nn.Module) -> list[float]:
-    """Share of the weighted layers' parameters the stored masks protect, task by task."""
-    return [growth.param_usage for growth in capacity(in_memory_checkpoint(backbone)).by_task]
+def capacity_after_each_task(backbone: nn.Module, algorithm: str) -> list[float]:
+    """Share of the weighted layers' parameters the stored masks protect, task by task
+    (none for fine-tuning, whose all-ones masks protect nothing)."""
+    checkpoint = in_memory_checkpoint(backbone, algorithm=algorithm)
+    return [growth.param_usage for growth in capacity(checkpoint).by_task]
 
 
-def in_memory_checkpoint(backbone: nn.Module, masks=None) -> Checkpoint:
+def in_memory_checkpoint(backbone: nn.Module, masks=None, algorithm: str = "") -> Checkpoint:
     """The backbone's layers and stored masks (or ``masks``) as the inspection core sees a
-    file."""
+    file written by a run of ``algorithm`` (its metadata names it, as a written file's)."""
     from hatinspect.storage.save import describe_layers
 
     masks = {
@@ -204,6 +208,7 @@ def in_memory_checkpoint(backbone: nn.Module, masks=None) -> Checkpoint:
         layers=describe_layers(backbone),
         task_ids=tuple(sorted(masks)),
         masks=masks,
+        metadata={ALGORITHM_KEY: algorithm} if algorithm else {},
     )
 
 
