@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 
 import hatinspect
 from hatinspect.core import format as fmt
-from hatinspect.core.reader import MAX_HEADER_BYTES
 
 LAYERS = linear_layers((6, 5, 4, 3))
 MASKS = binary_masks({layer.name: layer.units for layer in LAYERS}, (0, 1), seed=1)
@@ -72,7 +71,10 @@ CORPUS = {
     "text": (_raw(b"GIF89a is what an image starts with"), "it starts with text"),
     "short safetensors": (_raw(b"\x05\x00"), "truncated"),
     "header past the end": (_raw((500).to_bytes(8, "little") + b"{}"), "exceeds the file"),
-    "huge header": (_raw((MAX_HEADER_BYTES + 1).to_bytes(8, "little") + b"{"), "MiB limit"),
+    "huge header": (
+        _raw((fmt.MAX_HEADER_BYTES + 1).to_bytes(8, "little") + b"{"),
+        "safetensors' limit",
+    ),
     "header not JSON": (_raw((9).to_bytes(8, "little") + b"{not json"), "not a valid safetensors"),
     "no metadata": (_native(metadata={}), "no hatinspect metadata"),
     "missing layers": (_native(metadata=_metadata(**{fmt.LAYERS_KEY: None})), "lacks"),

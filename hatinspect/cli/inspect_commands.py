@@ -57,6 +57,12 @@ def _check_cmap(value: str) -> None:
     check_cmap(value)
 
 
+def _check_scale(value: str) -> None:
+    from hatinspect.render.figures import parse_scale
+
+    parse_scale(value)
+
+
 def _check_unit_wise(value: str) -> None:
     from hatinspect.core.measure import parse_unit_wise
 
@@ -73,6 +79,7 @@ _figure_path = _usage_check(lambda path: output_format(path, FIGURE_FORMATS))
 _safetensors_path = _usage_check(lambda path: output_format(path, ("safetensors",)))
 _known_cmap = _usage_check(_check_cmap)
 _figsize = _usage_check(_check_figsize)
+_scale = _usage_check(_check_scale)
 _unit_wise = _usage_check(_check_unit_wise)
 
 
@@ -438,6 +445,14 @@ def overlap(
         bool, typer.Option("--per-layer", help="Also show each layer's matrix (table, CSV).")
     ] = False,
     heatmap: HeatmapOption = None,
+    scale: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LO,HI",
+            help="The Jaccard values the heatmap's colours span (default: 0,1).",
+            callback=_scale,
+        ),
+    ] = None,
     dpi: DpiOption = 100,
     cmap: CmapOption = None,
     figsize: FigsizeOption = None,
@@ -457,9 +472,12 @@ def overlap(
     opened = load(checkpoint, source, task_id)
     report = api.overlap(opened, task=task, layer=layer, exclude=exclude)
     if heatmap:
-        from hatinspect.render.figures import overlap_heatmap
+        from hatinspect.render.figures import JACCARD_SCALE, overlap_heatmap, parse_scale
 
-        _draw(overlap_heatmap, report, heatmap, _look(dpi, cmap, figsize, title))
+        look = _look(dpi, cmap, figsize, title)
+        _draw(
+            overlap_heatmap, report, heatmap, look, parse_scale(scale) if scale else JACCARD_SCALE
+        )
     emit(report, fmt, (opened,), width, per_layer=per_layer)
 
 

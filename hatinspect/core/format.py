@@ -50,6 +50,10 @@ SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
 LAYER_FIELDS = ("name", "units", "weight_shape", "weight_key", "bias_key", "preceding")
 REQUIRED_KEYS = (VERSION_KEY, BACKBONE_KEY, LAYERS_KEY, TASK_IDS_KEY)
 MAX_TASK_ID = 2**31 - 1  # task ids are non-negative and fit an int32
+# The longest JSON header safetensors writes or reads (its crate's MAX_HEADER_SIZE): the
+# one bound on a native file's counts (tensors, layers, tasks), since each takes bytes of
+# it. Reading it holds a few times its size in memory (docs/checkpoint-format.md).
+MAX_HEADER_BYTES = 100_000_000
 # safetensors dtype names accepted for weights and biases (floating point only)
 WEIGHT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
 
@@ -136,7 +140,7 @@ def decode_header(metadata: Mapping[str, str] | None) -> Header:
     )
     return Header(
         backbone=metadata[BACKBONE_KEY],
-        config=check_config(_optional(metadata, CONFIG_KEY, dict)),
+        config=check_config(_optional(metadata, CONFIG_KEY, dict), layers=len(layers)),
         layers=layers,
         task_ids=_task_ids(_json(metadata, TASK_IDS_KEY)),
         source=_source(metadata.get(SOURCE_KEY, "hatinspect")),
@@ -150,15 +154,23 @@ def decode_header(metadata: Mapping[str, str] | None) -> Header:
     )
 
 
-MAX_CONFIG_ITEMS = 1024  # entries of a config list, e.g. hidden_dims: no network has more
+# Entries a config list may hold where no layer count bounds it (an import, checked before
+# its backbone is built): building costs ~13 KB and 0.3 ms an entry (an MLP layer's modules,
+# without weights), so 2^14 of them stay within ~210 MiB and ~5 s.
+MAX_CONFIG_ITEMS = 2**14
 
 
-def check_config(config: Mapping | None) -> Mapping | None:
+def check_config(config: Mapping | None, layers: int | None = None) -> Mapping | None:
     """``config`` when it holds arguments a backbone could have: sizes in ``0..2^31-1``,
-    short lists and strings, nothing nested deeper than a list; ``ValueError`` if not."""
+    short strings, lists of these, nothing nested deeper; ``ValueError`` if not.
+
+    Each list entry may build a layer (``hidden_dims``): a list holds at most ``layers``
+    entries, the layers the file describes (whose records pay for it), or
+    ``MAX_CONFIG_ITEMS`` where that count is not known."""
+    most = MAX_CONFIG_ITEMS if layers is None else layers
     for key, value in (config or {}).items():
         items = value if isinstance(value, list | tuple) else [value]
-        fits = len(items) <= MAX_CONFIG_ITEMS and all(
+        fits = len(items) <= most and all(
             item is None
             or type(item) in (bool, float)
             or (type(item) is int and 0 <= item <= MAX_TASK_ID)

@@ -24,7 +24,6 @@ from hatinspect.core.blocks import DTYPE_BYTES, NARROW_FLOATS, TensorFile, as_fl
 from hatinspect.core.errors import CheckpointError, shown
 from hatinspect.core.types import Checkpoint, LayerInfo
 
-MAX_HEADER_BYTES = 32 * 2**20  # a ResNet-152 header is ~60 kB; more is not a checkpoint
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
 PICKLE_PROTO = b"\x80"  # torch.save's legacy format and plain pickles start with PROTO
 
@@ -187,9 +186,11 @@ def _check_header_length(path: Path) -> None:
     if len(prefix) < 8:
         raise CheckpointError(f"{path}: truncated ({size} bytes; a safetensors file has >= 8)")
     length = int.from_bytes(prefix, "little")
-    if length > MAX_HEADER_BYTES:
-        limit = MAX_HEADER_BYTES // 2**20
-        raise CheckpointError(f"{path}: header length {length} is over the {limit} MiB limit")
+    if length > fmt.MAX_HEADER_BYTES:
+        raise CheckpointError(
+            f"{path}: header length {length} is over safetensors' limit of"
+            f" {fmt.MAX_HEADER_BYTES:,} bytes"
+        )
     if length > size - 8:
         raise CheckpointError(f"{path}: header length {length} exceeds the file ({size} bytes)")
 

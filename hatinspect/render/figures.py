@@ -23,7 +23,9 @@ from hatinspect.core.overlap import OverlapReport
 from hatinspect.render.files import FIGURE_FORMATS, output_format, write_atomically
 
 MAX_PANELS = 64  # layers drawn unit by unit in one figure; beyond this it is too tall to read
-_ANNOTATE = 12  # tasks up to which overlap cells carry their numbers
+JACCARD_SCALE = (0.0, 1.0)  # an overlap heatmap's colours: comparable across runs and papers
+LABEL_FONT = 5.0  # points: the largest label an overlap cell carries
+SMALLEST_LABEL = 3.5  # points: below this a label is not drawn (unreadable in print)
 COLUMN_WIDTH = 3.5  # inches: one column of a two-column paper (IEEE, ACM)
 FONT_SIZE = 7.0  # points, as in a paper's figures
 # what keeps files portable and reproducible: TrueType fonts in PDF/PS, SVG text as text,
@@ -197,35 +199,36 @@ def _unit_strips(report: MaskReport, look: Look):
 # overlap
 
 
-def overlap_figure(report: OverlapReport, look: Look = Look()):
-    """The network-wide task × task Jaccard matrix. The diagonal (always 1) is left blank
-    so that the colours span the off-diagonal values."""
+def overlap_figure(report: OverlapReport, look: Look = Look(), scale=JACCARD_SCALE):
+    """The network-wide task × task Jaccard matrix, coloured on ``scale`` (0–1 unless
+    asked otherwise, so that runs and panels compare). The diagonal (always 1) is left
+    blank and labelled with each task's kept units."""
     _need_tasks(report.tasks, report.checkpoint)
     n = len(report.tasks)
     fig = _figure(look, (COLUMN_WIDTH, COLUMN_WIDTH * 0.85))
     ax = fig.subplots()
-    jaccard = report.network.jaccard
-    off_diagonal = np.ma.masked_array(jaccard, mask=np.eye(n, dtype=bool))
-    low, high = _off_diagonal_range(off_diagonal)
+    off_diagonal = np.ma.masked_array(report.network.jaccard, mask=np.eye(n, dtype=bool))
     cmap = _cmap(look.cmap or "viridis").with_extremes(bad="0.85")
+    low, high = scale
     image = ax.imshow(off_diagonal, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
     fig.colorbar(image, ax=ax, label="Jaccard index of the kept units", shrink=0.9)
     for axis in "xy":
         _label_ticks(ax, axis, report.tasks)
-    if n <= _ANNOTATE:
-        _annotate(ax, image, off_diagonal, report.network.shared)
     ax.set_xlabel("task")
     ax.set_ylabel("task")
     ax.set_title(look.title or f"Units shared between tasks\n{_name(report)}")
+    _annotate(ax, image, off_diagonal, report.network.shared)
     return fig
 
 
-def _off_diagonal_range(values: np.ma.MaskedArray) -> tuple[float, float]:
-    if values.count() == 0:  # one task: nothing off the diagonal
-        return 0.0, 1.0
-    low, high = float(values.min()), float(values.max())
-    if high - low < 1e-9:
-        return max(0.0, low - 0.05), min(1.0, high + 0.05) if high < 1 else high + 0.05
+def parse_scale(text: str) -> tuple[float, float]:
+    """``"LO,HI"``: the Jaccard values the colours span, ``0 <= LO < HI <= 1``."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"{text!r}: give LO,HI, e.g. 0,1 or 0.3,0.4") from None
+    if not 0 <= low < high <= 1:
+        raise ValueError(f"{text!r}: need 0 <= LO < HI <= 1")
     return low, high
 
 
@@ -345,12 +348,41 @@ def _unit_axis(ax, rows_are_units: bool = False) -> None:
 
 
 def _annotate(ax, image, jaccard: np.ma.MaskedArray, shared: np.ndarray) -> None:
+    """Each cell's shared units and Jaccard index, in the largest font (up to
+    ``LABEL_FONT``) its width lets the text fit; fewer decimals, then the Jaccard index
+    alone, then none where the cells are too small."""
+    labels = _cell_labels(_cell_points(ax, len(jaccard)), int(shared.max(initial=0)))
+    if labels is None:
+        return
+    size, count, decimals = labels
     for (a, b), value in np.ndenumerate(jaccard.data):
-        if a == b:
-            ax.text(b, a, f"{shared[a, b]:,}", ha="center", va="center", fontsize=5)
+        units = f"{shared[a, b]:,}"
+        if a == b:  # blank: each task's own kept units, where counts fit
+            if count:
+                ax.text(b, a, units, ha="center", va="center", fontsize=size)
             continue
         red, green, blue, _ = image.cmap(image.norm(value))
         ink = "black" if 0.3 * red + 0.6 * green + 0.1 * blue > 0.5 else "white"
-        ax.text(
-            b, a, f"{shared[a, b]:,}\n{value:.2f}", ha="center", va="center", fontsize=5, color=ink
-        )
+        text = f"{units}\n{value:.{decimals}f}" if count else f"{value:.{decimals}f}"
+        ax.text(b, a, text, ha="center", va="center", fontsize=size, color=ink)
+
+
+def _cell_points(ax, tasks: int) -> float:
+    """The side of one cell of the laid-out (square) image, in points."""
+    fig = ax.get_figure()
+    fig.draw_without_rendering()  # constrained layout places the axes
+    box = ax.get_window_extent()
+    return min(box.width, box.height) / tasks * 72 / fig.dpi
+
+
+def _cell_labels(cell: float, most_units: int) -> tuple[float, bool, int] | None:
+    """(font size, with the count, decimals) of the first label that fits a ``cell`` points
+    wide at ``SMALLEST_LABEL`` or more: "count / 0.00", "0.00", "0.0"; None if none does."""
+    count = len(f"{most_units:,}")
+    for with_count, decimals in ((True, 2), (False, 2), (False, 1)):
+        lines, chars = (2, max(count, 4)) if with_count else (1, 2 + decimals)
+        # a digit is ~0.6 em wide and a line 1.2 em high; text keeps 10 % of the cell free
+        size = min(LABEL_FONT, 0.9 * cell / (0.6 * chars), 0.9 * cell / (1.2 * lines))
+        if size >= SMALLEST_LABEL:
+            return size, with_count, decimals
+    return None

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -122,10 +122,12 @@ def write_checkpoint(path: str | os.PathLike, tensors: Mapping[str, Tensor], hea
     reading it back, then ``os.replace`` it over ``path``: never a half-written file."""
     path = Path(path)
     tensors = _plain(tensors)
+    metadata = fmt.encode_header(header)
+    bounds = check_header_fits(path, tensors, metadata)  # before a file is made
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=fmt.encode_header(header))
+        _save_file(path, tmp, tensors, metadata, bounds)
         with _syncing(tmp):  # the disk catches up while the file is read back
             _verify(Path(tmp), tensors, header)
         os.chmod(tmp, FILE_MODE)
@@ -143,6 +145,55 @@ def write_checkpoint(path: str | os.PathLike, tensors: Mapping[str, Tensor], hea
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_header_fits(
+    path: Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str]
+) -> tuple[int, int]:
+    """The least and most bytes the file's header can take (``header_bytes``); refused,
+    before anything is written, when even the least is over safetensors' limit, which
+    safetensors would refuse to write (and to read back)."""
+    least, most = header_bytes(tensors, metadata)
+    if least > fmt.MAX_HEADER_BYTES:
+        raise CheckpointError(_header_over_limit(path, len(tensors)))
+    return least, most
+
+
+def header_bytes(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> tuple[int, int]:
+    """The least and most bytes of the header safetensors writes for ``tensors`` and
+    ``metadata``: exact but for each dtype's name (2 to 7 letters) and data offsets (1 digit
+    to as many as the data's size has), which depend on the order safetensors picks."""
+    # safetensors writes compact JSON without ASCII escapes, as this encoder does
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    entry = len('{"dtype":"U8","shape":,"data_offsets":[0,0]}')
+    table = sum(
+        len(dumps(key).encode()) + len(dumps(list(tensor.shape))) + entry + 2  # ":" and ","
+        for key, tensor in tensors.items()
+    )
+    least = len('{"__metadata__":}') + len(dumps(dict(metadata)).encode()) + table
+    data = sum(tensor.numel() * tensor.element_size() for tensor in tensors.values())
+    longest = len("F8_E4M3") - 2 + 2 * (len(str(data)) - 1)  # a tensor's most over its least
+    return least, least + longest * len(tensors) + 7  # and spaces up to a multiple of 8
+
+
+def _header_over_limit(path: Path, tensors: int) -> str:
+    return (
+        f"cannot write {path}: its {tensors:,} tensors and metadata need a header over"
+        f" safetensors' limit of {fmt.MAX_HEADER_BYTES:,} bytes (store fewer tasks or"
+        " layers in one file)"
+    )
+
+
+def _save_file(path: Path, tmp: str, tensors: dict, metadata: dict, bounds) -> None:
+    """``save_file`` to ``tmp``; a refusal is said of ``path``: the header limit where the
+    header's (least, most) ``bounds`` straddle it (the offsets' digits decided)."""
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+    except SafetensorError as exc:
+        if bounds[1] > fmt.MAX_HEADER_BYTES:
+            raise CheckpointError(_header_over_limit(path, len(tensors))) from None
+        reason = " ".join(str(exc).split())
+        raise CheckpointError(f"cannot write {path}: safetensors refused it ({reason})") from None
 
 
 def _heads_state(heads) -> Mapping[str, Tensor]:
