@@ -596,18 +596,99 @@ def test_fp8_embeddings_and_flags_are_read(tmp_path):
     assert hatinspect.open_checkpoint(torch_save(tmp_path / "hc.pt", hat_cl)).task_ids == (0, 2)
 
 
-def test_huge_task_numbers_in_keys_are_never_parsed(tmp_path):
-    hat_cl = {"f.weight": torch.randn(4, 3), "f.masker._task_trained": torch.tensor([True])}
-    hat_cl |= {"f.masker.attention.0": torch.ones(4), f"f.masker.attention.{'9' * 5000}": 1}
-    hat_cl[f"f.masker.attention.{'9' * 5000}"] = torch.ones(4)
-    assert hatinspect.open_checkpoint(torch_save(tmp_path / "hc.pt", hat_cl)).task_ids == (0,)
-    clarena = {
+HUGE_TASK = "9" * 5000
+BAD_TASK_NUMBERS = [HUGE_TASK, str(2**31), "99999999999", "01"]  # 01: str(t) never writes it
+
+
+def _hat_cl_with(key: str) -> dict:
+    state = {"f.weight": torch.randn(4, 3), "f.masker._task_trained": torch.tensor([True])}
+    return state | {"f.masker.attention.0": torch.ones(4), key: torch.ones(4)}
+
+
+def _clarena_with(key: str) -> dict:
+    return {
         "backbone.fc.0.weight": torch.randn(4, 3),
         "backbone.task_embedding_t.fc/0.weight": torch.randn(1, 4),
-        f"heads.heads.{'9' * 5000}.weight": torch.ones(2, 4),
         "heads.heads.2.weight": torch.ones(2, 4),
+        key: torch.ones(2, 4),
     }
-    assert hatinspect.open_checkpoint(torch_save(tmp_path / "c.pt", clarena)).task_ids == (2,)
+
+
+def _native_with(path, key: str) -> Path:
+    tensors = native_tensors(LAYERS, MASKS) | {key: np.ones(3, dtype=np.float32)}
+    return write_native(path, LAYERS, MASKS, tensors=tensors)
+
+
+# every key that carries a task number, in the layout that reads it
+NUMBERED_KEYS = {
+    "hat-cl attention": "f.masker.attention.{}",
+    "hat-cl norm": "f.bn.{}.running_mean",
+    "clarena head": "heads.heads.{}.weight",
+    "native task norm": "backbone.bn.per_task.{}.weight",
+}
+
+
+def _file_with_key(folder: Path, layout: str, number: str) -> Path:
+    key = NUMBERED_KEYS[layout].format(number)
+    if layout.startswith("native"):
+        return _native_with(folder / "n.safetensors", key)
+    state = _clarena_with(key) if layout.startswith("clarena") else _hat_cl_with(key)
+    return torch_save(folder / "f.pt", state)
+
+
+@pytest.mark.parametrize("number", BAD_TASK_NUMBERS, ids=["5000 digits", "2^31", "11 digits", "01"])
+@pytest.mark.parametrize("layout", list(NUMBERED_KEYS))
+def test_a_key_whose_task_number_is_no_task_id_is_refused_naming_it(tmp_path, layout, number):
+    # these keys were read as if absent (10-digit patterns) or raised ValueError (int())
+    text = refused(_file_with_key(tmp_path, layout, number), "not a task id in 0..2147483647")
+    assert "carries task number" in text and shown(number) in text
+
+
+@pytest.mark.parametrize(
+    "digits, task", [("0", 0), ("7", 7), (str(fmt.MAX_TASK_ID), fmt.MAX_TASK_ID)]
+)
+def test_task_numbers_every_layout_writes_are_read(tmp_path, digits, task):
+    hat_cl = _hat_cl_with(f"f.masker.attention.{digits}")
+    hat_cl["f.masker._task_trained"] = torch.tensor([True] + [False] * 6 + [task == 7])
+    assert 0 in hatinspect.open_checkpoint(torch_save(tmp_path / "a.pt", hat_cl)).task_ids
+    clarena = _clarena_with(f"heads.heads.{digits}.weight")
+    expected = (max(task, 2),)  # the newest head names the embedding's task
+    assert hatinspect.open_checkpoint(torch_save(tmp_path / "c.pt", clarena)).task_ids == expected
+    assert fmt.parse_task_id(digits) == task
+    assert [fmt.parse_task_id(d) for d in ("", "-1", "1.0", "\u0663", " 1", "00")] == [None] * 6
+
+
+@pytest.mark.parametrize(
+    "entry, value",
+    [
+        ("task_id", torch.tensor([1, 2])),  # `task_id or 0` raised: Boolean value of Tensor
+        ("task_id", torch.tensor(1)),
+        ("task_id", [1]),  # unhashable type: 'list'
+        ("task_id", 1.0),
+        ("task_id", "1"),
+        ("backbone", torch.tensor(1)),  # was read as an unknown backbone
+        ("config", torch.ones(3)),  # was read as no config
+        ("config", [("input_dim", 6)]),
+    ],
+    ids=["tensor", "0-d tensor", "list", "float", "str", "backbone tensor", "config tensor",
+         "config list"],
+)  # fmt: skip
+@pytest.mark.parametrize("with_masks", [True, False], ids=["masks", "embedding only"])
+def test_a_hatinspect_pt_entry_of_the_wrong_type_is_refused(tmp_path, entry, value, with_masks):
+    payload = _hatinspect_pt(**{entry: value})
+    if not with_masks:
+        del payload["masks"]
+    refused(torch_save(tmp_path / "f.pt", payload), f"'{entry}' must be")
+
+
+@pytest.mark.parametrize("value", [torch.tensor(3), [3], 3.0, {"a": 3}, torch.ones(2)], ids=str)
+@pytest.mark.parametrize("entry", ["input_dim", "hidden_dims", "output_dim"])
+def test_a_config_number_of_the_wrong_type_is_refused(tmp_path, entry, value):
+    value = [value] if entry == "hidden_dims" else value  # an item of the list
+    payload = _hatinspect_pt(config=_config(**{entry: value}))
+    text = refused(torch_save(tmp_path / "f.pt", payload))
+    # a list is a config value (hidden_dims): the backbone's constructor refuses it
+    assert f"config entry {entry!r}" in text or "cannot rebuild 'HATMaskMLP'" in text, text
 
 
 def test_a_config_of_100000_layers_is_refused_before_building(tmp_path):

@@ -119,7 +119,14 @@ def _read_native(path: Path) -> tuple[fmt.Header, dict, dict[int, tuple[str, ...
         header = _header(path, f)
         keys = _keys_by_offset(f)
         masks = _masks(path, f, header, keys)
-        return header, masks, fmt.task_norm_keys(keys)
+        return header, masks, _task_norms(path, keys)
+
+
+def _task_norms(path: Path, keys: list[str]) -> dict[int, tuple[str, ...]]:
+    try:
+        return fmt.task_norm_keys(keys)
+    except ValueError as exc:  # a per-task key whose number is no task id
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def read_native_header(path: str | os.PathLike) -> fmt.Header:
