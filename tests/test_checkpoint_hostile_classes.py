@@ -220,6 +220,87 @@ def test_path_errors_are_checkpoint_errors(tmp_path, opener):
     refused(fifo, "not a regular file", opener)
 
 
+NOT_PATHS = {
+    "NUL": ("a\x00b.safetensors", "a\\x00b.safetensors: a path cannot contain a NUL"),
+    "NUL folder": ("run\x00/", "a path cannot contain a NUL"),
+    "int": (3, "a path must be a str or os.PathLike, got 3"),
+    "None": (None, "got None"),
+    "bytes": (b"x.pt", "a path must be text, got a bytes"),
+    "list": (["x.pt"], "got a list"),
+}
+CHECKPOINT_ENTRIES = {  # each takes the path under test and a valid native file
+    "open_checkpoint": lambda p, _: hatinspect.open_checkpoint(p),
+    "read_tensors": lambda p, _: read_tensors(p, ["w"]),
+    "masks": lambda p, _: hatinspect.masks(p),
+    "capacity": lambda p, _: hatinspect.capacity(p),
+    "measure": lambda p, _: hatinspect.measure(p, "fc/0"),
+    "overlap": lambda p, _: hatinspect.overlap(p),
+    "info": lambda p, _: hatinspect.info(p),
+    "audit before": lambda p, native: hatinspect.audit(p, native),
+    "audit after": lambda p, native: hatinspect.audit(native, p),
+    "compare": lambda p, native: hatinspect.compare(native, p),
+    "report": lambda p, _: hatinspect.report(p),
+    "convert": lambda p, _: hatinspect.convert(p, "out.safetensors"),
+    "load_backbone": lambda p, _: hatinspect.load_backbone(p),
+}
+
+
+@pytest.fixture()
+def native_file(tmp_path):
+    return write_native(tmp_path / "n.safetensors", LAYERS, MASKS)
+
+
+@pytest.mark.parametrize("value, message", list(NOT_PATHS.values()), ids=list(NOT_PATHS))
+@pytest.mark.parametrize("entry", list(CHECKPOINT_ENTRIES))
+def test_what_is_no_path_is_one_checkpoint_error_at_every_entry(native_file, entry, value, message):
+    # NUL raised ValueError (embedded null byte), the rest TypeError, from the system's calls
+    with pytest.raises(CheckpointError) as raised:
+        CHECKPOINT_ENTRIES[entry](value, native_file)
+    assert "\n" not in str(raised.value) and message in str(raised.value), raised.value
+
+
+OUTPUTS = {
+    "heatmap": lambda src, out: hatinspect.masks(src, heatmap=out),
+    "plot": lambda src, out: hatinspect.capacity(src, plot=out),
+    "measure save": lambda src, out: hatinspect.measure(src, "fc/0", save=out),
+    "report": lambda src, out: hatinspect.report(src, output=out),
+}
+
+
+NOT_OUTPUTS = {kind: case for kind, case in NOT_PATHS.items() if kind != "None"}  # None: no output
+
+
+@pytest.mark.parametrize("value, message", list(NOT_OUTPUTS.values()), ids=list(NOT_OUTPUTS))
+@pytest.mark.parametrize("entry", list(OUTPUTS))
+def test_an_output_that_is_no_path_is_one_error_and_writes_nothing(
+    native_file, tmp_path, entry, value, message
+):
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(hatinspect.HatinspectError) as raised:
+        OUTPUTS[entry](native_file, value)
+    assert "\n" not in str(raised.value) and message in str(raised.value), raised.value
+    assert sorted(tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("value", ["x\x00.safetensors", 5, b"x.safetensors"])
+def test_a_conversion_target_that_is_no_path_is_one_error(tmp_path, value):
+    source = torch_save(tmp_path / "o.pt", original_hat_state(n_tasks=2)[0])
+    with pytest.raises(hatinspect.HatinspectError, match="path"):
+        hatinspect.convert(source, value)
+    with pytest.raises(hatinspect.HatinspectError, match="path"):
+        hatinspect.save_checkpoint(value, hat_mlp(tasks=(0,)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.pt"]
+
+
+def test_control_characters_in_a_path_are_escaped_in_every_message(tmp_path):
+    refused(tmp_path / "a\nb\x1b[31m", "a\\nb\\x1b[31m: no such file")
+    folder = tmp_path / "run\nx"  # a folder that is no run: a HatinspectError quoting it
+    folder.mkdir()
+    with pytest.raises(hatinspect.HatinspectError, match="no after-task") as raised:
+        hatinspect.capacity(folder)
+    assert "\n" not in str(raised.value) and "run\\nx" in str(raised.value)
+
+
 def test_unreadable_files_and_folders_are_checkpoint_errors(tmp_path):
     # root reads everything: as root, the check runs as the unprivileged user "nobody"
     base = Path(tempfile.mkdtemp(dir="/tmp")) if os.geteuid() == 0 else tmp_path

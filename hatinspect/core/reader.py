@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from hatinspect.core import format as fmt
 from hatinspect.core.blocks import DTYPE_BYTES, NARROW_FLOATS, TensorFile, as_float32
 from hatinspect.core.errors import CheckpointError, shown
+from hatinspect.core.paths import checkpoint_path
 from hatinspect.core.types import Checkpoint, LayerInfo
 
 MAX_HEADER_BYTES = 32 * 2**20  # a ResNet-152 header is ~60 kB; more is not a checkpoint
@@ -137,7 +138,7 @@ def read_native_header(path: str | os.PathLike) -> fmt.Header:
 
 def existing_file(path: str | os.PathLike) -> Path:
     """``path`` as a ``Path`` when it is a regular, non-empty file; else ``CheckpointError``."""
-    path = Path(path)
+    path = checkpoint_path(path)
     with reading(path):
         try:
             mode, size = (info := path.stat()).st_mode, info.st_size
