@@ -772,6 +772,46 @@ def test_a_config_number_of_the_wrong_type_is_refused(tmp_path, entry, value):
     assert f"config entry {entry!r}" in text or "cannot rebuild 'HATMaskMLP'" in text, text
 
 
+def _quantized(shape=(4, 3)):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates its quantized constructors
+        return torch.quantize_per_tensor(torch.randn(shape), 0.1, 0, torch.qint8)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        lambda: _clarena_with("heads.heads.1.weight") | {"backbone.fc.0.weight": _quantized()},
+        lambda: _original(**{"c.weight": _quantized()}),
+        lambda: torch.nn.Linear(3, 4).to(torch.float64),  # a whole pickled object
+    ],
+    ids=["clarena quantized", "original quantized", "saved object"],
+)
+def test_no_warning_escapes_while_a_foreign_file_loads(tmp_path, payload):
+    # torch warned of TypedStorage and its quantized constructors, in blocks on stderr
+    path = tmp_path / "f.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch_save(path, payload())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError):
+            hatinspect.open_checkpoint(path)
+    assert [str(w.message) for w in caught] == []
+
+
+def test_the_cli_prints_one_line_for_a_quantized_clarena_file(tmp_path):
+    path = tmp_path / "q.pt"
+    torch_save(path, _clarena_with("heads.heads.1.weight") | {"backbone.fc.0.weight": _quantized()})
+    done = subprocess.run(
+        [sys.executable, "-m", "hatinspect", "masks", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"error: {path}: holds a tensor that is not dense (quantized)"
+    ]
+
+
 def test_a_config_of_100000_layers_is_refused_before_building(tmp_path):
     path = torch_save(tmp_path / "deep.pt", _hatinspect_pt(config=_config(hidden_dims=[4] * 10**5)))
     refused(path, "hidden_dims")

@@ -132,15 +132,20 @@ def _load_checked(path: Path, checked: CheckedFile):
     refuse_globals(path, checked.globals)  # every pickle's, as check_torch_file scanned them
     try:
         with warnings.catch_warnings():
-            # a refused plain pickle also warns about its protocol; the refusal says it all
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            # What torch warns of while it rebuilds a file's tensors is its own API (the
+            # deprecated TypedStorage, quantized constructors, a plain pickle's protocol),
+            # never what the file holds: that is checked after loading (check_tensors,
+            # the importers) and refused or noted there. So every warning is silenced.
+            warnings.simplefilter("ignore")
             # a file object, not the path: torch.load treats a path by its suffix
             with path.open("rb") as f:
                 return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not checked.zipped:  # what the scan took it for, never a second guess
             raise CheckpointError(f"{path}: refused to load: {_refusal(path, exc)}") from None
-        return load_saved_object(path)
+        with warnings.catch_warnings():  # the same warnings, from the same rebuilding
+            warnings.simplefilter("ignore")
+            return load_saved_object(path)
     except Exception as exc:  # torch.load raises many types on damaged data; all mean "unreadable"
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
