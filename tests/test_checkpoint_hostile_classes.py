@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import shutil
 import struct
 import subprocess
@@ -770,6 +771,35 @@ def test_a_config_number_of_the_wrong_type_is_refused(tmp_path, entry, value):
     text = refused(torch_save(tmp_path / "f.pt", payload))
     # a list is a config value (hidden_dims): the backbone's constructor refuses it
     assert f"config entry {entry!r}" in text or "cannot rebuild 'HATMaskMLP'" in text, text
+
+
+PEERS = Path(__file__).parent / "fixtures" / "peers"
+
+
+@pytest.mark.parametrize(
+    "opcodes",
+    [b"](K\x01K\x02e", b"G" + struct.pack(">d", 3.0), b"\x88"],
+    ids=["list", "float", "True"],
+)
+def test_a_saved_model_whose_task_id_is_no_integer_is_refused(tmp_path, opcodes):
+    # the modules' task_id (3) as another type was read as no task id at all
+    data = (PEERS / "clarena_hat_mlp.pth").read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+        pickled = archive.read(name)
+    ops = list(pickletools.genops(pickled))
+    key = next(i for i, (_, arg, _) in enumerate(ops) if arg == "task_id")
+    memo = ops[key + 1][1]  # the key is memoised, then fetched for every module's task_id
+    keys = [key + 1] + [
+        i for i, (op, arg, _) in enumerate(ops) if op.name == "LONG_BINGET" and arg == memo
+    ]
+    values = [(ops[i + 1][2], ops[i + 2][2]) for i in keys]  # the opcode after each key
+    assert len(values) == 3 and all(pickled[a:b] == b"K\x03" for a, b in values)
+    for start, end in reversed(values):
+        pickled = pickled[:start] + opcodes + pickled[end:]
+    path = tmp_path / "saved.pth"
+    path.write_bytes(replace_record(data, "data.pkl", pickled))
+    refused(path, "'task_id' must be an integer in 0..2147483647 or None")
 
 
 def _quantized(shape=(4, 3)):
