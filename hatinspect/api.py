@@ -13,6 +13,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
+from hatinspect.core.paths import checkpoint_path, output_path
 from hatinspect.core.results import with_sources
 
 if TYPE_CHECKING:  # the core loads numpy: imported by the functions, so `--help` stays light
@@ -121,7 +122,7 @@ def measure(
     if save is not None:
         from hatinspect.render.files import save_measure
 
-        save_measure(result, Path(save))
+        save_measure(result, output_path(save))
     return result
 
 
@@ -211,7 +212,7 @@ def report(
     if output is not None:
         from hatinspect.render.report import write_report
 
-        write_report(result, Path(output))
+        write_report(result, output_path(output))
     return result
 
 
@@ -226,7 +227,7 @@ def open_run(
         return run
     if isinstance(run, Checkpoint):
         return Run(name=Path(run.path).name, path=run.path, checkpoints=(run,))
-    return read_run(run, lambda path: open_any(path, source, task_id))
+    return read_run(checkpoint_path(run), lambda path: open_any(path, source, task_id))
 
 
 def _drawn(result, drawing: str, path: PathLike | None, dpi: int = 100, cmap: str | None = None):
@@ -236,7 +237,7 @@ def _drawn(result, drawing: str, path: PathLike | None, dpi: int = 100, cmap: st
 
         module, _, name = drawing.rpartition(".")
         draw = getattr(import_module(f"hatinspect.render.{module}"), name)
-        draw(result, Path(path), Look(cmap=cmap, dpi=dpi))
+        draw(result, output_path(path), Look(cmap=cmap, dpi=dpi))
     return result
 
 

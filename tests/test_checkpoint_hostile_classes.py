@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import shutil
 import struct
 import subprocess
@@ -218,6 +219,87 @@ def test_path_errors_are_checkpoint_errors(tmp_path, opener):
     fifo = tmp_path / "fifo.pt"
     os.mkfifo(fifo)
     refused(fifo, "not a regular file", opener)
+
+
+NOT_PATHS = {
+    "NUL": ("a\x00b.safetensors", "a\\x00b.safetensors: a path cannot contain a NUL"),
+    "NUL folder": ("run\x00/", "a path cannot contain a NUL"),
+    "int": (3, "a path must be a str or os.PathLike, got 3"),
+    "None": (None, "got None"),
+    "bytes": (b"x.pt", "a path must be text, got a bytes"),
+    "list": (["x.pt"], "got a list"),
+}
+CHECKPOINT_ENTRIES = {  # each takes the path under test and a valid native file
+    "open_checkpoint": lambda p, _: hatinspect.open_checkpoint(p),
+    "read_tensors": lambda p, _: read_tensors(p, ["w"]),
+    "masks": lambda p, _: hatinspect.masks(p),
+    "capacity": lambda p, _: hatinspect.capacity(p),
+    "measure": lambda p, _: hatinspect.measure(p, "fc/0"),
+    "overlap": lambda p, _: hatinspect.overlap(p),
+    "info": lambda p, _: hatinspect.info(p),
+    "audit before": lambda p, native: hatinspect.audit(p, native),
+    "audit after": lambda p, native: hatinspect.audit(native, p),
+    "compare": lambda p, native: hatinspect.compare(native, p),
+    "report": lambda p, _: hatinspect.report(p),
+    "convert": lambda p, _: hatinspect.convert(p, "out.safetensors"),
+    "load_backbone": lambda p, _: hatinspect.load_backbone(p),
+}
+
+
+@pytest.fixture()
+def native_file(tmp_path):
+    return write_native(tmp_path / "n.safetensors", LAYERS, MASKS)
+
+
+@pytest.mark.parametrize("value, message", list(NOT_PATHS.values()), ids=list(NOT_PATHS))
+@pytest.mark.parametrize("entry", list(CHECKPOINT_ENTRIES))
+def test_what_is_no_path_is_one_checkpoint_error_at_every_entry(native_file, entry, value, message):
+    # NUL raised ValueError (embedded null byte), the rest TypeError, from the system's calls
+    with pytest.raises(CheckpointError) as raised:
+        CHECKPOINT_ENTRIES[entry](value, native_file)
+    assert "\n" not in str(raised.value) and message in str(raised.value), raised.value
+
+
+OUTPUTS = {
+    "heatmap": lambda src, out: hatinspect.masks(src, heatmap=out),
+    "plot": lambda src, out: hatinspect.capacity(src, plot=out),
+    "measure save": lambda src, out: hatinspect.measure(src, "fc/0", save=out),
+    "report": lambda src, out: hatinspect.report(src, output=out),
+}
+
+
+NOT_OUTPUTS = {kind: case for kind, case in NOT_PATHS.items() if kind != "None"}  # None: no output
+
+
+@pytest.mark.parametrize("value, message", list(NOT_OUTPUTS.values()), ids=list(NOT_OUTPUTS))
+@pytest.mark.parametrize("entry", list(OUTPUTS))
+def test_an_output_that_is_no_path_is_one_error_and_writes_nothing(
+    native_file, tmp_path, entry, value, message
+):
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(hatinspect.HatinspectError) as raised:
+        OUTPUTS[entry](native_file, value)
+    assert "\n" not in str(raised.value) and message in str(raised.value), raised.value
+    assert sorted(tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("value", ["x\x00.safetensors", 5, b"x.safetensors"])
+def test_a_conversion_target_that_is_no_path_is_one_error(tmp_path, value):
+    source = torch_save(tmp_path / "o.pt", original_hat_state(n_tasks=2)[0])
+    with pytest.raises(hatinspect.HatinspectError, match="path"):
+        hatinspect.convert(source, value)
+    with pytest.raises(hatinspect.HatinspectError, match="path"):
+        hatinspect.save_checkpoint(value, hat_mlp(tasks=(0,)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.pt"]
+
+
+def test_control_characters_in_a_path_are_escaped_in_every_message(tmp_path):
+    refused(tmp_path / "a\nb\x1b[31m", "a\\nb\\x1b[31m: no such file")
+    folder = tmp_path / "run\nx"  # a folder that is no run: a HatinspectError quoting it
+    folder.mkdir()
+    with pytest.raises(hatinspect.HatinspectError, match="no after-task") as raised:
+        hatinspect.capacity(folder)
+    assert "\n" not in str(raised.value) and "run\\nx" in str(raised.value)
 
 
 def test_unreadable_files_and_folders_are_checkpoint_errors(tmp_path):
@@ -596,18 +678,168 @@ def test_fp8_embeddings_and_flags_are_read(tmp_path):
     assert hatinspect.open_checkpoint(torch_save(tmp_path / "hc.pt", hat_cl)).task_ids == (0, 2)
 
 
-def test_huge_task_numbers_in_keys_are_never_parsed(tmp_path):
-    hat_cl = {"f.weight": torch.randn(4, 3), "f.masker._task_trained": torch.tensor([True])}
-    hat_cl |= {"f.masker.attention.0": torch.ones(4), f"f.masker.attention.{'9' * 5000}": 1}
-    hat_cl[f"f.masker.attention.{'9' * 5000}"] = torch.ones(4)
-    assert hatinspect.open_checkpoint(torch_save(tmp_path / "hc.pt", hat_cl)).task_ids == (0,)
-    clarena = {
+HUGE_TASK = "9" * 5000
+BAD_TASK_NUMBERS = [HUGE_TASK, str(2**31), "99999999999", "01"]  # 01: str(t) never writes it
+
+
+def _hat_cl_with(key: str) -> dict:
+    state = {"f.weight": torch.randn(4, 3), "f.masker._task_trained": torch.tensor([True])}
+    return state | {"f.masker.attention.0": torch.ones(4), key: torch.ones(4)}
+
+
+def _clarena_with(key: str) -> dict:
+    return {
         "backbone.fc.0.weight": torch.randn(4, 3),
         "backbone.task_embedding_t.fc/0.weight": torch.randn(1, 4),
-        f"heads.heads.{'9' * 5000}.weight": torch.ones(2, 4),
         "heads.heads.2.weight": torch.ones(2, 4),
+        key: torch.ones(2, 4),
     }
-    assert hatinspect.open_checkpoint(torch_save(tmp_path / "c.pt", clarena)).task_ids == (2,)
+
+
+def _native_with(path, key: str) -> Path:
+    tensors = native_tensors(LAYERS, MASKS) | {key: np.ones(3, dtype=np.float32)}
+    return write_native(path, LAYERS, MASKS, tensors=tensors)
+
+
+# every key that carries a task number, in the layout that reads it
+NUMBERED_KEYS = {
+    "hat-cl attention": "f.masker.attention.{}",
+    "hat-cl norm": "f.bn.{}.running_mean",
+    "clarena head": "heads.heads.{}.weight",
+    "native task norm": "backbone.bn.per_task.{}.weight",
+}
+
+
+def _file_with_key(folder: Path, layout: str, number: str) -> Path:
+    key = NUMBERED_KEYS[layout].format(number)
+    if layout.startswith("native"):
+        return _native_with(folder / "n.safetensors", key)
+    state = _clarena_with(key) if layout.startswith("clarena") else _hat_cl_with(key)
+    return torch_save(folder / "f.pt", state)
+
+
+@pytest.mark.parametrize("number", BAD_TASK_NUMBERS, ids=["5000 digits", "2^31", "11 digits", "01"])
+@pytest.mark.parametrize("layout", list(NUMBERED_KEYS))
+def test_a_key_whose_task_number_is_no_task_id_is_refused_naming_it(tmp_path, layout, number):
+    # these keys were read as if absent (10-digit patterns) or raised ValueError (int())
+    text = refused(_file_with_key(tmp_path, layout, number), "not a task id in 0..2147483647")
+    assert "carries task number" in text and shown(number) in text
+
+
+@pytest.mark.parametrize(
+    "digits, task", [("0", 0), ("7", 7), (str(fmt.MAX_TASK_ID), fmt.MAX_TASK_ID)]
+)
+def test_task_numbers_every_layout_writes_are_read(tmp_path, digits, task):
+    hat_cl = _hat_cl_with(f"f.masker.attention.{digits}")
+    hat_cl["f.masker._task_trained"] = torch.tensor([True] + [False] * 6 + [task == 7])
+    assert 0 in hatinspect.open_checkpoint(torch_save(tmp_path / "a.pt", hat_cl)).task_ids
+    clarena = _clarena_with(f"heads.heads.{digits}.weight")
+    expected = (max(task, 2),)  # the newest head names the embedding's task
+    assert hatinspect.open_checkpoint(torch_save(tmp_path / "c.pt", clarena)).task_ids == expected
+    assert fmt.parse_task_id(digits) == task
+    assert [fmt.parse_task_id(d) for d in ("", "-1", "1.0", "\u0663", " 1", "00")] == [None] * 6
+
+
+@pytest.mark.parametrize(
+    "entry, value",
+    [
+        ("task_id", torch.tensor([1, 2])),  # `task_id or 0` raised: Boolean value of Tensor
+        ("task_id", torch.tensor(1)),
+        ("task_id", [1]),  # unhashable type: 'list'
+        ("task_id", 1.0),
+        ("task_id", "1"),
+        ("backbone", torch.tensor(1)),  # was read as an unknown backbone
+        ("config", torch.ones(3)),  # was read as no config
+        ("config", [("input_dim", 6)]),
+    ],
+    ids=["tensor", "0-d tensor", "list", "float", "str", "backbone tensor", "config tensor",
+         "config list"],
+)  # fmt: skip
+@pytest.mark.parametrize("with_masks", [True, False], ids=["masks", "embedding only"])
+def test_a_hatinspect_pt_entry_of_the_wrong_type_is_refused(tmp_path, entry, value, with_masks):
+    payload = _hatinspect_pt(**{entry: value})
+    if not with_masks:
+        del payload["masks"]
+    refused(torch_save(tmp_path / "f.pt", payload), f"'{entry}' must be")
+
+
+@pytest.mark.parametrize("value", [torch.tensor(3), [3], 3.0, {"a": 3}, torch.ones(2)], ids=str)
+@pytest.mark.parametrize("entry", ["input_dim", "hidden_dims", "output_dim"])
+def test_a_config_number_of_the_wrong_type_is_refused(tmp_path, entry, value):
+    value = [value] if entry == "hidden_dims" else value  # an item of the list
+    payload = _hatinspect_pt(config=_config(**{entry: value}))
+    text = refused(torch_save(tmp_path / "f.pt", payload))
+    # a list is a config value (hidden_dims): the backbone's constructor refuses it
+    assert f"config entry {entry!r}" in text or "cannot rebuild 'HATMaskMLP'" in text, text
+
+
+PEERS = Path(__file__).parent / "fixtures" / "peers"
+
+
+@pytest.mark.parametrize(
+    "opcodes",
+    [b"](K\x01K\x02e", b"G" + struct.pack(">d", 3.0), b"\x88"],
+    ids=["list", "float", "True"],
+)
+def test_a_saved_model_whose_task_id_is_no_integer_is_refused(tmp_path, opcodes):
+    # the modules' task_id (3) as another type was read as no task id at all
+    data = (PEERS / "clarena_hat_mlp.pth").read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+        pickled = archive.read(name)
+    ops = list(pickletools.genops(pickled))
+    key = next(i for i, (_, arg, _) in enumerate(ops) if arg == "task_id")
+    memo = ops[key + 1][1]  # the key is memoised, then fetched for every module's task_id
+    keys = [key + 1] + [
+        i for i, (op, arg, _) in enumerate(ops) if op.name == "LONG_BINGET" and arg == memo
+    ]
+    values = [(ops[i + 1][2], ops[i + 2][2]) for i in keys]  # the opcode after each key
+    assert len(values) == 3 and all(pickled[a:b] == b"K\x03" for a, b in values)
+    for start, end in reversed(values):
+        pickled = pickled[:start] + opcodes + pickled[end:]
+    path = tmp_path / "saved.pth"
+    path.write_bytes(replace_record(data, "data.pkl", pickled))
+    refused(path, "'task_id' must be an integer in 0..2147483647 or None")
+
+
+def _quantized(shape=(4, 3)):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates its quantized constructors
+        return torch.quantize_per_tensor(torch.randn(shape), 0.1, 0, torch.qint8)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        lambda: _clarena_with("heads.heads.1.weight") | {"backbone.fc.0.weight": _quantized()},
+        lambda: _original(**{"c.weight": _quantized()}),
+        lambda: torch.nn.Linear(3, 4).to(torch.float64),  # a whole pickled object
+    ],
+    ids=["clarena quantized", "original quantized", "saved object"],
+)
+def test_no_warning_escapes_while_a_foreign_file_loads(tmp_path, payload):
+    # torch warned of TypedStorage and its quantized constructors, in blocks on stderr
+    path = tmp_path / "f.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch_save(path, payload())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError):
+            hatinspect.open_checkpoint(path)
+    assert [str(w.message) for w in caught] == []
+
+
+def test_the_cli_prints_one_line_for_a_quantized_clarena_file(tmp_path):
+    path = tmp_path / "q.pt"
+    torch_save(path, _clarena_with("heads.heads.1.weight") | {"backbone.fc.0.weight": _quantized()})
+    done = subprocess.run(
+        [sys.executable, "-m", "hatinspect", "masks", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"error: {path}: holds a tensor that is not dense (quantized)"
+    ]
 
 
 def test_a_config_of_100000_layers_is_refused_before_building(tmp_path):

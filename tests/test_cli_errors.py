@@ -3,6 +3,8 @@
 Exit 1 is bad data or a failed check; exit 2 a usage error (click prints its own usage).
 """
 
+from pathlib import Path
+
 import pytest
 from cli_runs import one_error_line, run, write_examples
 
@@ -83,6 +85,22 @@ def test_bad_data_and_failed_checks_exit_1(args, fragments):
     result = run(*args)
     assert result.exit_code == 1, result.stdout + result.stderr
     one_error_line(result, *fragments)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["masks", "a\nb\x1b[31m.safetensors"], "a\\nb\\x1b[31m.safetensors: no such file"),
+        (["capacity", "run\nx"], "run\\nx: is a directory with no after-task"),
+        (["masks", "net.safetensors", "--heatmap", "new\nfolder/m.png"], "new\\nfolder does not"),
+    ],
+    ids=["checkpoint", "run folder", "output"],
+)
+def test_control_characters_in_paths_stay_escaped_on_one_line(args, fragment):
+    Path("run\nx").mkdir()
+    result = run(*args)
+    assert result.exit_code == 1, result.stdout + result.stderr
+    one_error_line(result, fragment)
 
 
 def test_fail_above_still_prints_the_report():

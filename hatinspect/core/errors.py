@@ -7,11 +7,7 @@ SHOWN = 60  # characters of an untrusted string quoted in a message
 
 
 class HatinspectError(Exception):
-    """A failure caused by the input, not by a bug; the CLI shows it as one line (exit 1)."""
-
-
-class CheckpointError(HatinspectError, ValueError):
-    """A checkpoint file that cannot be read or trusted.
+    """A failure caused by the input, not by a bug; the CLI shows it as one line (exit 1).
 
     The message is made one line whatever it quotes: control characters (a newline in a
     file or tensor name) are escaped, and its length is bounded.
@@ -19,6 +15,10 @@ class CheckpointError(HatinspectError, ValueError):
 
     def __init__(self, message: object = "") -> None:
         super().__init__(one_line(str(message)))
+
+
+class CheckpointError(HatinspectError, ValueError):
+    """A checkpoint file that cannot be read or trusted."""
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE) -> str:

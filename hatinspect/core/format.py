@@ -26,7 +26,9 @@ OTHER_PREFIX = "other."  # + a converted file's tensors that belong to neither
 MASK_PREFIX = "mask."  # + "<task id>.<layer name>": (units,) uint8, 0 or 1
 MASK_DTYPES = ("U8", "BOOL")  # safetensors dtype names accepted for a mask; U8 is written
 # a per-task batch norm's tensor: backbone.<module path>.per_task.<task id>.<field>
-TASK_NORM_KEY = re.compile(r"^backbone\.(?P<module>.+)\.per_task\.(?P<task>\d+)\.(?P<field>\w+)$")
+TASK_NORM_KEY = re.compile(
+    r"^backbone\.(?P<module>.+)\.per_task\.(?P<task>[0-9]+)\.(?P<field>\w+)$"
+)
 
 # __metadata__ keys (values are strings; structured values are JSON).
 FORMAT_KEY = "format"  # always "pt": the tensors come from PyTorch
@@ -78,7 +80,7 @@ def task_norm_keys(keys: Iterable[str]) -> dict[int, tuple[str, ...]]:
     for key in keys:
         # a file may hold 100,000 masks: the plain test first, the pattern for the few left
         if ".per_task." in key and (match := TASK_NORM_KEY.match(key)):
-            found.setdefault(int(match["task"]), []).append(key)
+            found.setdefault(key_task_id(key, match["task"]), []).append(key)
     return {task: tuple(sorted(names)) for task, names in sorted(found.items())}
 
 
@@ -274,6 +276,26 @@ def check_task_ids(values) -> tuple[int, ...]:
 
 def is_task_id(value) -> bool:
     return type(value) is int and 0 <= value <= MAX_TASK_ID
+
+
+def parse_task_id(digits: str) -> int | None:
+    """The task id ``digits`` spell as every layout writes one in a key (``str(t)``: ASCII
+    digits, no leading zero, ``0..MAX_TASK_ID``); None for any other text."""
+    canonical = digits.isascii() and digits.isdigit() and (digits == "0" or digits[0] != "0")
+    if not canonical or len(digits) > len(str(MAX_TASK_ID)):  # int() of 5,000 digits raises
+        return None
+    return int(digits) if is_task_id(int(digits)) else None
+
+
+def key_task_id(key: str, digits: str) -> int:
+    """The task id in ``key`` (its ``digits``); ``ValueError`` naming the key if none."""
+    task = parse_task_id(digits)
+    if task is None:
+        raise ValueError(
+            f"tensor {shown(key)} carries task number {shown(digits)}, not a task id in"
+            f" 0..{MAX_TASK_ID}"
+        )
+    return task
 
 
 def _mark_inferred(layers: tuple[LayerInfo, ...], names: list) -> tuple[LayerInfo, ...]:

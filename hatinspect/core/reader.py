@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from hatinspect.core import format as fmt
 from hatinspect.core.blocks import DTYPE_BYTES, NARROW_FLOATS, TensorFile, as_float32
 from hatinspect.core.errors import CheckpointError, shown
+from hatinspect.core.paths import checkpoint_path
 from hatinspect.core.types import Checkpoint, LayerInfo
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
@@ -118,7 +119,14 @@ def _read_native(path: Path) -> tuple[fmt.Header, dict, dict[int, tuple[str, ...
         header = _header(path, f)
         keys = _keys_by_offset(f)
         masks = _masks(path, f, header, keys)
-        return header, masks, fmt.task_norm_keys(keys)
+        return header, masks, _task_norms(path, keys)
+
+
+def _task_norms(path: Path, keys: list[str]) -> dict[int, tuple[str, ...]]:
+    try:
+        return fmt.task_norm_keys(keys)
+    except ValueError as exc:  # a per-task key whose number is no task id
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def read_native_header(path: str | os.PathLike) -> fmt.Header:
@@ -129,7 +137,7 @@ def read_native_header(path: str | os.PathLike) -> fmt.Header:
 
 def existing_file(path: str | os.PathLike) -> Path:
     """``path`` as a ``Path`` when it is a regular, non-empty file; else ``CheckpointError``."""
-    path = Path(path)
+    path = checkpoint_path(path)
     with reading(path):
         try:
             mode, size = (info := path.stat()).st_mode, info.st_size

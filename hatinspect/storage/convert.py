@@ -11,6 +11,7 @@ import torch
 
 from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError
+from hatinspect.core.paths import output_path
 from hatinspect.core.reader import existing_file, sniff
 from hatinspect.storage.importers import Imported, import_checkpoint
 from hatinspect.storage.save import prefixed, write_checkpoint
@@ -25,7 +26,7 @@ def convert(
     """Write ``src`` (original HAT, HAT-CL, CLArena or a hatinspect state_dict; ``source``
     forces the layout, ``task_id`` names a one-task file's task) as a native file at
     ``dst``, which remembers its source and which preceding layers were inferred."""
-    src, dst = existing_file(src), Path(dst)
+    src, dst = existing_file(src), output_path(dst)
     if dst.resolve() == src.resolve():
         raise CheckpointError(f"{src}: converting it onto itself would overwrite the source")
     if sniff(src) != "torch":

@@ -48,16 +48,17 @@ from hatinspect.storage.unpickler import (
 UNKNOWN_BACKBONE = "unknown"
 THRESHOLD_NOTE = "masks recovered from task embeddings as e > 0 (= sigmoid(s*e) > 0.5, any s > 0)"
 
-# task numbers of at most 10 digits: a task id fits an int32 (fmt.MAX_TASK_ID)
-HATCL_ATTENTION = re.compile(r"^(?P<module>.+)\.masker\.attention\.(?P<task>\d{1,10})$")
+# a key's task number is any run of digits: one that is no task id refuses the file
+# (task_id_in_key), never leaves the key unread
+HATCL_ATTENTION = re.compile(r"^(?P<module>.+)\.masker\.attention\.(?P<task>[0-9]+)$")
 # a TaskIndexedBatchNorm is a ModuleList of batch norms: task t's at index t, one more last
-HATCL_NORM = re.compile(r"^(?P<module>.+)\.(?P<task>\d{1,10})\.(?P<field>running_mean)$")
+HATCL_NORM = re.compile(r"^(?P<module>.+)\.(?P<task>[0-9]+)\.(?P<field>running_mean)$")
 EMBEDDING = re.compile(r"^(?:.+\.)?task_embedding_t\.(?P<layer>[^.]+)\.weight$")
 # CLArena's algorithm (``backbone.``) or its bare backbone's state_dict
 CLARENA_EMBEDDING = re.compile(r"^(?:backbone\.)?(?:.+\.)?task_embedding_t\.[^.]+\.weight$")
 HATINSPECT_EXTRAS = {"masks", "backbone", "config", "heads", "task_id"}  # entries beside state_dict
 ONE_TASK_SOURCES = ("clarena", "hatinspect")
-HEAD = re.compile(r"^heads\.heads\.(?P<task>\d{1,10})\.")
+HEAD = re.compile(r"^heads\.heads\.(?P<task>[0-9]+)\.")
 
 
 @dataclass(frozen=True)
@@ -131,15 +132,20 @@ def _load_checked(path: Path, checked: CheckedFile):
     refuse_globals(path, checked.globals)  # every pickle's, as check_torch_file scanned them
     try:
         with warnings.catch_warnings():
-            # a refused plain pickle also warns about its protocol; the refusal says it all
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            # What torch warns of while it rebuilds a file's tensors is its own API (the
+            # deprecated TypedStorage, quantized constructors, a plain pickle's protocol),
+            # never what the file holds: that is checked after loading (check_tensors,
+            # the importers) and refused or noted there. So every warning is silenced.
+            warnings.simplefilter("ignore")
             # a file object, not the path: torch.load treats a path by its suffix
             with path.open("rb") as f:
                 return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not checked.zipped:  # what the scan took it for, never a second guess
             raise CheckpointError(f"{path}: refused to load: {_refusal(path, exc)}") from None
-        return load_saved_object(path)
+        with warnings.catch_warnings():  # the same warnings, from the same rebuilding
+            warnings.simplefilter("ignore")
+            return load_saved_object(path)
     except Exception as exc:  # torch.load raises many types on damaged data; all mean "unreadable"
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
@@ -235,7 +241,8 @@ def _hat_cl(path: Path, state, extra, task_id=None) -> Imported:
     attention: dict[str, dict[int, Tensor]] = {}
     for key, value in state.items():
         if match := HATCL_ATTENTION.match(key):
-            attention.setdefault(match["module"], {})[int(match["task"])] = value
+            task = task_id_in_key(path, key, match["task"])
+            attention.setdefault(match["module"], {})[task] = value
     if not attention:
         raise CheckpointError(f"{path}: no HAT-CL masker.attention tensors")
     task_ids = sorted(set().union(*(_trained_tasks(path, state, m) for m in attention)))
@@ -249,7 +256,7 @@ def _hat_cl(path: Path, state, extra, task_id=None) -> Imported:
     }
     notes = ("masks recovered from HAT-CL attention as attention > 0, for trained tasks only",)
     layers = _layers(path, state, {m.replace(".", "/"): m for m in attention})
-    norms = _hat_cl_task_norms(state, num_tasks=max(len(rows) for rows in attention.values()))
+    norms = _hat_cl_task_norms(path, state, max(len(rows) for rows in attention.values()))
     native = {key: fmt.BACKBONE_PREFIX + norms.native.get(key, key) for key in state}
     return _imported(
         path, "hat-cl", UNKNOWN_BACKBONE, layers, masks, notes, state, native, norms.by_task
@@ -262,21 +269,23 @@ class _TaskNorms:
     native: dict[str, str]  # file key -> native key (module.per_task.<t>.field)
 
 
-def _hat_cl_task_norms(state, num_tasks: int) -> _TaskNorms:
+def _hat_cl_task_norms(path: Path, state, num_tasks: int) -> _TaskNorms:
     """HAT-CL's TaskIndexedBatchNorm modules: ``num_tasks + 1`` batch norms at indices
     ``0..num_tasks`` (the last serves task id None), each with running statistics."""
     indices: dict[str, set[int]] = {}
     for key in state:
         if match := HATCL_NORM.match(key):
-            indices.setdefault(match["module"], set()).add(int(match["task"]))
+            task = task_id_in_key(path, key, match["task"])
+            indices.setdefault(match["module"], set()).add(task)
     modules = [m for m, found in indices.items() if found == set(range(num_tasks + 1))]
     by_task: dict[int, list[str]] = {}
     native = {}
     for module in modules:
         for key in state:
-            task, _, field = key[len(module) + 1 :].partition(".")
-            if key.startswith(f"{module}.") and task.isdigit() and int(task) < num_tasks:
-                by_task.setdefault(int(task), []).append(key)
+            index, _, field = key[len(module) + 1 :].partition(".")
+            task = fmt.parse_task_id(index) if key.startswith(f"{module}.") else None
+            if task is not None and task < num_tasks:
+                by_task.setdefault(task, []).append(key)
                 native[key] = f"{module}.per_task.{task}.{field}"
     return _TaskNorms({t: tuple(sorted(keys)) for t, keys in sorted(by_task.items())}, native)
 
@@ -301,7 +310,7 @@ def _attention_mask(path: Path, module: str, rows: Mapping[int, Tensor], task: i
 def _clarena(path: Path, state, extra, task_id=None) -> Imported:
     prefix = fmt.BACKBONE_PREFIX if any(k.startswith(fmt.BACKBONE_PREFIX) for k in state) else ""
     names = _embedded_layers(path, state, prefix)
-    newest = _newest_head(state)  # CLArena counts tasks from 1; its heads are keyed by them
+    newest = _newest_head(path, state)  # CLArena counts tasks from 1; its heads are keyed by them
     task = task_id if task_id is not None else newest if newest is not None else 1
     masks = {task: {n: _threshold(path, key, state[key][0]) for n, key in names.items()}}
     notes = [THRESHOLD_NOTE, _last_task_note("clarena", task)]
@@ -329,14 +338,16 @@ def _unknown_task_note(task: int) -> str:
 def _hatinspect(path: Path, state, extra, given_task: int | None = None) -> Imported:
     names = _embedded_layers(path, state, "")
     backbone, config = extra.get("backbone"), extra.get("config")
+    _check_entry(path, "backbone", backbone, str, "a class name")
+    _check_entry(path, "config", config, Mapping, "a mapping of constructor arguments")
     rebuildable = isinstance(backbone, str) and isinstance(config, Mapping)
-    task_id = extra.get("task_id")
+    task_id = stored_task_id(path, "'task_id'", extra.get("task_id"))
     if "masks" in extra:
         if given_task is not None:
             raise CheckpointError(f"{path}: the file stores its tasks' masks; no task id applies")
         masks, notes = _stored_masks(path, extra["masks"]), ()
     else:
-        task = given_task if given_task is not None else task_id or 0
+        task = given_task if given_task is not None else task_id if task_id is not None else 0
         masks = {task: {n: _threshold(path, key, state[key][0]) for n, key in names.items()}}
         notes = (THRESHOLD_NOTE, _last_task_note("hatinspect", task))
     layers = (
@@ -360,6 +371,13 @@ def _hatinspect(path: Path, state, extra, given_task: int | None = None) -> Impo
     )
 
 
+def _check_entry(path: Path, name: str, value, kind: type, what: str) -> None:
+    """An entry beside the state_dict is absent, None or of its kind: a tensor or list in
+    its place refuses the file rather than leaving the entry unread."""
+    if value is not None and not isinstance(value, kind):
+        raise CheckpointError(f"{path}: {name!r} must be {what} or None, got {shown(value)}")
+
+
 def _embedded_layers(path: Path, state, prefix: str) -> dict[str, str]:
     """Layer name -> its embedding key; a layer seen under several prefixes (CLArena's
     blocks keep copies) takes the shortest key, the backbone's own."""
@@ -378,8 +396,8 @@ def _embedded_layers(path: Path, state, prefix: str) -> dict[str, str]:
     return names
 
 
-def _newest_head(state) -> int | None:
-    tasks = [int(m["task"]) for key in state if (m := HEAD.match(key))]
+def _newest_head(path: Path, state) -> int | None:
+    tasks = [task_id_in_key(path, key, m["task"]) for key in state if (m := HEAD.match(key))]
     return max(tasks, default=None)
 
 
@@ -446,6 +464,26 @@ def _check_config(path: Path, config: Mapping) -> None:
 # --- shared ----------------------------------------------------------------------------
 
 
+def task_id_in_key(path: Path, key: str, digits: str) -> int:
+    """The task id a tensor key carries (``digits`` of it), by the native format's rule
+    (``fmt.parse_task_id``); a key with a number no task id has refuses the file."""
+    try:
+        return fmt.key_task_id(key, digits)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def stored_task_id(path: Path, where: str, value) -> int | None:
+    """A task id a file stores as a value (``None`` when it names none); a tensor, list,
+    bool or out-of-range number where the id belongs refuses the file."""
+    if value is not None and not fmt.is_task_id(value):
+        raise CheckpointError(
+            f"{path}: {where} must be an integer in 0..{fmt.MAX_TASK_ID} or None,"
+            f" got {shown(value)}"
+        )
+    return value
+
+
 def _layers(path: Path, state: Mapping[str, Tensor], modules: Mapping[str, str]):
     """LayerInfo for each ``layer name -> module path``, in network order with its data flow."""
     layers = []
@@ -499,11 +537,7 @@ def _imported(
         fmt.check_task_ids(list(masks))
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    task_id = more.get("task_id")  # the task being learned, where the file says
-    if task_id is not None and not fmt.is_task_id(task_id):
-        raise CheckpointError(
-            f"{path}: 'task_id' must be an integer in 0..{fmt.MAX_TASK_ID}, got {shown(task_id)}"
-        )
+    stored_task_id(path, "'task_id'", more.get("task_id"))  # the task being learned
     _check_masks(path, layers, masks)
     _check_layer_tensors(path, layers, state)
     checkpoint = Checkpoint(

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from hatinspect.core import format as fmt
 from hatinspect.core.errors import CheckpointError
+from hatinspect.core.paths import output_path
 from hatinspect.core.reader import read_native
 from hatinspect.core.types import LayerInfo
 
@@ -120,7 +121,7 @@ def prefixed(prefix: str, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 def write_checkpoint(path: str | os.PathLike, tensors: Mapping[str, Tensor], header) -> Path:
     """Write a native file through a temporary file in the same folder, check it by
     reading it back, then ``os.replace`` it over ``path``: never a half-written file."""
-    path = Path(path)
+    path = output_path(path)
     tensors = _plain(tensors)
     metadata = fmt.encode_header(header)
     bounds = check_header_fits(path, tensors, metadata)  # before a file is made

@@ -28,7 +28,7 @@ STATE_HINT = "save the weights with torch.save(model.state_dict(), ...) and insp
 
 def import_saved_model(path: Path, obj: Placeholder, source: str | None, task_id: int | None):
     """The ``Imported`` view of a CLArena saved model (every stored task's mask)."""
-    from hatinspect.storage.importers import _imported, _layers
+    from hatinspect.storage.importers import _imported, _layers, stored_task_id
 
     backbone, algorithm = _parts(path, obj, source)
     if task_id is not None:
@@ -49,7 +49,8 @@ def import_saved_model(path: Path, obj: Placeholder, source: str | None, task_id
     }  # fmt: skip
     imported = _imported(
         path, "clarena", _class_name(backbone), layers, masks, notes, state, native,
-        task_id=_int_or_none((_attributes(path, algorithm) if algorithm else attrs).get("task_id")),
+        task_id=stored_task_id(path, "'task_id'", (
+            _attributes(path, algorithm) if algorithm else attrs).get("task_id")),
     )  # fmt: skip
     metadata = _metadata(path, obj, algorithm)
     return _with_metadata(imported, metadata)
@@ -177,13 +178,11 @@ def _task_masks(path: Path, masks, names: list[str]) -> dict[int, dict[str, np.n
 
 
 def _task_key(path: Path, key) -> int:
-    if fmt.is_task_id(key):
-        return key
-    # at most 10 digits: a task id fits an int32, and int() of 5,000 digits raises
-    if isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 10:
-        if fmt.is_task_id(int(key)):
-            return int(key)
-    raise CheckpointError(f"{path}: backbone.masks has a task key {shown(key)}, not a task id")
+    """A ``backbone.masks`` key: a task id or its string, as a key spells it."""
+    task = key if fmt.is_task_id(key) else fmt.parse_task_id(key) if type(key) is str else None
+    if task is None:
+        raise CheckpointError(f"{path}: backbone.masks has a task key {shown(key)}, not a task id")
+    return task
 
 
 def _cross_check(path: Path, algorithm: Placeholder, masks) -> list[str]:
@@ -255,7 +254,3 @@ def _with_metadata(imported, metadata: dict[str, str]):
 
 def _class_name(obj: Placeholder) -> str:
     return obj.global_name.rpartition(".")[2]
-
-
-def _int_or_none(value) -> int | None:
-    return value if type(value) is int else None

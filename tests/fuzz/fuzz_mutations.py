@@ -12,6 +12,7 @@ import json
 import pickle
 import pickletools
 import random
+import re
 import struct
 import warnings
 import zipfile
@@ -46,6 +47,10 @@ HOSTILE_VALUES = [
     None, True, False, -1, 0, 1, 1.5, "", "a\nb", "x" * 300, "mask.0.fc/0", [], [0], [3],
     [-1, 2], [0, 5], [2**40, 1], [5, 0], [1] * 64, {}, {"a": 1}, 2**62, "fc/0", "fc/1",
 ]  # fmt: skip
+# a key's task number replaced: no task id (huge, 2^31, leading zero, signed, non-ASCII
+# digits) or the largest one
+KEY_NUMBERS = ["9" * 5000, "9" * 11, str(2**31), str(2**31 - 1), "01", "00", "-1", "\u0663", "1e3"]
+NUMBER_IN_KEY = re.compile(r"(?<![^./])[0-9]+(?![^./])")  # a dot-separated run of digits
 SAFETENSORS_DTYPES = ["BF16", "F16", "F8_E4M3", "F8_E5M2", "I64", "BOOL", "U8", "F64", "X", ""]
 
 
@@ -176,8 +181,34 @@ def retyped_tensor(data: bytes, rng: random.Random) -> bytes:
     return _join(*_split(save(tensors, metadata=header["__metadata__"])), sort=True)
 
 
+def _renumbered(key: str, rng: random.Random) -> str:
+    """``key`` with one of its dot-separated numbers replaced by a hostile one."""
+    runs = list(NUMBER_IN_KEY.finditer(key))
+    if not runs:
+        raise ValueError("no number in the key")
+    run = rng.choice(runs)
+    return key[: run.start()] + rng.choice(KEY_NUMBERS) + key[run.end() :]
+
+
+def key_number(data: bytes, rng: random.Random) -> bytes:
+    """A tensor key's number (a mask's or batch norm's task, a layer index) made huge."""
+    header, body = _split(data)
+    keys = sorted(k for k in header if k != "__metadata__" and NUMBER_IN_KEY.search(k))
+    if not keys:
+        raise ValueError("no numbered key")
+    key = rng.choice(keys)
+    header[_renumbered(key, rng)] = header.pop(key)
+    return _join(header, body)
+
+
+def pathctl(data: bytes, rng: random.Random) -> bytes:
+    """The file as it is: the worker opens it under a name of control characters and
+    hands the API paths that are none (see fuzz_worker.hostile_paths)."""
+    return data
+
+
 SAFETENSORS_MUTATORS = [metadata_field, metadata_field, layer_field, layer_field, tensor_entry,
-                        retyped_tensor]  # fmt: skip
+                        retyped_tensor, key_number, pathctl]  # fmt: skip
 
 
 # --- zip records ---------------------------------------------------------------------------
@@ -252,7 +283,23 @@ def zip_header_field(data: bytes, rng: random.Random) -> bytes:
     return bytes(out)
 
 
-ZIP_MUTATORS = [zip_pickle, zip_pickle, zip_pickle, zip_record, zip_header_field, zip_bomb]
+def _zip_pickle_with(data: bytes, mutate) -> bytes:
+    name = _pickle_name(data)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        pickled = archive.read(name)
+    return rezip(data, {name: mutate(pickled)})
+
+
+def zip_key_number(data: bytes, rng: random.Random) -> bytes:
+    return _zip_pickle_with(data, lambda pickled: renumber_pickle(pickled, rng))
+
+
+def zip_scalar(data: bytes, rng: random.Random) -> bytes:
+    return _zip_pickle_with(data, lambda pickled: rescalar_pickle(pickled, rng))
+
+
+ZIP_MUTATORS = [zip_pickle, zip_pickle, zip_pickle, zip_record, zip_header_field, zip_bomb,
+                zip_key_number, zip_scalar, pathctl]  # fmt: skip
 
 
 # --- pickle opcodes -----------------------------------------------------------------------
@@ -353,8 +400,84 @@ def mutate_pickle(pickled: bytes, rng: random.Random) -> bytes:
     return pickled[:start] + b"X" + struct.pack("<I", count % 2**32) + b"abc" + pickled[start:]
 
 
+# what replaces a number, a bool or None in a pickle: a list, a dict, a float, a string,
+# True, None (a tensor where a scalar belongs comes from scalar_entry)
+OTHER_SCALARS = [b"]K\x01a", b"](K\x01K\x02e", b"}", b"G" + struct.pack(">d", 1.5),
+                 _encode_str("1"), b"\x88", b"N", _encode_int(2**40)]  # fmt: skip
+SCALAR_OPS = ("BININT", "BININT1", "BININT2", "LONG1", "NEWTRUE", "NEWFALSE", "NONE")
+
+
+def rescalar_pickle(pickled: bytes, rng: random.Random) -> bytes:
+    """A number, bool or None of the pickle (a task id, an epoch, a size) made another type."""
+    scalars = [op for op in _ops(pickled) if op[2] in SCALAR_OPS]
+    if not scalars:
+        raise ValueError("no scalar in the pickle")
+    start, end, _, _ = rng.choice(scalars)
+    return pickled[:start] + rng.choice(OTHER_SCALARS) + pickled[end:]
+
+
+def renumber_pickle(pickled: bytes, rng: random.Random) -> bytes:
+    """A string of the pickle with a dot-separated number (a tensor key, a task key) given
+    a hostile number instead."""
+    strings = [op for op in _ops(pickled) if op[2] in ("BINUNICODE", "SHORT_BINUNICODE")]
+    numbered = [op for op in strings if isinstance(op[3], str) and NUMBER_IN_KEY.search(op[3])]
+    if not numbered:
+        raise ValueError("no numbered string in the pickle")
+    start, end, _, text = rng.choice(numbered)
+    return pickled[:start] + _encode_str(_renumbered(text, rng)) + pickled[end:]
+
+
+def scalar_entry(data: bytes, rng: random.Random) -> bytes:
+    """A file of tensors and containers, saved again with a tensor, list or other value
+    where one of its scalars (task_id, epoch, a config number, a task key) belongs."""
+    import torch
+
+    payload = _torch_payload(data)
+    hostile = rng.choice([lambda: torch.tensor([1, 2]), lambda: torch.tensor(1),
+                          lambda: torch.ones(2, 2), lambda: [1], lambda: {"a": 1},
+                          lambda: 1.5, lambda: "1", lambda: True, lambda: 2**40])()  # fmt: skip
+    places = [(payload, key) for key in payload if not isinstance(payload[key], torch.Tensor)]
+    for inner in ("config", "masks"):
+        if isinstance(payload.get(inner), dict):
+            places += [(payload[inner], key) for key in payload[inner]]
+    places += [(payload, "task_id")]  # an entry the hatinspect layout reads, added
+    where, key = rng.choice(places)
+    if where is payload.get("masks") and rng.random() < 0.5:
+        where[hostile if isinstance(hostile, int | str | float) else 7] = where.pop(key)
+    else:
+        where[key] = hostile
+    out = io.BytesIO()
+    torch.save(payload, out)
+    return out.getvalue()
+
+
+def _torch_payload(data: bytes) -> dict:
+    import torch
+
+    try:
+        payload = torch.load(io.BytesIO(data), weights_only=True)
+    except Exception as exc:  # a whole pickled object: rescalar_pickle covers it
+        raise ValueError("not a plain tensor file") from exc
+    if not isinstance(payload, dict):
+        raise ValueError("not a mapping")
+    return payload
+
+
+def legacy_key_number(data: bytes, rng: random.Random) -> bytes:
+    return _legacy_with(data, lambda pickled: renumber_pickle(pickled, rng))
+
+
+def legacy_scalar(data: bytes, rng: random.Random) -> bytes:
+    return _legacy_with(data, lambda pickled: rescalar_pickle(pickled, rng))
+
+
 def legacy_pickle(data: bytes, rng: random.Random) -> bytes:
     """One of the legacy file's leading pickles mutated (they hold the object)."""
+    return _legacy_with(data, lambda pickled: mutate_pickle(pickled, rng), rng)
+
+
+def _legacy_with(data: bytes, mutate, rng: random.Random | None = None) -> bytes:
+    """The legacy file with its object's pickle (or, given ``rng``, any leading one) mutated."""
     stream, cut = io.BytesIO(data), []
     for _ in range(5):
         try:
@@ -363,8 +486,9 @@ def legacy_pickle(data: bytes, rng: random.Random) -> bytes:
             break
         cut.append(stream.tell())
     bounds = list(zip([0, *cut[:-1]], cut, strict=True))
-    start, end = rng.choice(bounds[3:4] or bounds or [(0, len(data))])
-    return data[:start] + mutate_pickle(data[start:end], rng) + data[end:]
+    choices = bounds[3:4] or bounds or [(0, len(data))]
+    start, end = rng.choice(choices) if rng else choices[0]
+    return data[:start] + mutate(data[start:end]) + data[end:]
 
 
 # --- hostile objects torch can save ---------------------------------------------------------
@@ -457,6 +581,9 @@ def hostile_objects() -> list[tuple[str, Callable[[], object]]]:
             "huge CLArena head",
             lambda: clarena(**{f"heads.heads.{'9' * 5000}.weight": torch.ones(1)}),
         ),
+        ("huge HAT-CL norm", lambda: hat_cl(**{f"f.bn.{'9' * 5000}.running_mean": torch.ones(4)})),
+        ("HAT-CL task 2^31", lambda: hat_cl(**{f"f.masker.attention.{2**31}": torch.ones(4)})),
+        ("CLArena head 01", lambda: clarena(**{"heads.heads.01.weight": torch.ones(1)})),
         ("tensor as key", lambda: {torch.ones(3): torch.ones(3)}),
         ("masks as string", lambda: full(masks="nope")),
         ("mask None", lambda: full(masks={0: {"fc/0": None, "fc/1": torch.ones(2)}})),
@@ -467,6 +594,13 @@ def hostile_objects() -> list[tuple[str, Callable[[], object]]]:
         ("task True", lambda: full(masks={True: {"fc/0": torch.ones(4), "fc/1": torch.ones(2)}})),
         ("task_id True", lambda: full(task_id=True)),
         ("task_id -1", lambda: full(task_id=-1)),
+        ("task_id tensor", lambda: full(task_id=torch.tensor([1, 2]))),
+        ("task_id tensor, no masks", lambda: _without_masks(full(task_id=torch.tensor([1, 2])))),
+        ("task_id list, no masks", lambda: _without_masks(full(task_id=[1]))),
+        ("backbone tensor", lambda: full(backbone=torch.ones(1))),
+        ("config tensor", lambda: full(config=torch.ones(3))),
+        ("input_dim tensor", lambda: full(config=config(input_dim=torch.tensor(3)))),
+        ("hidden_dims tensor", lambda: full(config=config(hidden_dims=torch.tensor([4])))),
         ("full layout as is", lambda: full()),
         ("input_dim -1", lambda: full(config=config(input_dim=-1))),
         ("input_dim 2^62", lambda: full(config=config(input_dim=2**62))),
@@ -499,6 +633,11 @@ def hostile_objects() -> list[tuple[str, Callable[[], object]]]:
     ]
 
 
+def _without_masks(payload: dict) -> dict:
+    payload.pop("masks")
+    return payload
+
+
 # --- cases ---------------------------------------------------------------------------------
 
 
@@ -510,8 +649,9 @@ def kind_of(name: str) -> str:
 
 MUTATORS = {
     "safetensors": SAFETENSORS_MUTATORS + BYTE_MUTATORS,
-    "zip": ZIP_MUTATORS + BYTE_MUTATORS,
-    "legacy": [legacy_pickle, legacy_pickle] + BYTE_MUTATORS,
+    "zip": ZIP_MUTATORS + [scalar_entry] + BYTE_MUTATORS,
+    "legacy": [legacy_pickle, legacy_pickle, legacy_key_number, legacy_scalar, pathctl]
+    + BYTE_MUTATORS,
 }
 
 

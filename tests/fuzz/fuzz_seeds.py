@@ -59,6 +59,11 @@ def build_seeds(folder: Path) -> dict[str, Path]:
     for name, src in (("native-conv.safetensors", original), ("native-hatcl.safetensors",
                                                              seeds["hat-cl.pt"])):  # fmt: skip
         seeds[name] = hatinspect.convert(src, folder / name)
+    norms = FIXTURES / "hat-cl" / "task_indexed_bn_after_task_1.pt"  # per-task batch norms
+    if norms.is_file():
+        seeds["native-norms.safetensors"] = hatinspect.convert(
+            norms, folder / "native-norms.safetensors"
+        )
     for name, path in seeds.items():  # safetensors writes its header in varying order
         if name.endswith(".safetensors"):
             path.write_bytes(_join(*_split(path.read_bytes()), sort=True))

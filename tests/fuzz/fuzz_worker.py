@@ -14,6 +14,7 @@ import resource
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 FORBIDDEN_EVENTS = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
@@ -21,6 +22,9 @@ FORBIDDEN_EVENTS = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fo
                     "os.remove", "os.rename", "shutil.rmtree")  # fmt: skip
 executed: list[str] = []
 armed = False
+# the name a "-pathctl" case is opened under: every kind of control character
+CONTROL_NAME = "ctl\n\r\t\x1b[31m\x7f\u2028\x85 case"
+NOT_PATHS = ["ctl\x00.pt", 7, None, b"x.pt", ["x.pt"]]
 
 
 def _audit(event: str, args) -> None:
@@ -59,9 +63,57 @@ def _self_test(name: str) -> None:
         os.abort()
     if "-selftest-escape" in name:
         raise TypeError("an escape planted by the harness's own test")
+    if "-selftest-warning" in name:
+        warnings.warn("a warning planted by the harness's own test", stacklevel=1)
+    if "-selftest-stderr" in name:
+        os.write(2, b"text planted on stderr by the harness's own test\n")
+
+
+def hostile_paths(path: Path) -> str | None:
+    """What is no path, handed to every entry point with ``path`` beside it: each must be
+    one HatinspectError line; the finding otherwise."""
+    import hatinspect
+    from hatinspect.checkpoints import read_tensors
+
+    calls = {
+        "open_checkpoint": hatinspect.open_checkpoint,
+        "read_tensors": lambda p: read_tensors(p, []),
+        "masks": hatinspect.masks,
+        "capacity": hatinspect.capacity,
+        "audit": lambda p: hatinspect.audit(path, p),
+        "report": hatinspect.report,
+        "convert": lambda p: hatinspect.convert(path, p),
+        "heatmap": lambda p: hatinspect.masks(path, heatmap=p),
+    }
+    for name, call in calls.items():
+        for value in NOT_PATHS:
+            if value is None and name in ("convert", "heatmap"):
+                continue  # None: the default output, or none
+            try:
+                call(value)
+            except hatinspect.HatinspectError as exc:
+                if "\n" in str(exc) or not str(exc):
+                    return f"path {value!r} through {name}: not one line: {str(exc)[:200]!r}"
+                continue
+            except Exception as exc:  # noqa: BLE001 - what the promise rules out
+                return f"path {value!r} through {name}: {type(exc).__name__}: {exc}"[:300]
+            return f"path {value!r} through {name}: accepted"
+    return None
 
 
 def run_case(path: Path, scratch: Path) -> dict:
+    """The case's outcome; a warning it raised or text it left on stderr is a finding."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _run_case(path, scratch)
+    if caught and not result["finding"]:
+        first = caught[0]
+        text = " ".join(str(first.message).split())[:200]
+        result["finding"] = f"warning escaped: {first.category.__name__}: {text}"
+    return result
+
+
+def _run_case(path: Path, scratch: Path) -> dict:
     """``{"status": "loaded"|"refused", "finding": None|str}`` for one file."""
     import numpy as np
 
@@ -77,8 +129,13 @@ def run_case(path: Path, scratch: Path) -> dict:
     phase, status, finding = "open", "refused", None
     executed.clear()
     armed = True
+    original = path
     try:
         _self_test(path.name)
+        if "-pathctl" in path.name:  # the same file, named with control characters
+            finding = hostile_paths(path)
+            path = scratch / CONTROL_NAME
+            shutil.copyfile(original, path)
         checkpoint = hatinspect.open_checkpoint(path)
         phase = "read_tensors"
         keys = [k for layer in checkpoint.layers for k in (layer.weight_key, layer.bias_key) if k]
@@ -117,13 +174,14 @@ def run_case(path: Path, scratch: Path) -> dict:
         finding = f"{phase}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
     finally:
         armed = False
-    if status != "loaded" and "-seed-" in path.name and not finding:
+    if status != "loaded" and "-seed-" in original.name and not finding:
         finding = "a valid seed file was refused"
     if executed:
         finding = f"executed: {', '.join(executed)}"
-    if _digest(path) != before:
+    if _digest(original) != before or _digest(path) != before:
         finding = "the input file changed"
-    left = sorted(p.name for p in scratch.iterdir() if p.name != "converted.safetensors")
+    expected = {"converted.safetensors", CONTROL_NAME}
+    left = sorted(p.name for p in scratch.iterdir() if p.name not in expected)
     if left:
         finding = f"files appeared: {left[:3]}"
     for item in scratch.iterdir():
@@ -148,10 +206,31 @@ def main() -> None:
     paths = manifest.read_text().splitlines()
     scratch = Path(tempfile.mkdtemp(prefix="fuzz-scratch-"))
     os.chdir(scratch)  # where a pickle that ran code would leave its mark
+    stderr = _capture_stderr()
     for index in range(start, len(paths)):
         print(f"S {index}", flush=True)
         result = run_case(Path(paths[index]), scratch)
+        text = _new_text(stderr)
+        if text and not result["finding"]:  # a library's output, a warning printed
+            result["finding"] = f"stderr: {' '.join(text.split())[:200]}"
         print(f"R {json.dumps(result)}", flush=True)
+
+
+def _capture_stderr():
+    """File descriptor 2 (Python's and C++'s stderr) redirected to a file read per case."""
+    capture = tempfile.TemporaryFile()
+    sys.stderr.flush()
+    os.dup2(capture.fileno(), 2)
+    return capture
+
+
+def _new_text(capture) -> str:
+    sys.stderr.flush()
+    capture.seek(0)
+    text = capture.read().decode("utf-8", "replace")
+    capture.seek(0)
+    capture.truncate()
+    return text
 
 
 if __name__ == "__main__":

@@ -31,9 +31,10 @@ def test_fuzz_slice_keeps_the_promise(tmp_path, seeds):
     # planted cases prove the harness blames a hang, a crash and an escape on their case
     # and carries on with the next one (the worker acts on these names only)
     planted = {"selftest-hang.pt": "hang", "selftest-crash.pt": "crash",
-               "selftest-escape.pt": "open"}  # fmt: skip
+               "selftest-escape.pt": "open", "selftest-warning.pt": "warning escaped",
+               "selftest-stderr.pt": "stderr"}  # fmt: skip
     for offset, name in enumerate(planted):
-        cases.insert(100 + 300 * offset, (f"zz-{name}", b"x"))
+        cases.insert(100 + 180 * offset, (f"zz-{name}", b"x"))
     outcome = run_cases(write_cases(tmp_path, cases), case_timeout=10)
     found = {f.case.removeprefix("zz-"): f.what.split(":")[0] for f in outcome.findings}
     escaped = [f for f in outcome.findings if not f.case.startswith("zz-")]
