@@ -27,7 +27,7 @@ def process_time(command: list[str], repeats: int) -> float:
 def build_files(folder: Path, tasks: int) -> tuple[Path, Path]:
     import torch
 
-    from hatinspect.storage.save import describe_layers, save_checkpoint
+    from hatinspect.torch_io.save import describe_layers, save_checkpoint
 
     backbone = hat_resnet152(tasks)
     native = save_checkpoint(folder / "resnet152.safetensors", backbone)
@@ -43,7 +43,7 @@ def torch_reader(path: str):
     import numpy as np
     import torch
 
-    from hatinspect.core.types import Checkpoint, LayerInfo
+    from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
     layers = tuple(
@@ -59,8 +59,8 @@ def torch_reader(path: str):
 
 def torch_capacity_command(path: str) -> None:
     """What a torch-based `capacity --format json` would do, for the fresh-process timing."""
-    from hatinspect.core.capacity import capacity
-    from hatinspect.core.records import to_json
+    from hatinspect.analysis.capacity import capacity
+    from hatinspect.analysis.records import to_json
 
     sys.stdout.write(to_json(capacity(torch_reader(path))))
 
@@ -82,8 +82,8 @@ def startup(repeats: int) -> None:
 
 
 def capacity_timings(native: Path, pickled: Path, repeats: int) -> None:
+    from hatinspect.analysis.capacity import capacity
     from hatinspect.checkpoints import open_checkpoint
-    from hatinspect.core.capacity import capacity
 
     checkpoint = open_checkpoint(native)
     count_s = median_time(lambda: capacity(checkpoint), repeats)

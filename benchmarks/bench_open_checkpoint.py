@@ -61,7 +61,7 @@ def child(variant: str, path: str, repeats: int) -> None:
     if variant == "torch.load":
         import torch  # noqa: F401  (imported before timing, as the reader imports safetensors)
     else:
-        import hatinspect.core.reader  # noqa: F401
+        import hatinspect.native.reader  # noqa: F401
     rss_before = _rss_kib()
     times = []
     for _ in range(repeats):

@@ -24,9 +24,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the CLI sets it; before
 import numpy as np  # noqa: E402
 from interleaved import hatinspect, interleave_calls, interleave_commands, report  # noqa: E402
 
-from hatinspect.core.capacity import capacity, inputs_per_unit
-from hatinspect.core.overlap import overlap
-from hatinspect.core.types import Checkpoint, LayerInfo
+from hatinspect.analysis.capacity import capacity, inputs_per_unit
+from hatinspect.analysis.overlap import overlap
+from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 
 LAYER_COUNTS = (100, 400, 1600, 3200)
 TASK_COUNTS = (10, 40, 160, 640)

@@ -28,9 +28,9 @@ from reference_tables import text_cells_table
 from rich.console import Console
 from rich.table import Table
 
-from hatinspect.core.masks import summarise_masks
-from hatinspect.core.overlap import overlap
-from hatinspect.core.types import Checkpoint, LayerInfo
+from hatinspect.analysis.masks import summarise_masks
+from hatinspect.analysis.overlap import overlap
+from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 from hatinspect.render import tables
 
 

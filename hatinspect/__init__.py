@@ -9,7 +9,7 @@ need the torch extra.
 
 from importlib import import_module
 
-from hatinspect.core.errors import CheckpointError, HatinspectError
+from hatinspect.model.errors import CheckpointError, HatinspectError
 
 __version__ = "0.1.0"
 
@@ -18,11 +18,11 @@ _LAZY_EXPORTS = {
     **dict.fromkeys(_API, "hatinspect.api"),
     "open_checkpoint": "hatinspect.checkpoints",
     "read_tensors": "hatinspect.checkpoints",
-    "Checkpoint": "hatinspect.core.types",
-    "LayerInfo": "hatinspect.core.types",
-    "save_checkpoint": "hatinspect.storage.save",
-    "load_backbone": "hatinspect.storage.load",
-    "convert": "hatinspect.storage.convert",
+    "Checkpoint": "hatinspect.model.checkpoint",
+    "LayerInfo": "hatinspect.model.checkpoint",
+    "save_checkpoint": "hatinspect.torch_io.save",
+    "load_backbone": "hatinspect.torch_io.load",
+    "convert": "hatinspect.torch_io.convert",
 }
 
 __all__ = ["CheckpointError", "HatinspectError", "__version__", *_LAZY_EXPORTS]

@@ -13,19 +13,19 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from hatinspect.core.paths import checkpoint_path, output_path
-from hatinspect.core.results import with_sources
+from hatinspect.model.paths import checkpoint_path, output_path
+from hatinspect.model.result import with_sources
 
 if TYPE_CHECKING:  # the core loads numpy: imported by the functions, so `--help` stays light
-    from hatinspect.core.audit import AuditReport
-    from hatinspect.core.capacity import CapacityReport
-    from hatinspect.core.compare import Comparison
-    from hatinspect.core.masks import MaskReport
-    from hatinspect.core.measure import LayerMeasure
-    from hatinspect.core.overlap import OverlapReport
-    from hatinspect.core.report import Report
-    from hatinspect.core.runs import Run, RunCapacity
-    from hatinspect.core.types import Checkpoint
+    from hatinspect.analysis.audit import AuditReport
+    from hatinspect.analysis.capacity import CapacityReport
+    from hatinspect.analysis.compare import Comparison
+    from hatinspect.analysis.masks import MaskReport
+    from hatinspect.analysis.measure import LayerMeasure
+    from hatinspect.analysis.overlap import OverlapReport
+    from hatinspect.analysis.report import Report
+    from hatinspect.analysis.runs import Run, RunCapacity
+    from hatinspect.model.checkpoint import Checkpoint
 
 CheckpointLike: TypeAlias = "str | os.PathLike | Checkpoint"
 PathLike: TypeAlias = "str | os.PathLike"
@@ -36,7 +36,7 @@ def open_any(
     checkpoint: CheckpointLike, source: str | None = None, task_id: int | None = None
 ) -> Checkpoint:
     """An opened checkpoint as is; a path read with ``open_checkpoint``."""
-    from hatinspect.core.types import Checkpoint
+    from hatinspect.model.checkpoint import Checkpoint
 
     if isinstance(checkpoint, Checkpoint):
         return checkpoint
@@ -59,7 +59,7 @@ def masks(
 ) -> MaskReport:
     """Per layer and task: units each mask keeps; cumulative and summative masks.
     ``heatmap``: also draw the masks to this .png, .svg or .pdf file."""
-    from hatinspect.core.masks import summarise_masks
+    from hatinspect.analysis.masks import summarise_masks
 
     checkpoint = open_any(checkpoint, source, task_id)
     result = with_sources(
@@ -83,8 +83,8 @@ def capacity(
     (``task`` counts only those tasks; ``layer``/``exclude`` choose the layers); for a run
     folder, also one row a file (a ``RunCapacity``). ``plot``: also draw the usage after
     each task to this .png, .svg or .pdf file."""
-    from hatinspect.core.capacity import capacity as report_capacity
-    from hatinspect.core.runs import Run, run_capacity
+    from hatinspect.analysis.capacity import capacity as report_capacity
+    from hatinspect.analysis.runs import Run, run_capacity
 
     chosen = (_many(task), _many(layer), _many(exclude))
     if _is_folder(checkpoint) or isinstance(checkpoint, Run):
@@ -112,8 +112,8 @@ def measure(
 ) -> LayerMeasure:
     """The parameter-wise measure of one layer (``of``: cumulative, summative or task:N).
     ``heatmap``: also draw it to a figure file; ``save``: write it to a .safetensors file."""
-    from hatinspect.core.measure import measure as layer_measure
-    from hatinspect.core.measure import parse_unit_wise
+    from hatinspect.analysis.measure import measure as layer_measure
+    from hatinspect.analysis.measure import parse_unit_wise
 
     parse_unit_wise(of)
     opened = open_any(checkpoint, source, task_id)
@@ -140,7 +140,7 @@ def overlap(
 ) -> OverlapReport:
     """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer.
     ``heatmap``: also draw the task x task Jaccard matrix to a figure file."""
-    from hatinspect.core.overlap import overlap as task_overlap
+    from hatinspect.analysis.overlap import overlap as task_overlap
 
     checkpoint = open_any(checkpoint, source, task_id)
     result = with_sources(
@@ -161,8 +161,8 @@ def audit(
     """The parameters BEFORE protects, checked in AFTER (``.ok``): bit for bit for HAT;
     AdaHAT's drift is reported and passes unless ``strict``; ``tolerance`` allows changes
     up to that size."""
+    from hatinspect.analysis.audit import audit as audit_files
     from hatinspect.checkpoints import read_tensors
-    from hatinspect.core.audit import audit as audit_files
 
     opened = [open_any(before, source, task_id), open_any(after, source, task_id)]
     report = audit_files(*opened, strict=strict, tolerance=tolerance, read_tensors=read_tensors)
@@ -185,7 +185,7 @@ def compare(
 ) -> Comparison:
     """Runs side by side; a run is a checkpoint or a folder of after-task files.
     ``plot``: also draw every run's capacity curves to a figure file."""
-    from hatinspect.core.compare import compare as compare_runs
+    from hatinspect.analysis.compare import compare as compare_runs
 
     opened = [open_run(run, source=source, task_id=task_id) for run in runs]
     result = with_sources(compare_runs(opened), [run.final for run in opened])
@@ -204,8 +204,8 @@ def report(
     Two or more checkpoints of one run (each holding the tasks of the one before) are
     read as that run. With ``output`` (.html, .md or .json) the report is also written.
     """
+    from hatinspect.analysis.report import build_report, one_run_or_many
     from hatinspect.checkpoints import read_tensors
-    from hatinspect.core.report import build_report, one_run_or_many
 
     opened = one_run_or_many([open_run(run, source=source, task_id=task_id) for run in runs])
     result = with_sources(build_report(opened, read_tensors), [run.final for run in opened])
@@ -220,8 +220,8 @@ def open_run(
     run: CheckpointLike | Run, source: str | None = None, task_id: int | None = None
 ) -> Run:
     """A checkpoint or a run folder (its files checked to agree), or a ``Run`` as is."""
-    from hatinspect.core.runs import Run, read_run
-    from hatinspect.core.types import Checkpoint
+    from hatinspect.analysis.runs import Run, read_run
+    from hatinspect.model.checkpoint import Checkpoint
 
     if isinstance(run, Run):
         return run

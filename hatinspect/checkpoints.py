@@ -11,8 +11,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from hatinspect.core.reader import existing_file, open_native, read_native_tensors, reading, sniff
-from hatinspect.core.types import Checkpoint
+from hatinspect.model.checkpoint import Checkpoint
+from hatinspect.native.reader import existing_file, open_native, read_native_tensors, reading, sniff
 
 
 def open_checkpoint(
@@ -32,11 +32,11 @@ def open_checkpoint(
 
 def _open(path, source: str | None, task_id: int | None) -> Checkpoint:
     if sniff(path) == "torch":
-        from hatinspect.storage.importers import import_checkpoint
+        from hatinspect.importers.hub import import_checkpoint
 
         return import_checkpoint(path, source, task_id).checkpoint
     if task_id is not None:
-        from hatinspect.core.errors import CheckpointError
+        from hatinspect.model.errors import CheckpointError
 
         raise CheckpointError(f"{path}: a native file records its task ids; task_id does not apply")
     return open_native(path, source)
@@ -48,7 +48,7 @@ def read_tensors(path: str | os.PathLike, keys: Iterable[str]) -> dict[str, np.n
     with reading(path):
         path = existing_file(path)
         if sniff(path) == "torch":
-            from hatinspect.storage.importers import read_torch_tensors
+            from hatinspect.importers.hub import read_torch_tensors
 
             return read_torch_tensors(path, list(keys))
         return read_native_tensors(path, keys)

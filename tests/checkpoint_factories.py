@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from hatinspect.core import format as fmt
-from hatinspect.core.types import LayerInfo
+from hatinspect.model.checkpoint import LayerInfo
+from hatinspect.native import format as fmt
 
 Masks = dict[int, dict[str, np.ndarray]]  # task id -> layer name -> (units,) uint8
 PEERS = Path(__file__).parent / "fixtures" / "peers"  # files written by other implementations

@@ -13,8 +13,8 @@ from types import MappingProxyType
 import numpy as np
 from safetensors.numpy import save_file
 
-from hatinspect.core import format as fmt
-from hatinspect.core.types import Checkpoint, LayerInfo
+from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.native import format as fmt
 
 
 def layer(name, shape, preceding=None, bias=True) -> LayerInfo:

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from checkpoint_factories import linear_layers
 
-from hatinspect.core import format as fmt
-from hatinspect.core.types import LayerInfo
+from hatinspect.model.checkpoint import LayerInfo
+from hatinspect.native import format as fmt
 
 
 def write_sparse(

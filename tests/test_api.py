@@ -9,7 +9,7 @@ from cli_runs import modules_left_out, run, run_in_fresh_python, write_examples
 
 import hatinspect
 from hatinspect import open_checkpoint
-from hatinspect.core.errors import HatinspectError
+from hatinspect.model.errors import HatinspectError
 
 CALLS = {
     "masks": (["net.safetensors"], {}),

@@ -16,9 +16,9 @@ from inspect_checkpoints import (
     write_native,
 )
 
+from hatinspect.analysis.audit import AuditRefused, audit
 from hatinspect.checkpoints import open_checkpoint
-from hatinspect.core import blocks
-from hatinspect.core.audit import AuditRefused, audit
+from hatinspect.native import blocks
 
 TASKS_AFTER = random_masks(MLP, [1, 2, 3], seed=5)
 TASKS_AFTER[1]["fc/0"][0] = 1  # unit 0 of fc/0 is protected from task 1 on
@@ -202,7 +202,7 @@ def test_narrow_floats_decode_like_torch(dtype):
 def test_bf16_files_are_audited(tmp_path):
     from safetensors.torch import save_file
 
-    from hatinspect.core import format as fmt
+    from hatinspect.native import format as fmt
 
     ckpt = make_checkpoint()
     state = {k: torch.from_numpy(v).bfloat16() for k, v in random_weights(ckpt).items()}
@@ -265,7 +265,7 @@ def test_cli_notes_missing_run_ids_on_stderr(tmp_path, monkeypatch):
 
 
 def test_capacity_of_finetuning_says_nothing_is_protected(tmp_path, monkeypatch):
-    from hatinspect.core.capacity import capacity
+    from hatinspect.analysis.capacity import capacity
 
     monkeypatch.chdir(tmp_path)
     before, _ = files(tmp_path, before_meta=run_meta("finetuning"))

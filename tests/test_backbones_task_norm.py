@@ -7,8 +7,8 @@ from torch import nn
 
 from hatinspect.backbones import HATMaskResNet18, HATMaskResNet50, ResNet18
 from hatinspect.backbones.task_norm import TaskBatchNorm2d
-from hatinspect.storage.load import load_backbone
-from hatinspect.storage.save import save_checkpoint
+from hatinspect.torch_io.load import load_backbone
+from hatinspect.torch_io.save import save_checkpoint
 from hatinspect.training.engine import TrainConfig, evaluate, train_task
 from hatinspect.training.heads import TaskHeads
 from hatinspect.training.tasks import Task

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 import hatinspect
-from hatinspect.core.audit import audit
+from hatinspect.analysis.audit import audit
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hat-cl"
 AFTER = [FIXTURES / f"task_indexed_bn_after_task_{t}.pt" for t in (0, 1)]

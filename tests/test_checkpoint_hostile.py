@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hatinspect
-from hatinspect.core import format as fmt
+from hatinspect.native import format as fmt
 
 LAYERS = linear_layers((6, 5, 4, 3))
 MASKS = binary_masks({layer.name: layer.units for layer in LAYERS}, (0, 1), seed=1)

@@ -37,8 +37,8 @@ from safetensors.torch import save_file
 
 import hatinspect
 from hatinspect.checkpoints import read_tensors
-from hatinspect.core import format as fmt
-from hatinspect.core.errors import CheckpointError, one_line, shown
+from hatinspect.model.errors import CheckpointError, one_line, shown
+from hatinspect.native import format as fmt
 
 LAYERS = linear_layers((6, 5, 4, 3))
 MASKS = binary_masks({layer.name: layer.units for layer in LAYERS}, (0, 1), seed=1)
@@ -428,7 +428,7 @@ def open_in_subprocess(paths, memory=2**29, timeout=180) -> dict[str, str]:
     space than it starts with: file name -> "LOADED" or "ERR <message>"."""
     code = """
         import resource, sys
-        import hatinspect, hatinspect.storage.importers
+        import hatinspect, hatinspect.importers.hub
         vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
         resource.setrlimit(resource.RLIMIT_AS, (vm + int(sys.argv[1]),) * 2)
         for path in sys.argv[2:]:

@@ -24,8 +24,8 @@ from safetensors import safe_open
 import hatinspect
 from hatinspect.backbones import HATMaskMLP, HATMaskResNet18, HATMaskResNet50
 from hatinspect.checkpoints import read_tensors
-from hatinspect.storage.flow import infer_flow
-from hatinspect.storage.save import describe_layers
+from hatinspect.importers.flow import infer_flow
+from hatinspect.torch_io.save import describe_layers
 
 
 def assert_masks(checkpoint, expected):
@@ -261,7 +261,7 @@ def test_a_flow_the_shapes_refuse_is_one_error_naming_the_layer():
 def test_a_native_file_naming_an_unknown_inferred_layer_is_refused(tmp_path):
     from checkpoint_factories import native_metadata, write_native
 
-    from hatinspect.core import format as fmt
+    from hatinspect.native import format as fmt
 
     metadata = native_metadata(linear_layers(), binary_masks({"fc/0": 5}, ()))
     metadata[fmt.INFERRED_KEY] = '["fc/0"]'  # fc/0 has no preceding layer

@@ -21,8 +21,8 @@ from checkpoint_factories import (
 
 import hatinspect
 from hatinspect.checkpoints import read_tensors
-from hatinspect.core import blocks, reader
-from hatinspect.core import format as fmt
+from hatinspect.native import blocks, reader
+from hatinspect.native import format as fmt
 
 
 @pytest.fixture

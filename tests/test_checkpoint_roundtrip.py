@@ -14,7 +14,7 @@ from checkpoint_factories import hat_mlp, stored_masks
 import hatinspect
 from hatinspect.backbones import MLP, HATMaskMLP, HATMaskResNet18
 from hatinspect.checkpoints import read_tensors
-from hatinspect.storage.load import load_heads_state
+from hatinspect.torch_io.load import load_heads_state
 from hatinspect.training.heads import TaskHeads
 
 

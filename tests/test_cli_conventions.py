@@ -14,7 +14,7 @@ from cli_runs import one_error_line, run, write_examples
 from inspect_checkpoints import MLP, MLP_MASKS, make_checkpoint, resnet152_layers, write_native
 
 import hatinspect
-from hatinspect.core.select import find_layer
+from hatinspect.analysis.select import find_layer
 
 COMMANDS = ["masks", "capacity", "measure", "overlap", "audit", "convert", "info", "train-demo"]
 
@@ -68,7 +68,7 @@ def test_usage_errors_are_one_line_and_exit_2(args):
 
 
 def test_unexpected_errors_offer_the_traceback_and_expected_ones_do_not(monkeypatch):
-    from hatinspect.core import masks
+    from hatinspect.analysis import masks
 
     def broken(*args):
         raise RuntimeError("a bug")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cli_runs import one_error_line, run, write_examples
 
-from hatinspect.core.errors import CheckpointError
+from hatinspect.model.errors import CheckpointError
 
 
 @pytest.fixture(autouse=True)

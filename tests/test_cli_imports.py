@@ -33,7 +33,7 @@ def test_torch_free_commands_import_neither_torch_nor_matplotlib(tmp_path):
 
 def test_source_choices_follow_the_reader():
     from hatinspect.cli.inspect_commands import SOURCES
-    from hatinspect.core.format import SOURCES as READER_SOURCES
+    from hatinspect.native.format import SOURCES as READER_SOURCES
 
     assert SOURCES == READER_SOURCES
 
@@ -50,7 +50,7 @@ def test_the_core_reader_never_reaches_up_to_storage():
     import ast
     from pathlib import Path
 
-    import hatinspect.core.reader as reader
+    import hatinspect.native.reader as reader
 
     tree = ast.parse(Path(reader.__file__).read_text())
     imported = {
@@ -59,5 +59,9 @@ def test_the_core_reader_never_reaches_up_to_storage():
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
     }
-    assert not {name for name in imported if name and name.startswith("hatinspect.storage")}
+    assert not {
+        name
+        for name in imported
+        if name and name.startswith(("hatinspect.importers", "hatinspect.torch_io"))
+    }
     assert not {name for name in imported if name in ("torch", "hatinspect.checkpoints")}

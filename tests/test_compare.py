@@ -9,7 +9,7 @@ from cli_runs import one_error_line, run
 from inspect_checkpoints import layer, make_checkpoint, write_native
 
 import hatinspect
-from hatinspect.core.errors import CheckpointError
+from hatinspect.model.errors import CheckpointError
 
 # fc/0: 4 inputs -> 3 units; fc/1: 3 -> 2 units; both with bias. 5 units, 23 parameters.
 NET = (layer("fc/0", (3, 4)), layer("fc/1", (2, 3), "fc/0"))

@@ -11,9 +11,9 @@ from inspect_checkpoints import (
     write_native,
 )
 
+from hatinspect.analysis.audit import audit
 from hatinspect.checkpoints import open_checkpoint
-from hatinspect.core.audit import audit
-from hatinspect.core.errors import CheckpointError
+from hatinspect.model.errors import CheckpointError
 
 
 def pair(tmp_path, layers=MLP, change=None, masks=None):

@@ -5,11 +5,11 @@ import torch
 from torch import nn
 
 import hatinspect
+from hatinspect.analysis.audit import audit
 from hatinspect.backbones.base import HATMaskBackbone
 from hatinspect.backbones.task_norm import TaskBatchNorm2d
-from hatinspect.core.audit import audit
-from hatinspect.core.errors import CheckpointError
-from hatinspect.storage.save import save_checkpoint
+from hatinspect.model.errors import CheckpointError
+from hatinspect.torch_io.save import save_checkpoint
 
 FIELDS = ("bias", "num_batches_tracked", "running_mean", "running_var", "weight")
 

@@ -6,8 +6,8 @@ import pytest
 from brute_force import growth, protected_params, used_units
 from inspect_checkpoints import CONV, MLP, layer, make_checkpoint, random_masks
 
-from hatinspect.core.capacity import capacity
-from hatinspect.core.errors import CheckpointError
+from hatinspect.analysis.capacity import capacity
+from hatinspect.model.errors import CheckpointError
 
 
 @pytest.mark.parametrize("layers", [MLP, CONV], ids=["mlp", "conv"])

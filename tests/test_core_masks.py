@@ -3,7 +3,7 @@
 import pytest
 from inspect_checkpoints import CONV, MLP, make_checkpoint, random_masks
 
-from hatinspect.core.masks import summarise_masks
+from hatinspect.analysis.masks import summarise_masks
 
 
 def brute_force(ckpt, tasks, layer):

@@ -7,8 +7,8 @@ import pytest
 from brute_force import parameter_wise
 from inspect_checkpoints import CONV, MLP, layer, make_checkpoint, random_masks
 
-from hatinspect.core.errors import HatinspectError
-from hatinspect.core.measure import measure, parse_unit_wise
+from hatinspect.analysis.measure import measure, parse_unit_wise
+from hatinspect.model.errors import HatinspectError
 
 TASKS = [0, 1, 3]
 
@@ -118,7 +118,7 @@ def assert_same_as_backbone(backbone, ckpt):
 def test_same_as_backbone_mlp_through_a_file(tmp_path):
     from hatinspect.backbones import HATMaskMLP
     from hatinspect.checkpoints import open_checkpoint
-    from hatinspect.storage.save import save_checkpoint
+    from hatinspect.torch_io.save import save_checkpoint
 
     backbone = trained(HATMaskMLP(6, [16, 8], 8, "sigmoid"), TASKS)
     save_checkpoint(tmp_path / "mlp.safetensors", backbone)
@@ -129,7 +129,7 @@ def test_same_as_backbone_mlp_through_a_file(tmp_path):
 @pytest.mark.torch
 def test_same_as_backbone_resnet18():
     from hatinspect.backbones import HATMaskResNet18
-    from hatinspect.storage.save import describe_layers
+    from hatinspect.torch_io.save import describe_layers
 
     backbone = trained(HATMaskResNet18(3, 512, "sigmoid"), TASKS)
     masks = {t: {n: m.numpy() for n, m in mask.items()} for t, mask in backbone.masks.items()}
@@ -139,7 +139,7 @@ def test_same_as_backbone_resnet18():
 @pytest.mark.parametrize("aggregation", ["min", "max"])
 @pytest.mark.parametrize("first", [False, True], ids=["fed", "first"])
 def test_closed_form_stats_match_every_entry(aggregation, first):
-    from hatinspect.core.measure import pair_stats
+    from hatinspect.analysis.measure import pair_stats
 
     rng = np.random.default_rng(4)
     rows = rng.integers(0, 6, 13).astype(np.float32)

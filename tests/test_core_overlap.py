@@ -9,7 +9,7 @@ import pytest
 from brute_force import overlap_counts
 from inspect_checkpoints import CONV, MLP, layer, make_checkpoint, random_masks
 
-from hatinspect.core.overlap import overlap
+from hatinspect.analysis.overlap import overlap
 
 
 @pytest.mark.parametrize("layers", [MLP, CONV], ids=["mlp", "conv"])
@@ -58,7 +58,7 @@ def test_matrices_are_read_only():
 
 @pytest.mark.parametrize("block_bytes", [4, 64, 1 << 24], ids=["tiny", "some", "one"])
 def test_blocked_float32_products_count_exactly(monkeypatch, block_bytes):
-    from hatinspect.core import overlap as module
+    from hatinspect.analysis import overlap as module
 
     monkeypatch.setattr(module, "BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(3)
@@ -72,7 +72,7 @@ def test_blocked_float32_products_count_exactly(monkeypatch, block_bytes):
 
 
 def test_float32_blocks_stay_within_exact_integers(monkeypatch):
-    from hatinspect.core import overlap as module
+    from hatinspect.analysis import overlap as module
 
     monkeypatch.setattr(module, "BLOCK_BYTES", 1 << 40)  # only the exactness limit splits
     matrix = np.ones((2, 2**24 + 3), dtype=np.uint8)  # one float32 sum would round
@@ -103,13 +103,13 @@ def test_random_masks_of_odd_sizes_match_counting_one_by_one(units, tasks, densi
 
 
 def test_no_units_share_nothing():
-    from hatinspect.core.overlap import shared_units
+    from hatinspect.analysis.overlap import shared_units
 
     assert shared_units(np.zeros((3, 0), dtype=np.uint8)).tolist() == [[0] * 3] * 3
 
 
 def test_csv_has_every_pair_of_every_scope_with_names_quoted():
-    from hatinspect.core.records import to_csv
+    from hatinspect.analysis.records import to_csv
 
     tasks = (1, 2, 4)
     layers = [layer('a,"b"', (3, 2)), layer("c", (70, 2))]

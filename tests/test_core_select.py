@@ -3,8 +3,8 @@
 import pytest
 from inspect_checkpoints import CONV, make_checkpoint, random_masks, resnet152_layers
 
-from hatinspect.core.errors import HatinspectError
-from hatinspect.core.select import find_layer, select_layers, select_tasks
+from hatinspect.analysis.select import find_layer, select_layers, select_tasks
+from hatinspect.model.errors import HatinspectError
 
 CKPT = make_checkpoint()
 

@@ -9,7 +9,7 @@ from cli_runs import one_error_line, run, write_examples
 from inspect_checkpoints import layer, make_checkpoint
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from hatinspect.core.overlap import overlap
+from hatinspect.analysis.overlap import overlap
 from hatinspect.render import figures
 from hatinspect.render.figures import LABEL_FONT, SMALLEST_LABEL, Look
 

@@ -8,9 +8,9 @@ import pytest
 from cli_runs import one_error_line, run, write_examples
 from inspect_checkpoints import CONV, MLP, layer, make_checkpoint, random_masks, resnet152_layers
 
-from hatinspect.core.masks import summarise_masks
-from hatinspect.core.measure import measure
-from hatinspect.core.overlap import overlap
+from hatinspect.analysis.masks import summarise_masks
+from hatinspect.analysis.measure import measure
+from hatinspect.analysis.overlap import overlap
 from hatinspect.render import figures
 from hatinspect.render.figures import Look
 

@@ -138,7 +138,7 @@ def test_one_fit_per_task_writes_the_task_just_trained(tmp_path):
     import lightning
 
     assert meta["lightning_version"] == lightning.__version__
-    from hatinspect.storage.load import load_heads_state
+    from hatinspect.torch_io.load import load_heads_state
 
     heads = load_heads_state(tmp_path / "after-task-3.safetensors")
     assert sorted(heads) == [f"{t}.{p}" for t in "123" for p in ("bias", "weight")]
@@ -199,7 +199,7 @@ def test_a_failed_write_leaves_earlier_files_intact(tmp_path, monkeypatch):
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("hatinspect.storage.save.save_file", full_disk)
+    monkeypatch.setattr("hatinspect.torch_io.save.save_file", full_disk)
     module.setup_task_id(2)
     with pytest.raises(hatinspect.CheckpointError, match="cannot write .*No space left"):
         Trainer(max_epochs=1, callbacks=[callback], **QUIET).fit(module, loader())

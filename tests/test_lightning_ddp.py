@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("lightning")
 
 import hatinspect  # noqa: E402
-from hatinspect.core.audit import audit  # noqa: E402
+from hatinspect.analysis.audit import audit  # noqa: E402
 
 TIMEOUT_S = 300  # two interpreters importing torch and Lightning on a shared machine
 

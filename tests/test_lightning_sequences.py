@@ -14,12 +14,12 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint  # noqa: E40
 from test_lightning_checkpoint import QUIET, CLArenaShapedHAT, SpanningHAT, loader  # noqa: E402
 
 import hatinspect  # noqa: E402
+from hatinspect.analysis.audit import audit  # noqa: E402
 from hatinspect.backbones import HATMaskMLP  # noqa: E402
-from hatinspect.core.audit import audit  # noqa: E402
-from hatinspect.core.errors import CheckpointError  # noqa: E402
-from hatinspect.core.format import BACKBONE_PREFIX, RUN_ID_KEY  # noqa: E402
 from hatinspect.lightning import HATMaskCheckpoint, HATModule  # noqa: E402
-from hatinspect.storage.load import load_heads_state, tensors  # noqa: E402
+from hatinspect.model.errors import CheckpointError  # noqa: E402
+from hatinspect.native.format import BACKBONE_PREFIX, RUN_ID_KEY  # noqa: E402
+from hatinspect.torch_io.load import load_heads_state, tensors  # noqa: E402
 
 TASKS = 3
 EPOCHS = 2

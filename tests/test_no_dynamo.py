@@ -6,7 +6,7 @@ from cli_runs import modules_left_out, run_in_fresh_python
 
 from hatinspect.backbones import HATMaskMLP, HATMaskResNet18
 from hatinspect.backbones.structure import structure_only
-from hatinspect.storage.save import describe_layers
+from hatinspect.torch_io.save import describe_layers
 from hatinspect.training.engine import PlainSGD
 
 

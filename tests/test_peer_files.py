@@ -22,9 +22,9 @@ from cli_runs import run
 from torch import nn
 
 import hatinspect
+from hatinspect.analysis.capacity import capacity
+from hatinspect.analysis.measure import measure
 from hatinspect.backbones.base import HATMaskBackbone
-from hatinspect.core.capacity import capacity
-from hatinspect.core.measure import measure
 
 RESNETS = [
     "hatcl_resnet.pt",
@@ -175,7 +175,7 @@ def test_string_task_keys_are_read_as_task_ids():
 
 
 def test_a_stored_cumulative_mask_that_disagrees_is_a_note(monkeypatch):
-    from hatinspect.storage import unpickler
+    from hatinspect.importers.safety import unpickler
 
     def tampered(path):
         algorithm = load(path)
@@ -184,7 +184,7 @@ def test_a_stored_cumulative_mask_that_disagrees_is_a_note(monkeypatch):
         return algorithm
 
     load = unpickler.load_saved_object
-    monkeypatch.setattr("hatinspect.storage.importers.load_saved_object", tampered)
+    monkeypatch.setattr("hatinspect.importers.hub.load_saved_object", tampered)
     checkpoint = hatinspect.open_checkpoint("clarena_hat_mlp.pth")
     (note,) = [n for n in checkpoint.notes if "cumulative_mask_for_previous_tasks" in n]
     assert "fc/1" in note and "fc/0" not in note

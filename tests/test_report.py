@@ -21,7 +21,7 @@ from markupsafe import escape
 from report_runs import RESNET18, hostile_run, write_run
 
 import hatinspect
-from hatinspect.core.report import layer_measures
+from hatinspect.analysis.report import layer_measures
 
 SECTIONS = ("about", "capacity", "masks", "overlap", "measures")
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import hatinspect
-from hatinspect.core.capacity import capacity
+from hatinspect.analysis.capacity import capacity
 from hatinspect.training import demo
 from hatinspect.training.engine import train_sequence
 from hatinspect.training.heads import TaskHeads

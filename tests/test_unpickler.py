@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import hatinspect
-from hatinspect.storage.unpickler import pickle_globals, refused_globals
+from hatinspect.importers.safety.unpickler import pickle_globals, refused_globals
 
 MARKER = "pwned"
 

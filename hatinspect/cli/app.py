@@ -17,8 +17,8 @@ from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import TyperException
 
 import hatinspect
-from hatinspect.core.errors import HatinspectError
-from hatinspect.core.extras import missing_dependency
+from hatinspect.model.errors import HatinspectError
+from hatinspect.model.extras import missing_dependency
 
 DEBUG_ENV = "HATINSPECT_DEBUG"
 

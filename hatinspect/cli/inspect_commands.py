@@ -16,9 +16,9 @@ from hatinspect.cli.app import command, fail, heavy_imports
 from hatinspect.render.files import FIGURE_FORMATS, check_writable, output_format
 
 if TYPE_CHECKING:
-    from hatinspect.core.types import Checkpoint
+    from hatinspect.model.checkpoint import Checkpoint
 
-# The layouts the reader knows (hatinspect.core.format.SOURCES, which a test keeps in step),
+# The layouts the reader knows (hatinspect.native.format.SOURCES, which a test keeps in step),
 # spelled out here because importing the format module would load numpy for --help.
 SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
 
@@ -64,7 +64,7 @@ def _check_scale(value: str) -> None:
 
 
 def _check_unit_wise(value: str) -> None:
-    from hatinspect.core.measure import parse_unit_wise
+    from hatinspect.analysis.measure import parse_unit_wise
 
     parse_unit_wise(value)
 
@@ -211,7 +211,7 @@ def emit(
 ) -> None:
     """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
     table and CSV views, `table` and `width` the table alone."""
-    from hatinspect.core import records
+    from hatinspect.analysis import records
     from hatinspect.render import tables
 
     if fmt is Format.json:
@@ -516,7 +516,7 @@ def audit(
 
 
 def _audit_failure(report) -> tuple[str, str]:
-    from hatinspect.core.audit import TOLERANCE, failure
+    from hatinspect.analysis.audit import TOLERANCE, failure
 
     if report.rule == TOLERANCE:
         hint = "the training between the two checkpoints moved protected parameters"
@@ -544,10 +544,10 @@ def convert(
     Examples:  hatinspect convert hat_task4.pt hat_task4.safetensors
                hatinspect convert model.ckpt model.safetensors --source clarena
     """
-    from hatinspect.core.reader import read_native_header
+    from hatinspect.native.reader import read_native_header
 
     with heavy_imports():
-        from hatinspect.storage.convert import convert as convert_file
+        from hatinspect.torch_io.convert import convert as convert_file
 
     _outputs_free(force, (src,), dst)
     convert_file(src, dst, source=source.value if source else None, task_id=task_id)

@@ -172,7 +172,7 @@ def _train_one(run, config, out: Path, fmt: str, force: bool, width: int | None)
 def _train_and_compare(run, configs, out: Path, fmt: str, force: bool, width) -> None:
     """Each algorithm on the same tasks into out/<algorithm>/, then the runs compared."""
     from hatinspect import api
-    from hatinspect.core import records
+    from hatinspect.analysis import records
     from hatinspect.render import demo, tables
 
     folders = [out / config.algorithm for config in configs]

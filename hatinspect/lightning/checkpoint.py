@@ -42,9 +42,9 @@ from safetensors import safe_open
 from torch import Tensor, nn
 
 from hatinspect.checkpoints import open_checkpoint
-from hatinspect.core.errors import CheckpointError
-from hatinspect.core.format import RUN_ID_KEY, SUFFIX, encode_user
-from hatinspect.storage.save import checkpoint_tensors, run_id, save_checkpoint, set_run_id
+from hatinspect.model.errors import CheckpointError
+from hatinspect.native.format import RUN_ID_KEY, SUFFIX, encode_user
+from hatinspect.torch_io.save import checkpoint_tensors, run_id, save_checkpoint, set_run_id
 
 # what the callback uses of a backbone: hatinspect's HATMaskBackbone and CLArena's have it
 HAT_BACKBONE_API = (

@@ -152,7 +152,7 @@ class HATModule(LightningModule):
 
     def capacity(self, masks: Mapping | None = None) -> float:
         """Share of the weighted layers' parameters protected by ``masks`` (stored ones)."""
-        from hatinspect.core.capacity import capacity
+        from hatinspect.analysis.capacity import capacity
 
         checkpoint = in_memory_checkpoint(self.backbone, masks, self.algorithm)
         return capacity(checkpoint).total.param_usage

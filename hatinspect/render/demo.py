@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from hatinspect.core.records import SCHEMA
+from hatinspect.analysis.records import SCHEMA
 from hatinspect.render.tables import Grid, output_width, print_renderables
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hatinspect.core.capacity import CapacityReport
-from hatinspect.core.errors import HatinspectError
-from hatinspect.core.masks import MaskReport
-from hatinspect.core.measure import LayerMeasure
-from hatinspect.core.overlap import OverlapReport
+from hatinspect.analysis.capacity import CapacityReport
+from hatinspect.analysis.masks import MaskReport
+from hatinspect.analysis.measure import LayerMeasure
+from hatinspect.analysis.overlap import OverlapReport
+from hatinspect.model.errors import HatinspectError
 from hatinspect.render.files import FIGURE_FORMATS, output_format, write_atomically
 
 MAX_PANELS = 64  # layers drawn unit by unit in one figure; beyond this it is too tall to read

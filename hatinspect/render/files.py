@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from hatinspect.core.errors import HatinspectError
+from hatinspect.model.errors import HatinspectError
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
 FILE_MODE = 0o644  # mkstemp creates 0600; figures and exports are meant to be shared
@@ -72,7 +72,7 @@ def save_measure(result, path: Path) -> None:
     import numpy as np
     from safetensors import safe_open
 
-    from hatinspect.core.blocks import write_stream
+    from hatinspect.native.blocks import write_stream
 
     tensors = {"weight": (np.float32, result.weight_shape, result.weight_blocks())}
     if result.bias_shape is not None:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from markupsafe import Markup, escape
 
-from hatinspect.core import records
-from hatinspect.core.audit import AuditReport, verdict, verdict_tone
-from hatinspect.core.report import Report
+from hatinspect.analysis import records
+from hatinspect.analysis.audit import AuditReport, verdict, verdict_tone
+from hatinspect.analysis.report import Report
 from hatinspect.render.files import output_format, write_atomically
 
 FORMATS = ("html", "md", "json")

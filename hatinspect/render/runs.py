@@ -9,9 +9,9 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from hatinspect.core.compare import Comparison, RunStep
-from hatinspect.core.errors import HatinspectError
-from hatinspect.core.runs import FileUsage, RunCapacity
+from hatinspect.analysis.compare import Comparison, RunStep
+from hatinspect.analysis.runs import FileUsage, RunCapacity
+from hatinspect.model.errors import HatinspectError
 from hatinspect.render import tables
 
 # compare

@@ -22,12 +22,12 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from hatinspect.core.audit import NOTHING_PROTECTED, AuditReport, verdict, verdict_tone
-from hatinspect.core.capacity import CapacityReport, TaskGrowth, Usage
-from hatinspect.core.masks import MaskReport
-from hatinspect.core.measure import LayerMeasure
-from hatinspect.core.overlap import Overlap, OverlapReport
-from hatinspect.core.types import Checkpoint
+from hatinspect.analysis.audit import NOTHING_PROTECTED, AuditReport, verdict, verdict_tone
+from hatinspect.analysis.capacity import CapacityReport, TaskGrowth, Usage
+from hatinspect.analysis.masks import MaskReport
+from hatinspect.analysis.measure import LayerMeasure
+from hatinspect.analysis.overlap import Overlap, OverlapReport
+from hatinspect.model.checkpoint import Checkpoint
 
 UNLIMITED = 1_000_000  # the console width standing for "no limit"
 OVERLAP_MATRIX_TASKS = 64  # up to this many tasks an overlap table shows the whole matrix

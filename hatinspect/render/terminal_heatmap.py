@@ -10,7 +10,7 @@ import numpy as np
 from rich.console import RenderableType
 from rich.text import Text
 
-from hatinspect.core.masks import LayerMasks, MaskReport
+from hatinspect.analysis.masks import LayerMasks, MaskReport
 
 SHADES = " ░▒▓█"  # share of the cell's units kept: 0, (0, 1/3], (1/3, 2/3], (2/3, 1), 1
 _LABEL = 8  # width of the task label column

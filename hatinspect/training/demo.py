@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from hatinspect.core.capacity import capacity
-from hatinspect.core.format import ALGORITHM_KEY
-from hatinspect.core.types import Checkpoint
+from hatinspect.analysis.capacity import capacity
+from hatinspect.model.checkpoint import Checkpoint
+from hatinspect.native.format import ALGORITHM_KEY
 from hatinspect.training.engine import ALGORITHMS, EpochCallback, TrainConfig, train_sequence
 from hatinspect.training.heads import TaskHeads
 from hatinspect.training.tasks import DATASETS, Task, make_tasks, max_tasks
@@ -195,7 +195,7 @@ def capacity_after_each_task(backbone: nn.Module, algorithm: str) -> list[float]
 def in_memory_checkpoint(backbone: nn.Module, masks=None, algorithm: str = "") -> Checkpoint:
     """The backbone's layers and stored masks (or ``masks``) as the inspection core sees a
     file written by a run of ``algorithm`` (its metadata names it, as a written file's)."""
-    from hatinspect.storage.save import describe_layers
+    from hatinspect.torch_io.save import describe_layers
 
     masks = {
         task: {name: mask.cpu().numpy().astype(np.uint8) for name, mask in layer_masks.items()}
@@ -215,7 +215,7 @@ def in_memory_checkpoint(backbone: nn.Module, masks=None, algorithm: str = "") -
 def write_checkpoint(
     path: Path, backbone: nn.Module, heads: TaskHeads, config: DemoConfig, accuracy
 ) -> None:
-    from hatinspect.storage.save import save_checkpoint
+    from hatinspect.torch_io.save import save_checkpoint
 
     train = config.train_config
     metadata = {

@@ -81,9 +81,9 @@ def train_sequence(
 ) -> list[list[float]]:
     """Learn ``tasks`` in order (task ids 1, 2, ...); return the accuracy rows.
 
-    The backbone gets a run id (``hatinspect.storage.save.run_id``) that every checkpoint
+    The backbone gets a run id (``hatinspect.torch_io.save.run_id``) that every checkpoint
     saved of it carries."""
-    from hatinspect.storage.save import run_id
+    from hatinspect.torch_io.save import run_id
 
     run_id(backbone)
     accuracy: list[list[float]] = []

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from hatinspect.core.errors import HatinspectError
+from hatinspect.model.errors import HatinspectError
 
 DATASETS = ("toy", "digits")
 TOY_FEATURES = 32

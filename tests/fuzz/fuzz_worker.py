@@ -118,11 +118,11 @@ def _run_case(path: Path, scratch: Path) -> dict:
     import numpy as np
 
     import hatinspect
+    from hatinspect.analysis.capacity import capacity
+    from hatinspect.analysis.measure import measure
     from hatinspect.checkpoints import read_tensors
-    from hatinspect.core.capacity import capacity
-    from hatinspect.core.errors import one_line
-    from hatinspect.core.measure import measure
-    from hatinspect.core.reader import sniff
+    from hatinspect.model.errors import one_line
+    from hatinspect.native.reader import sniff
 
     global armed
     before = _digest(path)
@@ -194,11 +194,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    import hatinspect.analysis.capacity  # noqa: F401 - the first case's clock
+    import hatinspect.analysis.measure  # noqa: F401
     import hatinspect.backbones  # noqa: F401 - everything imported before the limit and
-    import hatinspect.core.capacity  # noqa: F401 - the first case's clock
-    import hatinspect.core.measure  # noqa: F401
-    import hatinspect.storage.convert  # noqa: F401
-    import hatinspect.storage.importers  # noqa: F401
+    import hatinspect.importers.hub  # noqa: F401
+    import hatinspect.torch_io.convert  # noqa: F401
 
     limit = _vm_bytes() + memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

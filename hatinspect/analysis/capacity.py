@@ -1,0 +1,259 @@
+"""How much of a network HAT has used up: closed-form counts from the masks alone.
+
+A weight (i, j) is protected (frozen for the next task) when output unit i and input unit j
+are both in the cumulative mask; a bias i when unit i is. Counting active units per layer is
+enough: a layer protects kernel_size * used_i * used_j weights and used_i biases, so no
+weight-sized tensor is ever built.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import numpy as np
+
+from hatinspect.analysis.masks import joined_masks
+from hatinspect.analysis.select import select_layers, select_tasks
+from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.model.errors import CheckpointError
+from hatinspect.model.result import Result
+from hatinspect.native import format as fmt
+
+
+class Shares:
+    """Shares of a count of used units and protected parameters (mixin of the records)."""
+
+    __slots__ = ()
+
+    @property
+    def unit_usage(self) -> float:
+        return self.units_used / self.units
+
+    @property
+    def param_usage(self) -> float:
+        return self.params_protected / self.params
+
+
+@dataclass(frozen=True)
+class Usage(Shares):
+    """Units and parameters of one layer, or of the whole network, and how many are used."""
+
+    name: str
+    units: int
+    units_used: int  # units in the cumulative mask
+    params: int  # weights + biases
+    params_protected: int
+
+    @property
+    def free(self) -> float:
+        return 1.0 - self.param_usage
+
+
+@dataclass(frozen=True)
+class TaskGrowth:
+    """What one task added, and the network's usage once it was stored."""
+
+    task: int
+    new_units: int  # units no earlier task had used
+    reused_units: int  # units this task shares with earlier ones
+    free_before: int  # units no earlier task had used, over the network
+    units_used: int  # after this task
+    params_protected: int  # after this task
+    params: int
+
+    @property
+    def network_sparsity(self) -> float:
+        """AdaHAT's network sparsity: the share of the free units this task claimed
+        (0 when none were free)."""
+        return self.new_units / self.free_before if self.free_before else 0.0
+
+    @property
+    def param_usage(self) -> float:
+        return self.params_protected / self.params
+
+
+@dataclass(frozen=True)
+class CapacityReport(Result):
+    checkpoint: str
+    tasks: tuple[int, ...]
+    layers: tuple[Usage, ...]
+    total: Usage
+    by_task: tuple[TaskGrowth, ...]
+    # False when the masks protect nothing: none stored, or a fine-tuning run's (its units
+    # are still counted as used; no parameter is protected, every one is free)
+    protects: bool = True
+
+
+class _Counts(NamedTuple):
+    """Unit counts, each (layers, tasks) int64: layers and tasks in the checkpoint's order."""
+
+    used: np.ndarray  # units in the cumulative mask after each task
+    active: np.ndarray  # units each task's own mask keeps
+    new: np.ndarray  # units each task claimed that no earlier task had used
+
+
+def capacity(
+    checkpoint: Checkpoint,
+    tasks: Sequence[int] = (),
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> CapacityReport:
+    """Usage per layer and in total after the stored tasks, and how it grew task by task.
+
+    `tasks` counts only those tasks' masks (as if no other was stored); `include` and
+    `exclude` globs choose the layers reported, totalled and grown over (a chosen layer's
+    protected weights still depend on its preceding layer's units, chosen or not).
+
+    Every layer is counted at once, its masks side by side with the others', so the time
+    is linear in layers and tasks."""
+    if tasks:
+        checkpoint = replace(checkpoint, task_ids=select_tasks(checkpoint, tasks))
+    layers = checkpoint.layers
+    chosen = select_layers(checkpoint, include, exclude) if include or exclude else layers
+    columns = _columns(layers)
+    counts = _counts(checkpoint)
+    protects = protects_anything(checkpoint)
+    # (layers, tasks): parameters protected after each task; none where no mask protects
+    protected = _protected(columns, counts.used, _fan_in_used(layers, columns, counts.used))
+    if not protects:
+        protected = np.zeros_like(protected)
+    params = columns.params.tolist()
+    if chosen is not layers:
+        wanted = {layer.name for layer in chosen}
+        rows = [i for i, layer in enumerate(layers) if layer.name in wanted]
+        counts = _Counts(*(part[rows] for part in counts))
+        protected = protected[rows]
+        params = [params[i] for i in rows]
+    last = len(checkpoint.task_ids) - 1
+    used_last = counts.used[:, last].tolist() if last >= 0 else [0] * len(chosen)
+    protected_last = protected[:, last].tolist() if last >= 0 else [0] * len(chosen)
+    usages = tuple(
+        Usage(layer.name, layer.units, used, count, kept)
+        for layer, used, count, kept in zip(chosen, used_last, params, protected_last, strict=True)
+    )
+    total = Usage(
+        "total",
+        sum(layer.units for layer in chosen),
+        sum(used_last),
+        sum(params),
+        sum(protected_last),
+    )
+    return CapacityReport(
+        checkpoint=checkpoint.path,
+        tasks=checkpoint.task_ids,
+        layers=usages,
+        total=total,
+        by_task=_growth(checkpoint, counts, protected, total),
+        protects=protects,
+    )
+
+
+def protects_anything(checkpoint: Checkpoint) -> bool:
+    """False with no stored task, or for a fine-tuning run: its stored masks are all ones
+    by convention, and it protects nothing."""
+    return bool(checkpoint.task_ids) and fmt.named_algorithm(checkpoint.metadata) != "finetuning"
+
+
+def _counts(checkpoint: Checkpoint) -> _Counts:
+    """Every layer's counts at once: each task's masks laid side by side in one (units,)
+    row, summed per layer with `np.add.reduceat`; memory is one row, time linear."""
+    layers, tasks = checkpoint.layers, checkpoint.task_ids
+    sizes = np.array([layer.units for layer in layers], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    used = np.zeros((len(layers), len(tasks)), dtype=np.int64)
+    active = np.zeros_like(used)
+    pick = operator.itemgetter(*(layer.name for layer in layers))
+    cumulative = np.zeros(int(sizes.sum()), dtype=np.uint8)
+    for t, task in enumerate(tasks):
+        row = joined_masks(_as_tuple(pick(checkpoint.masks[task])), cumulative.size)
+        active[:, t] = np.add.reduceat(row, starts, dtype=np.int64)
+        np.maximum(cumulative, row, out=cumulative)
+        used[:, t] = np.add.reduceat(cumulative, starts, dtype=np.int64)
+    return _Counts(used, active, np.diff(used, axis=1, prepend=0))
+
+
+def _as_tuple(picked) -> tuple:
+    return picked if isinstance(picked, tuple) else (picked,)  # itemgetter of one name
+
+
+class _Columns(NamedTuple):
+    """What the counts need of each layer, (layers,) int64 columns in network order."""
+
+    units: np.ndarray
+    fan_in: np.ndarray
+    kernel: np.ndarray  # weights per (output unit, input unit): kh * kw, or 1
+    bias: np.ndarray  # 1 with a bias, else 0
+    params: np.ndarray  # weights + biases
+
+
+def _columns(layers: Sequence[LayerInfo]) -> _Columns:
+    # one pass over the layers: their properties cost a call each, thousands of times
+    rows = [
+        (s[0], s[1], math.prod(s[2:]), layer.bias_key is not None)
+        for layer in layers
+        for s in (layer.weight_shape,)
+    ]
+    out, fan_in, kernel, bias = np.array(rows, dtype=np.int64).reshape(-1, 4).T
+    units = np.array([layer.units for layer in layers], dtype=np.int64)
+    return _Columns(units, fan_in, kernel, bias, out * fan_in * kernel + bias * units)
+
+
+def _fan_in_used(layers, columns: _Columns, used: np.ndarray) -> np.ndarray:
+    """(layers, tasks): inputs of each layer in the cumulative mask after each task: the
+    preceding layer's used units times the inputs each of them feeds (1, or h*w after a
+    flatten); all inputs for a first layer."""
+    index = {layer.name: i for i, layer in enumerate(layers)}
+    first = np.array([layer.preceding is None for layer in layers], dtype=bool)
+    # row of the preceding layer (0, unused, for a first layer)
+    source = np.array(
+        [0 if layer.preceding is None else index[layer.preceding] for layer in layers],
+        dtype=np.intp,
+    )
+    feeding = columns.units[source]
+    uneven = np.flatnonzero(~first & (columns.fan_in % feeding != 0))
+    if uneven.size:
+        bad = int(uneven[0])
+        inputs_per_unit(layers[bad], layers[int(source[bad])])  # raises, naming both
+    factor = np.where(first, 0, columns.fan_in // feeding)  # inputs each of its units feeds
+    whole = np.where(first, columns.fan_in, 0)  # all inputs, for a first layer
+    return used[source] * factor[:, None] + whole[:, None]
+
+
+def inputs_per_unit(layer: LayerInfo, source: LayerInfo) -> int:
+    """How many of `layer`'s inputs each output unit of `source` feeds."""
+    if layer.fan_in % source.units:
+        raise CheckpointError(
+            f"layer {layer.name} has {layer.fan_in} inputs, which {source.units} units "
+            f"of its preceding layer {source.name} cannot feed"
+        )
+    return layer.fan_in // source.units
+
+
+def _protected(columns: _Columns, used: np.ndarray, fan_in_used: np.ndarray) -> np.ndarray:
+    return columns.kernel[:, None] * used * fan_in_used + columns.bias[:, None] * used
+
+
+def _growth(
+    checkpoint: Checkpoint, counts: _Counts, protected, total: Usage
+) -> tuple[TaskGrowth, ...]:
+    used_after = counts.used.sum(axis=0)
+    active = counts.active.sum(axis=0)
+    new = counts.new.sum(axis=0)
+    units, params = total.units, total.params
+    protected_after = protected.sum(axis=0)
+    return tuple(
+        TaskGrowth(
+            task=task,
+            new_units=int(new[t]),
+            reused_units=int(active[t] - new[t]),
+            free_before=int(units - used_after[t] + new[t]),
+            units_used=int(used_after[t]),
+            params_protected=int(protected_after[t]),
+            params=params,
+        )
+        for t, task in enumerate(checkpoint.task_ids)
+    )

@@ -1,0 +1,104 @@
+"""Runs side by side: per task, what each run used, protected and (where the metadata
+says) how accurate it was and how much it forgot; per layer, the final usage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hatinspect.analysis.capacity import Shares, Usage, capacity
+from hatinspect.analysis.runs import Run, accuracy_matrix
+from hatinspect.model.errors import HatinspectError
+from hatinspect.model.result import Result
+
+
+@dataclass(frozen=True)
+class RunStep(Shares):
+    """A run once task `task` was learned."""
+
+    task: int
+    units: int
+    units_used: int
+    params: int
+    params_protected: int
+    new_units: int
+    reused_units: int
+    network_sparsity: float
+    accuracy: float | None  # mean test accuracy over the tasks learned so far
+    forgetting: float | None  # mean forgetting of the earlier tasks; None after the first
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    name: str
+    path: str
+    files: tuple[str, ...]
+    backbone: str
+    algorithm: str | None  # the metadata's "algorithm", when it has one
+    steps: tuple[RunStep, ...]
+    layers: tuple[Usage, ...]  # after the last task
+
+    def layer(self, name: str) -> Usage | None:
+        return next((usage for usage in self.layers if usage.name == name), None)
+
+
+@dataclass(frozen=True)
+class Comparison(Result):
+    runs: tuple[RunSummary, ...]
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Every run's layers, in the order they first appear."""
+        return list(dict.fromkeys(layer.name for run in self.runs for layer in run.layers))
+
+    @property
+    def task_count(self) -> int:
+        return max(len(run.steps) for run in self.runs)
+
+
+def compare(runs: Sequence[Run]) -> Comparison:
+    if not runs:
+        raise HatinspectError("compare needs at least one run")
+    names = [run.name for run in runs]
+    if len(set(names)) < len(names):  # e.g. seed1/hat and seed2/hat: the paths tell apart
+        names = [run.path for run in runs]
+    return Comparison(tuple(summarise(run, name) for run, name in zip(runs, names, strict=True)))
+
+
+def summarise(run: Run, name: str | None = None) -> RunSummary:
+    final = run.final
+    report = capacity(final)
+    matrix = accuracy_matrix(final)
+    steps = tuple(
+        RunStep(
+            task=growth.task,
+            units=report.total.units,
+            units_used=growth.units_used,
+            params=growth.params,
+            params_protected=growth.params_protected,
+            new_units=growth.new_units,
+            reused_units=growth.reused_units,
+            network_sparsity=growth.network_sparsity,
+            accuracy=None if matrix is None else sum(matrix[t]) / len(matrix[t]),
+            forgetting=None if matrix is None else mean_forgetting(matrix, t),
+        )
+        for t, growth in enumerate(report.by_task)
+    )
+    return RunSummary(
+        name=name or run.name,
+        path=run.path,
+        files=tuple(checkpoint.path for checkpoint in run.checkpoints),
+        backbone=final.backbone,
+        algorithm=final.metadata.get("algorithm"),
+        steps=steps,
+        layers=report.layers,
+    )
+
+
+def mean_forgetting(accuracy: list[list[float]], t: int) -> float | None:
+    """After task t (0-based): over each earlier task j, its best accuracy before t minus
+    its accuracy after t, averaged; None for the first task."""
+    if t == 0:
+        return None
+    drops = [max(row[j] for row in accuracy[j:t]) - accuracy[t][j] for j in range(t)]
+    return sum(drops) / t

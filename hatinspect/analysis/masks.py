@@ -1,0 +1,115 @@
+"""Per-layer, per-task summary of a checkpoint's binary masks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hatinspect.analysis.select import select_layers, select_tasks
+from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.model.result import Result
+
+
+@dataclass(frozen=True)
+class LayerMasks:
+    """How the chosen tasks use one layer's units."""
+
+    name: str
+    units: int
+    active: Mapping[int, int]  # task id -> units its mask keeps
+    cumulative: int  # units used by any chosen task
+    histogram: tuple[int, ...]  # histogram[k]: units used by exactly k chosen tasks
+    # (tasks, units): row t is the t-th chosen task's 0/1 mask, for drawing
+    matrix: np.ndarray = field(repr=False, compare=False)
+
+    def fraction(self, task: int) -> float:
+        return self.active[task] / self.units
+
+    @property
+    def cumulative_fraction(self) -> float:
+        return self.cumulative / self.units
+
+    @property
+    def summative_max(self) -> int:
+        return max((k for k, count in enumerate(self.histogram) if count), default=0)
+
+    @property
+    def summative_mean(self) -> float:
+        return sum(k * count for k, count in enumerate(self.histogram)) / self.units
+
+
+@dataclass(frozen=True)
+class MaskReport(Result):
+    checkpoint: str
+    backbone: str
+    tasks: tuple[int, ...]
+    layers: tuple[LayerMasks, ...]
+
+    @property
+    def histogram(self) -> tuple[int, ...]:
+        """Network-wide: units used by exactly k chosen tasks, for k = 0 .. len(tasks)."""
+        return tuple(int(n) for n in np.sum([layer.histogram for layer in self.layers], axis=0))
+
+    @property
+    def units(self) -> int:
+        return sum(layer.units for layer in self.layers)
+
+
+def summarise_masks(
+    checkpoint: Checkpoint,
+    tasks: Sequence[int] = (),
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> MaskReport:
+    """Masks of the chosen tasks and layers (all by default); cumulative and summative
+    views are taken over the chosen tasks only."""
+    chosen = select_tasks(checkpoint, tasks)
+    layers = select_layers(checkpoint, include, exclude)
+    return MaskReport(
+        checkpoint=checkpoint.path,
+        backbone=checkpoint.backbone,
+        tasks=chosen,
+        layers=tuple(
+            _layer_masks(task_matrix(checkpoint, layer, chosen), layer, chosen) for layer in layers
+        ),
+    )
+
+
+def task_matrix(checkpoint: Checkpoint, layer: LayerInfo, tasks: Sequence[int]) -> np.ndarray:
+    """(tasks, units) uint8: row t is the mask of tasks[t] on `layer`."""
+    rows = [checkpoint.masks[task][layer.name] for task in tasks]
+    return np.array(rows, dtype=np.uint8).reshape(len(tasks), layer.units)
+
+
+def joined_masks(masks: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """The masks end to end, one (size,) row (`size`: their units in all).
+    Joined as bytes when each is a byte per unit: ``np.concatenate`` costs several times
+    as much per array, and a network has thousands."""
+    try:
+        joined = b"".join(masks)
+    except (TypeError, BufferError):  # lists, strided views: numpy's way
+        joined = b""
+    if len(joined) == size:
+        return np.frombuffer(joined, np.uint8)
+    return np.concatenate(masks)
+
+
+def summative_counts(matrix: np.ndarray) -> np.ndarray:
+    """(units,): how many rows of the (tasks, units) 0/1 matrix keep each unit. Summed in
+    uint8 while the count cannot pass 255 (numpy then adds without casting, ~10x faster)."""
+    return matrix.sum(axis=0, dtype=np.uint8 if len(matrix) <= 255 else np.int64)
+
+
+def _layer_masks(matrix: np.ndarray, layer: LayerInfo, tasks: tuple[int, ...]) -> LayerMasks:
+    summative = summative_counts(matrix)
+    matrix.flags.writeable = False
+    return LayerMasks(
+        name=layer.name,
+        units=layer.units,
+        active={task: int(np.count_nonzero(row)) for task, row in zip(tasks, matrix, strict=True)},
+        cumulative=int(np.count_nonzero(summative)),
+        histogram=tuple(int(n) for n in np.bincount(summative, minlength=len(tasks) + 1)),
+        matrix=matrix,
+    )

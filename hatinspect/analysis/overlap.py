@@ -1,0 +1,108 @@
+"""Which units tasks share: task x task counts and Jaccard indices, per layer and network-wide."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from hatinspect.analysis.masks import joined_masks
+from hatinspect.analysis.select import select_layers, select_tasks
+from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.model.result import Result
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Task x task matrices over some units; entry (a, b) is about tasks[a] and tasks[b].
+
+    The matrices are counted when first asked for: a command that shows only the network
+    never counts its layers one by one."""
+
+    name: str  # a layer name, or "network"
+    units: int
+    # (tasks, units): row t is the t-th chosen task's 0/1 mask over these units
+    matrix: np.ndarray = field(repr=False, compare=False)
+
+    @cached_property
+    def shared(self) -> np.ndarray:
+        """(tasks, tasks) int64: units both masks keep; the diagonal is each mask's size."""
+        return _frozen(shared_units(self.matrix))
+
+    @cached_property
+    def union(self) -> np.ndarray:
+        """(tasks, tasks) int64: units either mask keeps."""
+        sizes = np.diag(self.shared)
+        return _frozen(sizes[:, None] + sizes[None, :] - self.shared)
+
+    @cached_property
+    def jaccard(self) -> np.ndarray:
+        """shared / union; 1 where both masks are empty (two equal, empty sets)."""
+        ones = np.ones(self.shared.shape)
+        return _frozen(np.divide(self.shared, self.union, out=ones, where=self.union > 0))
+
+
+@dataclass(frozen=True)
+class OverlapReport(Result):
+    checkpoint: str
+    tasks: tuple[int, ...]
+    network: Overlap  # over the units of all chosen layers
+    layers: tuple[Overlap, ...]
+
+
+def overlap(
+    checkpoint: Checkpoint,
+    tasks: Sequence[int] = (),
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> OverlapReport:
+    """Shared units between every pair of chosen tasks, on the chosen layers (all by default)."""
+    chosen = select_tasks(checkpoint, tasks)
+    layers = select_layers(checkpoint, include, exclude)
+    # the network's counts are the layers' summed: one product over all their units
+    matrix = _frozen(network_matrix(checkpoint, layers, chosen))
+    ends = np.cumsum([0, *(layer.units for layer in layers)])
+    return OverlapReport(
+        checkpoint.path,
+        chosen,
+        Overlap("network", matrix.shape[1], matrix),
+        tuple(
+            Overlap(layer.name, layer.units, matrix[:, start:end])
+            for layer, start, end in zip(layers, ends[:-1], ends[1:], strict=True)
+        ),
+    )
+
+
+def network_matrix(
+    checkpoint: Checkpoint, layers: Sequence[LayerInfo], tasks: Sequence[int]
+) -> np.ndarray:
+    """(tasks, units of all `layers`) uint8: row t is tasks[t]'s masks, layer after layer."""
+    matrix = np.empty((len(tasks), sum(layer.units for layer in layers)), dtype=np.uint8)
+    for row, task in zip(matrix, tasks, strict=True):
+        masks = checkpoint.masks[task]
+        row[:] = joined_masks([masks[layer.name] for layer in layers], row.size)
+    return matrix
+
+
+EXACT_TERMS = 2**24  # a float32 sum of 0/1 products is exact while it stays <= 2**24
+BLOCK_BYTES = 16 * 2**20  # the float32 copy of one block of units
+
+
+def shared_units(matrix: np.ndarray) -> np.ndarray:
+    """(tasks, tasks) int64 counts of units both masks keep, from the (tasks, units) 0/1
+    matrix: float32 matrix products (BLAS) over blocks of units few enough that every
+    partial sum is an integer float32 holds exactly, added up in int64."""
+    tasks, units = matrix.shape
+    shared = np.zeros((tasks, tasks), dtype=np.int64)
+    step = min(EXACT_TERMS, max(1, BLOCK_BYTES // (4 * max(tasks, 1))))
+    for start in range(0, units, step):
+        block = matrix[:, start : start + step].astype(np.float32)
+        shared += (block @ block.T).astype(np.int64)
+    return shared
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array

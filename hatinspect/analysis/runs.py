@@ -1,0 +1,175 @@
+"""Runs: one checkpoint, or a folder of ``after-task-<t>.safetensors`` files of one run.
+
+A folder is read as a trajectory: each file's tasks must be stored, with the same masks,
+in every later file (HAT never changes a stored mask), or the folder is refused, naming
+the file that contradicts. Torch-free for native files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hatinspect.analysis.capacity import CapacityReport, Shares, capacity
+from hatinspect.model.checkpoint import Checkpoint
+from hatinspect.model.errors import CheckpointError, HatinspectError
+from hatinspect.model.result import Result
+
+RUN_FILE = re.compile(r"after-task-(\d+)\.safetensors")
+Opener = Callable[[Path], Checkpoint]
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str  # the folder's or file's name, to label columns and curves
+    path: str
+    checkpoints: tuple[Checkpoint, ...]  # in training order; the last holds every task
+
+    @property
+    def final(self) -> Checkpoint:
+        return self.checkpoints[-1]
+
+
+def read_run(path: str | os.PathLike, open_file: Opener | None = None) -> Run:
+    """A checkpoint, or a folder's ``after-task-<t>.safetensors`` files checked to agree."""
+    if open_file is None:
+        from hatinspect.native.reader import open_native as open_file
+    path = Path(path)
+    files = run_files(path) if path.is_dir() else [path]
+    checkpoints = tuple(open_file(file) for file in files)
+    check_trajectory(checkpoints)
+    return Run(name=path.name or str(path), path=str(path), checkpoints=checkpoints)
+
+
+def run_files(folder: Path) -> list[Path]:
+    """The folder's after-task files, ordered by task number."""
+    numbered = []
+    for file in folder.iterdir():
+        match = RUN_FILE.fullmatch(file.name)
+        if match:
+            numbered.append((int(match[1]), file))
+    if not numbered:
+        raise HatinspectError(
+            f"{folder}: is a directory with no after-task-<t>.safetensors files, not a run"
+        )
+    return [file for _, file in sorted(numbered)]
+
+
+def check_trajectory(checkpoints: Sequence[Checkpoint]) -> None:
+    """CheckpointError naming a file whose network, tasks or masks the run contradicts.
+
+    Where files disagree, most of them (the latest, on a tie) give what the run holds,
+    so that the one odd file is the one named.
+    """
+    _odd_one_out(checkpoints, _network, "its layers differ from those of")
+    for t, earlier in enumerate(checkpoints):
+        for later in checkpoints[t + 1 :]:
+            missing = sorted(set(earlier.task_ids) - set(later.task_ids))
+            if missing:
+                raise CheckpointError(
+                    f"{later.path} lacks task {missing[0]}, which the earlier "
+                    f"{earlier.path} stores; the folder's files are not one run"
+                )
+    layers = checkpoints[-1].layer_names if checkpoints else []
+    for task in dict.fromkeys(t for checkpoint in checkpoints for t in checkpoint.task_ids):
+        holders = [c for c in checkpoints if task in c.task_ids]
+        for layer in layers:
+            _odd_one_out(
+                holders,
+                lambda c, task=task, layer=layer: c.masks[task][layer].tobytes(),
+                f"task {task}'s mask of layer {layer} differs from that in",
+            )
+
+
+def _network(checkpoint: Checkpoint) -> tuple:
+    return tuple((layer.name, layer.units) for layer in checkpoint.layers)
+
+
+def _odd_one_out(checkpoints: Sequence[Checkpoint], key, problem: str) -> None:
+    groups: dict = {}
+    for index, checkpoint in enumerate(checkpoints):
+        groups.setdefault(key(checkpoint), []).append(index)
+    if len(groups) < 2:
+        return
+    majority = max(groups.values(), key=lambda indices: (len(indices), indices[-1]))
+    odd = next(i for i in range(len(checkpoints)) if i not in majority)
+    raise CheckpointError(
+        f"{checkpoints[odd].path}: {problem} {checkpoints[majority[-1]].path}; "
+        "the folder's files are not one run"
+    )
+
+
+# capacity of a run: the final file's report, and one row a file
+
+
+@dataclass(frozen=True)
+class FileUsage(Shares):
+    """Network usage once a file of the run was written."""
+
+    file: str
+    tasks: int
+    last_task: int | None
+    units: int
+    units_used: int
+    params: int
+    params_protected: int
+
+
+@dataclass(frozen=True)
+class RunCapacity(Result):
+    """`capacity` of a run folder: the final file's report and the trajectory."""
+
+    capacity: CapacityReport
+    trajectory: tuple[FileUsage, ...]
+
+
+def run_capacity(
+    run: Run,
+    tasks: Sequence[int] = (),
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> RunCapacity:
+    """The final file's capacity (of the chosen tasks and layers), and one row a file
+    (all of its tasks, the chosen layers)."""
+    return RunCapacity(
+        capacity=capacity(run.final, tasks, include, exclude),
+        trajectory=tuple(_file_usage(c, include, exclude) for c in run.checkpoints),
+    )
+
+
+def _file_usage(checkpoint: Checkpoint, include=(), exclude=()) -> FileUsage:
+    total = capacity(checkpoint, (), include, exclude).total
+    return FileUsage(
+        file=checkpoint.path,
+        tasks=len(checkpoint.task_ids),
+        last_task=checkpoint.task_ids[-1] if checkpoint.task_ids else None,
+        units=total.units,
+        units_used=total.units_used,
+        params=total.params,
+        params_protected=total.params_protected,
+    )
+
+
+# accuracy from the metadata (train-demo writes the matrix so far under "accuracy")
+
+
+def accuracy_matrix(checkpoint: Checkpoint) -> list[list[float]] | None:
+    """Row t: test accuracy on tasks 1..t+1 after learning task t+1; None when the
+    metadata holds no such lower-triangular matrix, one row per stored task."""
+    text = checkpoint.metadata.get("accuracy")
+    try:
+        rows = json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+    if not isinstance(rows, list) or len(rows) != len(checkpoint.task_ids):
+        return None
+    for t, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != t + 1:
+            return None
+        if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in row):
+            return None
+    return [[float(a) for a in row] for row in rows]

@@ -1,1 +1,0 @@
-"""The torch-free core: reading checkpoints and computing masks, measures and capacity."""

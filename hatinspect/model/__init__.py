@@ -1,0 +1,1 @@
+"""The typed model every layer shares: checkpoints, layers, results, errors and paths (no torch)."""

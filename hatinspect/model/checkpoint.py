@@ -1,0 +1,94 @@
+"""Typed, read-only views of a HAT checkpoint. Plain numpy: no torch needed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from hatinspect.model.result import Result
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One weighted layer (a linear or conv) and the mask that gates its output units."""
+
+    name: str  # "/"-separated module path, e.g. "fc/0" or "conv2x/0/conv1"
+    units: int  # output features / channels, the length of its mask
+    weight_shape: tuple[int, ...]  # (out, in) for linear, (out, in, kh, kw) for conv
+    weight_key: str  # tensor name of the weight in the file it came from
+    bias_key: str | None  # tensor name of the bias, None when the layer has none
+    preceding: str | None  # layer whose output units feed this one; None for the first
+    # True when a foreign file did not record `preceding` and it was inferred from its
+    # layer names and weight shapes
+    preceding_inferred: bool = False
+
+    @property
+    def has_bias(self) -> bool:
+        return self.bias_key is not None
+
+    @property
+    def fan_in(self) -> int:
+        return self.weight_shape[1]
+
+    @property
+    def kernel_size(self) -> int:
+        """Weights per (output unit, input unit) pair: 1 for linear, kh * kw for conv."""
+        return math.prod(self.weight_shape[2:])
+
+    @property
+    def params(self) -> int:
+        return math.prod(self.weight_shape) + (self.units if self.has_bias else 0)
+
+
+@dataclass(frozen=True)
+class Checkpoint(Result):
+    """What an inspection needs from a checkpoint: layers in network order and binary masks."""
+
+    path: str
+    backbone: str  # class name, e.g. "HATMaskMLP"
+    source: str  # "hatinspect", "original-hat", "hat-cl" or "clarena"
+    layers: tuple[LayerInfo, ...]
+    task_ids: tuple[int, ...]
+    # task id -> layer name -> (units,) uint8 array of 0/1, read-only
+    masks: Mapping[int, Mapping[str, np.ndarray]]
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # caveats to show the user, e.g. what could not be recovered
+    # task id -> tensor keys of that task's own batch norms (per-task batch norm), if any
+    task_norms: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    def layer(self, name: str) -> LayerInfo:
+        """The layer called `name` (KeyError when there is none); a dictionary look-up."""
+        return self._by_name[name]
+
+    @cached_property
+    def _by_name(self) -> Mapping[str, LayerInfo]:
+        return {layer.name: layer for layer in self.layers}
+
+    def cumulative_mask(self) -> dict[str, np.ndarray]:
+        """Per layer, 1 where any stored task uses the unit (element-wise max); uint8."""
+        return {
+            layer.name: _reduce(self.masks, self.task_ids, layer, np.maximum, np.uint8)
+            for layer in self.layers
+        }
+
+    def summative_mask(self) -> dict[str, np.ndarray]:
+        """Per layer, how many stored tasks use each unit (element-wise sum); int64."""
+        return {
+            layer.name: _reduce(self.masks, self.task_ids, layer, np.add, np.int64)
+            for layer in self.layers
+        }
+
+
+def _reduce(masks, task_ids, layer: LayerInfo, op, dtype) -> np.ndarray:
+    out = np.zeros(layer.units, dtype=dtype)
+    for task in task_ids:
+        op(out, masks[task][layer.name], out=out, casting="unsafe")
+    return out

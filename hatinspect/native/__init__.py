@@ -1,0 +1,1 @@
+"""The native checkpoint format, without torch: its keys, its reader, block-wise tensors."""
