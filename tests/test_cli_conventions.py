@@ -57,7 +57,7 @@ def test_capacity_help_explains_network_sparsity():
         ["masks", "net.safetensors", "--frobnicate"],
         ["measure", "net.safetensors"],
         ["capacity", "net.safetensors", "--width", "3"],
-        ["train-demo", "-e", "0"],  # like -n 0 (test_training_cli), and before torch loads
+        pytest.param(["train-demo", "-e", "0"], marks=pytest.mark.torch),  # like -n 0
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(args):
@@ -86,7 +86,9 @@ def test_unexpected_errors_offer_the_traceback_and_expected_ones_do_not(monkeypa
     [
         ["measure", "net.safetensors", "-l", "fc/0", "--save", "net.safetensors", "--force"],
         ["measure", "net.safetensors", "-l", "fc/0", "--save", "./sub/../net.safetensors"],
-        ["convert", "net.safetensors", "net.safetensors", "--force"],
+        pytest.param(
+            ["convert", "net.safetensors", "net.safetensors", "--force"], marks=pytest.mark.torch
+        ),
     ],
 )
 def test_an_output_that_is_an_input_is_refused_even_with_force(tmp_path, args):
@@ -115,6 +117,7 @@ def test_failed_writes_never_name_the_temporary_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+@pytest.mark.torch
 def test_train_demo_refuses_a_folder_that_holds_files(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "after-task-1.safetensors").write_bytes(b"another run")

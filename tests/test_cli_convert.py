@@ -8,6 +8,8 @@ import pytest
 from checkpoint_factories import PEERS, original_hat_state, torch_save
 from cli_runs import one_error_line, run, write_examples
 
+pytestmark = pytest.mark.torch
+
 
 @pytest.fixture(autouse=True)
 def examples(tmp_path, monkeypatch):

@@ -10,6 +10,8 @@ from fuzz_harness import run_cases, write_cases
 from fuzz_mutations import make_cases
 from fuzz_seeds import build_seeds
 
+pytestmark = pytest.mark.torch
+
 CASES = 1000
 SEED = 2026
 
