@@ -9,7 +9,6 @@ from pathlib import Path
 from inspect_checkpoints import CONV, make_checkpoint, random_masks, write_native
 from typer.testing import CliRunner
 
-import hatinspect.cli.commands  # noqa: F401  (registers the commands)
 from hatinspect.cli.app import app
 
 ENV = {"COLUMNS": "100", "NO_COLOR": "1", "HATINSPECT_DEBUG": ""}

@@ -7,7 +7,7 @@ import gc
 import pytest
 from cli_runs import run_in_fresh_python
 
-from hatinspect.cli.app import heavy_imports
+from hatinspect.cli.heavy import heavy_imports
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def test_torch_free_commands_import_neither_torch_nor_matplotlib(tmp_path):
 
 
 def test_source_choices_follow_the_reader():
-    from hatinspect.cli.inspect_commands import SOURCES
+    from hatinspect.cli.options import SOURCES
     from hatinspect.native.format import SOURCES as READER_SOURCES
 
     assert SOURCES == READER_SOURCES

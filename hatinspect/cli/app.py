@@ -1,15 +1,13 @@
-"""The Typer application, its error policy and the entry point.
+"""The Typer application and the entry point.
 
-Commands live in sibling modules and register themselves with :func:`command`;
-heavy libraries (torch, matplotlib) are imported inside the commands that need them.
+The app imports the command modules, which declare their commands in
+``hatinspect.cli.registry``, and registers each; no command module imports the app.
+Heavy libraries (torch, matplotlib) are imported inside the commands that need them.
 """
 
-import functools
 import gc
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -17,10 +15,9 @@ from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import TyperException
 
 import hatinspect
-from hatinspect.model.errors import HatinspectError
-from hatinspect.model.extras import missing_dependency
-
-DEBUG_ENV = "HATINSPECT_DEBUG"
+from hatinspect.cli import inspect_commands, run_commands, train_command  # noqa: F401
+from hatinspect.cli.errors import fail, one_line_errors
+from hatinspect.cli.registry import COMMANDS
 
 
 class _PlainFlags:
@@ -73,80 +70,6 @@ app = typer.Typer(
 )
 
 
-def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
-    """Print one error line (and an optional hint) on stderr; return the Exit to raise."""
-    line = f"error: {message}" + (f" (hint: {hint})" if hint else "")
-    print(line, file=sys.stderr)
-    return typer.Exit(code)
-
-
-def _one_line_errors(fn: Callable, name: str) -> Callable:
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, TyperException):
-            raise
-        except ModuleNotFoundError as exc:  # an optional dependency: what to install
-            missing = missing_dependency(exc, name)
-            if missing is None or os.environ.get(DEBUG_ENV):
-                raise
-            raise fail(str(missing)) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", code=130) from None
-        except HatinspectError as exc:  # bad input, said in its own words
-            if os.environ.get(DEBUG_ENV):
-                raise
-            raise fail(str(exc)) from None
-        except OSError as exc:
-            if os.environ.get(DEBUG_ENV):
-                raise
-            raise fail(_os_error(exc)) from None
-        except Exception as exc:  # a bug: say so, and how to see where
-            if os.environ.get(DEBUG_ENV):
-                raise
-            raise fail(
-                f"unexpected {type(exc).__name__}: {exc}", f"set {DEBUG_ENV}=1 for a traceback"
-            ) from None
-
-    return wrapper
-
-
-def _os_error(exc: OSError) -> str:
-    """An OS error as the file it concerns and the reason, without errno numbers."""
-    reason = exc.strerror or str(exc)
-    return f"{exc.filename}: {reason.lower()}" if exc.filename else reason
-
-
-def command(name: str, **kwargs) -> Callable[[Callable], Callable]:
-    """Register a command whose known failures become one line on stderr and exit 1."""
-
-    def register(fn: Callable) -> Callable:
-        app.command(name, cls=_Command, **kwargs)(_one_line_errors(fn, name))
-        return fn
-
-    return register
-
-
-@contextmanager
-def heavy_imports() -> Iterator[None]:
-    """Import torch (a command's heavy library) with the cyclic collector paused, then
-    freeze what exists.
-
-    torch's ~165,000 import-time objects live as long as the process: the collections its
-    import sets off find nothing among them to free (0.1 s), and every full collection the
-    command sets off later would walk them all again. Frozen (``gc.freeze``), they are left
-    out; what the command makes afterwards is collected as ever."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
-
-
 def _print_version(value: bool) -> None:
     if value:
         print(f"hatinspect {hatinspect.__version__}")
@@ -163,9 +86,14 @@ def _root(
     """Look inside HAT / AdaHAT continual-learning networks."""
 
 
-def _register_commands() -> None:
-    # Importing a command module registers its commands; each keeps torch out of its imports.
-    from hatinspect.cli import commands  # noqa: F401
+def _register(commands) -> None:
+    for declared in commands:
+        wrapped = one_line_errors(declared.function, declared.name)
+        app.command(declared.name, cls=_Command, **declared.options)(wrapped)
+
+
+# each command module keeps torch and matplotlib out of its imports
+_register(COMMANDS)
 
 
 def main() -> None:
@@ -173,7 +101,6 @@ def main() -> None:
     # 2-core machine) gains at best a third from a second BLAS thread and takes 1.5-4x as
     # long when the other core is busy. Set before numpy loads; a value the user set wins.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    _register_commands()
     try:
         app()
     finally:

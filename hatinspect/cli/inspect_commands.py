@@ -5,244 +5,40 @@ JSON or CSV on stdout; notes go to stderr. Figures import matplotlib only when d
 """
 
 import sys
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from hatinspect import api
-from hatinspect.cli.app import command, fail, heavy_imports
-from hatinspect.render.files import FIGURE_FORMATS, check_writable, output_format
-
-if TYPE_CHECKING:
-    from hatinspect.model.checkpoint import Checkpoint
-
-# The layouts the reader knows (hatinspect.native.format.SOURCES, which a test keeps in step),
-# spelled out here because importing the format module would load numpy for --help.
-SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-class Aggregation(StrEnum):
-    min = "min"
-    max = "max"
-
-
-Source = StrEnum("Source", {name: name for name in SOURCES})
-
-
-def _usage_check(check):
-    """A typer callback: ``check(value)`` on a given value, its ValueError a usage error."""
-
-    def callback(value):
-        if value is not None:
-            try:
-                check(value)
-            except ValueError as exc:
-                raise typer.BadParameter(str(exc)) from None
-        return value
-
-    return callback
-
-
-def _check_cmap(value: str) -> None:
-    from hatinspect.render.figures import check_cmap
-
-    check_cmap(value)
-
-
-def _check_scale(value: str) -> None:
-    from hatinspect.render.figures import parse_scale
-
-    parse_scale(value)
-
-
-def _check_unit_wise(value: str) -> None:
-    from hatinspect.analysis.measure import parse_unit_wise
-
-    parse_unit_wise(value)
-
-
-def _check_figsize(value: str) -> None:
-    from hatinspect.render.figures import parse_figsize
-
-    parse_figsize(value)
-
-
-_figure_path = _usage_check(lambda path: output_format(path, FIGURE_FORMATS))
-_safetensors_path = _usage_check(lambda path: output_format(path, ("safetensors",)))
-_known_cmap = _usage_check(_check_cmap)
-_figsize = _usage_check(_check_figsize)
-_scale = _usage_check(_check_scale)
-_unit_wise = _usage_check(_check_unit_wise)
-
-
-CheckpointArg = Annotated[
-    Path, typer.Argument(help="Checkpoint: native .safetensors, or .pt/.pth/.ckpt to import.")
-]
-RunArg = Annotated[
-    Path,
-    typer.Argument(
-        help="A checkpoint, or a run folder of after-task-<t>.safetensors files.",
-        metavar="CHECKPOINT_OR_RUN",
-        show_default=False,
-    ),
-]
-
-
-def _choices(options) -> str:
-    # spaced, so that a narrow help panel wraps between choices, never inside one
-    return " | ".join(options)
-
-
-FormatOption = Annotated[
+from hatinspect.cli.errors import fail
+from hatinspect.cli.heavy import heavy_imports
+from hatinspect.cli.options import (
+    Aggregation,
+    CheckpointArg,
+    CmapOption,
+    DpiOption,
+    ExcludeOption,
+    FigsizeOption,
+    ForceOption,
     Format,
-    typer.Option(
-        "--format",
-        "-f",
-        metavar=_choices(Format),
-        help="Output: a table, or JSON/CSV for scripts.",
-    ),
-]
-SourceOption = Annotated[
-    Source | None,
-    typer.Option(
-        metavar=_choices(SOURCES),
-        help="Layout of a foreign checkpoint, when it is not recognised by itself.",
-    ),
-]
-TaskIdOption = Annotated[
-    int | None,
-    typer.Option(
-        "--task-id",
-        min=0,
-        metavar="N",
-        help="The task of a foreign file that holds one task's embedding and does not say which.",
-    ),
-]
-TaskOption = Annotated[
-    list[int] | None,
-    typer.Option("--task", "-t", help="Only this task id (repeatable).", metavar="ID"),
-]
-LayerOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--layer", "-l", help="Only layers matching this glob (repeatable).", metavar="GLOB"
-    ),
-]
-ExcludeOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--exclude", "-x", help="Leave out layers matching this glob (repeatable).", metavar="GLOB"
-    ),
-]
-HeatmapOption = Annotated[
-    Path | None,
-    typer.Option(
-        help="Also draw a heatmap to this .png, .svg or .pdf file.",
-        callback=_figure_path,
-        metavar="FILE",
-    ),
-]
-DpiOption = Annotated[int, typer.Option(min=20, max=1200, help="Resolution of PNG figures.")]
-CmapOption = Annotated[
-    str | None,
-    typer.Option(help="A matplotlib colormap for the heatmap.", callback=_known_cmap),
-]
-FigsizeOption = Annotated[
-    str | None,
-    typer.Option(
-        metavar="W,H",
-        help="Figure size in inches (default: 3.5 wide, one column of a two-column paper).",
-        callback=_figsize,
-    ),
-]
-TitleOption = Annotated[
-    str | None, typer.Option(metavar="TEXT", help="The figure's title (default: what it shows).")
-]
-ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
-WidthOption = Annotated[
-    int | None,
-    typer.Option(
-        "--width",
-        min=20,
-        metavar="N",
-        help="Lay tables out in N columns (default: COLUMNS or the terminal's; "
-        "no limit when the output is piped).",
-    ),
-]
-
-
-def load(path: Path, source: Source | None = None, task_id: int | None = None) -> "Checkpoint":
-    """Open a checkpoint (the one seam to the reader) and show its caveats on stderr."""
-    from hatinspect.checkpoints import open_checkpoint
-
-    with heavy_imports():  # a PyTorch file imports torch
-        checkpoint = open_checkpoint(path, source=source.value if source else None, task_id=task_id)
-    for note in checkpoint.notes:
-        print(f"note: {note}", file=sys.stderr)
-    return checkpoint
-
-
-def load_run(path: Path, source: Source | None = None, task_id: int | None = None):
-    """A run folder (its files checked to agree) or one checkpoint; notes on stderr."""
-    if not path.is_dir():
-        return load(path, source, task_id)
-    with heavy_imports():  # a run of PyTorch files imports torch
-        run = api.open_run(path, source=source.value if source else None, task_id=task_id)
-    for note in run.final.notes:
-        print(f"note: {note}", file=sys.stderr)
-    return run
-
-
-def emit(
-    result,
-    fmt: Format,
-    checkpoints: tuple = (),
-    width: int | None = None,
-    table: dict | None = None,
-    **options,
-) -> None:
-    """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
-    table and CSV views, `table` and `width` the table alone."""
-    from hatinspect.analysis import records
-    from hatinspect.render import tables
-
-    if fmt is Format.json:
-        sys.stdout.write(records.to_json(result, checkpoints))
-    elif fmt is Format.csv:
-        sys.stdout.write(records.to_csv(result, **options))
-    else:
-        tables.print_tables(result, width=width, **(table or {}), **options)
-
-
-def _draw(draw, result, path: Path | None, *options) -> None:
-    if path is not None:
-        draw(result, path, *options)
-        print(f"wrote {path}", file=sys.stderr)
-
-
-def _look(dpi: int, cmap: str | None, figsize: str | None, title: str | None):
-    from hatinspect.render.figures import Look, parse_figsize
-
-    return Look(parse_figsize(figsize) if figsize else None, title, cmap, dpi)
-
-
-def _outputs_free(force: bool, inputs: tuple[Path, ...], *paths: Path | None) -> None:
-    from hatinspect.render.files import OutputIsInput
-
-    for path in paths:
-        if path is not None:
-            try:
-                check_writable(path, force, inputs)
-            except OutputIsInput as exc:
-                raise fail(str(exc), code=2) from None
+    FormatOption,
+    HeatmapOption,
+    LayerOption,
+    RunArg,
+    SourceOption,
+    TaskIdOption,
+    TaskOption,
+    TitleOption,
+    WidthOption,
+    choices,
+    figure_path,
+    safetensors_path,
+    valid_scale,
+    valid_unit_wise,
+)
+from hatinspect.cli.output import draw, emit, figure_look, load, load_run, outputs_free
+from hatinspect.cli.registry import command
 
 
 @command("masks")
@@ -259,7 +55,7 @@ def masks(
             "(layers × tasks: share of units each task keeps, and cumulative use; any depth, "
             "grouped by stage and block) unless --layer chooses layers, which are then drawn "
             "unit by unit.",
-            callback=_figure_path,
+            callback=figure_path,
             metavar="FILE",
         ),
     ] = None,
@@ -281,13 +77,13 @@ def masks(
     """
     if show and fmt is not Format.table:
         raise typer.BadParameter("--show draws in the terminal; use it with --format table")
-    _outputs_free(force, (checkpoint,), heatmap)
+    outputs_free(force, (checkpoint,), heatmap)
     opened = load(checkpoint, source, task_id)
     report = api.masks(opened, task=task, layer=layer, exclude=exclude)
     if heatmap:
         from hatinspect.render.figures import mask_heatmap
 
-        _draw(mask_heatmap, report, heatmap, _look(dpi, cmap, figsize, title), bool(layer))
+        draw(mask_heatmap, report, heatmap, figure_look(dpi, cmap, figsize, title), bool(layer))
     emit(report, fmt, (opened,), width, table={"chosen_tasks": bool(task)})
     if show:
         _show(report, width)
@@ -319,7 +115,7 @@ def capacity(
         Path | None,
         typer.Option(
             help="Draw usage after each task to this .png, .svg or .pdf file.",
-            callback=_figure_path,
+            callback=figure_path,
             metavar="FILE",
         ),
     ] = None,
@@ -352,14 +148,14 @@ def capacity(
     Examples:  hatinspect capacity run/after-task-5.safetensors --by-task
                hatinspect capacity r152.safetensors -l 'conv5x/*' --fail-above 0.9
     """
-    _outputs_free(force, (checkpoint,), plot)
+    outputs_free(force, (checkpoint,), plot)
     opened = load_run(checkpoint, source, task_id)
     result = api.capacity(opened, task=task, layer=layer, exclude=exclude)
     report = getattr(result, "capacity", result)  # a run folder's: its final file's
     if plot:
         from hatinspect.render.figures import growth_plot
 
-        _draw(growth_plot, report, plot, _look(dpi, None, figsize, title))
+        draw(growth_plot, report, plot, figure_look(dpi, None, figsize, title))
     emit(result, fmt, result.sources, width, by_task=by_task)
     usage = report.total.param_usage
     if fail_above is not None and usage > fail_above:
@@ -388,13 +184,13 @@ def measure(
             "--of",
             metavar="cumulative | summative | task:N",
             help="The unit-wise measure to spread over the parameters.",
-            callback=_unit_wise,
+            callback=valid_unit_wise,
         ),
     ] = "cumulative",
     aggregation: Annotated[
         Aggregation,
         typer.Option(
-            metavar=_choices(Aggregation), help="How a weight combines its two units' measures."
+            metavar=choices(Aggregation), help="How a weight combines its two units' measures."
         ),
     ] = Aggregation.min,
     heatmap: HeatmapOption = None,
@@ -402,7 +198,7 @@ def measure(
         Path | None,
         typer.Option(
             help="Save the weight- and bias-shaped measures to a .safetensors file.",
-            callback=_safetensors_path,
+            callback=safetensors_path,
             metavar="FILE",
         ),
     ] = None,
@@ -421,17 +217,17 @@ def measure(
     Examples:  hatinspect measure run/after-task-5.safetensors -l fc/1 --of summative
                hatinspect measure r152.safetensors -l conv5x.0.conv2 --heatmap m.png
     """
-    _outputs_free(force, (checkpoint,), heatmap, save)
+    outputs_free(force, (checkpoint,), heatmap, save)
     opened = load(checkpoint, source, task_id)
     result = api.measure(opened, layer, of=of, aggregation=aggregation.value)
     if heatmap:
         from hatinspect.render.figures import measure_heatmap
 
-        _draw(measure_heatmap, result, heatmap, _look(dpi, cmap, figsize, title))
+        draw(measure_heatmap, result, heatmap, figure_look(dpi, cmap, figsize, title))
     if save:
         from hatinspect.render.files import save_measure
 
-        _draw(save_measure, result, save)
+        draw(save_measure, result, save)
     emit(result, fmt, (opened,), width)
 
 
@@ -450,7 +246,7 @@ def overlap(
         typer.Option(
             metavar="LO,HI",
             help="The Jaccard values the heatmap's colours span (default: 0,1).",
-            callback=_scale,
+            callback=valid_scale,
         ),
     ] = None,
     dpi: DpiOption = 100,
@@ -468,16 +264,14 @@ def overlap(
     Examples:  hatinspect overlap run/after-task-5.safetensors --per-layer
                hatinspect overlap r152.safetensors --heatmap overlap.pdf --format csv
     """
-    _outputs_free(force, (checkpoint,), heatmap)
+    outputs_free(force, (checkpoint,), heatmap)
     opened = load(checkpoint, source, task_id)
     report = api.overlap(opened, task=task, layer=layer, exclude=exclude)
     if heatmap:
         from hatinspect.render.figures import JACCARD_SCALE, overlap_heatmap, parse_scale
 
-        look = _look(dpi, cmap, figsize, title)
-        _draw(
-            overlap_heatmap, report, heatmap, look, parse_scale(scale) if scale else JACCARD_SCALE
-        )
+        look = figure_look(dpi, cmap, figsize, title)
+        draw(overlap_heatmap, report, heatmap, look, parse_scale(scale) if scale else JACCARD_SCALE)
     emit(report, fmt, (opened,), width, per_layer=per_layer)
 
 
@@ -533,7 +327,7 @@ def _audit_failure(report) -> tuple[str, str]:
 def convert(
     src: Annotated[Path, typer.Argument(help="A checkpoint to convert (.pt, .pth, .ckpt...).")],
     dst: Annotated[
-        Path, typer.Argument(help="The .safetensors file to write.", callback=_safetensors_path)
+        Path, typer.Argument(help="The .safetensors file to write.", callback=safetensors_path)
     ],
     force: ForceOption = False,
     source: SourceOption = None,
@@ -549,7 +343,7 @@ def convert(
     with heavy_imports():
         from hatinspect.torch_io.convert import convert as convert_file
 
-    _outputs_free(force, (src,), dst)
+    outputs_free(force, (src,), dst)
     convert_file(src, dst, source=source.value if source else None, task_id=task_id)
     written = read_native_header(dst)  # convert read the whole file back already
     for note in written.notes:

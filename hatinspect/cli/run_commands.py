@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from hatinspect import api
-from hatinspect.cli.app import command
-from hatinspect.cli.inspect_commands import (
+from hatinspect.cli.options import (
     DpiOption,
     FigsizeOption,
     ForceOption,
@@ -18,17 +17,14 @@ from hatinspect.cli.inspect_commands import (
     TaskIdOption,
     TitleOption,
     WidthOption,
-    _draw,
-    _figure_path,
-    _look,
-    _outputs_free,
-    _usage_check,
-    emit,
-    load_run,
+    figure_path,
+    usage_check,
 )
+from hatinspect.cli.output import draw, emit, figure_look, load_run, outputs_free
+from hatinspect.cli.registry import command
 from hatinspect.render.files import output_format
 
-_report_path = _usage_check(lambda path: output_format(path, ("html", "md", "json")))
+_report_path = usage_check(lambda path: output_format(path, ("html", "md", "json")))
 
 RunsArg = Annotated[
     list[Path],
@@ -46,7 +42,7 @@ def compare(
         Path | None,
         typer.Option(
             help="Draw every run's capacity curves to this .png, .svg or .pdf file.",
-            callback=_figure_path,
+            callback=figure_path,
             metavar="FILE",
         ),
     ] = None,
@@ -63,12 +59,12 @@ def compare(
     task_id: TaskIdOption = None,
 ) -> None:
     """Runs side by side, task by task: units, protected parameters, accuracy, forgetting."""
-    _outputs_free(force, tuple(runs), plot)
+    outputs_free(force, tuple(runs), plot)
     result = api.compare(*(load_run(path, source, task_id) for path in runs))
     if plot:
         from hatinspect.render.runs import capacity_curves
 
-        _draw(capacity_curves, result, plot, _look(dpi, None, figsize, title))
+        draw(capacity_curves, result, plot, figure_look(dpi, None, figsize, title))
     emit(result, fmt, result.sources, width, per_layer=per_layer)
 
 
@@ -95,6 +91,6 @@ def report(
     from hatinspect.render.report import figure_folder
 
     extra = [figure_folder(output)] if output.suffix.lower() == ".md" else []
-    _outputs_free(force, tuple(runs), output, *extra)
+    outputs_free(force, tuple(runs), output, *extra)
     result = api.report(*(load_run(path, source, task_id) for path in runs), output=output)
     print(f"wrote {output}: {result.summary}", file=sys.stderr)

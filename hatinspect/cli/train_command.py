@@ -14,8 +14,10 @@ from typing import Annotated
 
 import typer
 
-from hatinspect.cli.app import command, fail, heavy_imports
-from hatinspect.cli.inspect_commands import WidthOption
+from hatinspect.cli.errors import fail
+from hatinspect.cli.heavy import heavy_imports
+from hatinspect.cli.options import WidthOption
+from hatinspect.cli.registry import command
 
 # the library's names, repeated here so that --help needs no torch (a test keeps them equal)
 ALGORITHMS = ("hat", "adahat", "finetuning")

@@ -1,0 +1,81 @@
+"""What commands share around their work: opening their inputs (notes to stderr),
+checking their outputs are free, writing results and figures."""
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hatinspect import api
+from hatinspect.cli.errors import fail
+from hatinspect.cli.heavy import heavy_imports
+from hatinspect.cli.options import Format, Source
+from hatinspect.render.files import check_writable
+
+if TYPE_CHECKING:
+    from hatinspect.model.checkpoint import Checkpoint
+
+
+def load(path: Path, source: Source | None = None, task_id: int | None = None) -> "Checkpoint":
+    """Open a checkpoint (the one seam to the reader) and show its caveats on stderr."""
+    from hatinspect.checkpoints import open_checkpoint
+
+    with heavy_imports():  # a PyTorch file imports torch
+        checkpoint = open_checkpoint(path, source=source.value if source else None, task_id=task_id)
+    for note in checkpoint.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return checkpoint
+
+
+def load_run(path: Path, source: Source | None = None, task_id: int | None = None):
+    """A run folder (its files checked to agree) or one checkpoint; notes on stderr."""
+    if not path.is_dir():
+        return load(path, source, task_id)
+    with heavy_imports():  # a run of PyTorch files imports torch
+        run = api.open_run(path, source=source.value if source else None, task_id=task_id)
+    for note in run.final.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return run
+
+
+def emit(
+    result,
+    fmt: Format,
+    checkpoints: tuple = (),
+    width: int | None = None,
+    table: dict | None = None,
+    **options,
+) -> None:
+    """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
+    table and CSV views, `table` and `width` the table alone."""
+    from hatinspect.analysis import records
+    from hatinspect.render import tables
+
+    if fmt is Format.json:
+        sys.stdout.write(records.to_json(result, checkpoints))
+    elif fmt is Format.csv:
+        sys.stdout.write(records.to_csv(result, **options))
+    else:
+        tables.print_tables(result, width=width, **(table or {}), **options)
+
+
+def draw(draw, result, path: Path | None, *options) -> None:
+    if path is not None:
+        draw(result, path, *options)
+        print(f"wrote {path}", file=sys.stderr)
+
+
+def figure_look(dpi: int, cmap: str | None, figsize: str | None, title: str | None):
+    from hatinspect.render.figures import Look, parse_figsize
+
+    return Look(parse_figsize(figsize) if figsize else None, title, cmap, dpi)
+
+
+def outputs_free(force: bool, inputs: tuple[Path, ...], *paths: Path | None) -> None:
+    from hatinspect.render.files import OutputIsInput
+
+    for path in paths:
+        if path is not None:
+            try:
+                check_writable(path, force, inputs)
+            except OutputIsInput as exc:
+                raise fail(str(exc), code=2) from None
