@@ -31,7 +31,7 @@ from rich.table import Table
 from hatinspect.analysis.masks import summarise_masks
 from hatinspect.analysis.overlap import overlap
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
-from hatinspect.render import tables
+from hatinspect.render import layout, tables
 
 
 def resnet152_checkpoint(tasks: int) -> Checkpoint:
@@ -71,25 +71,25 @@ def _with_masks(layers, tasks) -> Checkpoint:
 def now_printing(result, width: int | None, **options) -> str:
     """The command's output, as `print_tables` writes it."""
     with redirect_stdout(io.StringIO()) as out, redirect_stderr(io.StringIO()):
-        tables.print_renderables(tables.tables(result, width=width, **options), width)
+        layout.print_renderables(layout.tables(result, width=width, **options), width)
     return out.getvalue()
 
 
 def text_cells_printing(result, width: int | None) -> str:
     """The same output with `text_cells_table` for each grid, printed as before."""
     sink = io.StringIO()
-    with mock.patch.object(tables.Grid, "table", text_cells_table):
-        renderables = tables.tables(result, width=width)
+    with mock.patch.object(layout.Grid, "table", text_cells_table):
+        renderables = layout.tables(result, width=width)
     console = Console(file=sink, width=width or tables.UNLIMITED, highlight=False)
     for renderable in renderables:
-        if not isinstance(renderable, tables.Note):
+        if not isinstance(renderable, layout.Note):
             console.print(renderable)
     return sink.getvalue()
 
 
 def former_printing(report, width: int | None) -> None:
     """The same cells in a rich ``Table``, measured for its natural width, then printed."""
-    grid = tables._mask_grid(report, report.tasks, tables.MASK_TASK_COLUMNS[0])
+    grid = tables.mask_grid(report, report.tasks, tables.MASK_TASK_COLUMNS[0])
     table = Table()
     for k, name in enumerate(grid.columns):
         table.add_column(name, justify="left" if k == 0 else "right")

@@ -8,7 +8,7 @@ from rich.text import Text
 
 
 def text_cells_table(grid, keep=None) -> Table:
-    """`grid` (a ``hatinspect.render.tables.Grid``) as rich lays out its cells itself: it
+    """`grid` (a ``hatinspect.render.layout.Grid``) as rich lays out its cells itself: it
     pads, wraps and justifies each in a row of its own."""
     keep = list(range(len(grid.columns)) if keep is None else keep)
     widths = grid.widths()

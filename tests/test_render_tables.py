@@ -11,7 +11,7 @@ from reference_tables import text_cells_table
 from rich.console import Console
 from rich.table import Table
 
-from hatinspect.render.tables import Grid
+from hatinspect.render.layout import Grid
 
 
 def plain() -> Grid:

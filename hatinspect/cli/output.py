@@ -48,14 +48,15 @@ def emit(
     """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
     table and CSV views, `table` and `width` the table alone."""
     from hatinspect.analysis import records
-    from hatinspect.render import tables
+    from hatinspect.render import runs, tables  # noqa: F401  (each registers its views)
+    from hatinspect.render.layout import print_tables
 
     if fmt is Format.json:
         sys.stdout.write(records.to_json(result, checkpoints))
     elif fmt is Format.csv:
         sys.stdout.write(records.to_csv(result, **options))
     else:
-        tables.print_tables(result, width=width, **(table or {}), **options)
+        print_tables(result, width=width, **(table or {}), **options)
 
 
 def draw(draw, result, path: Path | None, *options) -> None:

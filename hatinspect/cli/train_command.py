@@ -175,7 +175,8 @@ def _train_and_compare(run, configs, out: Path, fmt: str, force: bool, width) ->
     """Each algorithm on the same tasks into out/<algorithm>/, then the runs compared."""
     from hatinspect import api
     from hatinspect.analysis import records
-    from hatinspect.render import demo, tables
+    from hatinspect.render import demo, runs  # noqa: F401  (runs registers the comparison's view)
+    from hatinspect.render.layout import print_tables
 
     folders = [out / config.algorithm for config in configs]
     for folder in folders:
@@ -196,7 +197,7 @@ def _train_and_compare(run, configs, out: Path, fmt: str, force: bool, width) ->
         return
     for result in results:
         demo.print_table(result, width)
-    tables.print_tables(comparison, width)
+    print_tables(comparison, width)
     print(f"reproduce this comparison: {command}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from hatinspect.analysis.records import SCHEMA
-from hatinspect.render.tables import Grid, output_width, print_renderables
+from hatinspect.render.layout import Grid, output_width, print_renderables
 
 
 def record(result) -> dict:

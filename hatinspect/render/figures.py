@@ -91,7 +91,7 @@ def _drawn(make_figure):
 
     def draw(result, path: Path, look: Look = Look(), *options) -> None:
         with styled():
-            _save(make_figure(result, look, *options), path, look.dpi)
+            save_figure(make_figure(result, look, *options), path, look.dpi)
 
     draw.__doc__ = f"Draw {make_figure.__name__} to a .png, .svg or .pdf file."
     return draw
@@ -116,7 +116,7 @@ def network_masks(report: MaskReport, look: Look = Look()):
     ).reshape(len(names), len(report.tasks))
     cumulative = np.array([[layer.cumulative_fraction] for layer in report.layers])
     height = float(np.clip(1.1 + 0.034 * len(names), 1.8, 8.5))
-    fig = _figure(look, (COLUMN_WIDTH, height))
+    fig = new_figure(look, (COLUMN_WIDTH, height))
     tasks_ax, cumulative_ax, bar_ax = fig.subplots(
         1, 3, width_ratios=[max(len(report.tasks), 3), 1, 0.25]
     )
@@ -177,7 +177,7 @@ def _unit_strips(report: MaskReport, look: Look):
             "for the whole-network figure"
         )
     heights = [_panel_height(len(report.tasks))] * len(report.layers)
-    fig = _figure(look, (COLUMN_WIDTH, sum(heights) + 0.9))
+    fig = new_figure(look, (COLUMN_WIDTH, sum(heights) + 0.9))
     axes = fig.subplots(len(heights), 1, squeeze=False, height_ratios=heights)[:, 0]
     cmap = _cmap(look.cmap or "Greys")
     for ax, layer in zip(axes, report.layers, strict=True):
@@ -205,7 +205,7 @@ def overlap_figure(report: OverlapReport, look: Look = Look(), scale=JACCARD_SCA
     blank and labelled with each task's kept units."""
     _need_tasks(report.tasks, report.checkpoint)
     n = len(report.tasks)
-    fig = _figure(look, (COLUMN_WIDTH, COLUMN_WIDTH * 0.85))
+    fig = new_figure(look, (COLUMN_WIDTH, COLUMN_WIDTH * 0.85))
     ax = fig.subplots()
     off_diagonal = np.ma.masked_array(report.network.jaccard, mask=np.eye(n, dtype=bool))
     cmap = _cmap(look.cmap or "viridis").with_extremes(bad="0.85")
@@ -244,7 +244,7 @@ def measure_figure(result: LayerMeasure, look: Look = Look()):
     top = max(1, int(np.ceil(matrix.max(initial=0))))
     cmap = _cmap(look.cmap or "viridis").resampled(top + 1)
     norm = BoundaryNorm(np.arange(top + 2) - 0.5, cmap.N)
-    fig = _figure(look, (COLUMN_WIDTH, COLUMN_WIDTH * 0.8))
+    fig = new_figure(look, (COLUMN_WIDTH, COLUMN_WIDTH * 0.8))
     ax = fig.subplots()
     image = ax.imshow(matrix, aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
     colorbar = fig.colorbar(image, ax=ax, ticks=_integer_ticks(top))
@@ -273,7 +273,7 @@ def _integer_ticks(top: int) -> list[int]:
 def growth_figure(report: CapacityReport, look: Look = Look()):
     """Unit and parameter usage after each task, with the AdaHAT network sparsity."""
     _need_tasks(report.tasks, report.checkpoint)
-    fig = _figure(look, (COLUMN_WIDTH, 2.4))
+    fig = new_figure(look, (COLUMN_WIDTH, 2.4))
     ax = fig.subplots()
     steps = np.arange(len(report.by_task))
     series = {
@@ -314,13 +314,13 @@ def _cmap(name: str):
     return colormaps[name]
 
 
-def _figure(look: Look, default: tuple[float, float]):
+def new_figure(look: Look, default: tuple[float, float]):
     from matplotlib.figure import Figure
 
     return Figure(figsize=look.figsize or default, layout="constrained")
 
 
-def _save(fig, path: Path, dpi: int) -> None:
+def save_figure(fig, path: Path, dpi: int) -> None:
     kind = output_format(path, FIGURE_FORMATS)
     write_atomically(
         path,

@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 from hatinspect.analysis import records
 from hatinspect.analysis.audit import AuditReport, verdict, verdict_tone
 from hatinspect.analysis.report import Report
+from hatinspect.render.cells import count
 from hatinspect.render.files import output_format, write_atomically
 
 FORMATS = ("html", "md", "json")
@@ -77,7 +78,7 @@ def render(report: Report, figures: dict, template: str, **extra) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(share=_share, count=_count, cell=_markdown_cell, points=_points)
+    env.filters.update(share=_share, count=count, cell=_markdown_cell, points=_points)
     env.filters.update(verdict=verdict, tone=_tone)
     return env.get_template(template).render(report=report, figures=figures, **extra)
 
@@ -92,10 +93,6 @@ def _tone(audit: AuditReport) -> str:
 
 def _share(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
-
-
-def _count(value: int) -> str:
-    return f"{value:,}"
 
 
 def _points(value: float | None) -> str:

@@ -12,19 +12,20 @@ from rich.text import Text
 from hatinspect.analysis.compare import Comparison, RunStep
 from hatinspect.analysis.runs import FileUsage, RunCapacity
 from hatinspect.model.errors import HatinspectError
-from hatinspect.render import tables
+from hatinspect.render.cells import count, heading, new_table, of, share
+from hatinspect.render.layout import tables
 
 # compare
 
 
-@tables.tables.register
+@tables.register
 def _(comparison: Comparison, per_layer: bool = False, **_layout) -> list[RenderableType]:
-    out = [tables._heading(f"{len(comparison.runs)} run(s), task by task"), _steps(comparison)]
-    return [*out, tables._heading("Final usage per layer"), _layers(comparison)]
+    out = [heading(f"{len(comparison.runs)} run(s), task by task"), _steps(comparison)]
+    return [*out, heading("Final usage per layer"), _layers(comparison)]
 
 
 def _steps(comparison: Comparison) -> Table:
-    table = tables._table(
+    table = new_table(
         "after",
         "run",
         "units used",
@@ -46,19 +47,19 @@ def _steps(comparison: Comparison) -> Table:
 
 def _step_cells(step: RunStep) -> list[str]:
     return [
-        tables._of(step.units_used, step.unit_usage),
-        tables._of(step.params_protected, step.param_usage),
-        tables._count(step.new_units),
-        tables._count(step.reused_units),
-        tables._share(step.network_sparsity),
-        "-" if step.accuracy is None else tables._share(step.accuracy),
+        of(step.units_used, step.unit_usage),
+        of(step.params_protected, step.param_usage),
+        count(step.new_units),
+        count(step.reused_units),
+        share(step.network_sparsity),
+        "-" if step.accuracy is None else share(step.accuracy),
         "-" if step.forgetting is None else f"{100 * step.forgetting:.1f} pt",
     ]
 
 
 def _layers(comparison: Comparison) -> Table:
     names = [run.name for run in comparison.runs]
-    table = tables._table("layer", *(f"{name}: units / params" for name in names))
+    table = new_table("layer", *(f"{name}: units / params" for name in names))
     usage = [{layer.name: layer for layer in run.layers} for run in comparison.runs]
     for layer in comparison.layer_names:
         cells = [
@@ -72,23 +73,23 @@ def _layers(comparison: Comparison) -> Table:
 # capacity of a run folder
 
 
-@tables.tables.register
+@tables.register
 def _(result: RunCapacity, **options) -> list[RenderableType]:
     return [
-        *tables.tables(result.capacity, **options),
-        tables._heading("File by file"),
+        *tables(result.capacity, **options),
+        heading("File by file"),
         _trajectory(result.trajectory),
     ]
 
 
 def _trajectory(trajectory: tuple[FileUsage, ...]) -> Table:
-    table = tables._table("file", "tasks", "units used", "params protected")
+    table = new_table("file", "tasks", "units used", "params protected")
     for step in trajectory:
         table.add_row(
             Text(Path(step.file).name),
             str(step.tasks),
-            tables._of(step.units_used, step.unit_usage),
-            tables._of(step.params_protected, step.param_usage),
+            of(step.units_used, step.unit_usage),
+            of(step.params_protected, step.param_usage),
         )
     return table
 
@@ -98,12 +99,12 @@ def _trajectory(trajectory: tuple[FileUsage, ...]) -> Table:
 
 def curves_figure(comparison: Comparison, look=None):
     """Parameter usage (solid) and unit usage (dashed) after each task, one colour a run."""
-    from hatinspect.render.figures import COLUMN_WIDTH, Look, _figure
+    from hatinspect.render.figures import COLUMN_WIDTH, Look, new_figure
 
     look = look or Look()
     if not any(run.steps for run in comparison.runs):
         raise HatinspectError("no run stores task masks: there is nothing to draw")
-    fig = _figure(look, (COLUMN_WIDTH, 2.6))
+    fig = new_figure(look, (COLUMN_WIDTH, 2.6))
     ax = fig.subplots()
     for index, run in enumerate(comparison.runs):
         colour = f"C{index % 10}"
@@ -124,8 +125,8 @@ def curves_figure(comparison: Comparison, look=None):
 
 def capacity_curves(comparison: Comparison, path: Path, look=None) -> None:
     """Draw `curves_figure` to a .png, .svg or .pdf file."""
-    from hatinspect.render.figures import Look, _save, styled
+    from hatinspect.render.figures import Look, save_figure, styled
 
     look = look or Look()
     with styled():
-        _save(curves_figure(comparison, look), path, look.dpi)
+        save_figure(curves_figure(comparison, look), path, look.dpi)
