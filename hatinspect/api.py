@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -65,7 +64,7 @@ def masks(
     result = with_sources(
         summarise_masks(checkpoint, _many(task), _many(layer), _many(exclude)), [checkpoint]
     )
-    return _drawn(result, "figures.mask_heatmap", heatmap, dpi=dpi, cmap=cmap)
+    return _drawn(result, heatmap, dpi=dpi, cmap=cmap, per_unit=bool(layer))
 
 
 def capacity(
@@ -90,11 +89,11 @@ def capacity(
     if _is_folder(checkpoint) or isinstance(checkpoint, Run):
         run = open_run(checkpoint, source=source, task_id=task_id)
         result = with_sources(run_capacity(run, *chosen), [run.final])
-        _drawn(result.capacity, "figures.growth_plot", plot, dpi=dpi)
+        _drawn(result.capacity, plot, dpi=dpi)
         return result
     opened = open_any(checkpoint, source, task_id)
     result = with_sources(report_capacity(opened, *chosen), [opened])
-    return _drawn(result, "figures.growth_plot", plot, dpi=dpi)
+    return _drawn(result, plot, dpi=dpi)
 
 
 def measure(
@@ -118,7 +117,7 @@ def measure(
     parse_unit_wise(of)
     opened = open_any(checkpoint, source, task_id)
     result = with_sources(layer_measure(opened, layer, of, aggregation), [opened])
-    _drawn(result, "figures.measure_heatmap", heatmap, dpi=dpi, cmap=cmap)
+    _drawn(result, heatmap, dpi=dpi, cmap=cmap)
     if save is not None:
         from hatinspect.render.files import save_measure
 
@@ -135,18 +134,20 @@ def overlap(
     heatmap: PathLike | None = None,
     dpi: int = 100,
     cmap: str | None = None,
+    scale: tuple[float, float] = (0.0, 1.0),
     source: str | None = None,
     task_id: int | None = None,
 ) -> OverlapReport:
     """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer.
-    ``heatmap``: also draw the task x task Jaccard matrix to a figure file."""
+    ``heatmap``: also draw the task x task Jaccard matrix to a figure file, its colours
+    spanning ``scale`` (0 to 1 unless given)."""
     from hatinspect.analysis.overlap import overlap as task_overlap
 
     checkpoint = open_any(checkpoint, source, task_id)
     result = with_sources(
         task_overlap(checkpoint, _many(task), _many(layer), _many(exclude)), [checkpoint]
     )
-    return _drawn(result, "figures.overlap_heatmap", heatmap, dpi=dpi, cmap=cmap)
+    return _drawn(result, heatmap, dpi=dpi, cmap=cmap, scale=scale)
 
 
 def audit(
@@ -189,7 +190,7 @@ def compare(
 
     opened = [open_run(run, source=source, task_id=task_id) for run in runs]
     result = with_sources(compare_runs(opened), [run.final for run in opened])
-    return _drawn(result, "runs.capacity_curves", plot, dpi=dpi)
+    return _drawn(result, plot, dpi=dpi)
 
 
 def report(
@@ -230,14 +231,13 @@ def open_run(
     return read_run(checkpoint_path(run), lambda path: open_any(path, source, task_id))
 
 
-def _drawn(result, drawing: str, path: PathLike | None, dpi: int = 100, cmap: str | None = None):
-    """`result`, after `hatinspect.render.<drawing>` wrote it to `path` (when given)."""
+def _drawn(result, path: PathLike | None, dpi: int = 100, cmap: str | None = None, **options):
+    """`result`, after its figure was drawn to `path` (when given), as the command draws it."""
     if path is not None:
+        from hatinspect.render.drawing import draw_figure
         from hatinspect.render.figures import Look
 
-        module, _, name = drawing.rpartition(".")
-        draw = getattr(import_module(f"hatinspect.render.{module}"), name)
-        draw(result, output_path(path), Look(cmap=cmap, dpi=dpi))
+        draw_figure(result, output_path(path), Look(cmap=cmap, dpi=dpi), **options)
     return result
 
 

@@ -37,7 +37,7 @@ from hatinspect.cli.options import (
     valid_scale,
     valid_unit_wise,
 )
-from hatinspect.cli.output import draw, emit, figure_look, load, load_run, outputs_free
+from hatinspect.cli.output import emit, figure_look, load, load_run, outputs_free, write_output
 from hatinspect.cli.registry import command
 
 
@@ -81,9 +81,10 @@ def masks(
     opened = load(checkpoint, source, task_id)
     report = api.masks(opened, task=task, layer=layer, exclude=exclude)
     if heatmap:
-        from hatinspect.render.figures import mask_heatmap
+        from hatinspect.render.drawing import draw_figure
 
-        draw(mask_heatmap, report, heatmap, figure_look(dpi, cmap, figsize, title), bool(layer))
+        look = figure_look(dpi, cmap, figsize, title)
+        write_output(draw_figure, report, heatmap, look, per_unit=bool(layer))
     emit(report, fmt, (opened,), width, table={"chosen_tasks": bool(task)})
     if show:
         _show(report, width)
@@ -153,9 +154,9 @@ def capacity(
     result = api.capacity(opened, task=task, layer=layer, exclude=exclude)
     report = getattr(result, "capacity", result)  # a run folder's: its final file's
     if plot:
-        from hatinspect.render.figures import growth_plot
+        from hatinspect.render.drawing import draw_figure
 
-        draw(growth_plot, report, plot, figure_look(dpi, None, figsize, title))
+        write_output(draw_figure, report, plot, figure_look(dpi, None, figsize, title))
     emit(result, fmt, result.sources, width, by_task=by_task)
     usage = report.total.param_usage
     if fail_above is not None and usage > fail_above:
@@ -221,13 +222,13 @@ def measure(
     opened = load(checkpoint, source, task_id)
     result = api.measure(opened, layer, of=of, aggregation=aggregation.value)
     if heatmap:
-        from hatinspect.render.figures import measure_heatmap
+        from hatinspect.render.drawing import draw_figure
 
-        draw(measure_heatmap, result, heatmap, figure_look(dpi, cmap, figsize, title))
+        write_output(draw_figure, result, heatmap, figure_look(dpi, cmap, figsize, title))
     if save:
         from hatinspect.render.files import save_measure
 
-        draw(save_measure, result, save)
+        write_output(save_measure, result, save)
     emit(result, fmt, (opened,), width)
 
 
@@ -268,10 +269,12 @@ def overlap(
     opened = load(checkpoint, source, task_id)
     report = api.overlap(opened, task=task, layer=layer, exclude=exclude)
     if heatmap:
-        from hatinspect.render.figures import JACCARD_SCALE, overlap_heatmap, parse_scale
+        from hatinspect.render.drawing import draw_figure
+        from hatinspect.render.figures import JACCARD_SCALE, parse_scale
 
         look = figure_look(dpi, cmap, figsize, title)
-        draw(overlap_heatmap, report, heatmap, look, parse_scale(scale) if scale else JACCARD_SCALE)
+        chosen = parse_scale(scale) if scale else JACCARD_SCALE
+        write_output(draw_figure, report, heatmap, look, scale=chosen)
     emit(report, fmt, (opened,), width, per_layer=per_layer)
 
 

@@ -59,9 +59,10 @@ def emit(
         print_tables(result, width=width, **(table or {}), **options)
 
 
-def draw(draw, result, path: Path | None, *options) -> None:
+def write_output(write, result, path: Path | None, *options, **keywords) -> None:
+    """``write(result, path, ...)`` when a path is given, then say so on stderr."""
     if path is not None:
-        draw(result, path, *options)
+        write(result, path, *options, **keywords)
         print(f"wrote {path}", file=sys.stderr)
 
 

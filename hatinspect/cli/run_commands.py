@@ -20,7 +20,7 @@ from hatinspect.cli.options import (
     figure_path,
     usage_check,
 )
-from hatinspect.cli.output import draw, emit, figure_look, load_run, outputs_free
+from hatinspect.cli.output import emit, figure_look, load_run, outputs_free, write_output
 from hatinspect.cli.registry import command
 from hatinspect.render.files import output_format
 
@@ -62,9 +62,9 @@ def compare(
     outputs_free(force, tuple(runs), plot)
     result = api.compare(*(load_run(path, source, task_id) for path in runs))
     if plot:
-        from hatinspect.render.runs import capacity_curves
+        from hatinspect.render.drawing import draw_figure
 
-        draw(capacity_curves, result, plot, figure_look(dpi, None, figsize, title))
+        write_output(draw_figure, result, plot, figure_look(dpi, None, figsize, title))
     emit(result, fmt, result.sources, width, per_layer=per_layer)
 
 

@@ -304,9 +304,7 @@ def _overlap_summary(tasks, scope: Overlap, width: int | None, where: str) -> li
             str(tasks[least[a]]),
             f"{others[a, least[a]]:.2f}",
         )
-    line = (
-        f"Overlap of each task with the {len(tasks) - 1} others, {where}: {scope.units:,} units"
-    )
+    line = f"Overlap of each task with the {len(tasks) - 1} others, {where}: {scope.units:,} units"
     return [heading(line), *grid.fitted(width)]
 
 
