@@ -60,7 +60,7 @@ def torch_reader(path: str):
 def torch_capacity_command(path: str) -> None:
     """What a torch-based `capacity --format json` would do, for the fresh-process timing."""
     from hatinspect.analysis.capacity import capacity
-    from hatinspect.analysis.records import to_json
+    from hatinspect.model.records import to_json
 
     sys.stdout.write(to_json(capacity(torch_reader(path))))
 

@@ -109,7 +109,7 @@ def test_no_units_share_nothing():
 
 
 def test_csv_has_every_pair_of_every_scope_with_names_quoted():
-    from hatinspect.analysis.records import to_csv
+    from hatinspect.model.records import to_csv
 
     tasks = (1, 2, 4)
     layers = [layer('a,"b"', (3, 2)), layer("c", (70, 2))]

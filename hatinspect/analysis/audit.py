@@ -21,6 +21,7 @@ import numpy as np
 from hatinspect.analysis.capacity import inputs_per_unit
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 from hatinspect.model.errors import CheckpointError, HatinspectError
+from hatinspect.model.records import csv_rows, fields_of, record, values_of
 from hatinspect.model.result import Result
 from hatinspect.native.blocks import (
     Entry,
@@ -396,3 +397,31 @@ def _compare(name, old, new, old_key, new_key, rows, columns, tally: _Tally) -> 
 
 def _nan_high(value: float) -> float:
     return math.inf if math.isnan(value) else value
+
+
+# machine output (JSON record, CSV rows)
+
+AUDIT_KEYS = ["name", "protected", "changed", "max_abs_change", "mean_abs_change"]
+
+
+@record.register
+def _(report: AuditReport) -> dict:
+    return {
+        "before": report.before,
+        "after": report.after,
+        "tasks": list(report.tasks),
+        "notes": list(report.notes),
+        "algorithm": report.algorithm,
+        "rule": report.rule,
+        "tolerance": report.tolerance,
+        "ok": report.ok,
+        "verdict": verdict(report),  # the audit command's and the report's sentence
+        "protected": report.protected,
+        "changed": report.changed,
+        "layers": [fields_of(layer, AUDIT_KEYS) for layer in report.layers],
+    }
+
+
+@csv_rows.register
+def _(report: AuditReport) -> tuple[list[str], list[list]]:
+    return AUDIT_KEYS, [values_of(layer, AUDIT_KEYS) for layer in report.layers]

@@ -12,7 +12,7 @@ import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from hatinspect.analysis.masks import joined_masks
 from hatinspect.analysis.select import select_layers, select_tasks
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 from hatinspect.model.errors import CheckpointError
+from hatinspect.model.records import csv_rows, fields_of, record, values_of
 from hatinspect.model.result import Result
 from hatinspect.native import format as fmt
 
@@ -78,6 +79,7 @@ class TaskGrowth:
 
 @dataclass(frozen=True)
 class CapacityReport(Result):
+    MARKS_INFERRED: ClassVar[bool] = True  # its JSON says which preceding layers are inferred
     checkpoint: str
     tasks: tuple[int, ...]
     layers: tuple[Usage, ...]
@@ -257,3 +259,39 @@ def _growth(
         )
         for t, task in enumerate(checkpoint.task_ids)
     )
+
+
+# machine output (JSON record, CSV rows)
+
+USAGE_KEYS = [
+    "name",
+    "units",
+    "units_used",
+    "unit_usage",
+    "params",
+    "params_protected",
+    "param_usage",
+    "free",
+]
+GROWTH_KEYS = ["task", "new_units", "reused_units", "network_sparsity", "param_usage"]
+GROWTH_CSV_KEYS = [*GROWTH_KEYS, "units_used", "params_protected"]
+
+
+@record.register
+def _(report: CapacityReport) -> dict:
+    return {
+        "checkpoint": report.checkpoint,
+        "tasks": list(report.tasks),
+        "layers": [fields_of(layer, USAGE_KEYS) for layer in report.layers],
+        "total": fields_of(report.total, USAGE_KEYS),
+        "by_task": [fields_of(step, GROWTH_KEYS) for step in report.by_task],
+        "protects": report.protects,  # false: no masks protect anything (e.g. fine-tuning)
+    }
+
+
+@csv_rows.register
+def _(report: CapacityReport, by_task: bool = False) -> tuple[list[str], list[list]]:
+    if by_task:
+        return GROWTH_CSV_KEYS, [values_of(step, GROWTH_CSV_KEYS) for step in report.by_task]
+    usages = [*report.layers, report.total]
+    return USAGE_KEYS, [values_of(usage, USAGE_KEYS) for usage in usages]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from hatinspect.analysis.capacity import Shares, Usage, capacity
 from hatinspect.analysis.runs import Run, accuracy_matrix
 from hatinspect.model.errors import HatinspectError
+from hatinspect.model.records import csv_rows, fields_of, record, values_of
 from hatinspect.model.result import Result
 
 
@@ -102,3 +103,55 @@ def mean_forgetting(accuracy: list[list[float]], t: int) -> float | None:
         return None
     drops = [max(row[j] for row in accuracy[j:t]) - accuracy[t][j] for j in range(t)]
     return sum(drops) / t
+
+
+# machine output (JSON record, CSV rows)
+
+STEP_KEYS = [
+    "task",
+    "units",
+    "units_used",
+    "unit_usage",
+    "params",
+    "params_protected",
+    "param_usage",
+    "new_units",
+    "reused_units",
+    "network_sparsity",
+    "accuracy",
+    "forgetting",
+]
+LAYER_KEYS = ["units", "units_used", "unit_usage", "params", "params_protected", "param_usage"]
+
+
+@record.register
+def _(comparison: Comparison) -> dict:
+    return {"runs": [_run_record(run) for run in comparison.runs]}
+
+
+def _run_record(run: RunSummary) -> dict:
+    return {
+        "name": run.name,
+        "path": run.path,
+        "files": list(run.files),
+        "backbone": run.backbone,
+        "algorithm": run.algorithm,
+        "tasks": [step.task for step in run.steps],
+        "by_task": [fields_of(step, STEP_KEYS) for step in run.steps],
+        "layers": [{"name": layer.name, **fields_of(layer, LAYER_KEYS)} for layer in run.layers],
+    }
+
+
+@csv_rows.register
+def _(comparison: Comparison, per_layer: bool = False) -> tuple[list[str], list[list]]:
+    if per_layer:
+        rows = [
+            [run.name, layer.name, *values_of(layer, LAYER_KEYS)]
+            for run in comparison.runs
+            for layer in run.layers
+        ]
+        return ["run", "layer", *LAYER_KEYS], rows
+    rows = [
+        [run.name, *values_of(step, STEP_KEYS)] for run in comparison.runs for step in run.steps
+    ]
+    return ["run", *STEP_KEYS], rows

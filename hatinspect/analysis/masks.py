@@ -9,6 +9,7 @@ import numpy as np
 
 from hatinspect.analysis.select import select_layers, select_tasks
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.model.records import csv_rows, record
 from hatinspect.model.result import Result
 
 
@@ -113,3 +114,55 @@ def _layer_masks(matrix: np.ndarray, layer: LayerInfo, tasks: tuple[int, ...]) -
         histogram=tuple(int(n) for n in np.bincount(summative, minlength=len(tasks) + 1)),
         matrix=matrix,
     )
+
+
+# machine output (JSON record, CSV rows)
+
+
+@record.register
+def _(report: MaskReport) -> dict:
+    return {
+        "checkpoint": report.checkpoint,
+        "backbone": report.backbone,
+        "tasks": list(report.tasks),
+        "layers": [
+            {
+                "name": layer.name,
+                "units": layer.units,
+                "tasks": {
+                    str(task): {"active": layer.active[task], "fraction": layer.fraction(task)}
+                    for task in report.tasks
+                },
+                "cumulative": {"active": layer.cumulative, "fraction": layer.cumulative_fraction},
+                "summative": {"max": layer.summative_max, "mean": layer.summative_mean},
+            }
+            for layer in report.layers
+        ],
+    }
+
+
+@csv_rows.register
+def _(report: MaskReport) -> tuple[list[str], list[list]]:
+    per_task = [f"task_{task}_{key}" for task in report.tasks for key in ("active", "fraction")]
+    header = [
+        "layer",
+        "units",
+        *per_task,
+        "cumulative_active",
+        "cumulative_fraction",
+        "summative_max",
+        "summative_mean",
+    ]
+    rows = [
+        [
+            layer.name,
+            layer.units,
+            *[v for task in report.tasks for v in (layer.active[task], layer.fraction(task))],
+            layer.cumulative,
+            layer.cumulative_fraction,
+            layer.summative_max,
+            layer.summative_mean,
+        ]
+        for layer in report.layers
+    ]
+    return header, rows

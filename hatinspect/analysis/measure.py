@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from hatinspect.analysis.capacity import inputs_per_unit
 from hatinspect.analysis.select import find_layer, select_tasks
 from hatinspect.model.checkpoint import Checkpoint
+from hatinspect.model.records import csv_rows, record
 from hatinspect.model.result import Result
 from hatinspect.native.blocks import BLOCK_BYTES
 
@@ -39,6 +41,7 @@ class LayerMeasure(Result):
     """One layer's parameter-wise measure, kept as its two unit-wise factors: the weight
     (i, j, ...) is agg(rows[i], columns[j]), so nothing weight-sized is held."""
 
+    MARKS_INFERRED: ClassVar[bool] = True  # its JSON says which preceding layers are inferred
     checkpoint: str
     layer: str
     of: str  # "cumulative", "summative" or "task:N"
@@ -197,3 +200,41 @@ def _number(value) -> float | int:
     """An integral value as int, so that JSON shows 1 rather than 1.0."""
     value = float(value)
     return int(value) if value.is_integer() else value
+
+
+# machine output (JSON record, CSV rows)
+
+
+@record.register
+def _(result: LayerMeasure) -> dict:
+    return {
+        "checkpoint": result.checkpoint,
+        "layer": result.layer,
+        "of": result.of,
+        "aggregation": result.aggregation,
+        "weight": stats_record(result.weight_stats, result.weight_shape),
+        "bias": None
+        if result.bias_stats is None
+        else stats_record(result.bias_stats, result.bias_shape),
+    }
+
+
+@csv_rows.register
+def _(result: LayerMeasure) -> tuple[list[str], list[list]]:
+    tensors = [("weight", result.weight_stats), ("bias", result.bias_stats)]
+    rows = [
+        [name, value, count] for name, stats in tensors if stats for value, count in stats.histogram
+    ]
+    return ["tensor", "value", "count"], rows
+
+
+def stats_record(stats: Stats, shape: tuple[int, ...] | None = None) -> dict:
+    """A measure's statistics; a tensor's come with its shape first."""
+    return {
+        **({} if shape is None else {"shape": list(shape)}),
+        "count": stats.count,
+        "min": stats.min,
+        "max": stats.max,
+        "mean": stats.mean,
+        "histogram": [{"value": value, "count": count} for value, count in stats.histogram],
+    }

@@ -18,11 +18,12 @@ from hatinspect.analysis.capacity import (
 )
 from hatinspect.analysis.compare import Comparison, compare
 from hatinspect.analysis.masks import MaskReport, summarise_masks
-from hatinspect.analysis.measure import Stats, pair_stats
+from hatinspect.analysis.measure import Stats, pair_stats, stats_record
 from hatinspect.analysis.overlap import OverlapReport, overlap
 from hatinspect.analysis.runs import Run, check_trajectory
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 from hatinspect.model.errors import CheckpointError, HatinspectError
+from hatinspect.model.records import document, record
 from hatinspect.model.result import Result
 from hatinspect.native.reader import read_native_tensors
 
@@ -166,3 +167,40 @@ def min_measure_stats(checkpoint: Checkpoint, layer: LayerInfo, unit_wise) -> St
         source = checkpoint.layer(layer.preceding)
         columns = np.repeat(unit_wise[source.name], inputs_per_unit(layer, source))
     return pair_stats(unit_wise[layer.name], columns, "min", layer.fan_in, layer.kernel_size)
+
+
+# machine output (JSON record, CSV rows)
+
+
+@record.register
+def _(report: Report) -> dict:
+    document = {"summary": report.summary, "runs": [_run(run) for run in report.runs]}
+    comparison = report.comparison
+    document["comparison"] = None if comparison is None else record(comparison)
+    return document
+
+
+def _run(run: RunReport) -> dict:
+    final = (run.checkpoint,)
+    files = run.run.checkpoints
+    return {
+        "name": run.run.name,
+        "files": [checkpoint.path for checkpoint in files],
+        "summary": run.summary,
+        "info": document(run.checkpoint, final),
+        "capacity": document(run.capacity, final),
+        "masks": document(run.masks, final),
+        "overlap": document(run.overlap, final),
+        "measures": [
+            {
+                "name": layer.name,
+                "cumulative": stats_record(layer.cumulative),
+                "summative": stats_record(layer.summative),
+            }
+            for layer in run.measures
+        ],
+        "audits": [
+            document(audit, pair)
+            for audit, pair in zip(run.audits, zip(files, files[1:], strict=False), strict=True)
+        ],
+    }

@@ -13,10 +13,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from hatinspect.analysis.capacity import CapacityReport, Shares, capacity
 from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.model.errors import CheckpointError, HatinspectError
+from hatinspect.model.records import csv_rows, fields_of, record
 from hatinspect.model.result import Result
 
 RUN_FILE = re.compile(r"after-task-(\d+)\.safetensors")
@@ -123,6 +125,7 @@ class FileUsage(Shares):
 class RunCapacity(Result):
     """`capacity` of a run folder: the final file's report and the trajectory."""
 
+    MARKS_INFERRED: ClassVar[bool] = True  # its JSON says which preceding layers are inferred
     capacity: CapacityReport
     trajectory: tuple[FileUsage, ...]
 
@@ -173,3 +176,31 @@ def accuracy_matrix(checkpoint: Checkpoint) -> list[list[float]] | None:
         if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in row):
             return None
     return [[float(a) for a in row] for row in rows]
+
+
+# machine output (JSON record, CSV rows)
+
+FILE_KEYS = [
+    "file",
+    "tasks",
+    "last_task",
+    "units",
+    "units_used",
+    "unit_usage",
+    "params",
+    "params_protected",
+    "param_usage",
+]
+
+
+@record.register
+def _(result: RunCapacity) -> dict:
+    return {
+        **record(result.capacity),
+        "trajectory": [fields_of(step, FILE_KEYS) for step in result.trajectory],
+    }
+
+
+@csv_rows.register
+def _(result: RunCapacity, by_task: bool = False) -> tuple[list[str], list[list]]:
+    return csv_rows(result.capacity, by_task=by_task)

@@ -47,7 +47,7 @@ def emit(
 ) -> None:
     """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
     table and CSV views, `table` and `width` the table alone."""
-    from hatinspect.analysis import records
+    from hatinspect.model import records
     from hatinspect.render import runs, tables  # noqa: F401  (each registers its views)
     from hatinspect.render.layout import print_tables
 

@@ -174,7 +174,7 @@ def _train_one(run, config, out: Path, fmt: str, force: bool, width: int | None)
 def _train_and_compare(run, configs, out: Path, fmt: str, force: bool, width) -> None:
     """Each algorithm on the same tasks into out/<algorithm>/, then the runs compared."""
     from hatinspect import api
-    from hatinspect.analysis import records
+    from hatinspect.model import records
     from hatinspect.render import demo, runs  # noqa: F401  (runs registers the comparison's view)
     from hatinspect.render.layout import print_tables
 

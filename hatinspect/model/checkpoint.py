@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from functools import cached_property
 
 import numpy as np
 
+from hatinspect.model.records import csv_rows, record
 from hatinspect.model.result import Result
 
 
@@ -92,3 +94,64 @@ def _reduce(masks, task_ids, layer: LayerInfo, op, dtype) -> np.ndarray:
     for task in task_ids:
         op(out, masks[task][layer.name], out=out, casting="unsafe")
     return out
+
+
+# machine output (JSON record, CSV rows)
+
+
+@record.register
+def _(checkpoint: Checkpoint) -> dict:
+    return {
+        "checkpoint": checkpoint.path,
+        "backbone": checkpoint.backbone,
+        "source": checkpoint.source,
+        "tasks": list(checkpoint.task_ids),
+        "layers": [
+            {
+                "name": layer.name,
+                "units": layer.units,
+                "weight_shape": list(layer.weight_shape),
+                "has_bias": layer.has_bias,
+                "preceding": layer.preceding,
+                "preceding_inferred": layer.preceding_inferred,
+                "params": layer.params,
+            }
+            for layer in checkpoint.layers
+        ],
+        "metadata": _metadata(checkpoint.metadata),
+        "notes": list(checkpoint.notes),
+    }
+
+
+def _metadata(metadata) -> dict:
+    """User metadata with its values' types back, keys sorted (the file keeps no order).
+
+    The file stores a string as is and anything else as JSON text, so text that parses
+    as a JSON number, boolean, null, list or object is shown as that value."""
+    return {key: _typed(metadata[key]) for key in sorted(metadata)}
+
+
+def _typed(text: str):
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, str) or (isinstance(value, float) and not math.isfinite(value)):
+        return text  # a string stored as is stays as it was written
+    return value
+
+
+@csv_rows.register
+def _(checkpoint: Checkpoint) -> tuple[list[str], list[list]]:
+    rows = [
+        [
+            layer.name,
+            layer.units,
+            "x".join(map(str, layer.weight_shape)),
+            layer.has_bias,
+            layer.preceding or "",
+            layer.params,
+        ]
+        for layer in checkpoint.layers
+    ]
+    return ["name", "units", "weight_shape", "has_bias", "preceding", "params"], rows

@@ -1,7 +1,7 @@
 """What every command's result offers a script: ``to_dict()`` and ``to_pandas()``.
 
-The JSON contract itself lives in ``hatinspect.analysis.records``, which knows every result
-type; it is imported when asked for, so a result module need not import all the others.
+Each result type registers its JSON record and CSV rows with ``hatinspect.model.records``
+beside its own definition; this module knows none of them.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from hatinspect.model.extras import require
+from hatinspect.model.records import csv_rows, to_json
 
 
 class Result:
@@ -23,8 +24,6 @@ class Result:
 
     def to_dict(self) -> dict:
         """The command's JSON document (``--format json``) as Python objects."""
-        from hatinspect.analysis.records import to_json
-
         return json.loads(to_json(self, self.sources))
 
     def to_pandas(self, **options):
@@ -33,8 +32,6 @@ class Result:
         ``options`` are the command's CSV switches, e.g. ``by_task=True`` for capacity.
         """
         pandas = require("pandas", "to_pandas()")
-        from hatinspect.analysis.records import csv_rows
-
         header, rows = csv_rows(self, **options)
         return pandas.DataFrame(rows, columns=header)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from hatinspect.analysis.records import SCHEMA
+from hatinspect.model.records import SCHEMA
 from hatinspect.render.layout import Grid, output_width, print_renderables
 
 

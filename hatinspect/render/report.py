@@ -15,9 +15,9 @@ from pathlib import Path
 
 from markupsafe import Markup, escape
 
-from hatinspect.analysis import records
 from hatinspect.analysis.audit import AuditReport, verdict, verdict_tone
 from hatinspect.analysis.report import Report
+from hatinspect.model import records
 from hatinspect.render.cells import count
 from hatinspect.render.files import output_format, write_atomically
 
