@@ -27,7 +27,8 @@ def process_time(command: list[str], repeats: int) -> float:
 def build_files(folder: Path, tasks: int) -> tuple[Path, Path]:
     import torch
 
-    from hatinspect.torch_io.save import describe_layers, save_checkpoint
+    from hatinspect.backbones.layers import describe_layers
+    from hatinspect.torch_io.save import save_checkpoint
 
     backbone = hat_resnet152(tasks)
     native = save_checkpoint(folder / "resnet152.safetensors", backbone)

@@ -32,7 +32,7 @@ def open_checkpoint(
 
 def _open(path, source: str | None, task_id: int | None) -> Checkpoint:
     if sniff(path) == "torch":
-        from hatinspect.importers.hub import import_checkpoint
+        from hatinspect.importers import import_checkpoint
 
         return import_checkpoint(path, source, task_id).checkpoint
     if task_id is not None:
@@ -48,7 +48,7 @@ def read_tensors(path: str | os.PathLike, keys: Iterable[str]) -> dict[str, np.n
     with reading(path):
         path = existing_file(path)
         if sniff(path) == "torch":
-            from hatinspect.importers.hub import read_torch_tensors
+            from hatinspect.importers import read_torch_tensors
 
             return read_torch_tensors(path, list(keys))
         return read_native_tensors(path, keys)

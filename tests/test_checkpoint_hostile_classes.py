@@ -428,7 +428,7 @@ def open_in_subprocess(paths, memory=2**29, timeout=180) -> dict[str, str]:
     space than it starts with: file name -> "LOADED" or "ERR <message>"."""
     code = """
         import resource, sys
-        import hatinspect, hatinspect.importers.hub
+        import hatinspect, hatinspect.importers.dispatch
         vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
         resource.setrlimit(resource.RLIMIT_AS, (vm + int(sys.argv[1]),) * 2)
         for path in sys.argv[2:]:

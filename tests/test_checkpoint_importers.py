@@ -23,9 +23,9 @@ from safetensors import safe_open
 
 import hatinspect
 from hatinspect.backbones import HATMaskMLP, HATMaskResNet18, HATMaskResNet50
+from hatinspect.backbones.layers import describe_layers
 from hatinspect.checkpoints import read_tensors
 from hatinspect.importers.flow import infer_flow
-from hatinspect.torch_io.save import describe_layers
 
 
 def assert_masks(checkpoint, expected):

@@ -129,7 +129,7 @@ def test_same_as_backbone_mlp_through_a_file(tmp_path):
 @pytest.mark.torch
 def test_same_as_backbone_resnet18():
     from hatinspect.backbones import HATMaskResNet18
-    from hatinspect.torch_io.save import describe_layers
+    from hatinspect.backbones.layers import describe_layers
 
     backbone = trained(HATMaskResNet18(3, 512, "sigmoid"), TASKS)
     masks = {t: {n: m.numpy() for n, m in mask.items()} for t, mask in backbone.masks.items()}

@@ -12,9 +12,10 @@ import torch
 
 import hatinspect
 from hatinspect.backbones import HATMaskMLP, HATMaskResNet152
+from hatinspect.backbones.layers import describe_layers
 from hatinspect.model.errors import CheckpointError
 from hatinspect.native import format as fmt
-from hatinspect.torch_io.save import describe_layers, header_bytes, prefixed, write_checkpoint
+from hatinspect.torch_io.save import header_bytes, prefixed, write_checkpoint
 
 
 def random_masks(backbone, tasks: int, seed: int = 0) -> dict[int, dict[str, torch.Tensor]]:

@@ -5,8 +5,8 @@ from checkpoint_factories import hat_mlp, original_hat_state, torch_save
 from cli_runs import modules_left_out, run_in_fresh_python
 
 from hatinspect.backbones import HATMaskMLP, HATMaskResNet18
+from hatinspect.backbones.layers import describe_layers
 from hatinspect.backbones.structure import structure_only
-from hatinspect.torch_io.save import describe_layers
 from hatinspect.training.engine import PlainSGD
 
 

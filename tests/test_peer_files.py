@@ -184,7 +184,7 @@ def test_a_stored_cumulative_mask_that_disagrees_is_a_note(monkeypatch):
         return algorithm
 
     load = unpickler.load_saved_object
-    monkeypatch.setattr("hatinspect.importers.hub.load_saved_object", tampered)
+    monkeypatch.setattr("hatinspect.importers.payload.load_saved_object", tampered)
     checkpoint = hatinspect.open_checkpoint("clarena_hat_mlp.pth")
     (note,) = [n for n in checkpoint.notes if "cumulative_mask_for_previous_tasks" in n]
     assert "fc/1" in note and "fc/0" not in note

@@ -28,7 +28,7 @@ STATE_HINT = "save the weights with torch.save(model.state_dict(), ...) and insp
 
 def import_saved_model(path: Path, obj: Placeholder, source: str | None, task_id: int | None):
     """The ``Imported`` view of a CLArena saved model (every stored task's mask)."""
-    from hatinspect.importers.hub import _imported, _layers, stored_task_id
+    from hatinspect.importers.common import imported_checkpoint, layers_of, stored_task_id
 
     backbone, algorithm = _parts(path, obj, source)
     if task_id is not None:
@@ -38,7 +38,7 @@ def import_saved_model(path: Path, obj: Placeholder, source: str | None, task_id
     masks = _task_masks(path, attrs.get("masks"), names)
     state = saved_model_state(path, obj)
     prefix = "backbone." if algorithm is not None else ""
-    layers = _layers(path, state, {n: prefix + n.replace("/", ".") for n in names})
+    layers = layers_of(path, state, {n: prefix + n.replace("/", ".") for n in names})
     notes = _cross_check(path, algorithm, masks) if algorithm is not None else []
     if not masks:
         notes.append("the saved model stores no task's mask yet (backbone.masks is empty)")
@@ -47,7 +47,7 @@ def import_saved_model(path: Path, obj: Placeholder, source: str | None, task_id
         (fmt.BACKBONE_PREFIX + key if algorithm is None else fmt.OTHER_PREFIX + key)
         for key in state
     }  # fmt: skip
-    imported = _imported(
+    imported = imported_checkpoint(
         path, "clarena", _class_name(backbone), layers, masks, notes, state, native,
         task_id=stored_task_id(path, "'task_id'", (
             _attributes(path, algorithm) if algorithm else attrs).get("task_id")),
@@ -153,7 +153,7 @@ def _layer_names(path: Path, attrs: dict) -> list[str]:
 
 
 def _task_masks(path: Path, masks, names: list[str]) -> dict[int, dict[str, np.ndarray]]:
-    from hatinspect.importers.hub import _binary
+    from hatinspect.importers.common import binary_mask
 
     if not isinstance(masks, Mapping):
         raise CheckpointError(f"{path}: backbone.masks is not a mapping of task masks")
@@ -172,7 +172,8 @@ def _task_masks(path: Path, masks, names: list[str]) -> dict[int, dict[str, np.n
                     f"{path}: backbone.masks[{shown(key)}][{shown(name)}] is not a tensor"
                 )
         out[task] = {
-            n: _binary(path, f"backbone.masks[{shown(key)}][{shown(n)}]", mask[n]) for n in names
+            n: binary_mask(path, f"backbone.masks[{shown(key)}][{shown(n)}]", mask[n])
+            for n in names
         }
     return out
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hatinspect.importers.hub import Imported, import_checkpoint
+from hatinspect.importers import Imported, import_checkpoint
 from hatinspect.model.errors import CheckpointError
 from hatinspect.model.paths import output_path
 from hatinspect.native import format as fmt

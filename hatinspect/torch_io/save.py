@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from hatinspect.model.checkpoint import LayerInfo
+from hatinspect.backbones.layers import describe_layers
 from hatinspect.model.errors import CheckpointError
 from hatinspect.model.paths import output_path
 from hatinspect.native import format as fmt
@@ -78,28 +78,6 @@ def set_run_id(backbone: nn.Module, value: str) -> None:
 
 
 _RUN_ID_ATTR = "_hatinspect_run_id"
-
-
-def describe_layers(
-    backbone: nn.Module, prefix: str = fmt.BACKBONE_PREFIX
-) -> tuple[LayerInfo, ...]:
-    """The backbone's weighted layers in network order, tensor keys as ``prefix`` + path."""
-    paths = {id(module): path for path, module in backbone.named_modules()}
-    layers = []
-    for name in backbone.weighted_layer_names:
-        module = backbone.get_layer_by_name(name)
-        key = prefix + paths[id(module)]
-        layers.append(
-            LayerInfo(
-                name=name,
-                units=module.weight.shape[0],
-                weight_shape=tuple(module.weight.shape),
-                weight_key=f"{key}.weight",
-                bias_key=f"{key}.bias" if module.bias is not None else None,
-                preceding=backbone.preceding_layer_name(name),
-            )
-        )
-    return tuple(layers)
 
 
 def mask_tensors(masks: Mapping[int, Mapping[str, Tensor]]) -> dict[str, Tensor]:

@@ -195,7 +195,7 @@ def capacity_after_each_task(backbone: nn.Module, algorithm: str) -> list[float]
 def in_memory_checkpoint(backbone: nn.Module, masks=None, algorithm: str = "") -> Checkpoint:
     """The backbone's layers and stored masks (or ``masks``) as the inspection core sees a
     file written by a run of ``algorithm`` (its metadata names it, as a written file's)."""
-    from hatinspect.torch_io.save import describe_layers
+    from hatinspect.backbones.layers import describe_layers
 
     masks = {
         task: {name: mask.cpu().numpy().astype(np.uint8) for name, mask in layer_masks.items()}

@@ -197,7 +197,7 @@ def main() -> None:
     import hatinspect.analysis.capacity  # noqa: F401 - the first case's clock
     import hatinspect.analysis.measure  # noqa: F401
     import hatinspect.backbones  # noqa: F401 - everything imported before the limit and
-    import hatinspect.importers.hub  # noqa: F401
+    import hatinspect.importers.dispatch  # noqa: F401
     import hatinspect.torch_io.convert  # noqa: F401
 
     limit = _vm_bytes() + memory_mb * 2**20

@@ -1,0 +1,70 @@
+"""Which layout a PyTorch file is in, and its import through that layout's module.
+
+A layout is a module with ``NAME``, ``detects(state, extra)`` and ``read(path, state, extra,
+task_id)``; `LAYOUTS` lists them in the order they are tried. A new layout is one module
+and one line here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hatinspect.importers import clarena, hat_cl, hatinspect_pt, original_hat
+from hatinspect.importers.common import Imported, numpy_of
+from hatinspect.importers.payload import load_payload, unwrap
+from hatinspect.importers.safety.unpickler import Placeholder
+from hatinspect.importers.saved_models import import_saved_model, saved_model_state
+from hatinspect.model.errors import CheckpointError
+from hatinspect.native import format as fmt
+
+LAYOUTS = (hatinspect_pt, hat_cl, clarena, original_hat)  # in the order they are tried
+BY_NAME = {layout.NAME: layout for layout in LAYOUTS}
+ONE_TASK_SOURCES = ("clarena", "hatinspect")
+
+
+def import_checkpoint(
+    path: str | Path, source: str | None = None, task_id: int | None = None
+) -> Imported:
+    """Read a PyTorch file in one of the known layouts (``source`` forces one);
+    ``task_id`` names the task of a file that holds one task's embedding."""
+    path = Path(path)
+    if source is not None and source not in BY_NAME:
+        known = ", ".join(fmt.SOURCES)
+        raise CheckpointError(f"{path}: unknown source {source!r}; expected one of {known}")
+    payload = load_payload(path)
+    if isinstance(payload, Placeholder):
+        return import_saved_model(path, payload, source, task_id)
+    state, extra = unwrap(path, payload)
+    source = source or detect(path, state, extra)
+    if task_id is not None and source not in ONE_TASK_SOURCES:
+        raise CheckpointError(
+            f"{path}: a {source} file records its tasks; a task id applies only to a file"
+            " with one task's embedding (clarena, hatinspect)"
+        )
+    return BY_NAME[source].read(path, state, extra, task_id)
+
+
+def detect(path: Path, state, extra) -> str:
+    """The layout a state_dict is in, from its tensor names and the entries beside it."""
+    for layout in LAYOUTS:
+        if layout.detects(state, extra):
+            return layout.NAME
+    raise CheckpointError(
+        f"{path}: no HAT masks found (no task embeddings e<layer>/task_embedding_t and no"
+        " HAT-CL masker.attention); pass a source to choose a layout"
+    )
+
+
+def read_torch_tensors(path: str | Path, keys: list[str]) -> dict[str, np.ndarray]:
+    """Named tensors of a PyTorch file's state_dict, as numpy arrays."""
+    path = Path(path)
+    payload = load_payload(path)
+    if isinstance(payload, Placeholder):
+        state = saved_model_state(path, payload)
+    else:
+        state, _ = unwrap(path, payload)
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: no tensor {missing[0]!r}")
+    return {key: numpy_of(state[key]) for key in keys}
