@@ -263,16 +263,9 @@ def _growth(
 
 # machine output (JSON record, CSV rows)
 
-USAGE_KEYS = [
-    "name",
-    "units",
-    "units_used",
-    "unit_usage",
-    "params",
-    "params_protected",
-    "param_usage",
-    "free",
-]
+# what every usage record holds, in this order (capacity, compare and run trajectories)
+USAGE_FIELDS = ["units", "units_used", "unit_usage", "params", "params_protected", "param_usage"]
+USAGE_KEYS = ["name", *USAGE_FIELDS, "free"]
 GROWTH_KEYS = ["task", "new_units", "reused_units", "network_sparsity", "param_usage"]
 GROWTH_CSV_KEYS = [*GROWTH_KEYS, "units_used", "params_protected"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hatinspect.analysis.capacity import Shares, Usage, capacity
+from hatinspect.analysis.capacity import USAGE_FIELDS, Shares, Usage, capacity
 from hatinspect.analysis.runs import Run, accuracy_matrix
 from hatinspect.model.errors import HatinspectError
 from hatinspect.model.records import csv_rows, fields_of, record, values_of
@@ -109,19 +109,14 @@ def mean_forgetting(accuracy: list[list[float]], t: int) -> float | None:
 
 STEP_KEYS = [
     "task",
-    "units",
-    "units_used",
-    "unit_usage",
-    "params",
-    "params_protected",
-    "param_usage",
+    *USAGE_FIELDS,
     "new_units",
     "reused_units",
     "network_sparsity",
     "accuracy",
     "forgetting",
 ]
-LAYER_KEYS = ["units", "units_used", "unit_usage", "params", "params_protected", "param_usage"]
+LAYER_KEYS = USAGE_FIELDS
 
 
 @record.register

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from hatinspect.analysis.capacity import CapacityReport, Shares, capacity
+from hatinspect.analysis.capacity import USAGE_FIELDS, CapacityReport, Shares, capacity
 from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.model.errors import CheckpointError, HatinspectError
 from hatinspect.model.records import csv_rows, fields_of, record
@@ -180,17 +180,7 @@ def accuracy_matrix(checkpoint: Checkpoint) -> list[list[float]] | None:
 
 # machine output (JSON record, CSV rows)
 
-FILE_KEYS = [
-    "file",
-    "tasks",
-    "last_task",
-    "units",
-    "units_used",
-    "unit_usage",
-    "params",
-    "params_protected",
-    "param_usage",
-]
+FILE_KEYS = ["file", "tasks", "last_task", *USAGE_FIELDS]
 
 
 @record.register
