@@ -97,13 +97,13 @@ _register(COMMANDS)
 
 
 def main() -> None:
-    # overlap's matrix product (640 tasks x 19,840 units: 0.13-0.18 s on one thread of the
-    # 2-core machine) gains at best a third from a second BLAS thread and takes 1.5-4x as
-    # long when the other core is busy. Set before numpy loads; a value the user set wins.
+    # overlap's matrix product gains little from a second BLAS thread and loses much when
+    # the other core is busy (benchmarks/bench_scaling.py). Set before numpy loads; a value
+    # the user set wins.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         app()
     finally:
         # The process ends here. Frozen, what is alive is left out of the interpreter's
-        # last collections: after `import torch` they took 0.4-0.6 s of every exit.
+        # last collections, which walk every object torch made (README, "Leaving").
         gc.freeze()

@@ -11,7 +11,7 @@ def heavy_imports() -> Iterator[None]:
     freeze what exists.
 
     torch's ~165,000 import-time objects live as long as the process: the collections its
-    import sets off find nothing among them to free (0.1 s), and every full collection the
+    import sets off find nothing among them to free, and every full collection the
     command sets off later would walk them all again. Frozen (``gc.freeze``), they are left
     out; what the command makes afterwards is collected as ever."""
     was_enabled = gc.isenabled()

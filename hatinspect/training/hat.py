@@ -78,16 +78,6 @@ class HATConditioning:
                 parameter.grad.mul_(factor)
 
 
-class NoProtection:
-    """Fine-tuning: every gradient as it is."""
-
-    def __init__(self, backbone: nn.Module) -> None:
-        pass
-
-    def __call__(self, mask: Mapping[str, Tensor]) -> None:
-        pass
-
-
 def embedding_gradient_factor(embedding: Tensor, s: float, s_max: float) -> Tensor:
     """``s_max (cosh(clamp(s e, ±50)) + 1) / (s (cosh(e) + 1))``, HAT's compensation.
 
