@@ -103,8 +103,8 @@ def test_an_output_that_is_an_input_is_refused_even_with_force(tmp_path, args):
 def test_failed_writes_never_name_the_temporary_file(tmp_path, monkeypatch):
     from hatinspect.render import files
 
-    def no_room(path, write):
-        return original(path, lambda temporary: _raise(temporary))
+    def no_room(path, write, verify=None):
+        return original(path, lambda temporary: _raise(temporary), verify)
 
     def _raise(temporary):
         raise OSError(28, "No space left on device", temporary)

@@ -31,13 +31,6 @@ def test_torch_free_commands_import_neither_torch_nor_matplotlib(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_source_choices_follow_the_reader():
-    from hatinspect.cli.options import SOURCES
-    from hatinspect.native.format import SOURCES as READER_SOURCES
-
-    assert SOURCES == READER_SOURCES
-
-
 def test_help_of_every_command_stays_light():
     # numpy too: --help should cost little more than typer itself
     commands = [["--help"], *([name, "--help"] for name in HELP_COMMANDS)]

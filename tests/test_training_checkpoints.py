@@ -19,7 +19,7 @@ def test_checkpoints_hold_the_masks_the_backbone_stored(tmp_path, algorithm):
     config = demo.DemoConfig(algorithm, tasks=3, epochs=1)
     torch.manual_seed(0)
     tasks = make_tasks("toy", 3, seed=0)
-    backbone = demo.build_backbone("mlp", tasks[0])
+    backbone = demo.demo_backbone("mlp", tasks[0])
     heads = TaskHeads(backbone.output_dim)
     stored = {}
 
@@ -28,7 +28,7 @@ def test_checkpoints_hold_the_masks_the_backbone_stored(tmp_path, algorithm):
             task: {name: mask.numpy().copy() for name, mask in masks.items()}
             for task, masks in backbone.masks.items()
         }
-        demo.write_checkpoint(
+        demo.save_demo_checkpoint(
             tmp_path / f"{task_id}.safetensors", backbone, heads, config, accuracy
         )
 

@@ -105,14 +105,14 @@ def test_digits_needs_scikit_learn_or_runs(tmp_path, monkeypatch):
 
 
 def test_interrupted_run_keeps_the_checkpoints_already_written(tmp_path, monkeypatch):
-    write = demo.write_checkpoint
+    write = demo.save_demo_checkpoint
 
     def write_then_interrupt(path, *args):
         write(path, *args)
         if path.name == "after-task-2.safetensors":
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo, "write_checkpoint", write_then_interrupt)
+    monkeypatch.setattr(demo, "save_demo_checkpoint", write_then_interrupt)
     result = train("-n", "4", "-e", "1", "-o", str(tmp_path))
     assert result.exit_code == 130
     assert "interrupted" in result.stderr and "is complete" in result.stderr

@@ -6,7 +6,7 @@ import torch
 
 from hatinspect.backbones import HATMaskMLP, HATMaskResNet18
 from hatinspect.training.demo import DemoConfig, forgetting, run_demo
-from hatinspect.training.engine import ALGORITHMS, TrainConfig, train_task
+from hatinspect.training.engine import ALGORITHMS, PROTECTIONS, TrainConfig, train_task
 from hatinspect.training.hat import parameter_measures
 from hatinspect.training.heads import TaskHeads
 from hatinspect.training.tasks import Task, make_tasks
@@ -121,7 +121,7 @@ def test_bad_configs_are_value_errors(kwargs):
 def test_unknown_algorithm_in_train_config():
     with pytest.raises(ValueError, match="unknown algorithm"):
         TrainConfig(algorithm="ewc")
-    assert ALGORITHMS == ("hat", "adahat", "finetuning")
+    assert tuple(PROTECTIONS) == ALGORITHMS  # every algorithm a file may name trains here
 
 
 def test_optimiser_is_plain_sgd(monkeypatch):

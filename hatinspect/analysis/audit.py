@@ -19,8 +19,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from hatinspect.analysis.capacity import inputs_per_unit
+from hatinspect.analysis.select import require_unit_masks
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 from hatinspect.model.errors import CheckpointError, HatinspectError
+from hatinspect.model.names import ALGORITHMS
 from hatinspect.model.records import csv_rows, fields_of, record, values_of
 from hatinspect.model.result import Result
 from hatinspect.native.blocks import (
@@ -37,8 +39,6 @@ from hatinspect.native.reader import existing_file, read_native_tensors, sniff
 
 # (path, keys) -> those tensors as numpy arrays
 TensorReader = Callable[[str, list[str]], dict[str, np.ndarray]]
-
-ALGORITHMS = ("hat", "adahat", "finetuning")
 
 # How a report decides; each is the JSON's "rule".
 BIT_IDENTICAL = "bit-identical"  # no protected parameter may change at all
@@ -166,6 +166,8 @@ def audit(
     a PyTorch checkpoint's tensors (``hatinspect.checkpoints.read_tensors`` knows both
     kinds) and the tasks' own batch norms.
     """
+    for checkpoint in (before, after):
+        require_unit_masks(checkpoint, "audit")
     pairs = [(layer, _counterpart(layer, after)) for layer in before.layers]
     inputs = (note for checkpoint in (before, after) for note in checkpoint.notes)
     notes = tuple(dict.fromkeys((*inputs, *_check_comparable(before, after))))

@@ -17,7 +17,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from hatinspect.analysis.masks import joined_masks
-from hatinspect.analysis.select import select_layers, select_tasks
+from hatinspect.analysis.select import require_unit_masks, select_layers, select_tasks
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 from hatinspect.model.errors import CheckpointError
 from hatinspect.model.records import csv_rows, fields_of, record, values_of
@@ -112,6 +112,7 @@ def capacity(
 
     Every layer is counted at once, its masks side by side with the others', so the time
     is linear in layers and tasks."""
+    require_unit_masks(checkpoint, "capacity")
     if tasks:
         checkpoint = replace(checkpoint, task_ids=select_tasks(checkpoint, tasks))
     layers = checkpoint.layers

@@ -73,15 +73,16 @@ def summarise_masks(
         backbone=checkpoint.backbone,
         tasks=chosen,
         layers=tuple(
-            _layer_masks(task_matrix(checkpoint, layer, chosen), layer, chosen) for layer in layers
+            _layer_masks(task_matrix(checkpoint, layer, chosen), layer.name, chosen)
+            for layer in layers
         ),
     )
 
 
 def task_matrix(checkpoint: Checkpoint, layer: LayerInfo, tasks: Sequence[int]) -> np.ndarray:
-    """(tasks, units) uint8: row t is the mask of tasks[t] on `layer`."""
+    """(tasks, mask entries) uint8: row t is the mask of tasks[t] on `layer`, flattened."""
     rows = [checkpoint.masks[task][layer.name] for task in tasks]
-    return np.array(rows, dtype=np.uint8).reshape(len(tasks), layer.units)
+    return np.array(rows, dtype=np.uint8).reshape(len(tasks), layer.mask_size(checkpoint.covers))
 
 
 def joined_masks(masks: Sequence[np.ndarray], size: int) -> np.ndarray:
@@ -103,12 +104,12 @@ def summative_counts(matrix: np.ndarray) -> np.ndarray:
     return matrix.sum(axis=0, dtype=np.uint8 if len(matrix) <= 255 else np.int64)
 
 
-def _layer_masks(matrix: np.ndarray, layer: LayerInfo, tasks: tuple[int, ...]) -> LayerMasks:
+def _layer_masks(matrix: np.ndarray, name: str, tasks: tuple[int, ...]) -> LayerMasks:
     summative = summative_counts(matrix)
     matrix.flags.writeable = False
     return LayerMasks(
-        name=layer.name,
-        units=layer.units,
+        name=name,
+        units=matrix.shape[1],
         active={task: int(np.count_nonzero(row)) for task, row in zip(tasks, matrix, strict=True)},
         cumulative=int(np.count_nonzero(summative)),
         histogram=tuple(int(n) for n in np.bincount(summative, minlength=len(tasks) + 1)),

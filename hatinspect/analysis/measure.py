@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from hatinspect.analysis.capacity import inputs_per_unit
-from hatinspect.analysis.select import find_layer, select_tasks
+from hatinspect.analysis.select import find_layer, require_unit_masks, select_tasks
 from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.model.records import csv_rows, record
 from hatinspect.model.result import Result
@@ -102,6 +102,7 @@ def measure(
     memory used is that of the vectors, whatever the layer's size."""
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be min or max, not {aggregation!r}")
+    require_unit_masks(checkpoint, "the parameter-wise measure")
     layer = find_layer(checkpoint, layer_name)
     unit_wise = unit_wise_measure(checkpoint, of)
     rows = np.asarray(unit_wise[layer.name], dtype=np.float32)

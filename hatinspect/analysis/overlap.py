@@ -65,13 +65,13 @@ def overlap(
     layers = select_layers(checkpoint, include, exclude)
     # the network's counts are the layers' summed: one product over all their units
     matrix = _frozen(network_matrix(checkpoint, layers, chosen))
-    ends = np.cumsum([0, *(layer.units for layer in layers)])
+    ends = np.cumsum([0, *(layer.mask_size(checkpoint.covers) for layer in layers)])
     return OverlapReport(
         checkpoint.path,
         chosen,
         Overlap("network", matrix.shape[1], matrix),
         tuple(
-            Overlap(layer.name, layer.units, matrix[:, start:end])
+            Overlap(layer.name, int(end - start), matrix[:, start:end])
             for layer, start, end in zip(layers, ends[:-1], ends[1:], strict=True)
         ),
     )
@@ -80,8 +80,10 @@ def overlap(
 def network_matrix(
     checkpoint: Checkpoint, layers: Sequence[LayerInfo], tasks: Sequence[int]
 ) -> np.ndarray:
-    """(tasks, units of all `layers`) uint8: row t is tasks[t]'s masks, layer after layer."""
-    matrix = np.empty((len(tasks), sum(layer.units for layer in layers)), dtype=np.uint8)
+    """(tasks, mask entries of all `layers`) uint8: row t is tasks[t]'s masks (flattened),
+    layer after layer."""
+    size = sum(layer.mask_size(checkpoint.covers) for layer in layers)
+    matrix = np.empty((len(tasks), size), dtype=np.uint8)
     for row, task in zip(matrix, tasks, strict=True):
         masks = checkpoint.masks[task]
         row[:] = joined_masks([masks[layer.name] for layer in layers], row.size)

@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 
-from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import HatinspectError
 
 _LISTED = 12  # names shown in an error before the list is cut short
@@ -40,6 +40,16 @@ def select_layers(
     if not chosen:
         raise HatinspectError(f"the layer patterns leave no layer of {checkpoint.path}")
     return tuple(layer for layer in checkpoint.layers if layer.name in chosen)
+
+
+def require_unit_masks(checkpoint: Checkpoint, analysis: str) -> None:
+    """Refuse, in one line, an analysis that reasons about units on masks that cover
+    parameters (they say nothing of which units a task uses)."""
+    if checkpoint.covers != Covers.UNITS:
+        raise HatinspectError(
+            f"{checkpoint.path}: its masks cover {checkpoint.covers}, not units;"
+            f" {analysis} reads masks of units"
+        )
 
 
 def find_layer(checkpoint: Checkpoint, name: str) -> LayerInfo:

@@ -93,10 +93,10 @@ def masks(
 def _show(report, width: int | None) -> None:
     from rich.console import Console
 
-    from hatinspect.render.terminal_heatmap import mask_heatmap
+    from hatinspect.render.terminal_heatmap import mask_lines
 
     console = Console(highlight=False, width=width)
-    for line in mask_heatmap(report, console.width):
+    for line in mask_lines(report, console.width):
         console.print(line, no_wrap=True, overflow="crop")
 
 

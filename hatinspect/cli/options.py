@@ -7,11 +7,8 @@ from typing import Annotated
 
 import typer
 
+from hatinspect.model.names import SOURCES
 from hatinspect.render.files import FIGURE_FORMATS, output_format
-
-# The layouts the reader knows (hatinspect.native.format.SOURCES, which a test keeps in step),
-# spelled out here because importing the format module would load numpy for --help.
-SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
 
 
 class Format(StrEnum):

@@ -16,11 +16,11 @@ import typer
 
 from hatinspect.cli.errors import fail
 from hatinspect.cli.heavy import heavy_imports
-from hatinspect.cli.options import WidthOption
+from hatinspect.cli.options import WidthOption, choices
 from hatinspect.cli.registry import command
+from hatinspect.model.names import ALGORITHMS
 
-# the library's names, repeated here so that --help needs no torch (a test keeps them equal)
-ALGORITHMS = ("hat", "adahat", "finetuning")
+# the library's choices, repeated here so that --help needs no torch (a test keeps them equal)
 BACKBONES = ("mlp", "resnet18")
 DATASETS = ("toy", "digits")
 FORMATS = ("table", "json")
@@ -29,17 +29,12 @@ ENGINES = ("plain", "lightning")
 STRATEGIES = ("auto", "ddp")
 
 
-def _choices(options: tuple[str, ...]) -> str:
-    # spaced, so that a narrow help panel wraps between choices, never inside one
-    return " | ".join(options)
-
-
 AlgorithmOption = Annotated[
     str,
     typer.Option(
         "--algorithm",
         "-a",
-        metavar=_choices(ALGORITHMS),
+        metavar=choices(ALGORITHMS),
         help="hat: zero forgetting; adahat: HAT with adaptive, soft protection; "
         "finetuning: no protection, the baseline that forgets. Several, comma-separated "
         "(hat,adahat,finetuning), train each on the same tasks into DIR/<algorithm>/ "
@@ -59,7 +54,7 @@ SeedOption = Annotated[
 BackboneOption = Annotated[
     str,
     typer.Option(
-        metavar=_choices(BACKBONES),
+        metavar=choices(BACKBONES),
         help="mlp (about 3 s for 5 tasks on 2 CPU cores) or resnet18 with one batch norm per "
         "task on 16x16 synthetic images (far slower: about 5 minutes per task with 15 epochs, "
         "25 minutes for 5 tasks, measured on 2 CPU cores shared with other jobs; 45 MB per "
@@ -69,7 +64,7 @@ BackboneOption = Annotated[
 DatasetOption = Annotated[
     str,
     typer.Option(
-        metavar=_choices(DATASETS),
+        metavar=choices(DATASETS),
         help="toy: generated from the seed; digits: scikit-learn's 8x8 digits as up to "
         "5 two-class tasks; needs scikit-learn (the package's digits extra).",
     ),
@@ -89,7 +84,7 @@ ForceOption = Annotated[
 EngineOption = Annotated[
     str,
     typer.Option(
-        metavar=_choices(ENGINES),
+        metavar=choices(ENGINES),
         help="plain: a few lines of PyTorch; lightning: hatinspect.lightning.HATModule on "
         "Lightning's Trainer, checkpoints by HATMaskCheckpoint (needs the lightning extra).",
     ),
@@ -105,14 +100,14 @@ DevicesOption = Annotated[
 StrategyOption = Annotated[
     str,
     typer.Option(
-        metavar=_choices(STRATEGIES),
+        metavar=choices(STRATEGIES),
         help="Lightning's strategy for --engine lightning; ddp runs one process per device.",
     ),
 ]
 FormatOption = Annotated[
     str,
     typer.Option(
-        "--format", "-f", metavar=_choices(FORMATS), help="Output: a table, or JSON for scripts."
+        "--format", "-f", metavar=choices(FORMATS), help="Output: a table, or JSON for scripts."
     ),
 ]
 

@@ -70,7 +70,9 @@ def last_task_note(source: str, task: int) -> str:
     )
 
 
-MAX_MASKS = 2**18  # (task, layer) masks one file may yield: 1,000 tasks of a ResNet-152 fit
+# (task, layer) masks one file may yield: each becomes an array and a header entry, so a
+# few bytes claiming millions of tasks would exhaust memory; 1,000 tasks of a ResNet-152 fit.
+MAX_MASKS = 2**18
 
 
 def check_mask_count(path: Path, tasks: int, layers: int) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from hatinspect.importers.safety.pickle_scan import CheckedFile, check_tensors, check_torch_file
+from hatinspect.importers.safety.tensor_claims import check_tensors
+from hatinspect.importers.safety.torch_file import CheckedFile, check_torch_file
 from hatinspect.importers.safety.unpickler import (
     load_saved_object,
     pickle_globals,

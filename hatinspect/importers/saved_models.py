@@ -22,7 +22,10 @@ from hatinspect.importers.safety.unpickler import Placeholder
 from hatinspect.model.errors import CheckpointError, shown
 from hatinspect.native import format as fmt
 
-MAX_DEPTH, MAX_MODULES = 64, 100_000  # a ResNet-152 with its heads has ~1,000 modules
+# A whole pickled model is walked, never run; these bound the walk's time and stack on a
+# crafted object graph (a ResNet-152 with its heads has ~1,000 modules, nested < 10 deep).
+MAX_DEPTH = 64  # modules inside modules
+MAX_MODULES = 100_000  # modules visited in all
 STATE_HINT = "save the weights with torch.save(model.state_dict(), ...) and inspect that file"
 
 

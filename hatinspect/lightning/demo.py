@@ -19,7 +19,7 @@ from hatinspect.training.demo import (
     CHECKPOINT_NAME,
     DemoConfig,
     DemoResult,
-    build_backbone,
+    demo_backbone,
 )
 from hatinspect.training.engine import EpochCallback, EpochReport
 from hatinspect.training.tasks import make_tasks
@@ -46,7 +46,7 @@ def run_lightning_demo(
         tasks = make_tasks(config.dataset, config.tasks, config.seed, config.backbone != "mlp")
         train = config.train_config
         module = HATModule(
-            build_backbone(config.backbone, tasks[0]),
+            demo_backbone(config.backbone, tasks[0]),
             config.algorithm,
             lr=train.lr,
             s_max=train.s_max,

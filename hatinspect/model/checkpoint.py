@@ -6,12 +6,20 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 
 import numpy as np
 
 from hatinspect.model.records import csv_rows, record
 from hatinspect.model.result import Result
+
+
+class Covers(StrEnum):
+    """What one entry of a layer's mask stands for."""
+
+    UNITS = "units"  # an output unit (HAT's attention): a mask of shape (units,)
+    PARAMETERS = "parameters"  # one element of the weight: a mask of the weight's shape
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,14 @@ class LayerInfo:
     def params(self) -> int:
         return math.prod(self.weight_shape) + (self.units if self.has_bias else 0)
 
+    def mask_shape(self, covers: Covers = Covers.UNITS) -> tuple[int, ...]:
+        """The shape of this layer's mask when each entry covers ``covers``."""
+        return (self.units,) if covers == Covers.UNITS else self.weight_shape
+
+    def mask_size(self, covers: Covers = Covers.UNITS) -> int:
+        """The entries of this layer's mask when each covers ``covers``."""
+        return math.prod(self.mask_shape(covers))
+
 
 @dataclass(frozen=True)
 class Checkpoint(Result):
@@ -55,12 +71,13 @@ class Checkpoint(Result):
     source: str  # "hatinspect", "original-hat", "hat-cl" or "clarena"
     layers: tuple[LayerInfo, ...]
     task_ids: tuple[int, ...]
-    # task id -> layer name -> (units,) uint8 array of 0/1, read-only
+    # task id -> layer name -> uint8 array of 0/1 of the layer's mask_shape(covers), read-only
     masks: Mapping[int, Mapping[str, np.ndarray]]
     metadata: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # caveats to show the user, e.g. what could not be recovered
     # task id -> tensor keys of that task's own batch norms (per-task batch norm), if any
     task_norms: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    covers: Covers = Covers.UNITS  # what one entry of a mask stands for
 
     @property
     def layer_names(self) -> list[str]:
@@ -75,24 +92,18 @@ class Checkpoint(Result):
         return {layer.name: layer for layer in self.layers}
 
     def cumulative_mask(self) -> dict[str, np.ndarray]:
-        """Per layer, 1 where any stored task uses the unit (element-wise max); uint8."""
-        return {
-            layer.name: _reduce(self.masks, self.task_ids, layer, np.maximum, np.uint8)
-            for layer in self.layers
-        }
+        """Per layer, 1 where any stored task uses the entry (element-wise max); uint8."""
+        return {layer.name: _reduce(self, layer, np.maximum, np.uint8) for layer in self.layers}
 
     def summative_mask(self) -> dict[str, np.ndarray]:
-        """Per layer, how many stored tasks use each unit (element-wise sum); int64."""
-        return {
-            layer.name: _reduce(self.masks, self.task_ids, layer, np.add, np.int64)
-            for layer in self.layers
-        }
+        """Per layer, how many stored tasks use each entry (element-wise sum); int64."""
+        return {layer.name: _reduce(self, layer, np.add, np.int64) for layer in self.layers}
 
 
-def _reduce(masks, task_ids, layer: LayerInfo, op, dtype) -> np.ndarray:
-    out = np.zeros(layer.units, dtype=dtype)
-    for task in task_ids:
-        op(out, masks[task][layer.name], out=out, casting="unsafe")
+def _reduce(checkpoint: Checkpoint, layer: LayerInfo, op, dtype) -> np.ndarray:
+    out = np.zeros(layer.mask_shape(checkpoint.covers), dtype=dtype)
+    for task in checkpoint.task_ids:
+        op(out, checkpoint.masks[task][layer.name], out=out, casting="unsafe")
     return out
 
 

@@ -32,6 +32,12 @@ def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+def reason(exc: BaseException, limit: int = MAX_MESSAGE) -> str:
+    """Why ``exc`` was raised, for the brackets of a message: its text on one line with
+    whitespace collapsed, at most ``limit`` characters, or its type's name."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__
+
+
 def shown(value: object, limit: int = SHOWN) -> str:
     """A bounded, one-line description of an untrusted value for a message: a string or
     small int quoted, anything else only by its type (never its ``repr``, which for an

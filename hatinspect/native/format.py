@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from hatinspect.model.checkpoint import LayerInfo
 from hatinspect.model.errors import shown
+from hatinspect.model.names import SOURCES
 
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
@@ -45,10 +46,9 @@ INFERRED_KEY = "hatinspect.preceding_inferred"  # JSON list of layers whose prec
 USER_PREFIX = "user."  # + a user metadata key; value a string or JSON text
 # User metadata keys hatinspect itself writes and reads (without the prefix).
 RUN_ID_KEY = "run_id"  # the same in every checkpoint of one training run
-ALGORITHM_KEY = "algorithm"  # "hat", "adahat" or "finetuning"
+ALGORITHM_KEY = "algorithm"  # one of ALGORITHMS
 
 
-SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
 LAYER_FIELDS = ("name", "units", "weight_shape", "weight_key", "bias_key", "preceding")
 REQUIRED_KEYS = (VERSION_KEY, BACKBONE_KEY, LAYERS_KEY, TASK_IDS_KEY)
 MAX_TASK_ID = 2**31 - 1  # task ids are non-negative and fit an int32

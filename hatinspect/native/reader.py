@@ -20,7 +20,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
-from hatinspect.model.errors import CheckpointError, shown
+from hatinspect.model.errors import CheckpointError, reason, shown
 from hatinspect.model.paths import checkpoint_path
 from hatinspect.native import format as fmt
 from hatinspect.native.blocks import DTYPE_BYTES, NARROW_FLOATS, TensorFile, as_float32
@@ -184,7 +184,7 @@ def _safetensors(path: Path):
         with safe_open(path, framework="numpy") as f:
             yield f
     except SafetensorError as exc:
-        raise CheckpointError(f"{path}: not a valid safetensors file ({_one_line(exc)})") from None
+        raise CheckpointError(f"{path}: not a valid safetensors file ({reason(exc)})") from None
 
 
 def _check_header_length(path: Path) -> None:
@@ -377,7 +377,3 @@ def _data_offsets(path: Path, f, tensors: dict) -> dict[str, int] | None:
     if data + sum(sizes) != path.stat().st_size:
         return None
     return dict(zip(tensors, itertools.accumulate(sizes, initial=data), strict=False))
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())

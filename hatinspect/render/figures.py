@@ -20,7 +20,8 @@ from hatinspect.analysis.masks import MaskReport
 from hatinspect.analysis.measure import LayerMeasure
 from hatinspect.analysis.overlap import OverlapReport
 from hatinspect.model.errors import HatinspectError
-from hatinspect.render.files import FIGURE_FORMATS, output_format, write_atomically
+from hatinspect.native.atomic import write_atomically
+from hatinspect.render.files import FIGURE_FORMATS, output_format
 
 MAX_PANELS = 64  # layers drawn unit by unit in one figure; beyond this it is too tall to read
 JACCARD_SCALE = (0.0, 1.0)  # an overlap heatmap's colours: comparable across runs and papers

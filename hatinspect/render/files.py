@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from pathlib import Path
 
 from hatinspect.model.errors import HatinspectError
+from hatinspect.native.atomic import write_atomically
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
-FILE_MODE = 0o644  # mkstemp creates 0600; figures and exports are meant to be shared
 
 
 class OutputExists(HatinspectError):
@@ -48,24 +47,6 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
-def write_atomically(path: Path, write: Callable[[str], None]) -> None:
-    """Call `write(temporary_path)` in `path`'s folder, then move the result over `path`."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, path)
-    except OSError as exc:  # said of the file asked for, never of the temporary one
-        Path(temporary).unlink(missing_ok=True)
-        raise HatinspectError(
-            f"cannot write {path}: {exc.strerror or type(exc).__name__}"
-        ) from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_measure(result, path: Path) -> None:
     """Write a LayerMeasure's weight- and bias-shaped measures (float32) as safetensors,
     streamed a block of rows at a time: memory stays flat whatever the layer's size."""
@@ -86,11 +67,10 @@ def save_measure(result, path: Path) -> None:
     }
     shapes = {name: tuple(shape) for name, (_, shape, _) in tensors.items()}
 
-    def write_and_verify(temporary: str) -> None:
-        write_stream(temporary, tensors, metadata)
+    def verify(temporary: str) -> None:
         with safe_open(temporary, framework="numpy") as f:
             back = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
         if back != shapes:
             raise HatinspectError(f"{path}: the written measures did not read back intact")
 
-    write_atomically(path, write_and_verify)
+    write_atomically(path, lambda tmp: write_stream(tmp, tensors, metadata), verify)

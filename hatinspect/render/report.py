@@ -18,8 +18,9 @@ from markupsafe import Markup, escape
 from hatinspect.analysis.audit import AuditReport, verdict, verdict_tone
 from hatinspect.analysis.report import Report
 from hatinspect.model import records
+from hatinspect.native.atomic import write_atomically
 from hatinspect.render.cells import count
-from hatinspect.render.files import output_format, write_atomically
+from hatinspect.render.files import output_format
 
 FORMATS = ("html", "md", "json")
 

@@ -16,7 +16,7 @@ SHADES = " ░▒▓█"  # share of the cell's units kept: 0, (0, 1/3], (1/3, 2
 _LABEL = 8  # width of the task label column
 
 
-def mask_heatmap(report: MaskReport, width: int) -> list[RenderableType]:
+def mask_lines(report: MaskReport, width: int) -> list[RenderableType]:
     """Renderables showing every chosen layer's (tasks, units) mask in `width` columns."""
     cells = max(width - _LABEL - 2, 4)
     lines: list[RenderableType] = []

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-import threading
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -20,9 +17,8 @@ from hatinspect.backbones.layers import describe_layers
 from hatinspect.model.errors import CheckpointError
 from hatinspect.model.paths import output_path
 from hatinspect.native import format as fmt
+from hatinspect.native.atomic import write_atomically
 from hatinspect.native.reader import read_native
-
-FILE_MODE = 0o644  # mkstemp creates 0600; a checkpoint is meant to be shared
 
 
 def save_checkpoint(
@@ -97,32 +93,17 @@ def prefixed(prefix: str, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def write_checkpoint(path: str | os.PathLike, tensors: Mapping[str, Tensor], header) -> Path:
-    """Write a native file through a temporary file in the same folder, check it by
-    reading it back, then ``os.replace`` it over ``path``: never a half-written file."""
+    """Write a native file atomically (``native.atomic``), checked by reading it back."""
     path = output_path(path)
     tensors = _plain(tensors)
     metadata = fmt.encode_header(header)
     bounds = check_header_fits(path, tensors, metadata)  # before a file is made
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        _save_file(path, tmp, tensors, metadata, bounds)
-        with _syncing(tmp):  # the disk catches up while the file is read back
-            _verify(Path(tmp), tensors, header)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-        _fsync_folder(path.parent)  # the rename itself survives a crash
-    except OSError as exc:  # said of the file asked for, never of the temporary one
-        Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(
-            f"cannot write {path}: {exc.strerror or type(exc).__name__}"
-        ) from None
-    except CheckpointError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(str(exc).replace(tmp, str(path))) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(
+        path,
+        lambda tmp: _save_file(path, tmp, tensors, metadata, bounds),
+        verify=lambda tmp: _verify(Path(tmp), tensors, header),
+        error=CheckpointError,
+    )
     return path
 
 
@@ -191,46 +172,6 @@ def _plain(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
         plain[key] = tensor.clone() if pointer in seen and tensor.numel() else tensor
         seen.add(pointer)
     return plain
-
-
-def _fsync(path: str) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-@contextmanager
-def _syncing(path: str) -> Iterator[None]:
-    """``fsync`` of ``path`` in a thread while the block runs (waiting on the disk leaves
-    the interpreter free); its error, if any, is raised on leaving."""
-    failed: list[OSError] = []
-
-    def sync() -> None:
-        try:
-            _fsync(path)
-        except OSError as exc:
-            failed.append(exc)
-
-    thread = threading.Thread(target=sync, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join()
-    if failed:
-        raise failed[0]
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # a folder that cannot be opened (Windows): its entry is the system's
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot sync a folder; the file itself is synced
-        pass
-    finally:
-        os.close(fd)
 
 
 def _verify(tmp: Path, tensors: Mapping[str, Tensor], header) -> None:

@@ -133,13 +133,13 @@ def run_demo(
         # seeded here: the caller's RNG and thread count are left as they were
         torch.manual_seed(config.seed)
         tasks = make_tasks(config.dataset, config.tasks, config.seed, config.backbone != "mlp")
-        backbone = build_backbone(config.backbone, tasks[0])
+        backbone = demo_backbone(config.backbone, tasks[0])
         heads = TaskHeads(backbone.output_dim)
 
         def save(task_id: int, accuracy: list[list[float]]) -> None:
             if out is not None:
                 path = Path(out) / CHECKPOINT_NAME.format(task=task_id)
-                write_checkpoint(path, backbone, heads, config, accuracy)
+                save_demo_checkpoint(path, backbone, heads, config, accuracy)
                 checkpoints.append(str(path))
                 if on_checkpoint is not None:
                     on_checkpoint(path)
@@ -165,7 +165,8 @@ def _threads(count: int | None):
         torch.set_num_threads(previous)
 
 
-def build_backbone(name: str, task: Task) -> nn.Module:
+def demo_backbone(name: str, task: Task) -> nn.Module:
+    """The demo's backbone ``name`` for the inputs of ``task``."""
     from hatinspect.backbones import HATMaskMLP, HATMaskResNet18
 
     if name == "mlp":
@@ -212,9 +213,10 @@ def in_memory_checkpoint(backbone: nn.Module, masks=None, algorithm: str = "") -
     )
 
 
-def write_checkpoint(
+def save_demo_checkpoint(
     path: Path, backbone: nn.Module, heads: TaskHeads, config: DemoConfig, accuracy
 ) -> None:
+    """Save the backbone and heads after a task, the run's settings and accuracy in the metadata."""
     from hatinspect.torch_io.save import save_checkpoint
 
     train = config.train_config

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hatinspect.backbones import annealed_scale
+from hatinspect.model.names import ALGORITHMS
 from hatinspect.training import hat
 from hatinspect.training.adahat import ALPHA, AdaHATAdjustment
 from hatinspect.training.heads import TaskHeads
@@ -31,7 +32,6 @@ PROTECTIONS = {
     "adahat": lambda backbone, config: AdaHATAdjustment(backbone, config.alpha),
     "finetuning": None,  # learns no mask, protects nothing
 }
-ALGORITHMS = tuple(PROTECTIONS)
 
 
 @dataclass(frozen=True)

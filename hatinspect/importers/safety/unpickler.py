@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from hatinspect.importers.safety.pickle_scan import GlobalNames
-from hatinspect.model.errors import CheckpointError
+from hatinspect.importers.safety.pickle_opcodes import GlobalNames
+from hatinspect.model.errors import CheckpointError, reason
 
 # builtins that run code, reach attributes by name or touch files and the terminal
 CODE_BUILTINS = frozenset(
@@ -184,7 +184,7 @@ def check_globals(path: Path, data) -> None:
     try:
         names = pickle_globals(data)
     except Exception as exc:  # a damaged pickle: nothing of it is used
-        raise CheckpointError(f"{path}: not a readable pickle ({_one_line(exc)})") from None
+        raise CheckpointError(f"{path}: not a readable pickle ({reason(exc, 200)})") from None
     refuse_globals(path, names)
 
 
@@ -206,7 +206,7 @@ def load_saved_object(path: Path):
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(f"{path}: not a torch.save zip file ({_one_line(exc)})") from None
+        raise CheckpointError(f"{path}: not a torch.save zip file ({reason(exc, 200)})") from None
     with archive:
         records = [name for name in archive.namelist() if name.endswith("data.pkl")]
         if len(records) != 1:
@@ -219,7 +219,9 @@ def load_saved_object(path: Path):
         except CheckpointError:
             raise
         except Exception as exc:  # damaged data: one line, never a traceback
-            raise CheckpointError(f"{path}: unreadable pickled object ({_one_line(exc)})") from None
+            raise CheckpointError(
+                f"{path}: unreadable pickled object ({reason(exc, 200)})"
+            ) from None
 
 
 class _Unpickler(pickle.Unpickler):
@@ -257,7 +259,3 @@ class _Unpickler(pickle.Unpickler):
             self._storages[key] = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8)
         untyped = self._storages[key]
         return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
