@@ -30,7 +30,7 @@ IN_MEMORY_GB = 1  # the whole-file baselines run at this size only
 
 
 def make_pair(folder: Path, size: int, share: float) -> tuple[Path, Path]:
-    from sparse_files import leading_masks, wide_layers, write_sparse
+    from support.sparse_files import leading_masks, wide_layers, write_sparse
 
     count, units = SIZES[size]
     layers = wide_layers(units, count)

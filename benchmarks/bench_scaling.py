@@ -119,7 +119,7 @@ def _every(report) -> None:
 
 
 def bench_overlap_command(pairs: int) -> None:
-    from sparse_files import write_sparse
+    from support.sparse_files import write_sparse
 
     checkpoint = chain(155, 640, units=UNITS)
     with tempfile.TemporaryDirectory() as folder:

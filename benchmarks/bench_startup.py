@@ -32,11 +32,11 @@ TYPER_FLOOR = [sys.executable, str(Path(__file__).resolve().parent / "typer_floo
 
 
 def wide_resnet152(factor: int = 15):
-    """ResNet-152's weighted layers (as tests/inspect_checkpoints.py lays them out) with
+    """ResNet-152's weighted layers (as tests/support/inspect_checkpoints.py lays them out) with
     every channel count times `factor` (the input's 3 channels kept)."""
     from dataclasses import replace
 
-    from inspect_checkpoints import resnet152_layers
+    from support.inspect_checkpoints import resnet152_layers
 
     layers = []
     for layer in resnet152_layers():
@@ -47,7 +47,7 @@ def wide_resnet152(factor: int = 15):
 
 
 def main() -> None:
-    from sparse_files import write_sparse
+    from support.sparse_files import write_sparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5)
@@ -59,7 +59,7 @@ def main() -> None:
         "hatinspect capacity (shipped example)": hatinspect("capacity", str(EXAMPLE)),
     }
     report("start-up", interleave_commands(sides, args.pairs))
-    from inspect_checkpoints import random_masks
+    from support.inspect_checkpoints import random_masks
 
     layers = wide_resnet152()
     masks = random_masks(layers, range(1, 11), seed=0, density=0.2)

@@ -24,9 +24,9 @@ from unittest import mock
 
 import numpy as np
 from interleaved import interleave_calls, report
-from reference_tables import text_cells_table
 from rich.console import Console
 from rich.table import Table
+from support.reference_tables import text_cells_table
 
 from hatinspect.analysis.masks import summarise_masks
 from hatinspect.analysis.overlap import overlap

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # sparse_files
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' support package
 
 TIME = "/usr/bin/time"
 

@@ -5,7 +5,7 @@ import io
 import json
 
 import pytest
-from cli_runs import modules_left_out, run, run_in_fresh_python, write_examples
+from support.cli_runs import modules_left_out, run, run_in_fresh_python, write_examples
 
 import hatinspect
 from hatinspect import open_checkpoint
@@ -55,7 +55,7 @@ def test_to_dict_is_the_commands_json(case):
 
 
 def test_audit_matches_the_command(tmp_path):
-    from inspect_checkpoints import make_checkpoint, write_native
+    from support.inspect_checkpoints import make_checkpoint, write_native
 
     write_native(tmp_path / "later.safetensors", make_checkpoint(), metadata={"s_max": 400})
     cli = run("audit", "net.safetensors", "later.safetensors", "--format", "json")
@@ -142,7 +142,7 @@ def test_compare_and_report_keep_torch_out(tmp_path):
 
 @pytest.mark.parametrize("command", ["masks", "capacity", "overlap", "compare"])
 def test_the_files_notes_are_in_both(tmp_path, command):
-    from inspect_checkpoints import make_checkpoint, write_native
+    from support.inspect_checkpoints import make_checkpoint, write_native
 
     write_native(tmp_path / "noted.safetensors", make_checkpoint(), notes=["a caveat"])
     cli = run(command, "noted.safetensors", "--format", "json")

@@ -7,9 +7,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from cli_runs import write_examples
+from support.cli_runs import write_examples
+from support.paths import REPO
 
-PYPROJECT = Path(__file__).parents[1] / "pyproject.toml"
+PYPROJECT = REPO / "pyproject.toml"
 
 # torch made unimportable in a fresh interpreter, whether or not it is installed
 NO_TORCH_CLI = """

@@ -1,8 +1,8 @@
 """Paths that never compile keep torch._dynamo out: convert and a train-demo run."""
 
 import torch
-from checkpoint_factories import hat_mlp, original_hat_state, torch_save
-from cli_runs import modules_left_out, run_in_fresh_python
+from support.checkpoint_factories import hat_mlp, original_hat_state, torch_save
+from support.cli_runs import modules_left_out, run_in_fresh_python
 
 from hatinspect.backbones import HATMaskMLP, HATMaskResNet18
 from hatinspect.backbones.layers import describe_layers

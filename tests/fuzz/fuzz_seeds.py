@@ -7,11 +7,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the factories
 
-from checkpoint_factories import hat_mlp, original_hat_state  # noqa: E402
 from fuzz_mutations import _join, _split  # noqa: E402
+from support.checkpoint_factories import hat_mlp, original_hat_state  # noqa: E402
+from support.paths import FIXTURES  # noqa: E402
 
 # peers' own files, when committed under tests/fixtures (read if present)
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FINDINGS = "fuzz-findings"  # below FIXTURES: mutated files kept as regression cases
 FIXTURE_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
 MAX_FIXTURE = 256 * 1024  # small ones only: every case is a mutated copy
