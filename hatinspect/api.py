@@ -86,13 +86,16 @@ def capacity(
     from hatinspect.analysis.runs import Run, run_capacity
 
     chosen = (_many(task), _many(layer), _many(exclude))
-    if _is_folder(checkpoint) or isinstance(checkpoint, Run):
+    if _is_folder(checkpoint) or _is_acc_csv(checkpoint) or isinstance(checkpoint, Run):
         run = open_run(checkpoint, source=source, task_id=task_id)
         result = with_sources(run_capacity(run, *chosen), [run.final])
         _drawn(result.capacity, plot, dpi=dpi)
         return result
+    from hatinspect.analysis.adjustment import with_network_capacity
+
     opened = open_any(checkpoint, source, task_id)
-    result = with_sources(report_capacity(opened, *chosen), [opened])
+    report = with_network_capacity(report_capacity(opened, *chosen), opened)
+    result = with_sources(report, [opened])
     return _drawn(result, plot, dpi=dpi)
 
 
@@ -108,15 +111,17 @@ def measure(
     cmap: str | None = None,
     source: str | None = None,
     task_id: int | None = None,
+    sparsity: float | None = None,
 ) -> LayerMeasure:
-    """The parameter-wise measure of one layer (``of``: cumulative, summative or task:N).
+    """The parameter-wise measure of one layer (``of``: cumulative, summative, task:N or
+    adjustment, AdaHAT's rate, at the network ``sparsity`` given or the stored masks').
     ``heatmap``: also draw it to a figure file; ``save``: write it to a .safetensors file."""
     from hatinspect.analysis.measure import measure as layer_measure
     from hatinspect.analysis.measure import parse_unit_wise
 
     parse_unit_wise(of)
     opened = open_any(checkpoint, source, task_id)
-    result = with_sources(layer_measure(opened, layer, of, aggregation), [opened])
+    result = with_sources(layer_measure(opened, layer, of, aggregation, sparsity), [opened])
     _drawn(result, heatmap, dpi=dpi, cmap=cmap)
     if save is not None:
         from hatinspect.render.files import save_measure
@@ -243,6 +248,11 @@ def _drawn(result, path: PathLike | None, dpi: int = 100, cmap: str | None = Non
 
 def _is_folder(checkpoint) -> bool:
     return isinstance(checkpoint, str | os.PathLike) and os.path.isdir(checkpoint)
+
+
+def _is_acc_csv(checkpoint) -> bool:
+    """A CLArena acc.csv, which stands for its output folder."""
+    return isinstance(checkpoint, str | os.PathLike) and Path(checkpoint).name == "acc.csv"
 
 
 def _many(value: Many) -> tuple:

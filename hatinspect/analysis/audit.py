@@ -12,6 +12,7 @@ does not grow with the files.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,7 +23,7 @@ from hatinspect.analysis.capacity import inputs_per_unit
 from hatinspect.analysis.select import require_unit_masks
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 from hatinspect.model.errors import CheckpointError, HatinspectError
-from hatinspect.model.names import ALGORITHMS
+from hatinspect.model.names import READ_ALGORITHMS, SOFT, TITLES, UNLEARNED_KEY, UPDATE_NORMS_KEY
 from hatinspect.model.records import csv_rows, fields_of, record, values_of
 from hatinspect.model.result import Result
 from hatinspect.native.blocks import (
@@ -34,7 +35,7 @@ from hatinspect.native.blocks import (
     row_blocks,
     stored_name,
 )
-from hatinspect.native.format import RUN_ID_KEY, named_algorithm
+from hatinspect.native.format import RUN_ID_KEY, named_algorithm, protection_of
 from hatinspect.native.reader import existing_file, read_native_tensors, sniff
 
 # (path, keys) -> those tensors as numpy arrays
@@ -67,10 +68,11 @@ class AuditReport(Result):
     after: str
     tasks: tuple[int, ...]  # BEFORE's tasks, whose units are protected
     layers: tuple[LayerAudit, ...]
-    algorithm: str = "unknown"  # from the metadata: hat, adahat, finetuning or unknown
+    algorithm: str = "unknown"  # from the metadata: one of READ_ALGORITHMS, or unknown
     rule: str = BIT_IDENTICAL
     tolerance: float | None = None  # the largest change allowed under the tolerance rule
     notes: tuple[str, ...] = ()  # the files' caveats, and what could not be checked (run ids)
+    soft: bool = False  # the algorithm moves protected parameters by design (AdaHAT's family)
 
     @property
     def protected(self) -> int:
@@ -103,8 +105,9 @@ def verdict(report: AuditReport) -> str:
         return f"FAILED: {failure(report)}."
     if report.rule == DRIFT:
         return (
-            f"AdaHAT drift: {_moved(report)} (max |change| {report.max_abs_change:.3g}); AdaHAT "
-            "updates them softly by design, so this passes (--strict to require bit-identity)."
+            f"{_title(report)} drift: {_moved(report)} (max |change| "
+            f"{report.max_abs_change:.3g}); {_title(report)} updates them softly by design, so "
+            "this passes (--strict to require bit-identity)."
         )
     if report.rule == TOLERANCE:
         return (
@@ -140,9 +143,15 @@ def _moved(report: AuditReport) -> str:
 
 def _bit_identity_by(report: AuditReport) -> str:
     """Who asks for bit-identity: HAT, --strict on AdaHAT, or HAT's rule by default."""
-    if report.algorithm == "adahat":
+    if report.soft:
         return "--strict"
-    return "HAT" if report.algorithm == "hat" else "HAT's rule (no known algorithm named)"
+    if report.algorithm in TITLES:
+        return _title(report)
+    return "HAT's rule (no known algorithm named)"
+
+
+def _title(report: AuditReport) -> str:
+    return TITLES.get(report.algorithm, report.algorithm)
 
 
 def _why_unprotected(report: AuditReport) -> str:
@@ -174,11 +183,22 @@ def audit(
     algorithm = _algorithm(before, after)
     rule = _rule(algorithm, strict, tolerance, before)
     report = AuditReport(
-        before.path, after.path, before.task_ids, (), algorithm, rule, tolerance, notes
+        before.path,
+        after.path,
+        _protecting(before, after),
+        (),
+        algorithm,
+        rule,
+        tolerance,
+        (*notes, *_unlearning_notes(before, after)),
+        protection_of(before.metadata) == SOFT,
     )
     if rule == NOTHING_PROTECTED:
         return report
-    cumulative = before.cumulative_mask()
+    # what AFTER still keeps learned: a task unlearned in between protects nothing
+    kept = replace(before, metadata={**before.metadata, UNLEARNED_KEY: json.dumps(
+        sorted({*before.unlearned, *after.unlearned}))})  # fmt: skip
+    cumulative = kept.cumulative_mask()
     old_keys, new_keys = _keys(layer for layer, _ in pairs), _keys(twin for _, twin in pairs)
     old_file = _open(before.path, old_keys, read_tensors)
     with old_file as old, _open(after.path, new_keys, read_tensors) as new:
@@ -278,20 +298,51 @@ def _check_comparable(before: Checkpoint, after: Checkpoint) -> tuple[str, ...]:
     )
 
 
+def _protecting(before: Checkpoint, after: Checkpoint) -> tuple[int, ...]:
+    """BEFORE's tasks that AFTER still keeps learned."""
+    undone = {*before.unlearned, *after.unlearned}
+    return tuple(task for task in before.task_ids if task not in undone)
+
+
+def _unlearning_notes(before: Checkpoint, after: Checkpoint) -> list[str]:
+    """What became of the tasks unlearned between the files: their stored updates should
+    be gone from AFTER, and their units are no longer protected."""
+    notes = []
+    updates = _update_tasks(after)
+    for task in sorted(set(after.unlearned) - set(before.unlearned)):
+        if updates is None:
+            state = "AFTER records no parameter updates to check"
+        elif task in updates:
+            state = "AFTER still stores its parameter update: it was not removed"
+        else:
+            state = "its stored parameter update is removed from AFTER"
+        notes.append(f"task {task} was unlearned between the files ({state}); "
+                     "its units are not protected")  # fmt: skip
+    return notes
+
+
+def _update_tasks(checkpoint: Checkpoint) -> set[int] | None:
+    try:
+        norms = json.loads(checkpoint.metadata[UPDATE_NORMS_KEY])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return {int(task) for task in norms if str(task).isdigit()} if isinstance(norms, dict) else None
+
+
 def _algorithm(before: Checkpoint, after: Checkpoint) -> str:
     named = {named_algorithm(checkpoint.metadata) for checkpoint in (before, after)} - {""}
     if len(named) > 1:
         raise AuditRefused(f"the checkpoints name different algorithms: {', '.join(sorted(named))}")
     algorithm = named.pop() if named else "unknown"
-    return algorithm if algorithm in ALGORITHMS else "unknown"
+    return algorithm if algorithm in READ_ALGORITHMS else "unknown"
 
 
 def _rule(algorithm: str, strict: bool, tolerance: float | None, before: Checkpoint) -> str:
-    if algorithm == "finetuning" or not before.task_ids:
+    if algorithm == "finetuning" or not before.retained_task_ids:
         return NOTHING_PROTECTED
     if tolerance is not None:
         return TOLERANCE
-    return DRIFT if algorithm == "adahat" and not strict else BIT_IDENTICAL
+    return DRIFT if protection_of(before.metadata) == SOFT and not strict else BIT_IDENTICAL
 
 
 def _keys(layers) -> list[str]:
@@ -414,6 +465,7 @@ def _(report: AuditReport) -> dict:
         "tasks": list(report.tasks),
         "notes": list(report.notes),
         "algorithm": report.algorithm,
+        "soft_protection": report.soft,
         "rule": report.rule,
         "tolerance": report.tolerance,
         "ok": report.ok,

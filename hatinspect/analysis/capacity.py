@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar, NamedTuple
 
@@ -88,6 +88,9 @@ class CapacityReport(Result):
     # False when the masks protect nothing: none stored, or a fine-tuning run's (its units
     # are still counted as used; no parameter is protected, every one is free)
     protects: bool = True
+    # AdaHAT's family: the mean adjustment rate of the newest task, CLArena's way
+    # ("clarena") and over the network's parameters ("per_parameter"); None otherwise
+    network_capacity: Mapping[str, float] | None = None
 
 
 class _Counts(NamedTuple):
@@ -106,7 +109,8 @@ def capacity(
 ) -> CapacityReport:
     """Usage per layer and in total after the stored tasks, and how it grew task by task.
 
-    `tasks` counts only those tasks' masks (as if no other was stored); `include` and
+    `tasks` counts only those tasks' masks (as if no other was stored; an unlearned task
+    is never counted); `include` and
     `exclude` globs choose the layers reported, totalled and grown over (a chosen layer's
     protected weights still depend on its preceding layer's units, chosen or not).
 
@@ -115,6 +119,8 @@ def capacity(
     require_unit_masks(checkpoint, "capacity")
     if tasks:
         checkpoint = replace(checkpoint, task_ids=select_tasks(checkpoint, tasks))
+    if checkpoint.unlearned:  # an unlearned task's units are free again
+        checkpoint = replace(checkpoint, task_ids=checkpoint.retained_task_ids)
     layers = checkpoint.layers
     chosen = select_layers(checkpoint, include, exclude) if include or exclude else layers
     columns = _columns(layers)
@@ -280,6 +286,11 @@ def _(report: CapacityReport) -> dict:
         "total": fields_of(report.total, USAGE_KEYS),
         "by_task": [fields_of(step, GROWTH_KEYS) for step in report.by_task],
         "protects": report.protects,  # false: no masks protect anything (e.g. fine-tuning)
+        **(
+            {}
+            if report.network_capacity is None
+            else {"network_capacity": dict(report.network_capacity)}
+        ),  # fmt: skip
     }
 
 

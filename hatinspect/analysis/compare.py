@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from hatinspect.analysis.capacity import USAGE_FIELDS, Shares, Usage, capacity
+from hatinspect.analysis.clarena_output import ACCURACY, MetricsTable
 from hatinspect.analysis.runs import Run, accuracy_matrix
 from hatinspect.model.errors import HatinspectError
 from hatinspect.model.records import csv_rows, fields_of, record, values_of
@@ -27,6 +29,8 @@ class RunStep(Shares):
     network_sparsity: float
     accuracy: float | None  # mean test accuracy over the tasks learned so far
     forgetting: float | None  # mean forgetting of the earlier tasks; None after the first
+    # mean change of the earlier tasks' accuracy since each was learned; None after the first
+    backward_transfer: float | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,10 @@ class RunSummary:
     algorithm: str | None  # the metadata's "algorithm", when it has one
     steps: tuple[RunStep, ...]
     layers: tuple[Usage, ...]  # after the last task
+    # row t: accuracy on tasks 1..t+1 after learning task t+1; None without accuracies
+    accuracy: tuple[tuple[float, ...], ...] | None = None
+    accuracy_tasks: tuple[int, ...] = ()  # the task of each row and column
+    metrics: tuple[MetricsTable, ...] = ()  # a CLArena folder's unlearning metrics
 
     def layer(self, name: str) -> Usage | None:
         return next((usage for usage in self.layers if usage.name == name), None)
@@ -80,10 +88,13 @@ def summarise(run: Run, name: str | None = None) -> RunSummary:
             new_units=growth.new_units,
             reused_units=growth.reused_units,
             network_sparsity=growth.network_sparsity,
-            accuracy=None if matrix is None else sum(matrix[t]) / len(matrix[t]),
-            forgetting=None if matrix is None else mean_forgetting(matrix, t),
+            accuracy=None if row is None else sum(matrix[row]) / len(matrix[row]),
+            forgetting=None if row is None else mean_forgetting(matrix, row),
+            backward_transfer=None if row is None else backward_transfer(matrix, row),
         )
-        for t, growth in enumerate(report.by_task)
+        for growth in report.by_task
+        # the accuracy matrix has a row per stored task, unlearned ones too
+        for row in [None if matrix is None else final.task_ids.index(growth.task)]
     )
     return RunSummary(
         name=name or run.name,
@@ -93,6 +104,9 @@ def summarise(run: Run, name: str | None = None) -> RunSummary:
         algorithm=final.metadata.get("algorithm"),
         steps=steps,
         layers=report.layers,
+        accuracy=None if matrix is None else tuple(map(tuple, matrix)),
+        accuracy_tasks=final.task_ids,
+        metrics=tuple(table for table in run.metrics if Path(table.path).name != ACCURACY),
     )
 
 
@@ -105,6 +119,15 @@ def mean_forgetting(accuracy: list[list[float]], t: int) -> float | None:
     return sum(drops) / t
 
 
+def backward_transfer(accuracy: list[list[float]], t: int) -> float | None:
+    """After task t (0-based), Lopez-Paz & Ranzato's (2017) backward transfer: over each
+    earlier task j, its accuracy after t minus its accuracy right after it was learned,
+    averaged; None for the first task."""
+    if t == 0:
+        return None
+    return sum(accuracy[t][j] - accuracy[j][j] for j in range(t)) / t
+
+
 # machine output (JSON record, CSV rows)
 
 STEP_KEYS = [
@@ -115,6 +138,7 @@ STEP_KEYS = [
     "network_sparsity",
     "accuracy",
     "forgetting",
+    "backward_transfer",
 ]
 LAYER_KEYS = USAGE_FIELDS
 
@@ -134,6 +158,21 @@ def _run_record(run: RunSummary) -> dict:
         "tasks": [step.task for step in run.steps],
         "by_task": [fields_of(step, STEP_KEYS) for step in run.steps],
         "layers": [{"name": layer.name, **fields_of(layer, LAYER_KEYS)} for layer in run.layers],
+        "accuracy_matrix": None
+        if run.accuracy is None
+        else {"tasks": list(run.accuracy_tasks), "rows": [list(row) for row in run.accuracy]},
+        "unlearning_metrics": [_metrics_record(table) for table in run.metrics],
+    }
+
+
+def _metrics_record(table: MetricsTable) -> dict:
+    return {
+        "file": table.path,
+        "average": table.average,
+        "rows": [
+            {"step": step, "average": average, "by_task": {str(t): v for t, v in values.items()}}
+            for step, average, values in table.rows
+        ],
     }
 
 

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from hatinspect.analysis.adjustment import adjustment, rate_factors
 from hatinspect.analysis.capacity import inputs_per_unit
 from hatinspect.analysis.select import find_layer, require_unit_masks, select_tasks
 from hatinspect.model.checkpoint import Checkpoint
@@ -22,7 +23,8 @@ from hatinspect.model.result import Result
 from hatinspect.native.blocks import BLOCK_BYTES
 
 AGGREGATIONS = {"min": np.minimum, "max": np.maximum}
-UNIT_WISE = ("cumulative", "summative", "task:N")
+ADJUSTMENT = "adjustment"  # AdaHAT's adjustment rate (analysis.adjustment)
+UNIT_WISE = ("cumulative", "summative", "task:N", ADJUSTMENT)
 
 
 @dataclass(frozen=True)
@@ -44,14 +46,16 @@ class LayerMeasure(Result):
     MARKS_INFERRED: ClassVar[bool] = True  # its JSON says which preceding layers are inferred
     checkpoint: str
     layer: str
-    of: str  # "cumulative", "summative" or "task:N"
-    aggregation: str  # "min" or "max"
+    of: str  # "cumulative", "summative", "task:N" or "adjustment"
+    aggregation: str  # "min" or "max" (always "max" for the adjustment rate)
     weight_stats: Stats
     bias_stats: Stats | None
     weight_shape: tuple[int, ...]
     rows: np.ndarray = field(repr=False, compare=False)  # (out,) float32: the layer's units
     # (in,) float32: the preceding layer's measure per input; None for a first layer
     columns: np.ndarray | None = field(repr=False, compare=False)
+    # of="adjustment": the rule's inputs (task, mode, alpha, epsilon, sparsity, given)
+    adjustment: Mapping | None = None
 
     @property
     def bias_shape(self) -> tuple[int, ...] | None:
@@ -94,7 +98,11 @@ class LayerMeasure(Result):
 
 
 def measure(
-    checkpoint: Checkpoint, layer_name: str, of: str = "cumulative", aggregation: str = "min"
+    checkpoint: Checkpoint,
+    layer_name: str,
+    of: str = "cumulative",
+    aggregation: str = "min",
+    sparsity: float | None = None,
 ) -> LayerMeasure:
     """The parameter-wise measure of one layer; `of` names the unit-wise measure.
 
@@ -104,13 +112,14 @@ def measure(
         raise ValueError(f"aggregation must be min or max, not {aggregation!r}")
     require_unit_masks(checkpoint, "the parameter-wise measure")
     layer = find_layer(checkpoint, layer_name)
-    unit_wise = unit_wise_measure(checkpoint, of)
-    rows = np.asarray(unit_wise[layer.name], dtype=np.float32)
-    columns = None
-    if layer.preceding is not None:
-        source = checkpoint.layer(layer.preceding)
-        repeats = inputs_per_unit(layer, source)
-        columns = np.repeat(np.asarray(unit_wise[source.name], dtype=np.float32), repeats)
+    basis = None
+    if of == ADJUSTMENT:  # a rate falls as importance rises: min of importance, max of rate
+        rates = adjustment(checkpoint, sparsity)
+        rows, columns = rate_factors(checkpoint, rates, layer.name)
+        aggregation = "max"
+        basis = rates.basis(layer.name)
+    else:
+        rows, columns = _mask_factors(checkpoint, layer, of)
     return LayerMeasure(
         checkpoint=checkpoint.path,
         layer=layer.name,
@@ -121,7 +130,18 @@ def measure(
         weight_shape=layer.weight_shape,
         rows=rows,
         columns=columns,
+        adjustment=basis,
     )
+
+
+def _mask_factors(checkpoint: Checkpoint, layer, of: str):
+    unit_wise = unit_wise_measure(checkpoint, of)
+    rows = np.asarray(unit_wise[layer.name], dtype=np.float32)
+    if layer.preceding is None:
+        return rows, None
+    source = checkpoint.layer(layer.preceding)
+    repeats = inputs_per_unit(layer, source)
+    return rows, np.repeat(np.asarray(unit_wise[source.name], dtype=np.float32), repeats)
 
 
 def pair_stats(
@@ -169,8 +189,9 @@ def _stats(values: np.ndarray, counts: np.ndarray) -> Stats:
 
 
 def parse_unit_wise(of: str) -> int | None:
-    """The task of "task:N" (None for cumulative and summative); ValueError otherwise."""
-    if of in ("cumulative", "summative"):
+    """The task of "task:N" (None for cumulative, summative and adjustment); ValueError
+    otherwise."""
+    if of in ("cumulative", "summative", ADJUSTMENT):
         return None
     kind, _, number = of.partition(":")
     if kind != "task" or not number.strip().lstrip("-").isdigit():
@@ -213,6 +234,7 @@ def _(result: LayerMeasure) -> dict:
         "layer": result.layer,
         "of": result.of,
         "aggregation": result.aggregation,
+        **({} if result.adjustment is None else {"adjustment": dict(result.adjustment)}),
         "weight": stats_record(result.weight_stats, result.weight_shape),
         "bias": None
         if result.bias_stats is None

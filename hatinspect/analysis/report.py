@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hatinspect.analysis.adjustment import with_network_capacity
 from hatinspect.analysis.audit import AuditReport, TensorReader, audit, verdict_tone
 from hatinspect.analysis.capacity import (
     CapacityReport,
@@ -16,13 +17,14 @@ from hatinspect.analysis.capacity import (
     inputs_per_unit,
     protects_anything,
 )
-from hatinspect.analysis.compare import Comparison, compare
+from hatinspect.analysis.compare import Comparison, RunSummary, compare, summarise
 from hatinspect.analysis.masks import MaskReport, summarise_masks
 from hatinspect.analysis.measure import Stats, pair_stats, stats_record
 from hatinspect.analysis.overlap import OverlapReport, overlap
 from hatinspect.analysis.runs import Run, check_trajectory
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 from hatinspect.model.errors import CheckpointError, HatinspectError
+from hatinspect.model.names import TITLES
 from hatinspect.model.records import document, record
 from hatinspect.model.result import Result
 from hatinspect.native.reader import read_native_tensors
@@ -52,6 +54,7 @@ class RunReport:
     overlap: OverlapReport
     measures: tuple[LayerMeasures, ...]
     audits: tuple[AuditReport, ...]  # each file against the next; empty for one file
+    outcome: RunSummary  # task by task: usage, accuracy, forgetting, backward transfer
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -88,7 +91,8 @@ def audits_summary(audits: Sequence[AuditReport]) -> str:
     failed = tones.count("fail")
     outcome = f"{failed} of {len(audits)} fail" if failed else "all pass"
     if not failed and "drift" in tones:
-        outcome += " by AdaHAT's drift rule"
+        title = TITLES.get(audits[0].algorithm, "soft protection")
+        outcome += f" by {title}'s drift rule"
     most = max(audits, key=lambda report: report.changed)
     if not most.changed:
         return f"audit of {pairs}: {outcome}, no protected parameter changed"
@@ -140,11 +144,12 @@ def run_report(run: Run, read_tensors: TensorReader = read_native_tensors) -> Ru
     pairs = zip(run.checkpoints, run.checkpoints[1:], strict=False)
     return RunReport(
         run=run,
-        capacity=capacity(final),
+        capacity=with_network_capacity(capacity(final), final),
         masks=summarise_masks(final),
         overlap=overlap(final),
         measures=tuple(layer_measures(final, layer) for layer in final.layers),
         audits=tuple(audit(before, after, read_tensors=read_tensors) for before, after in pairs),
+        outcome=summarise(run),
     )
 
 
@@ -203,4 +208,12 @@ def _run(run: RunReport) -> dict:
             document(audit, pair)
             for audit, pair in zip(run.audits, zip(files, files[1:], strict=False), strict=True)
         ],
+        "outcome": _outcome_record(run.outcome),
     }
+
+
+def _outcome_record(outcome: RunSummary) -> dict:
+    """Accuracy, forgetting and backward transfer task by task, and the metrics files."""
+    full = record(Comparison((outcome,)))["runs"][0]
+    keep = ("by_task", "accuracy_matrix", "unlearning_metrics")
+    return {key: full[key] for key in keep}

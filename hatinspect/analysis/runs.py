@@ -1,4 +1,5 @@
-"""Runs: one checkpoint, or a folder of ``after-task-<t>.safetensors`` files of one run.
+"""Runs: one checkpoint, a folder of ``after-task-<t>.safetensors`` files of one run, or a
+CLArena output folder (its saved models and metrics files: ``analysis.clarena_output``).
 
 A folder is read as a trajectory: each file's tasks must be stored, with the same masks,
 in every later file (HAT never changes a stored mask), or the folder is refused, naming
@@ -16,6 +17,16 @@ from pathlib import Path
 from typing import ClassVar
 
 from hatinspect.analysis.capacity import USAGE_FIELDS, CapacityReport, Shares, capacity
+from hatinspect.analysis.clarena_output import (
+    ACCURACY,
+    UNLEARNING,
+    MetricsTable,
+    accuracy_rows,
+    model_files,
+    output_files,
+    output_folder,
+    read_metrics,
+)
 from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.model.errors import CheckpointError, HatinspectError
 from hatinspect.model.records import csv_rows, fields_of, record
@@ -30,6 +41,8 @@ class Run:
     name: str  # the folder's or file's name, to label columns and curves
     path: str
     checkpoints: tuple[Checkpoint, ...]  # in training order; the last holds every task
+    # a CLArena output folder's metrics files (accuracy, unlearning metrics), as read
+    metrics: tuple[MetricsTable, ...] = ()
 
     @property
     def final(self) -> Checkpoint:
@@ -41,10 +54,43 @@ def read_run(path: str | os.PathLike, open_file: Opener | None = None) -> Run:
     if open_file is None:
         from hatinspect.native.reader import open_native as open_file
     path = Path(path)
+    if path.name == ACCURACY and path.is_file():  # a CLArena acc.csv: its output folder
+        path = output_folder(path)
+    name = path.name or str(path)
+    found = output_files(path) if path.is_dir() and not _has_run_files(path) else {}
+    if found:
+        return _clarena_run(path, name, found, open_file)
     files = run_files(path) if path.is_dir() else [path]
     checkpoints = tuple(open_file(file) for file in files)
     check_trajectory(checkpoints)
-    return Run(name=path.name or str(path), path=str(path), checkpoints=checkpoints)
+    return Run(name=name, path=str(path), checkpoints=checkpoints)
+
+
+def _has_run_files(folder: Path) -> bool:
+    return any(RUN_FILE.fullmatch(entry.name) for entry in folder.iterdir())
+
+
+def _clarena_run(path: Path, name: str, found: dict, open_file: Opener) -> Run:
+    """A CLArena output folder: its saved models, with acc.csv's accuracy matrix in the
+    metadata of each (where it covers the file's tasks), and its metrics tables."""
+    checkpoints = [open_file(file) for file in model_files(found)]
+    check_trajectory(checkpoints)
+    tables = [read_metrics(found[n]) for n in (ACCURACY, *UNLEARNING) if n in found]
+    if ACCURACY in found:
+        checkpoints = [_with_accuracy(c, tables[0]) for c in checkpoints]
+    return Run(name, str(path), tuple(checkpoints), tuple(tables))
+
+
+def _with_accuracy(checkpoint: Checkpoint, table: MetricsTable) -> Checkpoint:
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    rows = accuracy_rows(table, checkpoint.task_ids)
+    if rows is None:
+        note = f"{table.path} does not cover the tasks of {checkpoint.path}: no accuracy shown"
+        return replace(checkpoint, notes=(*checkpoint.notes, note))
+    metadata = {**checkpoint.metadata, "accuracy": json.dumps(rows)}
+    return replace(checkpoint, metadata=MappingProxyType(metadata))
 
 
 def run_files(folder: Path) -> list[Path]:

@@ -183,8 +183,9 @@ def measure(
         str,
         typer.Option(
             "--of",
-            metavar="cumulative | summative | task:N",
-            help="The unit-wise measure to spread over the parameters.",
+            metavar="cumulative | summative | task:N | adjustment",
+            help="The unit-wise measure to spread over the parameters; adjustment: AdaHAT's "
+            "rate of the newest task (max of its units' rates).",
             callback=valid_unit_wise,
         ),
     ] = "cumulative",
@@ -194,6 +195,16 @@ def measure(
             metavar=choices(Aggregation), help="How a weight combines its two units' measures."
         ),
     ] = Aggregation.min,
+    sparsity: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            metavar="S",
+            help="With --of adjustment: the network sparsity of every layer (default: each "
+            "layer's, from the stored masks).",
+        ),
+    ] = None,
     heatmap: HeatmapOption = None,
     save: Annotated[
         Path | None,
@@ -217,10 +228,11 @@ def measure(
 
     Examples:  hatinspect measure run/after-task-5.safetensors -l fc/1 --of summative
                hatinspect measure r152.safetensors -l conv5x.0.conv2 --heatmap m.png
+               hatinspect measure adahat/cl_model.pth -l fc/1 --of adjustment
     """
     outputs_free(force, (checkpoint,), heatmap, save)
     opened = load(checkpoint, source, task_id)
-    result = api.measure(opened, layer, of=of, aggregation=aggregation.value)
+    result = api.measure(opened, layer, of=of, aggregation=aggregation.value, sparsity=sparsity)
     if heatmap:
         from hatinspect.render.drawing import draw_figure
 
@@ -317,9 +329,11 @@ def _audit_failure(report) -> tuple[str, str]:
 
     if report.rule == TOLERANCE:
         hint = "the training between the two checkpoints moved protected parameters"
-    elif report.algorithm == "adahat":
-        hint = "AdaHAT moves protected parameters softly by design; without --strict it passes"
-    elif report.algorithm == "hat":
+    elif report.soft:
+        hint = (
+            "this algorithm moves protected parameters softly by design; without --strict it passes"
+        )
+    elif report.algorithm != "unknown":
         hint = "the training between the two checkpoints did not respect the masks"
     else:
         hint = "the files name no known algorithm; an AdaHAT run drifts by design"

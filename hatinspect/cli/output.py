@@ -27,8 +27,9 @@ def load(path: Path, source: Source | None = None, task_id: int | None = None) -
 
 
 def load_run(path: Path, source: Source | None = None, task_id: int | None = None):
-    """A run folder (its files checked to agree) or one checkpoint; notes on stderr."""
-    if not path.is_dir():
+    """A run folder (its files checked to agree), a CLArena output folder or its acc.csv,
+    or one checkpoint; notes on stderr."""
+    if not path.is_dir() and path.name != "acc.csv":
         return load(path, source, task_id)
     with heavy_imports():  # a run of PyTorch files imports torch
         run = api.open_run(path, source=source.value if source else None, task_id=task_id)

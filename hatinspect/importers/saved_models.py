@@ -1,5 +1,6 @@
-"""CLArena's saved models: ``torch.save`` of a whole HAT / AdaHAT Lightning module or of a
-bare backbone, read from the placeholders of ``storage.unpickler``.
+"""CLArena's saved models: ``torch.save`` of a whole HAT-family Lightning module (HAT,
+AdaHAT, FG-AdaHAT, AmnesiacHAT; ``clarena_family`` says which) or of a bare backbone,
+read from the placeholders of ``safety.unpickler``.
 
 CLArena keeps each task's binary mask only in Python attributes, so these files are the
 ones that hold every task's mask: ``backbone.masks`` (task id, int or its string -> layer
@@ -18,8 +19,10 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from hatinspect.importers.clarena_family import family_metadata, nested_mask_notes
 from hatinspect.importers.safety.unpickler import Placeholder
 from hatinspect.model.errors import CheckpointError, shown
+from hatinspect.model.names import UNLEARNED_KEY
 from hatinspect.native import format as fmt
 
 # A whole pickled model is walked, never run; these bound the walk's time and stack on a
@@ -42,7 +45,13 @@ def import_saved_model(path: Path, obj: Placeholder, source: str | None, task_id
     state = saved_model_state(path, obj)
     prefix = "backbone." if algorithm is not None else ""
     layers = layers_of(path, state, {n: prefix + n.replace("/", ".") for n in names})
-    notes = _cross_check(path, algorithm, masks) if algorithm is not None else []
+    family, notes = ({}, []) if algorithm is None else family_metadata(
+        path, _attributes(path, algorithm), names, masks)  # fmt: skip
+    retained = {t: m for t, m in masks.items() if t not in json.loads(
+        family.get(UNLEARNED_KEY, "[]"))}  # fmt: skip
+    if algorithm is not None:
+        notes += _cross_check(path, algorithm, retained)
+    notes += nested_mask_notes(path, backbone, masks, _modules)
     if not masks:
         notes.append("the saved model stores no task's mask yet (backbone.masks is empty)")
     native = {
@@ -55,7 +64,7 @@ def import_saved_model(path: Path, obj: Placeholder, source: str | None, task_id
         task_id=stored_task_id(path, "'task_id'", (
             _attributes(path, algorithm) if algorithm else attrs).get("task_id")),
     )  # fmt: skip
-    metadata = _metadata(path, obj, algorithm)
+    metadata = _metadata(path, obj, algorithm) | family
     return _with_metadata(imported, metadata)
 
 
@@ -204,8 +213,8 @@ def _cross_check(path: Path, algorithm: Placeholder, masks) -> list[str]:
         differ = sorted(_name(n) for n in stored if not _agrees(stored[n], masks, n, op))
         if differ:
             notes.append(
-                f"the algorithm's {attribute} differs from the {what} of the stored task masks"
-                f" in {', '.join(differ)}; the per-task masks are used"
+                f"the algorithm's {attribute} differs from the {what} of the stored masks of"
+                f" the tasks still learned in {', '.join(differ)}; those masks are used"
             )
     return notes
 

@@ -11,6 +11,7 @@ from functools import cached_property
 
 import numpy as np
 
+from hatinspect.model.names import UNLEARNED_KEY
 from hatinspect.model.records import csv_rows, record
 from hatinspect.model.result import Result
 
@@ -91,18 +92,36 @@ class Checkpoint(Result):
     def _by_name(self) -> Mapping[str, LayerInfo]:
         return {layer.name: layer for layer in self.layers}
 
+    @cached_property
+    def unlearned(self) -> tuple[int, ...]:
+        """Stored tasks whose learning was undone (AmnesiacHAT): their masks are kept to
+        be shown, and they count in no cumulative or summative mask."""
+        try:
+            tasks = json.loads(self.metadata.get(UNLEARNED_KEY, "[]"))
+        except (TypeError, ValueError):
+            return ()
+        if not isinstance(tasks, list):
+            return ()
+        return tuple(task for task in self.task_ids if task in tasks)
+
+    @property
+    def retained_task_ids(self) -> tuple[int, ...]:
+        """The stored tasks still learned: all of them unless some were unlearned."""
+        unlearned = set(self.unlearned)
+        return tuple(task for task in self.task_ids if task not in unlearned)
+
     def cumulative_mask(self) -> dict[str, np.ndarray]:
-        """Per layer, 1 where any stored task uses the entry (element-wise max); uint8."""
+        """Per layer, 1 where any retained task uses the entry (element-wise max); uint8."""
         return {layer.name: _reduce(self, layer, np.maximum, np.uint8) for layer in self.layers}
 
     def summative_mask(self) -> dict[str, np.ndarray]:
-        """Per layer, how many stored tasks use each entry (element-wise sum); int64."""
+        """Per layer, how many retained tasks use each entry (element-wise sum); int64."""
         return {layer.name: _reduce(self, layer, np.add, np.int64) for layer in self.layers}
 
 
 def _reduce(checkpoint: Checkpoint, layer: LayerInfo, op, dtype) -> np.ndarray:
     out = np.zeros(layer.mask_shape(checkpoint.covers), dtype=dtype)
-    for task in checkpoint.task_ids:
+    for task in checkpoint.retained_task_ids:
         op(out, checkpoint.masks[task][layer.name], out=out, casting="unsafe")
     return out
 
@@ -117,6 +136,7 @@ def _(checkpoint: Checkpoint) -> dict:
         "backbone": checkpoint.backbone,
         "source": checkpoint.source,
         "tasks": list(checkpoint.task_ids),
+        "unlearned_tasks": list(checkpoint.unlearned),
         "layers": [
             {
                 "name": layer.name,

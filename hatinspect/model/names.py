@@ -9,3 +9,31 @@ SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
 
 # The training algorithms a run can name: HAT, AdaHAT, and fine-tuning (no mask, no protection).
 ALGORITHMS = ("hat", "adahat", "finetuning")
+
+# Every algorithm a file may name: those trained here and the rest of CLArena's HAT family.
+READ_ALGORITHMS = (*ALGORITHMS, "fg-adahat", "amnesiac-hat")
+TITLES = {
+    "hat": "HAT",
+    "adahat": "AdaHAT",
+    "finetuning": "fine-tuning",
+    "fg-adahat": "FG-AdaHAT",
+    "amnesiac-hat": "AmnesiacHAT",
+}
+
+# How an algorithm treats what earlier tasks use: HAT keeps it bit-identical ("hard");
+# AdaHAT and its descendants move it by a per-parameter adjustment rate ("soft").
+HARD, SOFT, NO_PROTECTION = "hard", "soft", "none"
+PROTECTIONS = {
+    "hat": HARD,
+    "adahat": SOFT,
+    "finetuning": NO_PROTECTION,
+    "fg-adahat": SOFT,
+    "amnesiac-hat": SOFT,  # unless the file says its architecture is HAT's
+}
+
+# User metadata keys an import writes (without the native format's "user." prefix); their
+# values are JSON text.
+PROTECTION_KEY = "protection"  # "hard" or "soft", where the algorithm alone does not say
+HPARAMS_KEY = "hparams"  # the algorithm's hyperparameters: name -> number, string or bool
+UNLEARNED_KEY = "unlearned_tasks"  # ids of stored tasks whose learning was undone
+UPDATE_NORMS_KEY = "parameter_update_norms"  # task -> layer -> L2 norm of its stored update

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from hatinspect.model.checkpoint import LayerInfo
 from hatinspect.model.errors import shown
-from hatinspect.model.names import SOURCES
+from hatinspect.model.names import HARD, HPARAMS_KEY, PROTECTION_KEY, PROTECTIONS, SOFT, SOURCES
 
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
@@ -91,6 +91,22 @@ def mask_key(task_id: int, layer: str) -> str:
 def named_algorithm(metadata) -> str:
     """The algorithm a file's user metadata names, lower case; "" when it names none."""
     return str(metadata.get(ALGORITHM_KEY, "")).strip('"').lower()
+
+
+def protection_of(metadata) -> str:
+    """How the file's algorithm treats what earlier tasks use: "hard", "soft", "none", or
+    "" when the file names no known algorithm."""
+    stated = str(metadata.get(PROTECTION_KEY, "")).strip('"').lower()
+    return stated if stated in (HARD, SOFT) else PROTECTIONS.get(named_algorithm(metadata), "")
+
+
+def hyperparameters(metadata) -> dict:
+    """The algorithm's hyperparameters an import recorded; {} when there are none."""
+    try:
+        value = json.loads(metadata.get(HPARAMS_KEY, "{}"))
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def encode_header(header: Header) -> dict[str, str]:

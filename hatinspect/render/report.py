@@ -19,6 +19,7 @@ from hatinspect.analysis.audit import AuditReport, verdict, verdict_tone
 from hatinspect.analysis.report import Report
 from hatinspect.model import records
 from hatinspect.native.atomic import write_atomically
+from hatinspect.render.about import algorithm_rows, other_metadata, task_list
 from hatinspect.render.cells import count
 from hatinspect.render.files import output_format
 
@@ -80,12 +81,17 @@ def render(report: Report, figures: dict, template: str, **extra) -> str:
         lstrip_blocks=True,
     )
     env.filters.update(share=_share, count=count, cell=_markdown_cell, points=_points)
-    env.filters.update(verdict=verdict, tone=_tone)
+    env.filters.update(verdict=verdict, tone=_tone, tasks=task_list, about=_about)
+    env.filters.update(basename=lambda path: Path(path).name)
     return env.get_template(template).render(report=report, figures=figures, **extra)
 
 
 # the HTML class of each verdict tone (`core.audit.verdict_tone`)
 _TONE_CLASSES = {"pass": "good", "drift": "drift", "fail": "bad", "none": ""}
+
+
+def _about(checkpoint) -> list[tuple[str, str]]:
+    return [*algorithm_rows(checkpoint.metadata), *other_metadata(checkpoint.metadata)]
 
 
 def _tone(audit: AuditReport) -> str:

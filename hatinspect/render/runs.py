@@ -21,7 +21,31 @@ from hatinspect.render.layout import tables
 @tables.register
 def _(comparison: Comparison, per_layer: bool = False, **_layout) -> list[RenderableType]:
     out = [heading(f"{len(comparison.runs)} run(s), task by task"), _steps(comparison)]
-    return [*out, heading("Final usage per layer"), _layers(comparison)]
+    out += [heading("Final usage per layer"), _layers(comparison)]
+    for run in comparison.runs:
+        out += accuracy_view(run.name, run.accuracy, run.accuracy_tasks)
+        for table in run.metrics:
+            out += [heading(f"{run.name}: {Path(table.path).name}"), _metrics(table)]
+    return out
+
+
+def accuracy_view(name: str, matrix, tasks) -> list[RenderableType]:
+    """The accuracy matrix: row "after task t", one column per task tested."""
+    if matrix is None:
+        return []
+    table = new_table("after", *(f"task {task}" for task in tasks))
+    for t, row in enumerate(matrix):
+        table.add_row(f"task {tasks[t]}", *(share(a) for a in row), *("" for _ in matrix[t + 1 :]))
+    return [heading(f"{name}: accuracy after each task (rows) on each task (columns)"), table]
+
+
+def _metrics(table) -> Table:
+    tested = table.tested
+    out = new_table("step", table.average, *(f"task {t}" for t in tested))
+    for step, average, values in table.rows:
+        out.add_row(str(step), f"{average:.4g}", *(f"{values[t]:.4g}" if t in values else "-"
+                                                   for t in tested))  # fmt: skip
+    return out
 
 
 def _steps(comparison: Comparison) -> Table:
@@ -35,6 +59,7 @@ def _steps(comparison: Comparison) -> Table:
         "network sparsity",
         "accuracy",
         "forgetting",
+        "backward transfer",
         text=2,
     )
     for t in range(comparison.task_count):
@@ -54,6 +79,7 @@ def _step_cells(step: RunStep) -> list[str]:
         share(step.network_sparsity),
         "-" if step.accuracy is None else share(step.accuracy),
         "-" if step.forgetting is None else f"{100 * step.forgetting:.1f} pt",
+        "-" if step.backward_transfer is None else f"{100 * step.backward_transfer:+.1f} pt",
     ]
 
 

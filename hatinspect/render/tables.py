@@ -17,7 +17,9 @@ from hatinspect.analysis.capacity import CapacityReport, TaskGrowth, Usage
 from hatinspect.analysis.masks import MaskReport
 from hatinspect.analysis.measure import LayerMeasure
 from hatinspect.analysis.overlap import Overlap, OverlapReport
+from hatinspect.analysis.runs import accuracy_matrix
 from hatinspect.model.checkpoint import Checkpoint
+from hatinspect.render.about import algorithm_rows, other_metadata, task_list, update_norms
 from hatinspect.render.cells import count, dims, heading, new_table, of, share
 from hatinspect.render.layout import Grid, Note, table_span, tables
 
@@ -132,6 +134,21 @@ def _(
         *_usage_grid(report).fitted(width),
         heading("Growth task by task" if by_task else "Per task"),
         *_growth_grid(report, full=by_task).fitted(width),
+        *_network_capacity(report),
+    ]
+
+
+def _network_capacity(report: CapacityReport) -> list[RenderableType]:
+    if report.network_capacity is None:
+        return []
+    means = report.network_capacity
+    return [
+        Text(
+            f"network capacity (mean adjustment rate of task {report.tasks[-1]}): "
+            f"{means['clarena']:.4f} as CLArena's HATNetworkCapacityMetric counts it, "
+            f"{means['per_parameter']:.4f} per parameter (CLArena also counts a bias rate for "
+            "layers without a bias, and a mode's single rate once per layer)"
+        )
     ]
 
 
@@ -185,13 +202,32 @@ def _growth_cells(step: TaskGrowth, full: bool) -> list[str]:
 @tables.register
 def _(result: LayerMeasure, width: int | None = None) -> list[RenderableType | Note]:
     return [
-        heading(
-            f"Parameter-wise {result.aggregation} of {_unit_wise(result.of)}, "
-            f"layer {result.layer} of {result.checkpoint}"
-        ),
+        heading(_measure_title(result)),
+        *_adjustment_basis(result),
         *_measure_stats(result).fitted(width),
         heading("Histogram"),
         *_measure_histogram(result).fitted(width),
+    ]
+
+
+def _measure_title(result: LayerMeasure) -> str:
+    where = f"layer {result.layer} of {result.checkpoint}"
+    if result.adjustment is None:
+        return f"Parameter-wise {result.aggregation} of {_unit_wise(result.of)}, {where}"
+    return f"AdaHAT's adjustment rate of task {result.adjustment['task']}, {where}"
+
+
+def _adjustment_basis(result: LayerMeasure) -> list[RenderableType]:
+    basis = result.adjustment
+    if basis is None:
+        return []
+    origin = "given" if basis["sparsity_given"] else "from the stored masks"
+    return [
+        Text(
+            f"mode {basis['mode']}, alpha {basis['alpha']:g}, epsilon {basis['epsilon']:g}, "
+            f"network sparsity {basis['sparsity']:.4g} ({origin}): the rates at the end of the "
+            "task's training under that rule"
+        )
     ]
 
 
@@ -353,21 +389,53 @@ def _(checkpoint: Checkpoint, width: int | None = None, **_layout) -> list[Rende
         _about(checkpoint),
         heading("Layers"),
         *_layers(checkpoint).fitted(width),
+        *_updates(checkpoint, width),
+        *_accuracy(checkpoint, width),
     ]
+
+
+def _accuracy(checkpoint: Checkpoint, width: int | None) -> list[RenderableType]:
+    """The accuracy matrix the metadata holds: row "after task t", a column per task."""
+    matrix = accuracy_matrix(checkpoint)
+    if matrix is None:
+        return []
+    tasks = checkpoint.task_ids
+    grid = Grid(["after", *(f"task {t}" for t in tasks)], text=1)
+    for t, row in enumerate(matrix):
+        grid.add_row(f"task {tasks[t]}", *(share(a) for a in row), *("" for _ in tasks[t + 1 :]))
+    return [heading("Accuracy after each task (rows) on each task (columns)"), *grid.fitted(width)]
+
+
+def _updates(checkpoint: Checkpoint, width: int | None) -> list[RenderableType]:
+    """AmnesiacHAT's stored parameter updates: per task and layer, the L2 norm."""
+    norms = update_norms(checkpoint)
+    if not norms:
+        return []
+    grid = Grid(["task", *checkpoint.layer_names], text=1)
+    names = checkpoint.layer_names
+    for task in checkpoint.task_ids:
+        values = norms.get(str(task))
+        if isinstance(values, dict):
+            grid.add_row(str(task), *(f"{values.get(n, float('nan')):.3g}" for n in names))
+        elif task in checkpoint.unlearned:  # unlearning subtracts the update and forgets it
+            grid.add_row(f"{task} (unlearned)", *("removed" for _ in names))
+    return [heading("Stored parameter updates (L2 norm per task and layer)"), *grid.fitted(width)]
 
 
 def _about(checkpoint: Checkpoint) -> Table:
     table = Table(show_header=False)
     table.add_column("key", no_wrap=True)
     table.add_column("value", overflow="fold")
-    facts = {
-        "backbone": checkpoint.backbone,
-        "source": checkpoint.source,
-        "tasks": ", ".join(map(str, checkpoint.task_ids)) or "(none)",
-        "weighted layers": str(len(checkpoint.layers)),
-        "their parameters": count(sum(layer.params for layer in checkpoint.layers)),
-    }
-    for key, value in [*facts.items(), *checkpoint.metadata.items()]:
+    facts = [
+        ("backbone", checkpoint.backbone),
+        ("source", checkpoint.source),
+        ("tasks", task_list(checkpoint)),
+        ("weighted layers", str(len(checkpoint.layers))),
+        ("their parameters", count(sum(layer.params for layer in checkpoint.layers))),
+        *algorithm_rows(checkpoint.metadata),
+        *other_metadata(checkpoint.metadata),
+    ]
+    for key, value in facts:
         table.add_row(key, value)
     return table
 

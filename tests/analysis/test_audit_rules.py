@@ -280,7 +280,7 @@ def test_capacity_of_finetuning_says_nothing_is_protected(tmp_path, monkeypatch)
 @pytest.mark.parametrize(
     ("algorithm", "options", "requirer", "hint"),
     [
-        ("adahat", ["--strict"], "--strict", "AdaHAT moves protected parameters softly by design"),
+        ("adahat", ["--strict"], "--strict", "moves protected parameters softly by design"),
         ("hat", [], "HAT", "the training between the two checkpoints did not respect the masks"),
         ("", [], "HAT's rule (no known algorithm named)", "an AdaHAT run drifts by design"),
     ],

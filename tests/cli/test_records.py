@@ -219,6 +219,7 @@ def test_audit_json_and_csv():
         "after",
         "tasks",
         "algorithm",
+        "soft_protection",
         "rule",
         "tolerance",
         "ok",
@@ -247,10 +248,12 @@ def test_info_json_and_csv():
         "backbone",
         "source",
         "tasks",
+        "unlearned_tasks",
         "layers",
         "metadata",
         "notes",
     }
+    assert doc["unlearned_tasks"] == []
     assert (doc["source"], doc["tasks"], doc["metadata"], doc["notes"]) == (
         "hatinspect",
         TASKS,

@@ -71,7 +71,9 @@ def build_seeds(folder: Path) -> dict[str, Path]:
         if FINDINGS in fixture.parts:  # the fuzzer's own finds: each is refused
             continue
         if fixture.suffix in FIXTURE_SUFFIXES and fixture.stat().st_size <= MAX_FIXTURE:
-            seeds[f"fixture-{fixture.stem}{fixture.suffix}"] = fixture
+            # the folder names too: CLArena names every run's last model cl_model.pth
+            folders = fixture.relative_to(FIXTURES).parts[1:-1]
+            seeds["-".join(("fixture", *folders, fixture.name))] = fixture
     return seeds
 
 
