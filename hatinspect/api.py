@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the core loads numpy: imported by the functions, so `--help
     from hatinspect.analysis.audit import AuditReport
     from hatinspect.analysis.capacity import CapacityReport
     from hatinspect.analysis.compare import Comparison
+    from hatinspect.analysis.importance import ImportanceOverlap
     from hatinspect.analysis.masks import MaskReport
     from hatinspect.analysis.measure import LayerMeasure
     from hatinspect.analysis.overlap import OverlapReport
@@ -142,13 +143,21 @@ def overlap(
     scale: tuple[float, float] = (0.0, 1.0),
     source: str | None = None,
     task_id: int | None = None,
-) -> OverlapReport:
+    of: str = "masks",
+) -> OverlapReport | ImportanceOverlap:
     """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer.
     ``heatmap``: also draw the task x task Jaccard matrix to a figure file, its colours
-    spanning ``scale`` (0 to 1 unless given)."""
+    spanning ``scale`` (0 to 1 unless given). ``of="importance"``: FG-AdaHAT's importances
+    compared instead, by weighted Jaccard (network-wide and per layer; no figure)."""
     from hatinspect.analysis.overlap import overlap as task_overlap
 
     checkpoint = open_any(checkpoint, source, task_id)
+    if of == "importance":
+        from hatinspect.analysis.importance import importance_overlap
+
+        return with_sources(importance_overlap(checkpoint), [checkpoint])
+    if of != "masks":
+        raise ValueError(f"of must be masks or importance, not {of!r}")
     result = with_sources(
         task_overlap(checkpoint, _many(task), _many(layer), _many(exclude)), [checkpoint]
     )

@@ -91,6 +91,40 @@ class CapacityReport(Result):
     # AdaHAT's family: the mean adjustment rate of the newest task, CLArena's way
     # ("clarena") and over the network's parameters ("per_parameter"); None otherwise
     network_capacity: Mapping[str, float] | None = None
+    unlearning: tuple[UnlearnedTask, ...] = ()  # AmnesiacHAT's unlearned tasks
+
+
+@dataclass(frozen=True)
+class UnlearnedTask:
+    """What unlearning a task (AmnesiacHAT) did to the units: those it frees (no task
+    still learned uses them), the later tasks it affects, and per affected task the units
+    it shares with the unlearned one (the set CLArena's compensation restores from the
+    affected task's backup)."""
+
+    task: int
+    freed: int  # units only this task (of the stored ones still counted) used
+    freed_by_layer: Mapping[str, int]
+    affected: tuple[int, ...]  # the tasks still learned that came after it
+    compensation: Mapping[int, int]  # affected task -> units shared with the unlearned one
+
+
+def unlearning_effects(checkpoint: Checkpoint) -> tuple[UnlearnedTask, ...]:
+    """Per unlearned task, the units it frees and its compensation sets."""
+    retained = checkpoint.retained_task_ids
+    out = []
+    for task in checkpoint.unlearned:
+        freed: dict[str, int] = {}
+        shared = dict.fromkeys((t for t in retained if t > task), 0)
+        for layer in checkpoint.layers:
+            mine = checkpoint.masks[task][layer.name] > 0
+            kept = np.zeros_like(mine)
+            for other in retained:
+                kept |= checkpoint.masks[other][layer.name] > 0
+            freed[layer.name] = int((mine & ~kept).sum())
+            for other in shared:
+                shared[other] += int((mine & (checkpoint.masks[other][layer.name] > 0)).sum())
+        out.append(UnlearnedTask(task, sum(freed.values()), freed, tuple(shared), shared))
+    return tuple(out)
 
 
 class _Counts(NamedTuple):
@@ -119,6 +153,7 @@ def capacity(
     require_unit_masks(checkpoint, "capacity")
     if tasks:
         checkpoint = replace(checkpoint, task_ids=select_tasks(checkpoint, tasks))
+    unlearned = unlearning_effects(checkpoint)
     if checkpoint.unlearned:  # an unlearned task's units are free again
         checkpoint = replace(checkpoint, task_ids=checkpoint.retained_task_ids)
     layers = checkpoint.layers
@@ -158,6 +193,7 @@ def capacity(
         total=total,
         by_task=_growth(checkpoint, counts, protected, total),
         protects=protects,
+        unlearning=unlearned,
     )
 
 
@@ -286,12 +322,27 @@ def _(report: CapacityReport) -> dict:
         "total": fields_of(report.total, USAGE_KEYS),
         "by_task": [fields_of(step, GROWTH_KEYS) for step in report.by_task],
         "protects": report.protects,  # false: no masks protect anything (e.g. fine-tuning)
-        **(
-            {}
-            if report.network_capacity is None
-            else {"network_capacity": dict(report.network_capacity)}
-        ),  # fmt: skip
+        **_optional(report),
     }
+
+
+def _optional(report: CapacityReport) -> dict:
+    """The keys only some files have: soft protection's network capacity, unlearning."""
+    out = {}
+    if report.network_capacity is not None:
+        out["network_capacity"] = dict(report.network_capacity)
+    if report.unlearning:
+        out["unlearning"] = [
+            {
+                "task": u.task,
+                "freed_units": u.freed,
+                "freed_by_layer": dict(u.freed_by_layer),
+                "affected": list(u.affected),
+                "compensation_units": {str(t): n for t, n in u.compensation.items()},
+            }
+            for u in report.unlearning
+        ]
+    return out
 
 
 @csv_rows.register

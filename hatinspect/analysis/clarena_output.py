@@ -25,7 +25,7 @@ from pathlib import Path
 from hatinspect.model.errors import HatinspectError, shown
 
 ACCURACY = "acc.csv"
-UNLEARNING = ("ag.csv", "dd.csv", "ad.csv")
+OTHER_METRICS = ("loss_cls.csv", "ag.csv", "dd.csv", "ad.csv")
 MODEL_AFTER = re.compile(r"model_after_task_(\d+)\.pth")
 FINAL_MODEL = "cl_model.pth"
 TESTED = re.compile(r"(?:unlearning_)?test_on_task_(\d+)")
@@ -57,7 +57,7 @@ def output_files(folder: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in _walk(folder, MAX_DEPTH):
         name = path.name
-        if name in (ACCURACY, *UNLEARNING, FINAL_MODEL) or MODEL_AFTER.fullmatch(name):
+        if name in (ACCURACY, *OTHER_METRICS, FINAL_MODEL) or MODEL_AFTER.fullmatch(name):
             found.setdefault(name, path)
     return found if ACCURACY in found or FINAL_MODEL in found or _after_files(found) else {}
 

@@ -45,7 +45,7 @@ class RunSummary:
     # row t: accuracy on tasks 1..t+1 after learning task t+1; None without accuracies
     accuracy: tuple[tuple[float, ...], ...] | None = None
     accuracy_tasks: tuple[int, ...] = ()  # the task of each row and column
-    metrics: tuple[MetricsTable, ...] = ()  # a CLArena folder's unlearning metrics
+    metrics: tuple[MetricsTable, ...] = ()  # a CLArena folder's other metrics files
 
     def layer(self, name: str) -> Usage | None:
         return next((usage for usage in self.layers if usage.name == name), None)
@@ -161,7 +161,7 @@ def _run_record(run: RunSummary) -> dict:
         "accuracy_matrix": None
         if run.accuracy is None
         else {"tasks": list(run.accuracy_tasks), "rows": [list(row) for row in run.accuracy]},
-        "unlearning_metrics": [_metrics_record(table) for table in run.metrics],
+        "metrics_files": [_metrics_record(table) for table in run.metrics],
     }
 
 

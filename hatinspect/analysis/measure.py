@@ -16,15 +16,18 @@ import numpy as np
 
 from hatinspect.analysis.adjustment import adjustment, rate_factors
 from hatinspect.analysis.capacity import inputs_per_unit
+from hatinspect.analysis.importance import importances
 from hatinspect.analysis.select import find_layer, require_unit_masks, select_tasks
 from hatinspect.model.checkpoint import Checkpoint
+from hatinspect.model.errors import HatinspectError
 from hatinspect.model.records import csv_rows, record
 from hatinspect.model.result import Result
 from hatinspect.native.blocks import BLOCK_BYTES
 
 AGGREGATIONS = {"min": np.minimum, "max": np.maximum}
 ADJUSTMENT = "adjustment"  # AdaHAT's adjustment rate (analysis.adjustment)
-UNIT_WISE = ("cumulative", "summative", "task:N", ADJUSTMENT)
+IMPORTANCE = "importance"  # FG-AdaHAT's summed importance; "importance:N": task N's
+UNIT_WISE = ("cumulative", "summative", "task:N", ADJUSTMENT, IMPORTANCE, "importance:N")
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ def measure(
     if of == ADJUSTMENT:  # a rate falls as importance rises: min of importance, max of rate
         rates = adjustment(checkpoint, sparsity)
         rows, columns = rate_factors(checkpoint, rates, layer.name)
-        aggregation = "max"
+        aggregation = rates.combine
         basis = rates.basis(layer.name)
     else:
         rows, columns = _mask_factors(checkpoint, layer, of)
@@ -189,12 +192,12 @@ def _stats(values: np.ndarray, counts: np.ndarray) -> Stats:
 
 
 def parse_unit_wise(of: str) -> int | None:
-    """The task of "task:N" (None for cumulative, summative and adjustment); ValueError
-    otherwise."""
-    if of in ("cumulative", "summative", ADJUSTMENT):
+    """The task of "task:N" or "importance:N" (None for cumulative, summative, adjustment
+    and importance); ValueError otherwise."""
+    if of in ("cumulative", "summative", ADJUSTMENT, IMPORTANCE):
         return None
     kind, _, number = of.partition(":")
-    if kind != "task" or not number.strip().lstrip("-").isdigit():
+    if kind not in ("task", IMPORTANCE) or not number.strip().lstrip("-").isdigit():
         raise ValueError(f"{of!r} is not one of {', '.join(UNIT_WISE)}")
     return int(number)
 
@@ -202,9 +205,27 @@ def parse_unit_wise(of: str) -> int | None:
 def unit_wise_measure(checkpoint: Checkpoint, of: str) -> Mapping[str, np.ndarray]:
     """Layer name -> (units,) measure: the cumulative, summative or one task's mask."""
     task = parse_unit_wise(of)
+    if of.partition(":")[0] == IMPORTANCE:
+        return _importance(checkpoint, task)
     if task is not None:
         return checkpoint.masks[select_tasks(checkpoint, [task])[0]]
     return checkpoint.cumulative_mask() if of == "cumulative" else checkpoint.summative_mask()
+
+
+def _importance(checkpoint: Checkpoint, task: int | None) -> Mapping[str, np.ndarray]:
+    stored = importances(checkpoint)
+    if stored is None:
+        raise HatinspectError(f"{checkpoint.path} holds no importances (FG-AdaHAT's are read)")
+    if task is None:
+        if stored.summative is None:
+            raise HatinspectError(f"{checkpoint.path} holds no summed importance")
+        return stored.summative
+    if task not in stored.tasks:
+        have = ", ".join(map(str, stored.tasks)) or "none"
+        raise HatinspectError(
+            f"{checkpoint.path} holds no importance of task {task}; it has {have}"
+        )
+    return stored.tasks[task]
 
 
 def summarise(values: np.ndarray) -> Stats:

@@ -18,6 +18,7 @@ from hatinspect.analysis.capacity import (
     protects_anything,
 )
 from hatinspect.analysis.compare import Comparison, RunSummary, compare, summarise
+from hatinspect.analysis.importance import ImportanceOverlap, importance_overlap, importances
 from hatinspect.analysis.masks import MaskReport, summarise_masks
 from hatinspect.analysis.measure import Stats, pair_stats, stats_record
 from hatinspect.analysis.overlap import OverlapReport, overlap
@@ -55,6 +56,7 @@ class RunReport:
     measures: tuple[LayerMeasures, ...]
     audits: tuple[AuditReport, ...]  # each file against the next; empty for one file
     outcome: RunSummary  # task by task: usage, accuracy, forgetting, backward transfer
+    importance: ImportanceOverlap | None = None  # FG-AdaHAT: how alike tasks' importances are
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -150,6 +152,7 @@ def run_report(run: Run, read_tensors: TensorReader = read_native_tensors) -> Ru
         measures=tuple(layer_measures(final, layer) for layer in final.layers),
         audits=tuple(audit(before, after, read_tensors=read_tensors) for before, after in pairs),
         outcome=summarise(run),
+        importance=importance_overlap(final) if importances(final) is not None else None,
     )
 
 
@@ -209,11 +212,12 @@ def _run(run: RunReport) -> dict:
             for audit, pair in zip(run.audits, zip(files, files[1:], strict=False), strict=True)
         ],
         "outcome": _outcome_record(run.outcome),
+        "importance_overlap": None if run.importance is None else record(run.importance),
     }
 
 
 def _outcome_record(outcome: RunSummary) -> dict:
     """Accuracy, forgetting and backward transfer task by task, and the metrics files."""
     full = record(Comparison((outcome,)))["runs"][0]
-    keep = ("by_task", "accuracy_matrix", "unlearning_metrics")
+    keep = ("by_task", "accuracy_matrix", "metrics_files")
     return {key: full[key] for key in keep}

@@ -19,7 +19,7 @@ from typing import ClassVar
 from hatinspect.analysis.capacity import USAGE_FIELDS, CapacityReport, Shares, capacity
 from hatinspect.analysis.clarena_output import (
     ACCURACY,
-    UNLEARNING,
+    OTHER_METRICS,
     MetricsTable,
     accuracy_rows,
     model_files,
@@ -75,7 +75,7 @@ def _clarena_run(path: Path, name: str, found: dict, open_file: Opener) -> Run:
     metadata of each (where it covers the file's tasks), and its metrics tables."""
     checkpoints = [open_file(file) for file in model_files(found)]
     check_trajectory(checkpoints)
-    tables = [read_metrics(found[n]) for n in (ACCURACY, *UNLEARNING) if n in found]
+    tables = [read_metrics(found[n]) for n in (ACCURACY, *OTHER_METRICS) if n in found]
     if ACCURACY in found:
         checkpoints = [_with_accuracy(c, tables[0]) for c in checkpoints]
     return Run(name, str(path), tuple(checkpoints), tuple(tables))

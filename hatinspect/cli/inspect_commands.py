@@ -25,6 +25,7 @@ from hatinspect.cli.options import (
     FormatOption,
     HeatmapOption,
     LayerOption,
+    OverlapOf,
     RunArg,
     SourceOption,
     TaskIdOption,
@@ -253,6 +254,14 @@ def overlap(
     per_layer: Annotated[
         bool, typer.Option("--per-layer", help="Also show each layer's matrix (table, CSV).")
     ] = False,
+    of: Annotated[
+        OverlapOf,
+        typer.Option(
+            metavar=choices(OverlapOf),
+            help="masks: shared units and Jaccard; importance: FG-AdaHAT's importances, by "
+            "weighted Jaccard (sum of minima over sum of maxima).",
+        ),
+    ] = OverlapOf.masks,
     heatmap: HeatmapOption = None,
     scale: Annotated[
         str | None,
@@ -279,6 +288,12 @@ def overlap(
     """
     outputs_free(force, (checkpoint,), heatmap)
     opened = load(checkpoint, source, task_id)
+    if of == OverlapOf.importance:
+        if heatmap or task or layer or exclude:
+            raise fail("--of importance compares every task and layer, and draws no --heatmap",
+                       code=2)  # fmt: skip
+        emit(api.overlap(opened, of="importance"), fmt, (opened,), width, per_layer=per_layer)
+        return
     report = api.overlap(opened, task=task, layer=layer, exclude=exclude)
     if heatmap:
         from hatinspect.render.drawing import draw_figure

@@ -22,6 +22,11 @@ class Aggregation(StrEnum):
     max = "max"
 
 
+class OverlapOf(StrEnum):
+    masks = "masks"
+    importance = "importance"
+
+
 Source = StrEnum("Source", {name: name for name in SOURCES})
 
 

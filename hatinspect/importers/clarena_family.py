@@ -22,6 +22,7 @@ from hatinspect.model.errors import CheckpointError, shown
 from hatinspect.model.names import (
     HARD,
     HPARAMS_KEY,
+    IMPORTANCES_KEY,
     PROTECTION_KEY,
     PROTECTIONS,
     SOFT,
@@ -72,13 +73,14 @@ def family_metadata(path, attrs: Mapping, names: list[str], tasks) -> tuple[dict
                 f"task {_listing(unlearned)} was unlearned: {whose} masks are shown, and"
                 " counted in no cumulative mask, capacity or audit"
             )
+    if algorithm == "fg-adahat":
+        metadata[IMPORTANCES_KEY] = json.dumps(fg_importances(path, attrs, names))
     notes += replay_notes(attrs)
     protection = metadata.get(PROTECTION_KEY, PROTECTIONS[algorithm])
     if protection == SOFT:
-        shown_by = "" if algorithm == "fg-adahat" else " (measure --of adjustment shows it)"
         notes.append(
             f"{TITLES[algorithm]} protects earlier tasks softly: their parameters move by an"
-            f" adjustment rate{shown_by}"
+            " adjustment rate (measure --of adjustment shows it)"
         )
     return metadata, notes
 
@@ -127,6 +129,42 @@ def _norm(path, tensors) -> float:
             raise CheckpointError(f"{path}: parameters_task_update holds a non-float entry")
         total += float(tensor.detach().double().square().sum())
     return math.sqrt(total)
+
+
+def fg_importances(path, attrs: Mapping, names: list[str]) -> dict:
+    """FG-AdaHAT's ``importances[t][layer]`` and ``summative_importance_for_previous_tasks``
+    (tensors that may require grad: their values are taken, nothing else)."""
+    tasks = attrs.get("importances")
+    if not isinstance(tasks, Mapping):
+        raise CheckpointError(f"{path}: FG-AdaHAT's importances is not a mapping of tasks")
+    out = {"type": attrs.get("importance_type"), "tasks": {}}
+    for task, layers in tasks.items():
+        if type(task) is not int:
+            raise CheckpointError(f"{path}: importances has a task key {shown(task)}")
+        out["tasks"][str(task)] = _vectors(path, f"importances[{task}]", layers, names)
+    summative = attrs.get("summative_importance_for_previous_tasks")
+    if isinstance(summative, Mapping) and summative:
+        out["summative"] = _vectors(path, "summative_importance", summative, names)
+    return out
+
+
+def _vectors(path, where: str, layers, names: list[str]) -> dict[str, list[float]]:
+    if not isinstance(layers, Mapping) or set(layers) != set(names):
+        raise CheckpointError(f"{path}: {where} does not map exactly the weighted layers")
+    out = {}
+    for name in names:
+        tensor = layers[name]
+        if (
+            not isinstance(tensor, Tensor)
+            or tensor.dim() != 1
+            or not tensor.dtype.is_floating_point
+        ):
+            raise CheckpointError(f"{path}: {where}[{shown(name)}] is not a vector of floats")
+        values = tensor.detach().double()
+        if not bool(values.isfinite().all()):
+            raise CheckpointError(f"{path}: {where}[{shown(name)}] holds a non-finite value")
+        out[name] = [float(v) for v in values.tolist()]
+    return out
 
 
 def replay_notes(attrs: Mapping) -> list[str]:

@@ -37,3 +37,5 @@ PROTECTION_KEY = "protection"  # "hard" or "soft", where the algorithm alone doe
 HPARAMS_KEY = "hparams"  # the algorithm's hyperparameters: name -> number, string or bool
 UNLEARNED_KEY = "unlearned_tasks"  # ids of stored tasks whose learning was undone
 UPDATE_NORMS_KEY = "parameter_update_norms"  # task -> layer -> L2 norm of its stored update
+# FG-AdaHAT: {"type": importance type, "tasks": {task: {layer: [units]}}, "summative": ...}
+IMPORTANCES_KEY = "importances"

@@ -7,6 +7,7 @@ import json
 from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.model.names import (
     HPARAMS_KEY,
+    IMPORTANCES_KEY,
     PROTECTION_KEY,
     TITLES,
     UNLEARNED_KEY,
@@ -16,7 +17,15 @@ from hatinspect.native.format import ALGORITHM_KEY, hyperparameters, named_algor
 
 # metadata shown in rows of their own (or, for the update norms, in a table of their own)
 SHOWN_APART = frozenset(
-    {ALGORITHM_KEY, HPARAMS_KEY, PROTECTION_KEY, UNLEARNED_KEY, UPDATE_NORMS_KEY, "accuracy"}
+    {
+        ALGORITHM_KEY,
+        HPARAMS_KEY,
+        IMPORTANCES_KEY,
+        PROTECTION_KEY,
+        UNLEARNED_KEY,
+        UPDATE_NORMS_KEY,
+        "accuracy",
+    }
 )
 PROTECTION_WORDS = {
     "hard": "bit-identical protection",

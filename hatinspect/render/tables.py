@@ -14,6 +14,7 @@ from rich.text import Text
 
 from hatinspect.analysis.audit import NOTHING_PROTECTED, AuditReport, verdict, verdict_tone
 from hatinspect.analysis.capacity import CapacityReport, TaskGrowth, Usage
+from hatinspect.analysis.importance import ImportanceOverlap
 from hatinspect.analysis.masks import MaskReport
 from hatinspect.analysis.measure import LayerMeasure
 from hatinspect.analysis.overlap import Overlap, OverlapReport
@@ -135,7 +136,18 @@ def _(
         heading("Growth task by task" if by_task else "Per task"),
         *_growth_grid(report, full=by_task).fitted(width),
         *_network_capacity(report),
+        *_unlearning(report, width),
     ]
+
+
+def _unlearning(report: CapacityReport, width: int | None) -> list[RenderableType]:
+    if not report.unlearning:
+        return []
+    grid = Grid(["unlearned task", "units freed", "affected tasks", "compensation units"], text=3)
+    for u in report.unlearning:
+        shared = ", ".join(f"task {t}: {n:,}" for t, n in u.compensation.items()) or "-"
+        grid.add_row(str(u.task), count(u.freed), ", ".join(map(str, u.affected)) or "-", shared)
+    return [heading("Unlearning (AmnesiacHAT)"), *grid.fitted(width)]
 
 
 def _network_capacity(report: CapacityReport) -> list[RenderableType]:
@@ -214,7 +226,8 @@ def _measure_title(result: LayerMeasure) -> str:
     where = f"layer {result.layer} of {result.checkpoint}"
     if result.adjustment is None:
         return f"Parameter-wise {result.aggregation} of {_unit_wise(result.of)}, {where}"
-    return f"AdaHAT's adjustment rate of task {result.adjustment['task']}, {where}"
+    title = "FG-AdaHAT" if result.adjustment["mode"] == "fg-adahat" else "AdaHAT"
+    return f"{title}'s adjustment rate of task {result.adjustment['task']}, {where}"
 
 
 def _adjustment_basis(result: LayerMeasure) -> list[RenderableType]:
@@ -224,15 +237,17 @@ def _adjustment_basis(result: LayerMeasure) -> list[RenderableType]:
     origin = "given" if basis["sparsity_given"] else "from the stored masks"
     return [
         Text(
-            f"mode {basis['mode']}, alpha {basis['alpha']:g}, epsilon {basis['epsilon']:g}, "
-            f"network sparsity {basis['sparsity']:.4g} ({origin}): the rates at the end of the "
-            "task's training under that rule"
+            f"mode {basis['mode']}, alpha {basis['alpha']:g}, network sparsity "
+            f"{basis['sparsity']:.4g} ({origin}), layer factor k {basis['factor']:.4g} in "
+            "alpha / (k I + alpha): the rates at the end of the task's training under that rule"
         )
     ]
 
 
 def _unit_wise(of: str) -> str:
     kind, _, task = of.partition(":")
+    if kind == "importance":
+        return f"task {task.strip()}'s importance" if task else "the summed importance"
     return f"task {task.strip()}'s mask" if task else f"the {kind} mask"
 
 
@@ -301,6 +316,22 @@ def _(
             )
         )
     return renderables
+
+
+@tables.register
+def _(
+    result: ImportanceOverlap, per_layer: bool = False, width: int | None = None
+) -> list[RenderableType | Note]:
+    pairs = list(zip(result.scopes, result.similarity, strict=True))
+    out: list[RenderableType | Note] = []
+    for name, matrix in pairs if per_layer else pairs[:1]:
+        where = "the network" if name == "network" else f"layer {name}"
+        grid = Grid(["task", *map(str, result.tasks)])
+        for a, task in enumerate(result.tasks):
+            grid.add_row(str(task), *(f"{matrix[a, b]:.2f}" for b in range(len(result.tasks))))
+        out += [heading(f"Weighted Jaccard of {result.kind} importances, {where}"),
+                *grid.fitted(width)]  # fmt: skip
+    return out
 
 
 def _fitting_overlap(tasks, scope: Overlap, width: int | None, where: str) -> list:

@@ -126,3 +126,13 @@ def test_any_bytes_read_or_are_refused_in_one_line(tmp_path_factory, data):
             assert "\n" not in str(error)
         else:
             assert all(isinstance(step, int) for step, _, _ in table.rows)
+
+
+def test_loss_cls_csv_reads_as_written():
+    path = HERE / "adahat_mlp" / "results" / "loss_cls.csv"
+    table = read_metrics(path)
+    assert table.average == "average_classification_loss"
+    assert [len(values) for _, _, values in table.rows] == [1, 2, 3]
+    for (_, average, values), plain in zip(table.rows, _plain_rows(path), strict=True):
+        assert average == plain["average_classification_loss"]
+        assert sorted(values.values()) == sorted(v for k, v in plain.items() if "test_on" in k)

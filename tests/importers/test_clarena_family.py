@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from support.cli_runs import run as run_cli  # noqa: E402
 from support.paths import PEERS  # noqa: E402
@@ -24,11 +24,12 @@ from hatinspect.analysis.adjustment import adjustment, network_capacity  # noqa:
 HERE = PEERS / "clarena-main"
 TRUTH = json.loads((HERE / "truth.json").read_text())
 ALGORITHMS = {
+    "HAT": "hat",
     "AdaHAT": "adahat",
     "FGAdaHAT": "fg-adahat",
     "AmnesiacHAT": "amnesiac-hat",
 }
-ADAHAT_FILES = sorted(name for name in TRUTH if TRUTH[name]["algorithm"] == "AdaHAT")
+ADAHAT_FILES = sorted(n for n in TRUTH if TRUTH[n]["algorithm"] in ("AdaHAT", "FGAdaHAT"))
 
 
 def _open(name):
@@ -48,8 +49,9 @@ def test_every_file_reads_as_its_producer_says(name):
         for layer, values in layers.items():
             assert checkpoint.masks[int(task)][layer].tolist() == [int(v) for v in values]
     hparams = json.loads(checkpoint.metadata["hparams"])
-    for key in ("s_max", "clamp_threshold", "mask_sparsity_reg_factor", "adjustment_intensity"):
-        assert hparams[key] == truth["hparams"][key]
+    for key, value in truth["hparams"].items():  # the producer's own save_hyperparameters
+        assert hparams.get(key, value) == value
+    assert {"s_max", "clamp_threshold", "mask_sparsity_reg_factor"} <= set(hparams)
 
 
 def _union(masks: dict, tasks) -> dict[str, list[int]]:
@@ -184,10 +186,57 @@ def test_a_given_sparsity_replaces_the_stored_masks_one():
     )
 
 
-def test_fg_adahat_and_hat_refuse_the_adahat_rate_in_one_line():
-    result = run_cli("measure", str(HERE / "fgadahat_mlp/cl_model.pth"), "-l", "fc/0", "--of",
+def test_fg_adahats_rate_is_its_formula_written_out():
+    name = "fgadahat_mlp/cl_model.pth"
+    truth, checkpoint = TRUTH[name], _open(name)
+    hparams, masks = truth["hparams"], {int(t): m for t, m in truth["masks"].items()}
+    alpha, base, linear = (hparams[k] for k in ("adjustment_intensity", "base_mask_sparsity_reg",
+                                                 "base_linear"))  # fmt: skip
+    # the importance the last task trained under: the earlier tasks' summed (add_latest)
+    summed = {layer: [a + b for a, b in zip(truth["importances"]["1"][layer],
+                                           truth["importances"]["2"][layer], strict=True)]
+              for layer in checkpoint.layer_names}  # fmt: skip
+    for info in truth["layers"]:
+        layer, previous = info["name"], info["preceding"]
+        pairs = zip(masks[1][layer], masks[2][layer], strict=True)
+        free = [i for i, (a, b) in enumerate(pairs) if not a + b]
+        sparsity = sum(masks[3][layer][i] for i in free) / len(free) if len(free) > 10 else 0.0
+        k = (sparsity + base) * (3 + linear)  # linear_sparsity_reg, after task 3
+        out, inp = info["weight_shape"]
+        expected = np.empty((out, inp))
+        for i in range(out):
+            for j in range(inp):
+                importance = (
+                    min(summed[layer][i], summed[previous][j]) if previous else summed[layer][i]
+                )
+                expected[i, j] = alpha / (k * importance + alpha)
+        measured = hatinspect.measure(checkpoint, layer, of="adjustment")
+        np.testing.assert_allclose(measured.weight, expected, rtol=1e-5)
+
+
+def test_fg_adahats_importances_read_as_the_producer_kept_them():
+    name = "fgadahat_mlp/cl_model.pth"
+    truth, checkpoint = TRUTH[name], _open(name)
+    assert truth["importance_type"] == "output_weight_abs_sum"
+    for task, layers in truth["importances"].items():
+        for info in truth["layers"]:
+            layer, previous = info["name"], info["preceding"]
+            measured = hatinspect.measure(checkpoint, layer, of=f"importance:{task}")
+            np.testing.assert_allclose(measured.bias, layers[layer], atol=1e-6)
+            rows = np.array(layers[layer])[:, None]
+            expected = np.minimum(rows, np.array(layers[previous])[None, :]) if previous else (
+                np.repeat(rows, info["weight_shape"][1], axis=1))  # fmt: skip
+            np.testing.assert_allclose(measured.weight, expected, atol=1e-6)
+    summed = hatinspect.measure(checkpoint, "fc/0", of="importance")
+    np.testing.assert_allclose(summed.bias, truth["summative_importance"]["fc/0"], atol=1e-6)
+    missing = run_cli("measure", str(HERE / name), "-l", "fc/0", "--of", "importance:9")
+    assert missing.exit_code == 1 and "it has 1, 2, 3" in missing.output
+
+
+def test_a_hat_file_has_no_adjustment_rate_and_says_so_in_one_line():
+    result = run_cli("measure", str(PEERS / "clarena_hat_mlp.pth"), "-l", "fc/0", "--of",
                      "adjustment")  # fmt: skip
-    assert result.exit_code == 1 and "importances" in result.output
+    assert result.exit_code == 1 and "no adjustment rate" in result.output
     assert "Traceback" not in result.output
 
 
@@ -253,7 +302,7 @@ def test_an_unlearning_run_keeps_each_steps_accuracy_row_and_its_metrics():
     assert run.steps[-1].accuracy == pytest.approx(sum(expected[2]) / 3)  # the row of task 3
     assert sorted(table.path.rsplit("/", 1)[1] for table in run.metrics) == ["ag.csv", "dd.csv"]
     record = json.loads(run_cli("compare", str(HERE / "amnesiac_hat_mlp"), "-f", "json").stdout)
-    assert record["runs"][0]["unlearning_metrics"][1]["average"].startswith("average_distribution")
+    assert record["runs"][0]["metrics_files"][1]["average"].startswith("average_distribution")
 
 
 @pytest.mark.parametrize("suffix", [".md", ".html"])
@@ -282,3 +331,108 @@ def test_a_converted_file_reads_as_the_original(tmp_path):
     assert hatinspect.capacity(converted).network_capacity == pytest.approx(
         hatinspect.capacity(original).network_capacity
     )
+
+
+def test_the_overlap_of_importances_is_their_weighted_jaccard():
+    name = "fgadahat_mlp/cl_model.pth"
+    truth = TRUTH[name]["importances"]
+    record = json.loads(run_cli("overlap", str(HERE / name), "--of", "importance", "-f",
+                                "json").stdout)  # fmt: skip
+    network = record["scopes"][0]["weighted_jaccard"]
+    tasks = sorted(truth, key=int)
+    for a, ta in enumerate(tasks):
+        for b, tb in enumerate(tasks):
+            x = [v for layer in truth[ta].values() for v in layer]
+            y = [v for layer in truth[tb].values() for v in layer]
+            low = sum(min(p, q) for p, q in zip(x, y, strict=True))
+            high = sum(max(p, q) for p, q in zip(x, y, strict=True))
+            assert network[a][b] == pytest.approx(low / high, abs=1e-5)
+    refused = run_cli("overlap", str(HERE / "adahat_mlp/cl_model.pth"), "--of", "importance")
+    assert refused.exit_code == 1 and "holds no importances" in refused.output
+
+
+def test_the_report_of_fg_adahat_shows_its_importances(tmp_path):
+    output = tmp_path / "r.html"
+    result = run_cli("report", str(HERE / "fgadahat_mlp"), "-o", str(output))
+    assert result.exit_code == 0, result.output
+    text = output.read_text()
+    assert "Importances" in text and "output_weight_abs_sum" in text
+    run_cli("report", str(HERE / "fgadahat_mlp"), "-o", str(tmp_path / "r.json"))
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["runs"][0]["importance_overlap"]["tasks"] == [1, 2, 3]
+
+
+def test_nested_copies_of_the_masks_agree_in_the_producers_resnet():
+    checkpoint = _open("amnesiac_hat_resnet/model_after_task_3.pth")
+    assert not any("nested blocks" in note for note in checkpoint.notes)
+
+
+class _Block(torch.nn.Module):
+    """A nested HAT block as CLArena's store_mask leaves it: its own copy of the masks."""
+
+    def __init__(self, masks):
+        super().__init__()
+        self.weighted_layer_names = ["fc/1"]
+        self.masks = masks
+
+
+class _Backbone(torch.nn.Module):
+    def __init__(self, masks, nested):
+        super().__init__()
+        self.fc = torch.nn.ModuleList([torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)])
+        self.task_embedding_t = torch.nn.ModuleDict(
+            {"fc/0": torch.nn.Embedding(1, 4), "fc/1": torch.nn.Embedding(1, 2)}
+        )
+        self.weighted_layer_names = ["fc/0", "fc/1"]
+        self.masks = masks
+        self.block = _Block(nested)
+
+
+def test_nested_copies_that_disagree_are_a_note_and_count_once(tmp_path):
+    masks = {1: {"fc/0": torch.tensor([1.0, 0, 1, 0]), "fc/1": torch.tensor([1.0, 0])}}
+    nested = {"1": {"fc/1": torch.tensor([0.0, 1])}}  # a copy under a string key, changed
+    torch.save(_Backbone(masks, nested), tmp_path / "m.pth")
+    checkpoint = hatinspect.open_checkpoint(tmp_path / "m.pth")
+    assert checkpoint.masks[1]["fc/1"].tolist() == [1, 0]  # the backbone's own
+    assert checkpoint.summative_mask()["fc/1"].tolist() == [1, 0]  # counted once
+    assert any(
+        "nested blocks differ" in note and "task 1, fc/1" in note for note in checkpoint.notes
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "protection"),
+    [("hat_mlp/cl_model.pth", "hard"), ("amnesiac_hat_on_hat_mlp/model_after_task_3.pth", "hard"),
+     ("amnesiac_hat_mlp/model_after_task_3.pth", "soft"), ("adahat_mlp/cl_model.pth", "soft")],
+)  # fmt: skip
+def test_each_algorithm_protects_by_its_own_rule(name, protection):
+    from hatinspect.native.format import protection_of
+
+    checkpoint = _open(name)
+    assert protection_of(checkpoint.metadata) == protection
+    soft_note = any("protects earlier tasks softly" in note for note in checkpoint.notes)
+    assert soft_note == (protection == "soft")
+    assert (hatinspect.capacity(checkpoint).network_capacity is not None) == (protection == "soft")
+    words = "bit-identical protection" if protection == "hard" else "soft protection"
+    assert words in run_cli("info", str(HERE / name)).stdout
+
+
+def test_unlearning_frees_units_and_names_the_compensation_sets():
+    name = "amnesiac_hat_mlp/model_after_task_3.pth"
+    masks = TRUTH[name]["masks"]
+    (effect,) = hatinspect.capacity(_open(name)).unlearning
+    assert (effect.task, effect.affected) == (2, (3,))
+    for layer, values in masks["2"].items():  # brute force, unit by unit
+        freed = sum(
+            1
+            for i, v in enumerate(values)
+            if v and not (masks["1"][layer][i] or masks["3"][layer][i])
+        )
+        assert effect.freed_by_layer[layer] == freed
+    shared = sum(
+        1 for layer, values in masks["2"].items() for i, v in enumerate(values)
+        if v and masks["3"][layer][i]
+    )  # fmt: skip
+    assert effect.compensation == {3: shared}
+    record = json.loads(run_cli("capacity", str(HERE / name), "-f", "json").stdout)
+    assert record["unlearning"][0]["compensation_units"] == {"3": shared}
