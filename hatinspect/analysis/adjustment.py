@@ -83,6 +83,10 @@ def adjustment(checkpoint: Checkpoint, sparsity: float | None = None) -> Adjustm
     if not tasks:
         raise AdjustmentRefused(f"{checkpoint.path} stores no learned task")
     last, earlier = tasks[-1], tasks[:-1]
+    regulariser = hparams.get("mask_sparsity_reg_mode", "original")
+    if sparsity is None and regulariser != "original":
+        why = f"its network sparsity comes from the {regulariser!r} regulariser; give --sparsity S"
+        raise _refused(checkpoint, algorithm, why)
     if sparsity is None:
         shares = network_sparsity(checkpoint, last, earlier)
     else:

@@ -136,3 +136,16 @@ def test_loss_cls_csv_reads_as_written():
     for (_, average, values), plain in zip(table.rows, _plain_rows(path), strict=True):
         assert average == plain["average_classification_loss"]
         assert sorted(values.values()) == sorted(v for k, v in plain.items() if "test_on" in k)
+
+
+def test_clarena_110s_ad_csv_reads_as_written():
+    path = PEERS / "clarena-1.1.0-results" / "ad.csv"  # by 1.1.0's CULAccuracyDifference
+    table = read_metrics(path)
+    assert table.average == "average_accuracy_difference"
+    assert [values for _, _, values in table.rows] == [
+        {1: 0.0625, 2: -0.125},
+        {1: 0.03125, 2: 0.0, 3: -0.25},
+    ]
+    assert [average for _, average, _ in table.rows] == [
+        row["average_accuracy_difference"] for row in _plain_rows(path)
+    ]

@@ -436,3 +436,30 @@ def test_unlearning_frees_units_and_names_the_compensation_sets():
     assert effect.compensation == {3: shared}
     record = json.loads(run_cli("capacity", str(HERE / name), "-f", "json").stdout)
     assert record["unlearning"][0]["compensation_units"] == {"3": shared}
+
+
+def test_the_cross_regulariser_needs_a_given_sparsity():
+    from dataclasses import replace
+
+    checkpoint = _open("adahat_mlp/cl_model.pth")
+    hparams = {**json.loads(checkpoint.metadata["hparams"]), "mask_sparsity_reg_mode": "cross"}
+    cross = replace(checkpoint, metadata={**checkpoint.metadata, "hparams": json.dumps(hparams)})
+    with pytest.raises(hatinspect.HatinspectError, match="give --sparsity"):
+        hatinspect.measure(cross, "fc/0", of="adjustment")
+    assert (
+        hatinspect.measure(cross, "fc/0", of="adjustment", sparsity=0.2).adjustment["sparsity"]
+        == 0.2
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "of"),
+    [("adahat_mlp/cl_model.pth", "adjustment"), ("fgadahat_mlp/cl_model.pth", "importance:2")],
+)
+def test_the_rate_and_importance_draw_as_heatmaps(tmp_path, name, of):
+    figure = tmp_path / "m.svg"
+    result = run_cli(
+        "measure", str(HERE / name), "-l", "fc/1", "--of", of, "--heatmap", str(figure)
+    )
+    assert result.exit_code == 0, result.output
+    assert figure.read_text().lstrip().startswith(("<?xml", "<svg"))

@@ -4,9 +4,11 @@ expands to (a memo entry counted again each time it is re-used), and the globals
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import pickletools
+import warnings
 from pathlib import Path
 
 from hatinspect.importers.safety.limits import MAX_DEPTH, MAX_INT_BITS, MAX_OBJECTS
@@ -98,9 +100,10 @@ def scan_stream(
     names = names or GlobalNames()
     steps = _STEPS
     try:
-        for opcode, arg, _ in pickletools.genops(stream):
-            names.step(opcode.name, arg)
-            steps.get(opcode.name, _generic)(opcode, arg, stack, memo)
+        with quiet_escapes():
+            for opcode, arg, _ in pickletools.genops(stream):
+                names.step(opcode.name, arg)
+                steps.get(opcode.name, _generic)(opcode, arg, stack, memo)
     except _Refused as exc:
         raise CheckpointError(f"{path}: refused to load: {what} {exc}") from None
     except (ValueError, KeyError, IndexError, TypeError, EOFError, RecursionError) as exc:
@@ -111,6 +114,15 @@ def scan_stream(
 
 class _Refused(Exception):
     pass
+
+
+@contextlib.contextmanager
+def quiet_escapes():
+    """Around a walk of ``pickletools.genops``: a protocol 0 string with an unknown escape
+    (``\\E``) makes ``codecs.escape_decode`` warn, which says nothing worth showing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
 
 
 # What each opcode that is not a plain constructor does to the symbolic stack and memo;

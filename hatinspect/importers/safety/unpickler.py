@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from hatinspect.importers.safety.pickle_opcodes import GlobalNames
+from hatinspect.importers.safety.pickle_opcodes import GlobalNames, quiet_escapes
 from hatinspect.model.errors import CheckpointError, reason
 
 # builtins that run code, reach attributes by name or touch files and the terminal
@@ -173,8 +173,9 @@ def pickle_globals(data) -> list[str]:
     """Every global the pickle's opcodes name (``GLOBAL``/``STACK_GLOBAL``), sorted;
     a ``STACK_GLOBAL`` whose names cannot be told without running is ``"<unknown>"``."""
     names = GlobalNames()
-    for opcode, arg, _ in pickletools.genops(data):
-        names.step(opcode.name, arg)
+    with quiet_escapes():
+        for opcode, arg, _ in pickletools.genops(data):
+            names.step(opcode.name, arg)
     return names.sorted()
 
 

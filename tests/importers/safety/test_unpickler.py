@@ -122,3 +122,12 @@ def test_a_plain_pickle_is_refused_by_the_scan_itself(tmp_path):
     path.write_bytes(pickle.dumps(Planted(subprocess.call, ["x"]), protocol=2))
     with pytest.raises(hatinspect.CheckpointError, match=r"refused: it names subprocess\.call"):
         hatinspect.open_checkpoint(path)
+
+
+def test_an_unknown_string_escape_warns_nothing(tmp_path, monkeypatch, recwarn):
+    # protocol 0's STRING opcode with "\E": codecs.escape_decode warns while scanning
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "escape.pt").write_bytes(b"\x80\x02S'\\E'\n.")
+    with pytest.raises(hatinspect.CheckpointError):
+        hatinspect.open_checkpoint("escape.pt")
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
