@@ -20,8 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from hatinspect.analysis.capacity import inputs_per_unit
-from hatinspect.analysis.select import require_unit_masks
-from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError, HatinspectError
 from hatinspect.model.names import READ_ALGORITHMS, SOFT, TITLES, UNLEARNED_KEY, UPDATE_NORMS_KEY
 from hatinspect.model.records import csv_rows, fields_of, record, values_of
@@ -175,8 +174,8 @@ def audit(
     a PyTorch checkpoint's tensors (``hatinspect.checkpoints.read_tensors`` knows both
     kinds) and the tasks' own batch norms.
     """
-    for checkpoint in (before, after):
-        require_unit_masks(checkpoint, "audit")
+    if before.covers != after.covers:
+        raise AuditRefused(f"the masks of {before.path} and {after.path} cover different things")
     pairs = [(layer, _counterpart(layer, after)) for layer in before.layers]
     inputs = (note for checkpoint in (before, after) for note in checkpoint.notes)
     notes = tuple(dict.fromkeys((*inputs, *_check_comparable(before, after))))
@@ -202,10 +201,15 @@ def audit(
     old_keys, new_keys = _keys(layer for layer, _ in pairs), _keys(twin for _, twin in pairs)
     old_file = _open(before.path, old_keys, read_tensors)
     with old_file as old, _open(after.path, new_keys, read_tensors) as new:
-        layers = tuple(
-            _audit_layer(layer, twin, _protection(before, layer, cumulative), old, new)
-            for layer, twin in pairs
-        )
+        if before.covers == Covers.PARAMETERS:  # each weight an earlier task's mask keeps
+            layers = tuple(
+                _audit_owned(layer, twin, cumulative[layer.name], old, new) for layer, twin in pairs
+            )
+        else:
+            layers = tuple(
+                _audit_layer(layer, twin, _protection(before, layer, cumulative), old, new)
+                for layer, twin in pairs
+            )
     # the stored tasks' batch norms: not those of one still training
     tasks = [task for task in before.task_ids if task in before.task_norms]
     return replace(report, layers=layers + _audit_task_norms(before, after, tasks, read_tensors))
@@ -419,16 +423,48 @@ def _audit_layer(layer, twin, protection, old, new) -> LayerAudit:
     )
 
 
+def _audit_owned(layer, twin, owned: np.ndarray, old, new) -> LayerAudit:
+    """Masks of weights: every weight an earlier task owns (`owned`, the weight's shape),
+    compared a block of rows at a time; blocks owning none are not read. Biases are not
+    masked, so not protected."""
+    entry = _same_entry(layer.name, old, new, layer.weight_key, twin.weight_key)
+    shape, tally = entry.shape, _Tally()
+    width, kernel = shape[1], math.prod(shape[2:])
+    owned = owned.astype(bool).reshape(shape[0], width, kernel)
+    for r0, r1, c0, c1 in row_blocks(shape, entry.itemsize):
+        block = owned[r0:r1, c0:c1]
+        if not block.any():
+            continue
+        first, count = (r0 * width + c0) * kernel, (r1 - r0) * (c1 - c0) * kernel
+        a, b = old.read(layer.weight_key, first, count), new.read(twin.weight_key, first, count)
+        where = np.flatnonzero((as_bits(a) != as_bits(b)) & block.reshape(-1))
+        if where.size:
+            tally.add(np.abs(as_float64(b[where], entry.dtype) - as_float64(a[where], entry.dtype)))
+    return LayerAudit(
+        name=layer.name,
+        protected=int(owned.sum()),
+        changed=tally.count,
+        max_abs_change=tally.max,
+        mean_abs_change=tally.total / tally.count if tally.count else 0.0,
+    )
+
+
+def _same_entry(name, old, new, old_key, new_key):
+    """The tensor's entry in the earlier file, checked to have its dtype and shape in both."""
+    entry, other = old.entry(old_key), new.entry(new_key)
+    if (entry.dtype, entry.shape) != (other.dtype, other.shape):
+        raise CheckpointError(
+            f"layer {name}: a tensor is {dtype_name(entry.dtype)}{list(entry.shape)} in one "
+            f"checkpoint and {dtype_name(other.dtype)}{list(other.shape)} in the other"
+        )
+    return entry
+
+
 def _compare(name, old, new, old_key, new_key, rows, columns, tally: _Tally) -> None:
     """Tally |new - old| of the protected entries of one tensor whose bits differ, a block
     of rows at a time; blocks with no protected entry are not read."""
-    entry, other = old.entry(old_key), new.entry(new_key)
+    entry = _same_entry(name, old, new, old_key, new_key)
     dtype, shape = entry.dtype, entry.shape
-    if (dtype, shape) != (other.dtype, other.shape):
-        raise CheckpointError(
-            f"layer {name}: a tensor is {dtype_name(dtype)}{list(shape)} in one "
-            f"checkpoint and {dtype_name(other.dtype)}{list(other.shape)} in the other"
-        )
     if columns is None:
         columns = np.ones(1, dtype=bool)
     width, kernel = columns.size, math.prod(shape[2:])

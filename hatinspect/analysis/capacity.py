@@ -17,8 +17,8 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from hatinspect.analysis.masks import joined_masks
-from hatinspect.analysis.select import require_unit_masks, select_layers, select_tasks
-from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.analysis.select import select_layers, select_tasks
+from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError
 from hatinspect.model.records import csv_rows, fields_of, record, values_of
 from hatinspect.model.result import Result
@@ -65,6 +65,10 @@ class TaskGrowth:
     units_used: int  # after this task
     params_protected: int  # after this task
     params: int
+    # masks of parameters: the weights this task owns that no earlier task had, and those
+    # it shares with earlier tasks (its units are those with a weight of its own)
+    new_params: int | None = None
+    reused_params: int | None = None
 
     @property
     def network_sparsity(self) -> float:
@@ -92,6 +96,7 @@ class CapacityReport(Result):
     # ("clarena") and over the network's parameters ("per_parameter"); None otherwise
     network_capacity: Mapping[str, float] | None = None
     unlearning: tuple[UnlearnedTask, ...] = ()  # AmnesiacHAT's unlearned tasks
+    covers: str = "units"  # "parameters": params are the masked weights, units those fed
 
 
 @dataclass(frozen=True)
@@ -150,9 +155,11 @@ def capacity(
 
     Every layer is counted at once, its masks side by side with the others', so the time
     is linear in layers and tasks."""
-    require_unit_masks(checkpoint, "capacity")
     if tasks:
         checkpoint = replace(checkpoint, task_ids=select_tasks(checkpoint, tasks))
+    if checkpoint.covers == Covers.PARAMETERS:
+        chosen = select_layers(checkpoint, include, exclude) if include or exclude else None
+        return parameter_capacity(checkpoint, chosen)
     unlearned = unlearning_effects(checkpoint)
     if checkpoint.unlearned:  # an unlearned task's units are free again
         checkpoint = replace(checkpoint, task_ids=checkpoint.retained_task_ids)
@@ -195,6 +202,56 @@ def capacity(
         protects=protects,
         unlearning=unlearned,
     )
+
+
+def parameter_capacity(checkpoint: Checkpoint, chosen=None) -> CapacityReport:
+    """Capacity of masks that cover weights (WSN, PackNet, ...): a weight is used once a
+    task's mask keeps it, and stays protected; a unit is used once a weight of it is.
+    ``params`` counts the masked weights (biases are not masked)."""
+    layers = chosen or checkpoint.layers
+    tasks = checkpoint.task_ids
+    steps = np.zeros((len(tasks), 5), dtype=np.int64)  # new/reused weights, units, used units
+    usages = []
+    for layer in layers:
+        owned = np.zeros(layer.weight_shape, dtype=bool)
+        units = np.zeros(layer.units, dtype=bool)
+        for t, task in enumerate(tasks):
+            mask = checkpoint.masks[task][layer.name] > 0
+            kept = mask.reshape(layer.units, -1).any(axis=1)
+            steps[t] += [(mask & ~owned).sum(), (mask & owned).sum(), (kept & ~units).sum(),
+                         (kept & units).sum(), 0]  # fmt: skip
+            owned |= mask
+            units |= kept
+            steps[t, 4] += owned.sum()
+        usages.append(
+            Usage(layer.name, layer.units, int(units.sum()), owned.size, int(owned.sum()))
+        )
+    total = Usage(
+        "total",
+        sum(u.units for u in usages),
+        sum(u.units_used for u in usages),
+        sum(u.params for u in usages),
+        sum(u.params_protected for u in usages),
+    )
+    used_units = np.cumsum(steps[:, 2])
+    growth = tuple(
+        TaskGrowth(
+            task=task,
+            new_units=int(steps[t, 2]),
+            reused_units=int(steps[t, 3]),
+            free_before=int(total.units - used_units[t] + steps[t, 2]),
+            units_used=int(used_units[t]),
+            params_protected=int(steps[t, 4]),
+            params=total.params,
+            new_params=int(steps[t, 0]),
+            reused_params=int(steps[t, 1]),
+        )
+        for t, task in enumerate(tasks)
+    )
+    return CapacityReport(
+        checkpoint.path, tasks, tuple(usages), total, growth,
+        protects=protects_anything(checkpoint), covers=str(Covers.PARAMETERS),
+    )  # fmt: skip
 
 
 def protects_anything(checkpoint: Checkpoint) -> bool:
@@ -327,8 +384,15 @@ def _(report: CapacityReport) -> dict:
 
 
 def _optional(report: CapacityReport) -> dict:
-    """The keys only some files have: soft protection's network capacity, unlearning."""
+    """The keys only some files have: soft protection's network capacity, unlearning, and
+    for masks of parameters what they cover and each task's new and reused weights."""
     out = {}
+    if report.covers != "units":
+        out["covers"] = report.covers
+        out["by_task_params"] = [
+            {"task": s.task, "new_params": s.new_params, "reused_params": s.reused_params}
+            for s in report.by_task
+        ]
     if report.network_capacity is not None:
         out["network_capacity"] = dict(report.network_capacity)
     if report.unlearning:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hatinspect.analysis.select import select_layers, select_tasks
-from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.records import csv_rows, record
 from hatinspect.model.result import Result
 
@@ -47,6 +47,7 @@ class MaskReport(Result):
     backbone: str
     tasks: tuple[int, ...]
     layers: tuple[LayerMasks, ...]
+    entries: str = "units"  # what a mask's entries are: "units", or "weights"
 
     @property
     def histogram(self) -> tuple[int, ...]:
@@ -76,7 +77,13 @@ def summarise_masks(
             _layer_masks(task_matrix(checkpoint, layer, chosen), layer.name, chosen)
             for layer in layers
         ),
+        entries=entry_word(checkpoint),
     )
+
+
+def entry_word(checkpoint: Checkpoint) -> str:
+    """What one entry of the checkpoint's masks is, in words: "units" or "weights"."""
+    return "units" if checkpoint.covers == Covers.UNITS else "weights"
 
 
 def task_matrix(checkpoint: Checkpoint, layer: LayerInfo, tasks: Sequence[int]) -> np.ndarray:

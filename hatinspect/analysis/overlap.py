@@ -9,7 +9,7 @@ from itertools import chain, cycle, repeat
 
 import numpy as np
 
-from hatinspect.analysis.masks import joined_masks
+from hatinspect.analysis.masks import entry_word, joined_masks
 from hatinspect.analysis.select import select_layers, select_tasks
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 from hatinspect.model.records import csv_line, csv_rows, csv_text, record
@@ -52,6 +52,7 @@ class OverlapReport(Result):
     tasks: tuple[int, ...]
     network: Overlap  # over the units of all chosen layers
     layers: tuple[Overlap, ...]
+    entries: str = "units"  # what a mask's entries are: "units", or "weights"
 
 
 def overlap(
@@ -74,6 +75,7 @@ def overlap(
             Overlap(layer.name, int(end - start), matrix[:, start:end])
             for layer, start, end in zip(layers, ends[:-1], ends[1:], strict=True)
         ),
+        entry_word(checkpoint),
     )
 
 

@@ -23,7 +23,7 @@ from hatinspect.analysis.masks import MaskReport, summarise_masks
 from hatinspect.analysis.measure import Stats, pair_stats, stats_record
 from hatinspect.analysis.overlap import OverlapReport, overlap
 from hatinspect.analysis.runs import Run, check_trajectory
-from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError, HatinspectError
 from hatinspect.model.names import TITLES
 from hatinspect.model.records import document, record
@@ -149,7 +149,10 @@ def run_report(run: Run, read_tensors: TensorReader = read_native_tensors) -> Ru
         capacity=with_network_capacity(capacity(final), final),
         masks=summarise_masks(final),
         overlap=overlap(final),
-        measures=tuple(layer_measures(final, layer) for layer in final.layers),
+        # the parameter-wise measures spread unit masks; masks of weights are already that
+        measures=tuple(layer_measures(final, layer) for layer in final.layers)
+        if final.covers == Covers.UNITS
+        else (),
         audits=tuple(audit(before, after, read_tensors=read_tensors) for before, after in pairs),
         outcome=summarise(run),
         importance=importance_overlap(final) if importances(final) is not None else None,

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from hatinspect.importers.flow import infer_flow, inferred_note
-from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError, shown
 from hatinspect.native import format as fmt
 
@@ -158,7 +158,17 @@ def frozen(mask: np.ndarray) -> np.ndarray:
 
 
 def imported_checkpoint(
-    path, source, backbone, layers, masks, notes, state, native, task_norms=None, **more
+    path,
+    source,
+    backbone,
+    layers,
+    masks,
+    notes,
+    state,
+    native,
+    task_norms=None,
+    covers: Covers = Covers.UNITS,
+    **more,
 ) -> Imported:
     try:  # what a native file must satisfy, so that convert never refuses an import
         fmt.check_layers(tuple(layers))
@@ -166,7 +176,7 @@ def imported_checkpoint(
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     stored_task_id(path, "'task_id'", more.get("task_id"))  # the task being learned
-    check_masks(path, layers, masks)
+    check_masks(path, layers, masks, covers)
     check_layer_tensors(path, layers, state)
     checkpoint = Checkpoint(
         path=str(path),
@@ -178,6 +188,7 @@ def imported_checkpoint(
         metadata=MappingProxyType({}),
         notes=(*notes, *filter(None, [inferred_note(layers)])),
         task_norms=MappingProxyType(dict(task_norms or {})),
+        covers=covers,
     )
     return Imported(checkpoint, state, native, **more)
 
@@ -201,15 +212,15 @@ def check_layer_tensors(path: Path, layers, state: Mapping[str, Tensor]) -> None
                 )
 
 
-def check_masks(path: Path, layers, masks) -> None:
+def check_masks(path: Path, layers, masks, covers: Covers = Covers.UNITS) -> None:
     for task, mask in masks.items():
         if set(mask) != {layer.name for layer in layers}:
             raise CheckpointError(f"{path}: task {task}'s masks do not cover exactly the layers")
         for layer in layers:
-            if mask[layer.name].shape != (layer.units,):
+            if mask[layer.name].shape != layer.mask_shape(covers):
                 raise CheckpointError(
-                    f"{path}: task {task}'s mask of {layer.name!r} has {mask[layer.name].size}"
-                    f" units, the layer has {layer.units}"
+                    f"{path}: task {task}'s mask of {layer.name!r} has shape"
+                    f" {mask[layer.name].shape}, the layer's {covers} {layer.mask_shape(covers)}"
                 )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hatinspect.importers import clarena, hat_cl, hatinspect_pt, original_hat
+from hatinspect.importers import clarena, clarena_wsn, hat_cl, hatinspect_pt, original_hat
 from hatinspect.importers.common import Imported, numpy_of
 from hatinspect.importers.payload import load_payload, unwrap
 from hatinspect.importers.safety.unpickler import Placeholder
@@ -33,6 +33,8 @@ def import_checkpoint(
         known = ", ".join(fmt.SOURCES)
         raise CheckpointError(f"{path}: unknown source {source!r}; expected one of {known}")
     payload = load_payload(path)
+    if clarena_wsn.is_wsn(payload):
+        return clarena_wsn.import_wsn(path, payload, source, task_id)
     if isinstance(payload, Placeholder):
         return import_saved_model(path, payload, source, task_id)
     state, extra = unwrap(path, payload)

@@ -20,15 +20,22 @@ import numpy as np
 from torch import Tensor
 
 from hatinspect.importers.clarena_family import family_metadata, nested_mask_notes
+from hatinspect.importers.pickled_modules import (
+    attributes,
+    class_name,
+    infer_heads,
+    layer_names,
+    modules_or_empty,
+    saved_model_state,
+    submodules,
+    task_key,
+    with_metadata,
+)
 from hatinspect.importers.safety.unpickler import Placeholder
 from hatinspect.model.errors import CheckpointError, shown
 from hatinspect.model.names import UNLEARNED_KEY
 from hatinspect.native import format as fmt
 
-# A whole pickled model is walked, never run; these bound the walk's time and stack on a
-# crafted object graph (a ResNet-152 with its heads has ~1,000 modules, nested < 10 deep).
-MAX_DEPTH = 64  # modules inside modules
-MAX_MODULES = 100_000  # modules visited in all
 STATE_HINT = "save the weights with torch.save(model.state_dict(), ...) and inspect that file"
 
 
@@ -39,19 +46,19 @@ def import_saved_model(path: Path, obj: Placeholder, source: str | None, task_id
     backbone, algorithm = _parts(path, obj, source)
     if task_id is not None:
         raise CheckpointError(f"{path}: a saved model stores its tasks' masks; no task id applies")
-    attrs = _attributes(path, backbone)
-    names = _layer_names(path, attrs)
+    attrs = attributes(path, backbone)
+    names = layer_names(path, attrs)
     masks = _task_masks(path, attrs.get("masks"), names)
     state = saved_model_state(path, obj)
     prefix = "backbone." if algorithm is not None else ""
     layers = layers_of(path, state, {n: prefix + n.replace("/", ".") for n in names})
     family, notes = ({}, []) if algorithm is None else family_metadata(
-        path, _attributes(path, algorithm), names, masks)  # fmt: skip
+        path, attributes(path, algorithm), names, masks)  # fmt: skip
     retained = {t: m for t, m in masks.items() if t not in json.loads(
         family.get(UNLEARNED_KEY, "[]"))}  # fmt: skip
     if algorithm is not None:
         notes += _cross_check(path, algorithm, retained)
-    notes += nested_mask_notes(path, backbone, masks, _modules)
+    notes += nested_mask_notes(path, backbone, masks, submodules)
     if not masks:
         notes.append("the saved model stores no task's mask yet (backbone.masks is empty)")
     native = {
@@ -60,20 +67,12 @@ def import_saved_model(path: Path, obj: Placeholder, source: str | None, task_id
         for key in state
     }  # fmt: skip
     imported = imported_checkpoint(
-        path, "clarena", _class_name(backbone), layers, masks, notes, state, native,
+        path, "clarena", class_name(backbone), layers, masks, notes, state, native,
         task_id=stored_task_id(path, "'task_id'", (
-            _attributes(path, algorithm) if algorithm else attrs).get("task_id")),
+            attributes(path, algorithm) if algorithm else attrs).get("task_id")),
     )  # fmt: skip
     metadata = _metadata(path, obj, algorithm) | family
-    return _with_metadata(imported, metadata)
-
-
-def saved_model_state(path: Path, obj: Placeholder) -> dict[str, Tensor]:
-    """The ``state_dict()`` of a pickled module: its and its submodules' parameters and
-    buffers under dotted names."""
-    state: dict[str, Tensor] = {}
-    _collect(path, obj, "", state, depth=0, budget=[MAX_MODULES])
-    return state
+    return with_metadata(imported, metadata)
 
 
 def _parts(path: Path, obj: Placeholder, source: str | None):
@@ -83,7 +82,7 @@ def _parts(path: Path, obj: Placeholder, source: str | None):
     if _is_hat_backbone(obj):
         backbone, algorithm = obj, None
     else:
-        backbone, algorithm = _modules_or_empty(obj).get("backbone"), obj
+        backbone, algorithm = modules_or_empty(obj).get("backbone"), obj
         if not _is_hat_backbone(backbone):
             raise CheckpointError(
                 f"{path}: holds a whole pickled {obj.global_name} object, not a state_dict or"
@@ -101,67 +100,8 @@ def _is_hat_backbone(obj) -> bool:
         return False
     state = obj.__dict__["state"]
     return {"masks", "weighted_layer_names"} <= set(state) and "task_embedding_t" in (
-        _modules_or_empty(obj)
+        modules_or_empty(obj)
     )
-
-
-def _modules_or_empty(obj) -> dict:
-    state = obj.__dict__.get("state") if isinstance(obj, Placeholder) else None
-    modules = state.get("_modules") if isinstance(state, Mapping) else None
-    return dict(modules) if isinstance(modules, Mapping) else {}
-
-
-def _attributes(path: Path, obj: Placeholder) -> dict:
-    state = obj.__dict__.get("state")
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{path}: the pickled {obj.global_name} holds no attributes")
-    return dict(state)
-
-
-def _modules(path: Path, obj: Placeholder) -> dict:
-    modules = _attributes(path, obj).get("_modules", {})
-    if isinstance(modules, Placeholder):  # an OrderedDict subclass the file names
-        modules = modules.__dict__["items"]
-    if not isinstance(modules, Mapping):
-        raise CheckpointError(f"{path}: the pickled {obj.global_name} has malformed submodules")
-    return dict(modules)
-
-
-def _collect(path: Path, obj: Placeholder, prefix: str, state: dict, depth: int, budget) -> None:
-    budget[0] -= 1  # shared submodules are walked once per name, as state_dict() does
-    if depth > MAX_DEPTH or budget[0] < 0:
-        raise CheckpointError(
-            f"{path}: modules nested over {MAX_DEPTH} deep or over {MAX_MODULES} in all"
-        )
-    attrs = _attributes(path, obj)
-    transient = attrs.get("_non_persistent_buffers_set") or set()  # not in a state_dict
-    if not isinstance(transient, set | frozenset | list | tuple):
-        raise CheckpointError(f"{path}: {prefix or 'the module'}: malformed buffer names")
-    for group in ("_parameters", "_buffers"):
-        tensors = attrs.get(group) or {}
-        if not isinstance(tensors, Mapping):
-            raise CheckpointError(f"{path}: {prefix or 'the module'}: malformed {group}")
-        for name, tensor in tensors.items():
-            if not fmt.text(name):
-                raise CheckpointError(
-                    f"{path}: {prefix or 'the module'}: a tensor named {shown(name)}"
-                )
-            if isinstance(tensor, Tensor) and name not in transient:
-                state[prefix + name] = tensor.detach()
-    for name, child in _modules(path, obj).items():
-        if not fmt.text(name):
-            raise CheckpointError(f"{path}: {prefix or 'the module'}: a module named {shown(name)}")
-        if isinstance(child, Placeholder):
-            _collect(path, child, f"{prefix}{name}.", state, depth + 1, budget)
-
-
-def _layer_names(path: Path, attrs: dict) -> list[str]:
-    names = attrs.get("weighted_layer_names")
-    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
-        raise CheckpointError(f"{path}: the backbone lists no weighted_layer_names")
-    if len(set(names)) != len(names):
-        raise CheckpointError(f"{path}: the backbone's weighted_layer_names repeat a layer")
-    return names
 
 
 def _task_masks(path: Path, masks, names: list[str]) -> dict[int, dict[str, np.ndarray]]:
@@ -171,7 +111,7 @@ def _task_masks(path: Path, masks, names: list[str]) -> dict[int, dict[str, np.n
         raise CheckpointError(f"{path}: backbone.masks is not a mapping of task masks")
     out: dict[int, dict[str, np.ndarray]] = {}
     for key, mask in masks.items():
-        task = _task_key(path, key)
+        task = task_key(path, key)
         if task in out:
             raise CheckpointError(f"{path}: backbone.masks holds task {task} twice")
         if not isinstance(mask, Mapping) or set(mask) != set(names):
@@ -190,17 +130,9 @@ def _task_masks(path: Path, masks, names: list[str]) -> dict[int, dict[str, np.n
     return out
 
 
-def _task_key(path: Path, key) -> int:
-    """A ``backbone.masks`` key: a task id or its string, as a key spells it."""
-    task = key if fmt.is_task_id(key) else fmt.parse_task_id(key) if type(key) is str else None
-    if task is None:
-        raise CheckpointError(f"{path}: backbone.masks has a task key {shown(key)}, not a task id")
-    return task
-
-
 def _cross_check(path: Path, algorithm: Placeholder, masks) -> list[str]:
     """Notes where the algorithm's cumulative / summative masks disagree with the tasks'."""
-    attrs = _attributes(path, algorithm)
+    attrs = attributes(path, algorithm)
     notes = []
     checks = (
         ("cumulative_mask_for_previous_tasks", np.maximum, "cumulative"),
@@ -235,35 +167,11 @@ def _agrees(stored, masks, name, op) -> bool:
     return values.shape == expected.shape and bool((values == expected).all())
 
 
-def infer_heads(path: Path, obj: Placeholder) -> dict[str, list[int]]:
-    heads = _modules(path, obj).get("heads")
-    if not isinstance(heads, Placeholder):
-        return {}
-    shapes = {}  # CLArena's HeadsTIL keeps task t's head at heads.<t>
-    for key, tensor in saved_model_state(path, heads).items():
-        task, _, rest = key.removeprefix("heads.").partition(".")
-        if key.startswith("heads.") and rest == "weight":
-            shapes[task] = list(tensor.shape)
-    return shapes
-
-
 def _metadata(path: Path, obj: Placeholder, algorithm: Placeholder | None) -> dict[str, str]:
     metadata = {"clarena.saved": obj.global_name}
     if algorithm is not None:
-        metadata["clarena.algorithm"] = _class_name(algorithm)
+        metadata["clarena.algorithm"] = class_name(algorithm)
         heads = infer_heads(path, algorithm)
         if heads:
             metadata["clarena.heads"] = json.dumps(heads)
     return metadata
-
-
-def _with_metadata(imported, metadata: dict[str, str]):
-    from dataclasses import replace
-    from types import MappingProxyType
-
-    checkpoint = replace(imported.checkpoint, metadata=MappingProxyType(metadata))
-    return replace(imported, checkpoint=checkpoint)
-
-
-def _class_name(obj: Placeholder) -> str:
-    return obj.global_name.rpartition(".")[2]

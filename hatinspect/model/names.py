@@ -11,13 +11,14 @@ SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
 ALGORITHMS = ("hat", "adahat", "finetuning")
 
 # Every algorithm a file may name: those trained here and the rest of CLArena's HAT family.
-READ_ALGORITHMS = (*ALGORITHMS, "fg-adahat", "amnesiac-hat")
+READ_ALGORITHMS = (*ALGORITHMS, "fg-adahat", "amnesiac-hat", "wsn")
 TITLES = {
     "hat": "HAT",
     "adahat": "AdaHAT",
     "finetuning": "fine-tuning",
     "fg-adahat": "FG-AdaHAT",
     "amnesiac-hat": "AmnesiacHAT",
+    "wsn": "WSN",
 }
 
 # How an algorithm treats what earlier tasks use: HAT keeps it bit-identical ("hard");
@@ -29,6 +30,7 @@ PROTECTIONS = {
     "finetuning": NO_PROTECTION,
     "fg-adahat": SOFT,
     "amnesiac-hat": SOFT,  # unless the file says its architecture is HAT's
+    "wsn": HARD,  # the weights an earlier task's mask keeps are frozen
 }
 
 # User metadata keys an import writes (without the native format's "user." prefix); their

@@ -50,7 +50,7 @@ def _(
     return [
         heading(f"Masks of {report.checkpoint} ({report.backbone})"),
         *_fitting_mask_table(report, width, chosen_tasks),
-        heading("Units by how many of the shown tasks use them"),
+        heading(f"{report.entries.capitalize()} by how many of the shown tasks use them"),
         _histogram_table(report, width),
     ]
 
@@ -81,12 +81,12 @@ def _fitting_mask_table(report: MaskReport, width: int | None, chosen: bool) -> 
 
 def _legend(report: MaskReport, columns) -> list[Text]:
     compact = columns is not MASK_TASK_COLUMNS[0] and report.tasks
-    return [Text("(tN: units task N uses)", "dim")] if compact else []
+    return [Text(f"(tN: {report.entries} task N uses)", "dim")] if compact else []
 
 
 def mask_grid(report: MaskReport, tasks: tuple[int, ...], columns) -> Grid:
     header, cell = columns
-    grid = Grid(["layer", "units", *map(header, tasks), *MASK_SUMMARY_COLUMNS])
+    grid = Grid(["layer", report.entries, *map(header, tasks), *MASK_SUMMARY_COLUMNS])
     for layer in report.layers:
         grid.add_row(
             layer.name,
@@ -104,12 +104,12 @@ def _histogram_table(report: MaskReport, width: int | None) -> Table:
     rows = [
         (str(k), count(units), share(units / report.units)) for k, units in enumerate(histogram)
     ]
-    numbers = Grid(["tasks", "units", "share"])
+    numbers = Grid(["tasks", report.entries, "share"])
     for row in rows:
         numbers.add_row(*row)
     # the bars only illustrate the counts: they shrink to the room left
     room = 24 if not width else max(0, min(24, width - numbers.natural_width() - 3))
-    table = new_table("tasks", "units", "share")
+    table = new_table("tasks", report.entries, "share")
     table.add_column("", no_wrap=True)
     widest = max(histogram) or 1
     for row, units in zip(rows, histogram, strict=True):
@@ -189,6 +189,12 @@ def _usage_cells(usage: Usage) -> list[str]:
 
 
 def _growth_grid(report: CapacityReport, full: bool) -> Grid:
+    if report.covers != "units":  # masks of weights: what each task took of them
+        grid = Grid(["task", "new weights", "reused weights", "weights protected", "param usage"])
+        for step in report.by_task:
+            grid.add_row(str(step.task), count(step.new_params), count(step.reused_params),
+                         count(step.params_protected), share(step.param_usage))  # fmt: skip
+        return grid
     wide = ("units used", "params protected", "param usage") if full else ()
     grid = Grid(["task", "new units", "reused units", "network sparsity", *wide])
     for step in report.by_task:
@@ -290,8 +296,8 @@ def _measure_histogram(result: LayerMeasure) -> Grid:
 
 # each cell of an overlap matrix, the fullest first; a narrower form is used when it fits
 OVERLAP_CELLS = {
-    "Shared units (Jaccard)": lambda shared, jaccard: f"{shared:,} ({jaccard:.2f})",
-    "Jaccard index of the kept units": lambda shared, jaccard: f"{jaccard:.2f}",
+    "Shared {entries} (Jaccard)": lambda shared, jaccard: f"{shared:,} ({jaccard:.2f})",
+    "Jaccard index of the kept {entries}": lambda shared, jaccard: f"{jaccard:.2f}",
 }
 
 
@@ -305,9 +311,9 @@ def _(
     for scope in scopes:
         where = "the network" if scope is report.network else f"layer {scope.name}"
         if wide:
-            renderables += _overlap_summary(report.tasks, scope, width, where)
+            renderables += _overlap_summary(report.tasks, scope, width, where, report.entries)
         else:
-            renderables += _fitting_overlap(report.tasks, scope, width, where)
+            renderables += _fitting_overlap(report.tasks, scope, width, where, report.entries)
     if wide:
         renderables.append(
             Note(
@@ -334,18 +340,18 @@ def _(
     return out
 
 
-def _fitting_overlap(tasks, scope: Overlap, width: int | None, where: str) -> list:
+def _fitting_overlap(tasks, scope: Overlap, width: int | None, where: str, entries: str) -> list:
     jaccard = scope.jaccard
     grids = {
         title: _overlap_grid(tasks, scope.shared, jaccard, cell)
         for title, cell in OVERLAP_CELLS.items()
     }
-    title_line = "{title} between tasks, " + f"{where}: {scope.units:,} units"
+    title_line = "{title} between tasks, " + f"{where}: {scope.units:,} {entries}"
     for title, grid in grids.items():
         if not width or grid.natural_width() <= width:
-            return [heading(title_line.format(title=title)), grid.table()]
+            return [heading(title_line.format(title=title.format(entries=entries))), grid.table()]
     title, grid = next(iter(grids.items()))  # folded, every cell whole
-    return [heading(title_line.format(title=title)), *grid.fitted(width)]
+    return [heading(title_line.format(title=title.format(entries=entries))), *grid.fitted(width)]
 
 
 def _overlap_grid(tasks: tuple[int, ...], shared, jaccard, cell) -> Grid:
@@ -355,12 +361,14 @@ def _overlap_grid(tasks: tuple[int, ...], shared, jaccard, cell) -> Grid:
     return grid
 
 
-def _overlap_summary(tasks, scope: Overlap, width: int | None, where: str) -> list:
+def _overlap_summary(tasks, scope: Overlap, width: int | None, where: str, entries: str) -> list:
     others = scope.jaccard.copy()
     np.fill_diagonal(others, np.nan)
     most, least = np.nanargmax(others, axis=1), np.nanargmin(others, axis=1)
     mean = np.nanmean(others, axis=1)
-    grid = Grid(["task", "units kept", "mean Jaccard", "closest", "Jaccard", "farthest", "Jaccard"])
+    grid = Grid(
+        ["task", f"{entries} kept", "mean Jaccard", "closest", "Jaccard", "farthest", "Jaccard"]
+    )
     for a, task in enumerate(tasks):
         grid.add_row(
             str(task),
@@ -371,7 +379,9 @@ def _overlap_summary(tasks, scope: Overlap, width: int | None, where: str) -> li
             str(tasks[least[a]]),
             f"{others[a, least[a]]:.2f}",
         )
-    line = f"Overlap of each task with the {len(tasks) - 1} others, {where}: {scope.units:,} units"
+    line = (
+        f"Overlap of each task with the {len(tasks) - 1} others, {where}: {scope.units:,} {entries}"
+    )
     return [heading(line), *grid.fitted(width)]
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from hatinspect.importers import Imported, import_checkpoint
+from hatinspect.model.checkpoint import Covers
 from hatinspect.model.errors import CheckpointError
 from hatinspect.model.paths import output_path
 from hatinspect.native import format as fmt
@@ -32,6 +33,11 @@ def convert(
     if sniff(src) != "torch":
         raise CheckpointError(f"{src}: already a native hatinspect file")
     imported = import_checkpoint(src, source, task_id)
+    if imported.checkpoint.covers != Covers.UNITS:
+        raise CheckpointError(
+            f"{src}: cannot be converted: its masks cover {imported.checkpoint.covers}, and the"
+            " native format stores masks of units only; inspect the file itself"
+        )
     header = _header(imported)
     try:  # the header as a reader will see it: refused here, naming the source
         fmt.decode_header(fmt.encode_header(header))

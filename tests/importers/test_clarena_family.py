@@ -36,7 +36,7 @@ def _open(name):
     return hatinspect.open_checkpoint(HERE / name)
 
 
-@pytest.mark.parametrize("name", sorted(TRUTH))
+@pytest.mark.parametrize("name", sorted(n for n in TRUTH if TRUTH[n]["algorithm"] in ALGORITHMS))
 def test_every_file_reads_as_its_producer_says(name):
     truth, checkpoint = TRUTH[name], _open(name)
     assert checkpoint.metadata["algorithm"] == ALGORITHMS[truth["algorithm"]]

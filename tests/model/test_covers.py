@@ -6,7 +6,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hatinspect.analysis.audit import audit
 from hatinspect.analysis.capacity import capacity
 from hatinspect.analysis.masks import summarise_masks
 from hatinspect.analysis.measure import measure
@@ -59,19 +58,21 @@ def test_mask_and_overlap_counts_are_over_every_entry():
     assert network.jaccard[0, 1] == pytest.approx(3 / 6)
 
 
-@pytest.mark.parametrize(
-    "analysis",
-    [
-        lambda c: capacity(c),
-        lambda c: measure(c, "fc/1"),
-        lambda c: audit(c, c, read_tensors=lambda path, keys: {}),
-    ],
-    ids=["capacity", "measure", "audit"],
-)
-def test_unit_analyses_refuse_weight_masks_in_one_line(analysis):
+def test_the_parameter_wise_measure_refuses_weight_masks_in_one_line():
     with pytest.raises(HatinspectError, match="masks cover parameters, not units") as caught:
-        analysis(weight_masked())
+        measure(weight_masked(), "fc/1")
     assert "\n" not in str(caught.value)
+
+
+def test_capacity_of_weight_masks_counts_weights():
+    checkpoint = weight_masked()
+    report = capacity(checkpoint)
+    for usage, layer in zip(report.layers, checkpoint.layers, strict=True):
+        owned = [
+            any(int(checkpoint.masks[t][layer.name].flat[i]) for t in checkpoint.task_ids)
+            for i in range(layer.mask_size(checkpoint.covers))
+        ]
+        assert (usage.params, usage.params_protected) == (len(owned), sum(owned))
 
 
 def test_unit_masks_stay_the_default():

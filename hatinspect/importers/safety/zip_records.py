@@ -23,6 +23,9 @@ DAMAGED_ZIP = (
 )  # fmt: skip
 
 
+DOS_DIR = 0x10  # the MS-DOS "directory" bit of a zip record's external attributes
+
+
 def read_zip_records(path: Path, size: int) -> tuple[list, list]:
     """The directory and local headers checked, the pickles read and CRC-checked, other
     compressed records too: ``([(pickle name, bytes)], [(stored record, its start)])``."""
@@ -66,6 +69,14 @@ def _check_directory(path: Path, infos: list[zipfile.ZipInfo], size: int) -> Non
         raise CheckpointError(f"{path}: refused to load: a zip record name appears twice")
     if any(info.flag_bits & 0x1 for info in infos):
         raise CheckpointError(f"{path}: refused to load: an encrypted zip record")
+    # torch's zip reader (miniz) takes a record whose name ends in "/" or whose DOS
+    # attributes say "directory" for a folder and "reads" it without writing a byte: the
+    # tensor would hold whatever memory it was given
+    folders = [i.filename for i in infos if i.filename.endswith("/") or i.external_attr & DOS_DIR]
+    if folders:
+        raise CheckpointError(
+            f"{path}: refused to load: zip record {shown(folders[0])} is marked a directory"
+        )
     for info in infos:
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise CheckpointError(f"{path}: refused to load: zip compression not stored/deflated")

@@ -1,0 +1,108 @@
+"""CLArena's WSN, whose masks cover weights: files written by its own WSN module on a
+WSNMaskMLP (tests/fixtures/peers/clarena-main/wsn_mlp), counted against brute force."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from support.cli_runs import run as run_cli  # noqa: E402
+from support.paths import PEERS  # noqa: E402
+
+import hatinspect  # noqa: E402
+from hatinspect.model.checkpoint import Covers  # noqa: E402
+
+FOLDER = PEERS / "clarena-main" / "wsn_mlp"
+TRUTH = json.loads((PEERS / "clarena-main" / "truth.json").read_text())["wsn_mlp/cl_model.pth"]
+SHAPES = {layer["name"]: tuple(layer["weight_shape"]) for layer in TRUTH["layers"]}
+
+
+def _truth_mask(task: int, layer: str) -> np.ndarray:
+    return np.array(TRUTH["weight_masks"][str(task)][layer], dtype=bool).reshape(SHAPES[layer])
+
+
+def test_the_masks_are_the_producers_weight_masks():
+    checkpoint = hatinspect.open_checkpoint(FOLDER / "cl_model.pth")
+    assert checkpoint.covers == Covers.PARAMETERS and checkpoint.task_ids == (1, 2, 3)
+    assert TRUTH["requires_grad"]  # stored as tensors that require grad: values read anyway
+    for task in (1, 2, 3):
+        for layer, shape in SHAPES.items():
+            assert checkpoint.masks[task][layer].shape == shape
+            assert (checkpoint.masks[task][layer].astype(bool) == _truth_mask(task, layer)).all()
+    union = {n: np.array(v, bool).reshape(SHAPES[n]) for n, v in TRUTH["cumulative_weight"].items()}
+    assert all(((checkpoint.cumulative_mask()[n] > 0) == union[n]).all() for n in SHAPES)
+    assert checkpoint.metadata["algorithm"] == "wsn"
+    assert not any("differs" in note for note in checkpoint.notes)
+
+
+def test_masks_capacity_and_overlap_count_weights_by_brute_force():
+    checkpoint = hatinspect.open_checkpoint(FOLDER / "cl_model.pth")
+    masks = hatinspect.masks(checkpoint)
+    assert masks.entries == "weights"
+    for layer in masks.layers:
+        for task in (1, 2, 3):
+            assert layer.active[task] == int(_truth_mask(task, layer.name).sum())
+    report = hatinspect.capacity(checkpoint)
+    owned = {n: np.zeros(s, bool) for n, s in SHAPES.items()}
+    for step, task in zip(report.by_task, (1, 2, 3), strict=True):
+        new = sum(int((_truth_mask(task, n) & ~owned[n]).sum()) for n in SHAPES)
+        reused = sum(int((_truth_mask(task, n) & owned[n]).sum()) for n in SHAPES)
+        for n in SHAPES:
+            owned[n] |= _truth_mask(task, n)
+        assert (step.new_params, step.reused_params) == (new, reused)
+        assert step.params_protected == sum(int(o.sum()) for o in owned.values())
+    assert report.total.params == sum(int(np.prod(s)) for s in SHAPES.values())
+    overlap = hatinspect.overlap(checkpoint)
+    for a in (1, 2, 3):
+        for b in (1, 2, 3):
+            both = sum(int((_truth_mask(a, n) & _truth_mask(b, n)).sum()) for n in SHAPES)
+            either = sum(int((_truth_mask(a, n) | _truth_mask(b, n)).sum()) for n in SHAPES)
+            assert overlap.network.shared[a - 1, b - 1] == both
+            assert overlap.network.jaccard[a - 1, b - 1] == pytest.approx(both / either)
+
+
+def test_audit_finds_the_owned_weights_bit_identical_across_tasks():
+    for t in (1, 2):
+        before, after = (FOLDER / f"model_after_task_{k}.pth" for k in (t, t + 1))
+        report = hatinspect.audit(before, after)
+        owned = sum(
+            int(np.logical_or.reduce([_truth_mask(k, n) for k in range(1, t + 1)]).sum())
+            for n in SHAPES
+        )
+        assert report.ok and report.protected == owned and report.changed == 0
+
+
+def test_a_changed_owned_weight_fails_the_audit(tmp_path):
+    # the producer's file after task 2, one weight that task 1 owns moved in its zip record
+    source = FOLDER / "model_after_task_2.pth"
+    key = hatinspect.open_checkpoint(source).layer("fc/1").weight_key
+    weight = hatinspect.checkpoints.read_tensors(source, [key])[key].astype(np.float32)
+    with zipfile.ZipFile(source) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    record = next(n for n, data in entries.items() if "/data/" in n and data == weight.tobytes())
+    i, j = np.argwhere(_truth_mask(1, "fc/1"))[0]
+    moved = weight.copy()
+    moved[i, j] += 1
+    entries[record] = moved.tobytes()
+    path = tmp_path / "model_after_task_2.pth"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    result = run_cli("audit", str(FOLDER / "model_after_task_1.pth"), str(path))
+    assert result.exit_code == 1 and "1 of 241 protected parameters changed" in result.output
+
+
+def test_unit_analyses_say_in_one_line_that_these_masks_cover_weights():
+    result = run_cli("measure", str(FOLDER / "cl_model.pth"), "-l", "fc/0")
+    assert result.exit_code == 1 and "cover parameters, not units" in result.output
+
+
+def test_convert_refuses_masks_of_weights_in_one_line(tmp_path):
+    result = run_cli("convert", str(FOLDER / "cl_model.pth"), str(tmp_path / "w.safetensors"))
+    assert result.exit_code == 1 and "masks of units only" in result.output
+    assert not (tmp_path / "w.safetensors").exists()
