@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from hatinspect.importers import clarena, clarena_wsn, hat_cl, hatinspect_pt, original_hat
+from hatinspect.importers import (
+    avalanche_packnet,
+    clarena,
+    clarena_wsn,
+    hat_cl,
+    hatinspect_pt,
+    original_hat,
+)
 from hatinspect.importers.common import Imported, numpy_of
 from hatinspect.importers.payload import load_payload, unwrap
 from hatinspect.importers.safety.unpickler import Placeholder
@@ -18,7 +25,8 @@ from hatinspect.importers.saved_models import import_saved_model, saved_model_st
 from hatinspect.model.errors import CheckpointError
 from hatinspect.native import format as fmt
 
-LAYOUTS = (hatinspect_pt, hat_cl, clarena, original_hat)  # in the order they are tried
+# in the order they are tried
+LAYOUTS = (hatinspect_pt, hat_cl, clarena, original_hat, avalanche_packnet)
 BY_NAME = {layout.NAME: layout for layout in LAYOUTS}
 ONE_TASK_SOURCES = ("clarena", "hatinspect")
 

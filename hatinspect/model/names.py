@@ -5,13 +5,13 @@ loading anything else.
 """
 
 # The layouts a checkpoint can come from: "hatinspect", or the one a file was converted from.
-SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena")
+SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena", "avalanche-packnet")
 
 # The training algorithms a run can name: HAT, AdaHAT, and fine-tuning (no mask, no protection).
 ALGORITHMS = ("hat", "adahat", "finetuning")
 
 # Every algorithm a file may name: those trained here and the rest of CLArena's HAT family.
-READ_ALGORITHMS = (*ALGORITHMS, "fg-adahat", "amnesiac-hat", "wsn")
+READ_ALGORITHMS = (*ALGORITHMS, "fg-adahat", "amnesiac-hat", "wsn", "packnet")
 TITLES = {
     "hat": "HAT",
     "adahat": "AdaHAT",
@@ -19,6 +19,7 @@ TITLES = {
     "fg-adahat": "FG-AdaHAT",
     "amnesiac-hat": "AmnesiacHAT",
     "wsn": "WSN",
+    "packnet": "PackNet",
 }
 
 # How an algorithm treats what earlier tasks use: HAT keeps it bit-identical ("hard");
@@ -31,6 +32,7 @@ PROTECTIONS = {
     "fg-adahat": SOFT,
     "amnesiac-hat": SOFT,  # unless the file says its architecture is HAT's
     "wsn": HARD,  # the weights an earlier task's mask keeps are frozen
+    "packnet": HARD,
 }
 
 # User metadata keys an import writes (without the native format's "user." prefix); their
