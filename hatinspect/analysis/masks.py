@@ -24,6 +24,7 @@ class LayerMasks:
     histogram: tuple[int, ...]  # histogram[k]: units used by exactly k chosen tasks
     # (tasks, units): row t is the t-th chosen task's 0/1 mask, for drawing
     matrix: np.ndarray = field(repr=False, compare=False)
+    shape: tuple[int, ...] = ()  # one mask's shape: (units,), or a weight's for masks of weights
 
     def fraction(self, task: int) -> float:
         return self.active[task] / self.units
@@ -74,7 +75,12 @@ def summarise_masks(
         backbone=checkpoint.backbone,
         tasks=chosen,
         layers=tuple(
-            _layer_masks(task_matrix(checkpoint, layer, chosen), layer.name, chosen)
+            _layer_masks(
+                task_matrix(checkpoint, layer, chosen),
+                layer.name,
+                chosen,
+                layer.mask_shape(checkpoint.covers),
+            )  # fmt: skip
             for layer in layers
         ),
         entries=entry_word(checkpoint),
@@ -111,7 +117,7 @@ def summative_counts(matrix: np.ndarray) -> np.ndarray:
     return matrix.sum(axis=0, dtype=np.uint8 if len(matrix) <= 255 else np.int64)
 
 
-def _layer_masks(matrix: np.ndarray, name: str, tasks: tuple[int, ...]) -> LayerMasks:
+def _layer_masks(matrix: np.ndarray, name: str, tasks: tuple[int, ...], shape=()) -> LayerMasks:
     summative = summative_counts(matrix)
     matrix.flags.writeable = False
     return LayerMasks(
@@ -121,7 +127,16 @@ def _layer_masks(matrix: np.ndarray, name: str, tasks: tuple[int, ...]) -> Layer
         cumulative=int(np.count_nonzero(summative)),
         histogram=tuple(int(n) for n in np.bincount(summative, minlength=len(tasks) + 1)),
         matrix=matrix,
+        shape=tuple(shape) or (matrix.shape[1],),
     )
+
+
+def owners(layer: LayerMasks) -> np.ndarray:
+    """(out, in * kernel) int: for masks of weights, the position among the chosen tasks of
+    the first that keeps each weight (PackNet's owner), -1 where none does."""
+    kept = layer.matrix.astype(bool)
+    first = np.where(kept.any(axis=0), kept.argmax(axis=0), -1)
+    return first.reshape(layer.shape[0], -1)
 
 
 # machine output (JSON record, CSV rows)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hatinspect.analysis.capacity import CapacityReport
-from hatinspect.analysis.masks import MaskReport
+from hatinspect.analysis.masks import MaskReport, owners
 from hatinspect.analysis.measure import LayerMeasure
 from hatinspect.analysis.overlap import OverlapReport
 from hatinspect.model.errors import HatinspectError
@@ -105,7 +105,52 @@ def mask_figure(report: MaskReport, look: Look = Look(), per_unit: bool = False)
     """The masks as a figure: per unit (one strip of tasks × units per layer, for a few
     chosen layers) or, by default, the whole network (layers × tasks, any depth)."""
     _need_tasks(report.tasks, report.checkpoint)
+    if per_unit and report.entries == "weights":
+        return _owner_maps(report, look)
     return _unit_strips(report, look) if per_unit else network_masks(report, look)
+
+
+MAX_SIDE = 512  # an owner map shows at most this many rows and columns: every k-th beyond
+
+
+def _owner_maps(report: MaskReport, look: Look):
+    """One panel per layer: the weight matrix (rows: output units; columns: inputs x
+    kernel), each weight coloured by its owner, the first chosen task that keeps it. Big
+    layers show every k-th row and column, and say so."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
+    if len(report.layers) > MAX_PANELS:
+        raise HatinspectError(
+            f"{len(report.layers)} layers are too many to draw weight by weight "
+            f"(at most {MAX_PANELS}); choose fewer with --layer"
+        )
+    fig = new_figure(look, (COLUMN_WIDTH, 1.6 * len(report.layers) + 0.9))
+    axes = fig.subplots(len(report.layers), 1, squeeze=False)[:, 0]
+    palette = _cmap(look.cmap or "tab10")
+    colours = ["white", *(palette(i % palette.N) for i in range(len(report.tasks)))]
+    cmap = ListedColormap(colours)
+    for ax, layer in zip(axes, report.layers, strict=True):
+        owner = owners(layer)
+        steps = [max(1, -(-side // MAX_SIDE)) for side in owner.shape]
+        shown = owner[:: steps[0], :: steps[1]]
+        ax.imshow(shown + 1, aspect="auto", cmap=cmap, vmin=0, vmax=len(colours) - 1,
+                  interpolation="nearest")  # fmt: skip
+        every = "" if steps == [1, 1] else f", every {steps[0]}th row, {steps[1]}th column"
+        ax.set_title(f"{layer.name}  ({owner.size:,} weights{every})", loc="left")
+        ax.set_ylabel("unit")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(MaxNLocator(integer=True))
+    axes[-1].set_xlabel("input (x kernel)")
+    handles = [Patch(facecolor=colours[0], edgecolor="0.5", label="free")] + [
+        Patch(facecolor=colours[i + 1], edgecolor="0.5", label=f"task {task}")
+        for i, task in enumerate(report.tasks)
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(handles)),
+               frameon=False)  # fmt: skip
+    fig.suptitle(look.title or f"Owner of each weight\n{_name(report)}")
+    return fig
 
 
 def network_masks(report: MaskReport, look: Look = Look()):
@@ -130,9 +175,12 @@ def network_masks(report: MaskReport, look: Look = Look()):
     cumulative_ax.set_xticks([0], ["any"])
     cumulative_ax.set_xlabel("cumul.")
     colorbar = fig.colorbar(image, cax=bar_ax)
-    colorbar.set_label("share of the layer's units kept")
+    colorbar.set_label(f"share of the layer's {report.entries} kept")
     colorbar.ax.yaxis.set_major_formatter("{x:.0%}")
-    fig.suptitle(look.title or f"Units kept per layer and task\n{report.backbone}, {_name(report)}")
+    kept = report.entries.capitalize()
+    fig.suptitle(
+        look.title or f"{kept} kept per layer and task\n{report.backbone}, {_name(report)}"
+    )
     return fig
 
 

@@ -91,3 +91,17 @@ def test_a_task_index_without_its_weight_is_one_line_of_error(tmp_path):
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(hatinspect.CheckpointError, match="has no weight beside it"):
         hatinspect.open_checkpoint(tmp_path / "bad.pt")
+
+
+def test_the_owner_of_each_weight_is_its_task_index_and_draws(tmp_path):
+    from hatinspect.analysis.masks import owners
+
+    name = "packnet_after_exp_2.pt"
+    report = hatinspect.masks(HERE / name)
+    for layer, module in zip(report.layers, LAYERS, strict=True):
+        index = _index(name, module)
+        expected = np.where(index < TRUTH[name]["task_count"], index, -1)
+        assert (owners(layer) == expected).all()
+    figure = tmp_path / "owners.svg"
+    result = hatinspect.masks(HERE / name, layer="features/*", heatmap=figure)
+    assert result.entries == "weights" and "Owner of each weight" in figure.read_text()
