@@ -9,6 +9,7 @@ need the torch extra.
 
 from importlib import import_module
 
+from hatinspect.model import presenters
 from hatinspect.model.errors import CheckpointError, HatinspectError
 
 __version__ = "0.1.0"
@@ -30,5 +31,17 @@ __all__ = ["CheckpointError", "HatinspectError", "__version__", *_LAZY_EXPORTS]
 
 def __getattr__(name: str):
     if name in _LAZY_EXPORTS:
-        return getattr(import_module(_LAZY_EXPORTS[name]), name)
+        module = import_module(_LAZY_EXPORTS[name])
+        if name in _API:
+            module.bind_annotations()  # for typing.get_type_hints; loads numpy, as a call would
+        return getattr(module, name)
     raise AttributeError(f"module 'hatinspect' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, the lazy ones too (tab completion finds every command)."""
+    return sorted({*(name for name in globals() if name.startswith("__")), *__all__})
+
+
+# results show themselves (repr, notebooks, rich) through views the model cannot import
+presenters.load_with(lambda: import_module("hatinspect.render.present"))

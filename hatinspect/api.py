@@ -1,19 +1,23 @@
 """One function per command, returning the typed result the command renders.
 
-Each takes a checkpoint path (or an already opened ``Checkpoint``) and the command's
-options as keyword arguments; every result has ``to_dict()`` (the command's JSON) and
-``to_pandas()`` (its CSV rows). Nothing here prints or imports torch for native files.
+Each takes a checkpoint path, an already opened ``Checkpoint`` or a live backbone (a
+``HATMaskBackbone`` as it is now, e.g. mid-training), and the command's options as keyword
+arguments; every result has ``to_dict()`` (the command's JSON), ``to_pandas()`` (its CSV
+rows) and shows itself in a notebook. Nothing here prints, or imports torch: a live
+backbone is saved through the torch side, which only a live backbone (torch already
+loaded) reaches.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
 from hatinspect.model.paths import checkpoint_path, output_path
-from hatinspect.model.result import with_sources
+from hatinspect.model.result import with_figure, with_sources
 
 if TYPE_CHECKING:  # the core loads numpy: imported by the functions, so `--help` stays light
     from hatinspect.analysis.audit import AuditReport
@@ -27,22 +31,74 @@ if TYPE_CHECKING:  # the core loads numpy: imported by the functions, so `--help
     from hatinspect.analysis.runs import Run, RunCapacity
     from hatinspect.model.checkpoint import Checkpoint
 
-CheckpointLike: TypeAlias = "str | os.PathLike | Checkpoint"
+
+@runtime_checkable
+class LiveBackbone(Protocol):
+    """A torch backbone with hatinspect's layer API (``hatinspect.backbones``)."""
+
+    masks: Mapping
+    weighted_layer_names: list
+
+    def state_dict(self) -> Mapping: ...
+
+
 PathLike: TypeAlias = "str | os.PathLike"
+CheckpointLike: TypeAlias = "str | os.PathLike | Checkpoint | LiveBackbone"
 Many = Iterable | int | str | None  # one value, several, or None for all
+Figsize = tuple[float, float] | None  # inches, as --figsize W,H
+
+
+def bind_annotations() -> None:
+    """Give the names the annotations use their objects, for ``typing.get_type_hints``
+    (imported for type checkers only, since they load numpy); the package calls it when
+    an API function is taken from it."""
+    from hatinspect.analysis import (
+        audit,
+        capacity,
+        compare,
+        importance,
+        masks,
+        measure,
+        overlap,
+        report,
+        runs,
+    )
+    from hatinspect.model.checkpoint import Checkpoint
+
+    names = globals()
+    names.update(
+        AuditReport=audit.AuditReport, CapacityReport=capacity.CapacityReport,
+        Comparison=compare.Comparison, ImportanceOverlap=importance.ImportanceOverlap,
+        MaskReport=masks.MaskReport, LayerMeasure=measure.LayerMeasure,
+        OverlapReport=overlap.OverlapReport, Report=report.Report, Run=runs.Run,
+        RunCapacity=runs.RunCapacity, Checkpoint=Checkpoint,
+    )  # fmt: skip
+    names.update(PathLike=str | os.PathLike, CheckpointLike=str | os.PathLike | Checkpoint
+                 | LiveBackbone)  # fmt: skip
 
 
 def open_any(
     checkpoint: CheckpointLike, source: str | None = None, task_id: int | None = None
 ) -> Checkpoint:
-    """An opened checkpoint as is; a path read with ``open_checkpoint``."""
+    """An opened checkpoint as is; a live backbone saved as it is now; a path read with
+    ``open_checkpoint``."""
     from hatinspect.model.checkpoint import Checkpoint
 
     if isinstance(checkpoint, Checkpoint):
         return checkpoint
+    if is_live(checkpoint):
+        from hatinspect.torch_io.live import live_checkpoint
+
+        return live_checkpoint(checkpoint)
     from hatinspect.checkpoints import open_checkpoint
 
     return open_checkpoint(checkpoint, source=source, task_id=task_id)
+
+
+def is_live(value) -> bool:
+    """A torch module: only where torch is already loaded (this never imports it)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.nn.Module)
 
 
 def masks(
@@ -54,18 +110,22 @@ def masks(
     heatmap: PathLike | None = None,
     dpi: int = 100,
     cmap: str | None = None,
+    figsize: Figsize = None,
+    title: str | None = None,
     source: str | None = None,
     task_id: int | None = None,
 ) -> MaskReport:
     """Per layer and task: units each mask keeps; cumulative and summative masks.
-    ``heatmap``: also draw the masks to this .png, .svg or .pdf file."""
+    ``heatmap``: also draw the masks to this .png, .svg or .pdf file (``figsize`` in
+    inches, ``title``: as the command's options; a notebook draws them so too)."""
     from hatinspect.analysis.masks import summarise_masks
 
     checkpoint = open_any(checkpoint, source, task_id)
     result = with_sources(
         summarise_masks(checkpoint, _many(task), _many(layer), _many(exclude)), [checkpoint]
     )
-    return _drawn(result, heatmap, dpi=dpi, cmap=cmap, per_unit=bool(layer))
+    look = dict(dpi=dpi, cmap=cmap, figsize=figsize, title=title)
+    return _drawn(result, heatmap, look, per_unit=bool(layer))
 
 
 def capacity(
@@ -76,6 +136,8 @@ def capacity(
     exclude: Many = None,
     plot: PathLike | None = None,
     dpi: int = 100,
+    figsize: Figsize = None,
+    title: str | None = None,
     source: str | None = None,
     task_id: int | None = None,
 ) -> CapacityReport | RunCapacity:
@@ -87,17 +149,18 @@ def capacity(
     from hatinspect.analysis.runs import Run, run_capacity
 
     chosen = (_many(task), _many(layer), _many(exclude))
+    look = dict(dpi=dpi, figsize=figsize, title=title)
     if _is_folder(checkpoint) or _is_acc_csv(checkpoint) or isinstance(checkpoint, Run):
         run = open_run(checkpoint, source=source, task_id=task_id)
         result = with_sources(run_capacity(run, *chosen), [run.final])
-        _drawn(result.capacity, plot, dpi=dpi)
+        _drawn(result.capacity, plot, look)
         return result
     from hatinspect.analysis.adjustment import with_network_capacity
 
     opened = open_any(checkpoint, source, task_id)
     report = with_network_capacity(report_capacity(opened, *chosen), opened)
     result = with_sources(report, [opened])
-    return _drawn(result, plot, dpi=dpi)
+    return _drawn(result, plot, look)
 
 
 def measure(
@@ -110,6 +173,8 @@ def measure(
     save: PathLike | None = None,
     dpi: int = 100,
     cmap: str | None = None,
+    figsize: Figsize = None,
+    title: str | None = None,
     source: str | None = None,
     task_id: int | None = None,
     sparsity: float | None = None,
@@ -123,7 +188,7 @@ def measure(
     parse_unit_wise(of)
     opened = open_any(checkpoint, source, task_id)
     result = with_sources(layer_measure(opened, layer, of, aggregation, sparsity), [opened])
-    _drawn(result, heatmap, dpi=dpi, cmap=cmap)
+    _drawn(result, heatmap, dict(dpi=dpi, cmap=cmap, figsize=figsize, title=title))
     if save is not None:
         from hatinspect.render.files import save_measure
 
@@ -141,6 +206,8 @@ def overlap(
     dpi: int = 100,
     cmap: str | None = None,
     scale: tuple[float, float] = (0.0, 1.0),
+    figsize: Figsize = None,
+    title: str | None = None,
     source: str | None = None,
     task_id: int | None = None,
     of: str = "masks",
@@ -161,7 +228,8 @@ def overlap(
     result = with_sources(
         task_overlap(checkpoint, _many(task), _many(layer), _many(exclude)), [checkpoint]
     )
-    return _drawn(result, heatmap, dpi=dpi, cmap=cmap, scale=scale)
+    look = dict(dpi=dpi, cmap=cmap, figsize=figsize, title=title)
+    return _drawn(result, heatmap, look, scale=scale)
 
 
 def audit(
@@ -195,6 +263,8 @@ def compare(
     *runs: CheckpointLike | Run,
     plot: PathLike | None = None,
     dpi: int = 100,
+    figsize: Figsize = None,
+    title: str | None = None,
     source: str | None = None,
     task_id: int | None = None,
 ) -> Comparison:
@@ -204,7 +274,7 @@ def compare(
 
     opened = [open_run(run, source=source, task_id=task_id) for run in runs]
     result = with_sources(compare_runs(opened), [run.final for run in opened])
-    return _drawn(result, plot, dpi=dpi)
+    return _drawn(result, plot, dict(dpi=dpi, figsize=figsize, title=title))
 
 
 def report(
@@ -240,19 +310,26 @@ def open_run(
 
     if isinstance(run, Run):
         return run
-    if isinstance(run, Checkpoint):
-        return Run(name=Path(run.path).name, path=run.path, checkpoints=(run,))
+    if isinstance(run, Checkpoint) or is_live(run):
+        opened = open_any(run)
+        return Run(name=Path(opened.path).name, path=opened.path, checkpoints=(opened,))
     return read_run(checkpoint_path(run), lambda path: open_any(path, source, task_id))
 
 
-def _drawn(result, path: PathLike | None, dpi: int = 100, cmap: str | None = None, **options):
-    """`result`, after its figure was drawn to `path` (when given), as the command draws it."""
+def _drawn(result, path: PathLike | None, look: dict, **options):
+    """`result`, after its figure was drawn to `path` (when given) as the command draws
+    it; a notebook draws it with the same `look` and `options`."""
+    if look.get("figsize") is not None:
+        from hatinspect.render.figures import parse_figsize
+
+        look["figsize"] = parse_figsize(",".join(map(str, look["figsize"])))  # as --figsize
     if path is not None:
         from hatinspect.render.drawing import draw_figure
         from hatinspect.render.figures import Look
 
-        draw_figure(result, output_path(path), Look(cmap=cmap, dpi=dpi), **options)
-    return result
+        chosen = {key: value for key, value in look.items() if value is not None}
+        draw_figure(result, output_path(path), Look(**chosen), **options)
+    return with_figure(result, **look, **options)
 
 
 def _is_folder(checkpoint) -> bool:

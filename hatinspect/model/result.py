@@ -1,7 +1,9 @@
-"""What every command's result offers a script: ``to_dict()`` and ``to_pandas()``.
+"""What every command's result offers a script: ``to_dict()`` and ``to_pandas()``, and a
+notebook or terminal: a one-line ``repr``, ``_repr_html_`` and rich's ``__rich__``.
 
 Each result type registers its JSON record and CSV rows with ``hatinspect.model.records``
-beside its own definition; this module knows none of them.
+beside its own definition, and the views register how results look with
+``hatinspect.model.presenters``; this module knows none of them.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 
 from hatinspect.model.extras import require
+from hatinspect.model.presenters import present
 from hatinspect.model.records import csv_rows, to_json
 
 
@@ -17,10 +20,22 @@ class Result:
 
     __slots__ = ()
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # `@dataclass` writes a field-by-field __repr__ (arrays and all) unless the class
+        # already has one: give it ours before the decorator runs
+        if "__repr__" not in cls.__dict__:
+            cls.__repr__ = Result.__repr__
+
     @property
     def sources(self) -> tuple:
         """The checkpoints the result was computed from (their notes go into its JSON)."""
         return vars(self).get("_sources", ())
+
+    @property
+    def figure_options(self) -> dict:
+        """How its figure is drawn where it is shown (``figsize``, ``title``, ``cmap``...)."""
+        return dict(vars(self).get("_figure_options", {}))
 
     def to_dict(self) -> dict:
         """The command's JSON document (``--format json``) as Python objects."""
@@ -35,9 +50,29 @@ class Result:
         header, rows = csv_rows(self, **options)
         return pandas.DataFrame(rows, columns=header)
 
+    def __repr__(self) -> str:
+        summary = present("summary", self)
+        return f"<{type(self).__name__}{f' {summary}' if summary else ''}>"
+
+    def _repr_html_(self) -> str | None:
+        """Compact tables and, where a figure says more, an inline SVG (Jupyter)."""
+        return present("html", self)
+
+    def __rich__(self):
+        """The tables the command prints, for rich's console and IPython's rich display."""
+        shown = present("rich", self)
+        return repr(self) if shown is None else shown
+
 
 def with_sources(result: Result, checkpoints) -> Result:
     """`result`, knowing the checkpoints it came from (not a field: results compare as
     before)."""
     object.__setattr__(result, "_sources", tuple(checkpoints))
+    return result
+
+
+def with_figure(result: Result, **options) -> Result:
+    """`result`, drawing its figure with `options` where it is shown (a notebook's cell)."""
+    chosen = {key: value for key, value in options.items() if value is not None}
+    object.__setattr__(result, "_figure_options", chosen)
     return result

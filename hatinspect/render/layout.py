@@ -185,6 +185,14 @@ class _Cell:
         return Measurement(self.width, self.width)
 
 
+def cell_rows(cell) -> list[str]:
+    """The text of each table row that a cell of a `Grid`'s table stands for (a run of
+    like rows is one rich row, see `_Cell`), or of any other cell: its one row."""
+    if isinstance(cell, _Cell):
+        return cell.text.split("\n") if cell.rows > 1 else [cell.text]
+    return [cell.plain if isinstance(cell, Text) else str(cell)]
+
+
 def _justified(text: str, width: int, right: bool) -> list[Segment] | None:
     """Each line of `text` justified to `width` cells and padded, or None where rich would
     change it: control characters, too wide a line, or trailing spaces (right-justifying

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hatinspect.analysis.compare import Comparison, RunStep
+from hatinspect.analysis.report import Report
 from hatinspect.analysis.runs import FileUsage, RunCapacity
 from hatinspect.model.errors import HatinspectError
 from hatinspect.render.cells import count, heading, new_table, of, share
@@ -118,6 +119,24 @@ def _trajectory(trajectory: tuple[FileUsage, ...]) -> Table:
             of(step.params_protected, step.param_usage),
         )
     return table
+
+
+# a report
+
+
+@tables.register
+def _(report: Report, width: int | None = None, **_layout) -> list[RenderableType]:
+    """Each run's parts in the report's order (what the file is, capacity, masks, overlap,
+    audits), then the comparison of several runs."""
+    out: list[RenderableType] = []
+    for run in report.runs:
+        out.append(heading(f"{run.run.name}: {run.summary}"))
+        parts = (run.checkpoint, run.capacity, run.masks, run.overlap, *run.audits)
+        for part in (*parts, *([run.importance] if run.importance else [])):
+            out += tables(part, width=width)
+    if report.comparison is not None:
+        out += tables(report.comparison)
+    return out
 
 
 # the figure
