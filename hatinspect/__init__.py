@@ -2,9 +2,9 @@
 
 Importing the package is cheap: everything is loaded on first use. One function per
 command (``masks``, ``capacity``, ``measure``, ``overlap``, ``audit``, ``info``, ``compare``,
-``report``) returns the result the command renders; ``open_checkpoint`` reads native files
-without torch; the torch-side helpers (``save_checkpoint``, ``load_backbone``, ``convert``)
-need the torch extra.
+``report``) returns the result the command renders, which shows itself in a notebook;
+``open_checkpoint`` reads native files without torch; the torch-side helpers
+(``save_checkpoint``, ``load_backbone``, ``convert``) need the torch extra.
 """
 
 from importlib import import_module

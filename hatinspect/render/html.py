@@ -95,10 +95,14 @@ def _row(cells: list[str], numeric: list[bool], style, ruled: bool) -> str:
     css = _css(style)
     attributes = (' class="rule"' if ruled else "") + (f' style="{css}"' if css else "")
     tds = "".join(
-        f"<td{_numeric(n)}>{'<br>'.join(map(escape, cell.split(chr(10))))}</td>"
-        for cell, n in zip(cells, numeric, strict=True)
+        f"<td{_numeric(n)}>{_lines(cell)}</td>" for cell, n in zip(cells, numeric, strict=True)
     )
     return f"<tr{attributes}>{tds}</tr>"
+
+
+def _lines(text: str) -> str:
+    """A cell's text, escaped, its lines (a two-line header's) apart."""
+    return "<br>".join(map(escape, text.split("\n")))
 
 
 def _numeric(right: bool) -> str:
