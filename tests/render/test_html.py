@@ -206,3 +206,14 @@ def test_showing_loads_matplotlib_only_to_draw(tmp_path):
     )
     result = run_in_fresh_python([], then, tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_file_without_tasks_shows_its_tables_and_no_figure(tmp_path):
+    write_native(tmp_path / "empty.safetensors", make_checkpoint(masks={}))
+    for name in ("masks", "capacity", "overlap", "info"):
+        result = getattr(hatinspect, name)("empty.safetensors")
+        html = result._repr_html_()
+        assert "<svg" not in html and "0 tasks" in repr(result), name
+        # the command's own words: capacity has no table for a file that protects nothing
+        shown = "nothing is protected (no task stored)" if name == "capacity" else "<table"
+        assert shown in html, name
