@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from hatinspect.model.paths import checkpoint_path, output_path
 from hatinspect.model.result import with_figure, with_sources
@@ -32,9 +32,9 @@ if TYPE_CHECKING:  # the core loads numpy: imported by the functions, so `--help
     from hatinspect.model.checkpoint import Checkpoint
 
 
-@runtime_checkable
 class LiveBackbone(Protocol):
-    """A torch backbone with hatinspect's layer API (``hatinspect.backbones``)."""
+    """A torch backbone with hatinspect's layer API (``hatinspect.backbones``), for the
+    annotations: the API tells one by its being a torch module (`is_live`)."""
 
     masks: Mapping
     weighted_layer_names: list
@@ -73,8 +73,8 @@ def bind_annotations() -> None:
         OverlapReport=overlap.OverlapReport, Report=report.Report, Run=runs.Run,
         RunCapacity=runs.RunCapacity, Checkpoint=Checkpoint,
     )  # fmt: skip
-    names.update(PathLike=str | os.PathLike, CheckpointLike=str | os.PathLike | Checkpoint
-                 | LiveBackbone)  # fmt: skip
+    names["PathLike"] = str | os.PathLike
+    names["CheckpointLike"] = str | os.PathLike | Checkpoint | LiveBackbone
 
 
 def open_any(
