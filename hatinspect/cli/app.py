@@ -16,7 +16,7 @@ from typer.exceptions import TyperException
 
 import hatinspect
 from hatinspect.cli import inspect_commands, run_commands, train_command  # noqa: F401
-from hatinspect.cli.errors import fail, one_line_errors
+from hatinspect.cli.errors import fail, one_line_errors, usage_message
 from hatinspect.cli.registry import COMMANDS
 
 
@@ -49,7 +49,7 @@ class _OneLineUsageErrors(_PlainFlags, TyperGroup):
             else:
                 context = getattr(exc, "ctx", None)
                 where = context.command_path if context else "hatinspect"
-                fail(exc.format_message(), f"see {where} --help", code=exc.exit_code)
+                fail(usage_message(exc), f"see {where} --help", code=exc.exit_code)
             code = exc.exit_code
         except typer.Abort:
             fail("aborted")

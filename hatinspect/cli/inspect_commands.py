@@ -78,7 +78,7 @@ def masks(
     """
     if show and fmt is not Format.table:
         raise typer.BadParameter("--show draws in the terminal; use it with --format table")
-    outputs_free(force, (checkpoint,), heatmap)
+    outputs_free(force, (checkpoint,), heatmap=heatmap)
     opened = load(checkpoint, source, task_id)
     report = api.masks(opened, task=task, layer=layer, exclude=exclude)
     if heatmap:
@@ -150,7 +150,7 @@ def capacity(
     Examples:  hatinspect capacity run/after-task-5.safetensors --by-task
                hatinspect capacity r152.safetensors -l 'conv5x/*' --fail-above 0.9
     """
-    outputs_free(force, (checkpoint,), plot)
+    outputs_free(force, (checkpoint,), plot=plot)
     opened = load_run(checkpoint, source, task_id)
     result = api.capacity(opened, task=task, layer=layer, exclude=exclude)
     report = getattr(result, "capacity", result)  # a run folder's: its final file's
@@ -231,7 +231,7 @@ def measure(
                hatinspect measure r152.safetensors -l conv5x.0.conv2 --heatmap m.png
                hatinspect measure adahat/cl_model.pth -l fc/1 --of adjustment
     """
-    outputs_free(force, (checkpoint,), heatmap, save)
+    outputs_free(force, (checkpoint,), heatmap=heatmap, save=save)
     opened = load(checkpoint, source, task_id)
     result = api.measure(opened, layer, of=of, aggregation=aggregation.value, sparsity=sparsity)
     if heatmap:
@@ -286,7 +286,7 @@ def overlap(
     Examples:  hatinspect overlap run/after-task-5.safetensors --per-layer
                hatinspect overlap r152.safetensors --heatmap overlap.pdf --format csv
     """
-    outputs_free(force, (checkpoint,), heatmap)
+    outputs_free(force, (checkpoint,), heatmap=heatmap)
     opened = load(checkpoint, source, task_id)
     if of == OverlapOf.importance:
         if heatmap or task or layer or exclude:
@@ -375,7 +375,7 @@ def convert(
     with heavy_imports():
         from hatinspect.torch_io.convert import convert as convert_file
 
-    outputs_free(force, (src,), dst)
+    outputs_free(force, (src,), DST=dst)
     convert_file(src, dst, source=source.value if source else None, task_id=task_id)
     written = read_native_header(dst)  # convert read the whole file back already
     for note in written.notes:

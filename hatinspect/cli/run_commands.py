@@ -59,7 +59,7 @@ def compare(
     task_id: TaskIdOption = None,
 ) -> None:
     """Runs side by side, task by task: units, protected parameters, accuracy, forgetting."""
-    outputs_free(force, tuple(runs), plot)
+    outputs_free(force, tuple(runs), plot=plot)
     result = api.compare(*(load_run(path, source, task_id) for path in runs))
     if plot:
         from hatinspect.render.drawing import draw_figure
@@ -91,6 +91,6 @@ def report(
     from hatinspect.render.report import figure_folder
 
     extra = [figure_folder(output)] if output.suffix.lower() == ".md" else []
-    outputs_free(force, tuple(runs), output, *extra)
+    outputs_free(force, tuple(runs), output=(output, *extra))
     result = api.report(*(load_run(path, source, task_id) for path in runs), output=output)
     print(f"wrote {output}: {result.summary}", file=sys.stderr)
