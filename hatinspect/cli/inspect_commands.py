@@ -86,7 +86,7 @@ def masks(
 
         look = figure_look(dpi, cmap, figsize, title)
         write_output(draw_figure, report, heatmap, look, per_unit=bool(layer))
-    emit(report, fmt, (opened,), width, table={"chosen_tasks": bool(task)})
+    emit(report, fmt, (opened,), width)
     if show:
         _show(report, width)
 

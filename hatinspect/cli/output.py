@@ -64,11 +64,10 @@ def emit(
     fmt: Format,
     checkpoints: tuple = (),
     width: int | None = None,
-    table: dict | None = None,
     **options,
 ) -> None:
     """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
-    table and CSV views, `table` and `width` the table alone."""
+    table and CSV views, `width` the table alone."""
     from hatinspect.model import records
     from hatinspect.render import runs, tables  # noqa: F401  (each registers its views)
     from hatinspect.render.layout import print_tables
@@ -78,7 +77,7 @@ def emit(
     elif fmt is Format.csv:
         sys.stdout.write(records.to_csv(result, **options))
     else:
-        print_tables(result, width=width, **(table or {}), **options)
+        print_tables(result, width=width, **options)
 
 
 def write_output(write, result, path: Path | None, *options, **keywords) -> None:
