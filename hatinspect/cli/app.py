@@ -17,6 +17,7 @@ from typer.exceptions import TyperException
 import hatinspect
 from hatinspect.cli import inspect_commands, run_commands, train_command  # noqa: F401
 from hatinspect.cli.errors import fail, one_line_errors, usage_message
+from hatinspect.cli.help import TypedPlaceholders
 from hatinspect.cli.registry import COMMANDS
 
 
@@ -31,7 +32,7 @@ class _PlainFlags:
         return params
 
 
-class _Command(_PlainFlags, TyperCommand):
+class _Command(_PlainFlags, TypedPlaceholders, TyperCommand):
     pass
 
 

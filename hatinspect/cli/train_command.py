@@ -130,8 +130,11 @@ def train_demo(
 ) -> None:
     """Train a HAT network on toy tasks, one after another, and show it forgets nothing.
 
-    Examples:  hatinspect train-demo --out demo
-               hatinspect train-demo --algorithm finetuning --out ft -n 3
+    Examples:
+
+    hatinspect train-demo --out demo
+    hatinspect train-demo --algorithm finetuning --out ft -n 3
+    hatinspect train-demo --algorithm hat,adahat,finetuning --out runs -n 2
     """
     if fmt not in FORMATS:
         raise fail(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", code=2)
