@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hatinspect.analysis.accuracy import (
+    AccuracyView,
     accuracy_matrix,
     average_accuracy,
     backward_transfer,
@@ -52,6 +53,10 @@ class RunSummary:
     accuracy: tuple[tuple[float, ...], ...] | None = None
     accuracy_tasks: tuple[int, ...] = ()  # the task of each row and column
     metrics: tuple[MetricsTable, ...] = ()  # a CLArena folder's other metrics files
+
+    @property
+    def accuracy_view(self) -> AccuracyView | None:
+        return None if self.accuracy is None else AccuracyView(self.accuracy_tasks, self.accuracy)
 
     def layer(self, name: str) -> Usage | None:
         return next((usage for usage in self.layers if usage.name == name), None)

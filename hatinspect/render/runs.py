@@ -7,7 +7,6 @@ from pathlib import Path
 
 from rich.console import RenderableType
 
-from hatinspect.analysis.accuracy import AccuracyView
 from hatinspect.analysis.compare import Comparison, RunStep
 from hatinspect.analysis.runs import FileUsage, RunCapacity
 from hatinspect.model.errors import HatinspectError
@@ -24,8 +23,7 @@ def _(comparison: Comparison, per_layer: bool = False, width: int | None = None,
     out += _steps(comparison).fitted(width, lead=2)
     out += [heading("Final usage per layer"), *_layers(comparison).fitted(width)]
     for run in comparison.runs:
-        view = None if run.accuracy is None else AccuracyView(run.accuracy_tasks, run.accuracy)
-        out += accuracy_tables(view, width, run.name)
+        out += accuracy_tables(run.accuracy_view, width, run.name)
         for table in run.metrics:
             out += [heading(f"{run.name}: {Path(table.path).name}"), *_metrics(table).fitted(width)]
     return out

@@ -51,3 +51,24 @@ def test_the_report_reads_as_text(tmp_path):
     text = (tmp_path / "r.md").read_text()
     assert "&#" not in text and "| s_max | 400 |" in text
     assert "| sparsity_factor | 0.75 |" in text and "\\[a\\] \\*b\\*" in text
+
+
+def test_the_report_shows_the_accuracy_view_forgetting_under_the_matrix(tmp_path):
+    import json
+
+    from support.inspect_checkpoints import MLP, make_checkpoint, random_masks, write_native
+
+    # forgetting by hand: task 1 max(0.9, 0.7) - 0.6, task 2 0.8 - 0.85
+    matrix = [[0.9], [0.7, 0.8], [0.6, 0.85, 0.95]]
+    checkpoint = make_checkpoint(MLP, random_masks(MLP, (1, 2, 3)))
+    write_native(
+        tmp_path / "net.safetensors", checkpoint, metadata={"accuracy": json.dumps(matrix)}
+    )
+    for suffix in ("md", "html"):
+        hatinspect.report(tmp_path / "net.safetensors", output=tmp_path / f"r.{suffix}")
+    markdown = (tmp_path / "r.md").read_text()
+    assert "| forgetting | 30.0 pt | -5.0 pt |  |" in markdown
+    assert "| 3 | 60.0% | 85.0% | 95.0% |" in markdown
+    page = (tmp_path / "r.html").read_text()
+    assert "<tr><td>forgetting</td><td>30.0 pt</td><td>-5.0 pt</td><td></td></tr>" in page
+    assert "[[" not in markdown + page
