@@ -74,7 +74,12 @@ def usage_message(exc: TyperException) -> str:
     given = _given(exc)
     if given is None:  # a check of ours: its message says what is accepted
         return f"{name}: {exc.message}"
-    return f"{name} must be {_accepted(param)}, not {given!r}"
+    return must_be(name, _accepted(param), given)
+
+
+def must_be(option: str, accepted: str, given: object) -> str:
+    """The one wording of a refused value: ``--format must be one of table, json, not 'x'``."""
+    return f"{option} must be {accepted}, not {given!r}"
 
 
 def _metavar(param) -> str:

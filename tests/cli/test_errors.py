@@ -229,3 +229,33 @@ def test_notes_go_to_stderr(tmp_path):
     assert result.exit_code == 0
     assert result.stderr == "note: only the last task's mask\n"
     assert result.stdout.startswith("{")
+
+
+def _typed_options():
+    """(command, option, a bad value) for every option of every command that takes a
+    number or one of some choices."""
+    import typer.main
+
+    from hatinspect.cli.app import app
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        for param in command.params:
+            described = getattr(param, "type_descriptor", None)
+            if param.param_type_name != "option" or described is None or param.is_flag:
+                continue
+            annotation = described.annotation
+            element = getattr(annotation, "__args__", (annotation,))[0]
+            if described.choices is not None or element in (int, float):
+                yield name, max(param.opts, key=len), "zzz"
+
+
+@pytest.mark.parametrize(("name", "option", "value"), list(_typed_options()))
+def test_every_typed_option_refuses_in_our_words(name, option, value):
+    args = {"audit": ["net.safetensors", "net.safetensors"], "convert": ["a.pt", "b.safetensors"],
+            "train-demo": [], "compare": ["net.safetensors"], "report": ["net.safetensors"]}  # fmt: skip
+    result = run(name, *args.get(name, ["net.safetensors"]), option, value)
+    assert result.exit_code == 2, result.stderr
+    line = one_error_line(result, option, "'zzz'")
+    assert "Value error" not in line and "Input should" not in line and "valid" not in line
+    assert " must be " in line or ": " in line
