@@ -250,11 +250,16 @@ def _typed_options():
                 yield name, max(param.opts, key=len), "zzz"
 
 
+ARGUMENTS = {
+    "audit": ["net.safetensors"] * 2,
+    "convert": ["a.pt", "b.safetensors"],
+    "train-demo": [],
+}
+
+
 @pytest.mark.parametrize(("name", "option", "value"), list(_typed_options()))
 def test_every_typed_option_refuses_in_our_words(name, option, value):
-    args = {"audit": ["net.safetensors", "net.safetensors"], "convert": ["a.pt", "b.safetensors"],
-            "train-demo": [], "compare": ["net.safetensors"], "report": ["net.safetensors"]}  # fmt: skip
-    result = run(name, *args.get(name, ["net.safetensors"]), option, value)
+    result = run(name, *ARGUMENTS.get(name, ["net.safetensors"]), option, value)
     assert result.exit_code == 2, result.stderr
     line = one_error_line(result, option, "'zzz'")
     assert "Value error" not in line and "Input should" not in line and "valid" not in line
