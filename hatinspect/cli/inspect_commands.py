@@ -394,10 +394,10 @@ def convert(
     """
     from hatinspect.native.reader import read_native_header
 
+    outputs_free(force, (src,), DST=dst)  # before importing torch: a usage error comes first
     with heavy_imports():
         from hatinspect.torch_io.convert import convert as convert_file
 
-    outputs_free(force, (src,), DST=dst)
     convert_file(src, dst, source=source.value if source else None, task_id=task_id)
     written = read_native_header(dst)  # convert read the whole file back already
     for note in written.notes:
