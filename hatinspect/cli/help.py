@@ -19,7 +19,7 @@ class TypedPlaceholders:
 
 def in_our_words(param) -> None:
     described = getattr(param, "type_descriptor", None)
-    if described is None:  # click's own --help
+    if described is None or getattr(param, "count", False):  # click's --help; -vv counts
         return
     if param.param_type_name == "argument":
         param.metavar = param.metavar or param.name.upper()
