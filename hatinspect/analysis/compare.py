@@ -7,9 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hatinspect.analysis.accuracy import (
+    AccuracyView,
+    accuracy_matrix,
+    average_accuracy,
+    backward_transfer,
+    mean_forgetting,
+)
 from hatinspect.analysis.capacity import USAGE_FIELDS, Shares, Usage, capacity
 from hatinspect.analysis.clarena_output import ACCURACY, MetricsTable
-from hatinspect.analysis.runs import Run, accuracy_matrix
+from hatinspect.analysis.runs import Run
 from hatinspect.model.errors import HatinspectError
 from hatinspect.model.records import csv_rows, fields_of, record, values_of
 from hatinspect.model.result import Result
@@ -46,6 +53,10 @@ class RunSummary:
     accuracy: tuple[tuple[float, ...], ...] | None = None
     accuracy_tasks: tuple[int, ...] = ()  # the task of each row and column
     metrics: tuple[MetricsTable, ...] = ()  # a CLArena folder's other metrics files
+
+    @property
+    def accuracy_view(self) -> AccuracyView | None:
+        return None if self.accuracy is None else AccuracyView(self.accuracy_tasks, self.accuracy)
 
     def layer(self, name: str) -> Usage | None:
         return next((usage for usage in self.layers if usage.name == name), None)
@@ -88,7 +99,7 @@ def summarise(run: Run, name: str | None = None) -> RunSummary:
             new_units=growth.new_units,
             reused_units=growth.reused_units,
             network_sparsity=growth.network_sparsity,
-            accuracy=None if row is None else sum(matrix[row]) / len(matrix[row]),
+            accuracy=None if row is None else average_accuracy(matrix, row),
             forgetting=None if row is None else mean_forgetting(matrix, row),
             backward_transfer=None if row is None else backward_transfer(matrix, row),
         )
@@ -108,24 +119,6 @@ def summarise(run: Run, name: str | None = None) -> RunSummary:
         accuracy_tasks=final.task_ids,
         metrics=tuple(table for table in run.metrics if Path(table.path).name != ACCURACY),
     )
-
-
-def mean_forgetting(accuracy: list[list[float]], t: int) -> float | None:
-    """After task t (0-based): over each earlier task j, its best accuracy before t minus
-    its accuracy after t, averaged; None for the first task."""
-    if t == 0:
-        return None
-    drops = [max(row[j] for row in accuracy[j:t]) - accuracy[t][j] for j in range(t)]
-    return sum(drops) / t
-
-
-def backward_transfer(accuracy: list[list[float]], t: int) -> float | None:
-    """After task t (0-based), Lopez-Paz & Ranzato's (2017) backward transfer: over each
-    earlier task j, its accuracy after t minus its accuracy right after it was learned,
-    averaged; None for the first task."""
-    if t == 0:
-        return None
-    return sum(accuracy[t][j] - accuracy[j][j] for j in range(t)) / t
 
 
 # machine output (JSON record, CSV rows)

@@ -206,24 +206,6 @@ def _file_usage(checkpoint: Checkpoint, include=(), exclude=()) -> FileUsage:
 # accuracy from the metadata (train-demo writes the matrix so far under "accuracy")
 
 
-def accuracy_matrix(checkpoint: Checkpoint) -> list[list[float]] | None:
-    """Row t: test accuracy on tasks 1..t+1 after learning task t+1; None when the
-    metadata holds no such lower-triangular matrix, one row per stored task."""
-    text = checkpoint.metadata.get("accuracy")
-    try:
-        rows = json.loads(text) if text is not None else None
-    except ValueError:
-        return None
-    if not isinstance(rows, list) or len(rows) != len(checkpoint.task_ids):
-        return None
-    for t, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) != t + 1:
-            return None
-        if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in row):
-            return None
-    return [[float(a) for a in row] for row in rows]
-
-
 # machine output (JSON record, CSV rows)
 
 FILE_KEYS = ["file", "tasks", "last_task", *USAGE_FIELDS]

@@ -16,7 +16,8 @@ from typer.exceptions import TyperException
 
 import hatinspect
 from hatinspect.cli import inspect_commands, run_commands, train_command  # noqa: F401
-from hatinspect.cli.errors import fail, one_line_errors
+from hatinspect.cli.errors import fail, one_line_errors, usage_message
+from hatinspect.cli.help import TypedPlaceholders
 from hatinspect.cli.registry import COMMANDS
 
 
@@ -31,7 +32,7 @@ class _PlainFlags:
         return params
 
 
-class _Command(_PlainFlags, TyperCommand):
+class _Command(_PlainFlags, TypedPlaceholders, TyperCommand):
     pass
 
 
@@ -49,7 +50,7 @@ class _OneLineUsageErrors(_PlainFlags, TyperGroup):
             else:
                 context = getattr(exc, "ctx", None)
                 where = context.command_path if context else "hatinspect"
-                fail(exc.format_message(), f"see {where} --help", code=exc.exit_code)
+                fail(usage_message(exc), f"see {where} --help", code=exc.exit_code)
             code = exc.exit_code
         except typer.Abort:
             fail("aborted")

@@ -58,3 +58,56 @@ def _os_error(exc: OSError) -> str:
     """An OS error as the file it concerns and the reason, without errno numbers."""
     reason = exc.strerror or str(exc)
     return f"{exc.filename}: {reason.lower()}" if exc.filename else reason
+
+
+def usage_message(exc: TyperException) -> str:
+    """A usage error in hatinspect's words: the option, what it accepts, what was given
+    (never the parser's "Value error, ..." or "Input should be ...")."""
+    param = getattr(exc, "param", None)
+    kind = type(exc).__name__
+    if param is None or kind not in ("BadParameter", "MissingParameter"):
+        return getattr(exc, "message", None) or exc.format_message()
+    name = max(param.opts, key=len) if param.param_type_name == "option" else _metavar(param)
+    if kind == "MissingParameter":
+        shown = f"{name} {_metavar(param)}" if param.param_type_name == "option" else name
+        return f"{shown} is required"
+    given = _given(exc)
+    if given is None:  # a check of ours: its message says what is accepted
+        return f"{name}: {exc.message}"
+    return must_be(name, _accepted(param), given)
+
+
+def must_be(option: str, accepted: str, given: object) -> str:
+    """The one wording of a refused value: ``--format must be one of table, json, not 'x'``."""
+    return f"{option} must be {accepted}, not {given!r}"
+
+
+def _metavar(param) -> str:
+    return param.metavar or param.name.upper()
+
+
+def _given(exc) -> object | None:
+    """The value the parser refused, when its own validation refused it."""
+    cause = exc.__cause__
+    if type(cause).__name__ != "ValidationError":
+        return None
+    errors = cause.errors()
+    return errors[0].get("input") if errors else None
+
+
+def _accepted(param) -> str:
+    described = param.type_descriptor
+    if described.choices is not None:
+        return "one of " + ", ".join(str(getattr(c, "value", c)) for c in described.choices)
+    annotation = described.annotation
+    element = getattr(annotation, "__args__", (annotation,))[0]  # list[int]: int
+    number = "a whole number" if element is int else "a number"
+    info = described.parameter_info
+    low, high = info.min, info.max
+    if low is not None and high is not None:
+        return f"{number} from {low:g} to {high:g}"
+    if low is not None:
+        return f"{number} of at least {low:g}"
+    if high is not None:
+        return f"{number} of at most {high:g}"
+    return number

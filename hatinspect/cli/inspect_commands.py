@@ -72,13 +72,16 @@ def masks(
 ) -> None:
     """Per layer and task: units each mask keeps, and the cumulative and summative masks.
 
-    Examples:  hatinspect masks run/after-task-5.safetensors -t 1 -t 2
-               hatinspect masks r152.safetensors --heatmap masks.pdf
-               hatinspect masks r152.safetensors -l 'conv5x/0/*' --heatmap units.png
+    Examples:
+
+    hatinspect masks examples/hat-toy/after-task-5.safetensors -t 1 -t 2
+    hatinspect masks examples/hat-toy/after-task-5.safetensors --show
+    hatinspect masks examples/hat-toy/after-task-5.safetensors \\
+      -l 'fc/*' --heatmap units.png
     """
     if show and fmt is not Format.table:
         raise typer.BadParameter("--show draws in the terminal; use it with --format table")
-    outputs_free(force, (checkpoint,), heatmap)
+    outputs_free(force, (checkpoint,), heatmap=heatmap)
     opened = load(checkpoint, source, task_id)
     report = api.masks(opened, task=task, layer=layer, exclude=exclude)
     if heatmap:
@@ -86,7 +89,7 @@ def masks(
 
         look = figure_look(dpi, cmap, figsize, title)
         write_output(draw_figure, report, heatmap, look, per_unit=bool(layer))
-    emit(report, fmt, (opened,), width, table={"chosen_tasks": bool(task)})
+    emit(report, fmt, (opened,), width)
     if show:
         _show(report, width)
 
@@ -147,10 +150,13 @@ def capacity(
     share of the still-free units that the task took (new / free before it).
     With --task, only those tasks count; --layer/--exclude choose the layers reported.
 
-    Examples:  hatinspect capacity run/after-task-5.safetensors --by-task
-               hatinspect capacity r152.safetensors -l 'conv5x/*' --fail-above 0.9
+    Examples:
+
+    hatinspect capacity examples/hat-toy/after-task-5.safetensors --by-task
+    hatinspect capacity examples/hat-toy --fail-above 0.9
+    hatinspect capacity examples/hat-toy/after-task-5.safetensors --plot c.pdf
     """
-    outputs_free(force, (checkpoint,), plot)
+    outputs_free(force, (checkpoint,), plot=plot)
     opened = load_run(checkpoint, source, task_id)
     result = api.capacity(opened, task=task, layer=layer, exclude=exclude)
     report = getattr(result, "capacity", result)  # a run folder's: its final file's
@@ -227,11 +233,15 @@ def measure(
 ) -> None:
     """The parameter-wise measure of one layer: statistics, histogram, heatmap, export.
 
-    Examples:  hatinspect measure run/after-task-5.safetensors -l fc/1 --of summative
-               hatinspect measure r152.safetensors -l conv5x.0.conv2 --heatmap m.png
-               hatinspect measure adahat/cl_model.pth -l fc/1 --of adjustment
+    Examples:
+
+    hatinspect measure examples/hat-toy/after-task-5.safetensors -l fc/1
+    hatinspect measure examples/hat-toy/after-task-5.safetensors \\
+      -l fc.2 --of summative --heatmap m.png
+    hatinspect measure examples/hat-toy/after-task-5.safetensors \\
+      -l fc/0 --save measure.safetensors
     """
-    outputs_free(force, (checkpoint,), heatmap, save)
+    outputs_free(force, (checkpoint,), heatmap=heatmap, save=save)
     opened = load(checkpoint, source, task_id)
     result = api.measure(opened, layer, of=of, aggregation=aggregation.value, sparsity=sparsity)
     if heatmap:
@@ -283,10 +293,13 @@ def overlap(
 ) -> None:
     """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer.
 
-    Examples:  hatinspect overlap run/after-task-5.safetensors --per-layer
-               hatinspect overlap r152.safetensors --heatmap overlap.pdf --format csv
+    Examples:
+
+    hatinspect overlap examples/hat-toy/after-task-5.safetensors --per-layer
+    hatinspect overlap examples/hat-toy/after-task-5.safetensors \\
+      --heatmap overlap.pdf --format csv
     """
-    outputs_free(force, (checkpoint,), heatmap)
+    outputs_free(force, (checkpoint,), heatmap=heatmap)
     opened = load(checkpoint, source, task_id)
     if of == OverlapOf.importance:
         if heatmap or task or layer or exclude:
@@ -326,7 +339,12 @@ def audit(
     unless --strict; --tolerance X applies to any. BEFORE's tasks and masks must all be in
     AFTER, and the two files of one run.
 
-    Example:  hatinspect audit run/after-task-2.safetensors run/after-task-5.safetensors
+    Examples:
+
+    hatinspect audit examples/hat-toy/after-task-2.safetensors \\
+      examples/hat-toy/after-task-5.safetensors
+    hatinspect audit examples/hat-toy/after-task-1.safetensors \\
+      examples/hat-toy/after-task-5.safetensors --format json
     """
     opened = (load(before, source, task_id), load(after, source, task_id))
     report = api.audit(*opened, strict=strict, tolerance=tolerance)
@@ -367,15 +385,19 @@ def convert(
 ) -> None:
     """Write any checkpoint the reader understands in the native safetensors format.
 
-    Examples:  hatinspect convert hat_task4.pt hat_task4.safetensors
-               hatinspect convert model.ckpt model.safetensors --source clarena
+    Examples:
+
+    hatinspect convert examples/hat-toy-state-dict.pt task5.safetensors \\
+      --task-id 5
+    hatinspect convert examples/hat-toy-state-dict.pt copy.safetensors \\
+      --source clarena
     """
     from hatinspect.native.reader import read_native_header
 
+    outputs_free(force, (src,), DST=dst)  # before importing torch: a usage error comes first
     with heavy_imports():
         from hatinspect.torch_io.convert import convert as convert_file
 
-    outputs_free(force, (src,), dst)
     convert_file(src, dst, source=source.value if source else None, task_id=task_id)
     written = read_native_header(dst)  # convert read the whole file back already
     for note in written.notes:
@@ -397,8 +419,13 @@ def info(
 ) -> None:
     """What a checkpoint holds: backbone, layers, tasks, source format and metadata.
 
-    Examples:  hatinspect info run/after-task-5.safetensors
-               hatinspect info model.pt --format json
+    The accuracy matrix too, where the metadata holds one, with each task's forgetting,
+    the average accuracy and the backward transfer.
+
+    Examples:
+
+    hatinspect info examples/hat-toy/after-task-5.safetensors
+    hatinspect info examples/hat-toy-state-dict.pt --format json
     """
     opened = load(checkpoint, source, task_id)
     emit(api.info(opened), fmt, (opened,), width)

@@ -83,7 +83,7 @@ RunArg = Annotated[
     Path,
     typer.Argument(
         help="A checkpoint, or a run folder of after-task-<t>.safetensors files.",
-        metavar="CHECKPOINT_OR_RUN",
+        metavar="RUN",
         show_default=False,
     ),
 ]

@@ -19,11 +19,32 @@ def load(path: Path, source: Source | None = None, task_id: int | None = None) -
     """Open a checkpoint (the one seam to the reader) and show its caveats on stderr."""
     from hatinspect.checkpoints import open_checkpoint
 
+    if path.is_dir():
+        raise fail(*_pick_a_file(path))
     with heavy_imports():  # a PyTorch file imports torch
         checkpoint = open_checkpoint(path, source=source.value if source else None, task_id=task_id)
     for note in checkpoint.notes:
         print(f"note: {note}", file=sys.stderr)
     return checkpoint
+
+
+def _pick_a_file(folder: Path) -> tuple[str, str]:
+    """A folder given where one checkpoint is read: which file to pick instead."""
+    from hatinspect.analysis.runs import RUN_FILE
+
+    suffixes = (".safetensors", ".pt", ".pth", ".ckpt")
+    files = sorted(f for f in folder.iterdir() if f.suffix in suffixes and f.is_file())
+    numbered = sorted((int(m[1]), f) for f in files if (m := RUN_FILE.fullmatch(f.name)))
+    if numbered:
+        last = numbered[-1][1]
+        return (f"{folder} is a run folder; this command reads one checkpoint of it",
+                f"pick one, e.g. {last} (the last task's)")  # fmt: skip
+    if files:
+        return (
+            f"{folder} is a folder; this command reads one checkpoint",
+            f"pick one, e.g. {files[-1]}",
+        )
+    return f"{folder} is a folder with no checkpoint in it", "give a checkpoint file"
 
 
 def load_run(path: Path, source: Source | None = None, task_id: int | None = None):
@@ -43,11 +64,10 @@ def emit(
     fmt: Format,
     checkpoints: tuple = (),
     width: int | None = None,
-    table: dict | None = None,
     **options,
 ) -> None:
     """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
-    table and CSV views, `table` and `width` the table alone."""
+    table and CSV views, `width` the table alone."""
     from hatinspect.model import records
     from hatinspect.render import runs, tables  # noqa: F401  (each registers its views)
     from hatinspect.render.layout import print_tables
@@ -57,7 +77,7 @@ def emit(
     elif fmt is Format.csv:
         sys.stdout.write(records.to_csv(result, **options))
     else:
-        print_tables(result, width=width, **(table or {}), **options)
+        print_tables(result, width=width, **options)
 
 
 def write_output(write, result, path: Path | None, *options, **keywords) -> None:
@@ -73,12 +93,18 @@ def figure_look(dpi: int, cmap: str | None, figsize: str | None, title: str | No
     return Look(parse_figsize(figsize) if figsize else None, title, cmap, dpi)
 
 
-def outputs_free(force: bool, inputs: tuple[Path, ...], *paths: Path | None) -> None:
-    from hatinspect.render.files import OutputIsInput
+def outputs_free(force: bool, inputs: tuple[Path, ...], **outputs) -> None:
+    """Each output (keyed by its option, ``heatmap`` for ``--heatmap``, an argument in
+    capitals: ``DST``; a path, a tuple of paths or None) writable: else a usage error
+    naming what the user typed and what to do."""
+    from hatinspect.render.files import OutputRefused
 
-    for path in paths:
-        if path is not None:
+    for key, paths in outputs.items():
+        option = key if key.isupper() else "--" + key.replace("_", "-")
+        for path in paths if isinstance(paths, tuple) else (paths,):
+            if path is None:
+                continue
             try:
                 check_writable(path, force, inputs)
-            except OutputIsInput as exc:
-                raise fail(str(exc), code=2) from None
+            except OutputRefused as exc:
+                raise fail(str(exc), exc.hint.format(option=option), code=2) from None

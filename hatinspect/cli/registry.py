@@ -4,6 +4,8 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hatinspect.cli.help import help_text
+
 
 @dataclass(frozen=True)
 class Command:
@@ -19,7 +21,7 @@ def command(name: str, **options) -> Callable[[Callable], Callable]:
     """Declare a command; the app registers it, its known failures as one line on stderr."""
 
     def declare(fn: Callable) -> Callable:
-        COMMANDS.append(Command(name, fn, options))
+        COMMANDS.append(Command(name, fn, {"help": help_text(fn.__doc__), **options}))
         return fn
 
     return declare

@@ -29,8 +29,9 @@ _report_path = usage_check(lambda path: output_format(path, ("html", "md", "json
 RunsArg = Annotated[
     list[Path],
     typer.Argument(
-        help="Checkpoints, or run folders of after-task-<t>.safetensors files.",
-        metavar="RUN...",
+        help="Checkpoints, run folders of after-task-<t>.safetensors files, CLArena output "
+        "folders or their acc.csv.",
+        metavar="RUN",
     ),
 ]
 
@@ -58,8 +59,19 @@ def compare(
     source: SourceOption = None,
     task_id: TaskIdOption = None,
 ) -> None:
-    """Runs side by side, task by task: units, protected parameters, accuracy, forgetting."""
-    outputs_free(force, tuple(runs), plot)
+    """Runs side by side, task by task: units, protected parameters, accuracy, forgetting.
+
+    A RUN is a checkpoint, a folder of after-task-<t>.safetensors files, a CLArena output
+    folder or its acc.csv. Each run's accuracy matrix follows, where its files hold one.
+
+    Examples:
+
+    hatinspect compare examples/hat-toy
+    hatinspect compare examples/hat-toy \\
+      examples/hat-toy/after-task-3.safetensors --format csv
+    hatinspect compare examples/hat-toy --plot curves.pdf
+    """
+    outputs_free(force, tuple(runs), plot=plot)
     result = api.compare(*(load_run(path, source, task_id) for path in runs))
     if plot:
         from hatinspect.render.drawing import draw_figure
@@ -86,11 +98,22 @@ def report(
     source: SourceOption = None,
     task_id: TaskIdOption = None,
 ) -> None:
-    """A report to share: what each file is, capacity, masks, overlap, measures, audit, and
-    several runs compared. Given two checkpoints of one run, reads them as that run."""
+    """A file to share: what each run is, its capacity, accuracy, masks, overlap and audit.
+
+    .html is one self-contained file, .md has its SVG figures in a folder beside it, .json
+    holds the raw numbers. Several runs are compared; two checkpoints of one run are read
+    as that run.
+
+    Examples:
+
+    hatinspect report examples/hat-toy -o report.html
+    hatinspect report examples/hat-toy -o report.md
+    hatinspect report examples/hat-toy/after-task-2.safetensors \\
+      examples/hat-toy/after-task-5.safetensors -o report.json
+    """
     from hatinspect.render.report import figure_folder
 
     extra = [figure_folder(output)] if output.suffix.lower() == ".md" else []
-    outputs_free(force, tuple(runs), output, *extra)
+    outputs_free(force, tuple(runs), output=(output, *extra))
     result = api.report(*(load_run(path, source, task_id) for path in runs), output=output)
     print(f"wrote {output}: {result.summary}", file=sys.stderr)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from hatinspect.cli.errors import fail
+from hatinspect.cli.errors import fail, must_be
 from hatinspect.cli.heavy import heavy_imports
 from hatinspect.cli.options import WidthOption, choices
 from hatinspect.cli.registry import command
@@ -130,17 +130,27 @@ def train_demo(
 ) -> None:
     """Train a HAT network on toy tasks, one after another, and show it forgets nothing.
 
-    Examples:  hatinspect train-demo --out demo
-               hatinspect train-demo --algorithm finetuning --out ft -n 3
+    Examples:
+
+    hatinspect train-demo --out demo
+    hatinspect train-demo --algorithm finetuning --out ft -n 3
+    hatinspect train-demo --algorithm hat,adahat,finetuning --out runs -n 2
     """
-    if fmt not in FORMATS:
-        raise fail(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", code=2)
+    algorithms = [name.strip() for name in algorithm.split(",")]
+    _check_choices(
+        ("--format", [fmt], FORMATS),
+        ("--engine", [engine], ENGINES),
+        ("--strategy", [strategy], STRATEGIES),
+        ("--backbone", [backbone], BACKBONES),
+        ("--dataset", [dataset], DATASETS),
+        ("--algorithm", algorithms, ALGORITHMS),
+    )
+    for option, value in (("--tasks", tasks), ("--epochs", epochs)):
+        if value < 1:
+            raise fail(must_be(option, "a whole number of at least 1", str(value)), HELP, 2)
     run = _engine(engine, devices, strategy)
-    if epochs < 1:
-        raise fail(f"the number of epochs must be at least 1, got {epochs}", code=2)
     from hatinspect.training.demo import DemoConfig
 
-    algorithms = [name.strip() for name in algorithm.split(",")]
     try:
         configs = [DemoConfig(name, tasks, epochs, seed, backbone, dataset) for name in algorithms]
     except ValueError as exc:
@@ -214,11 +224,19 @@ def _train(run, config, out: Path):
     return result
 
 
+HELP = "see hatinspect train-demo --help"
+
+
+def _check_choices(*checks: tuple[str, list[str], tuple[str, ...]]) -> None:
+    """Each (option, values given, accepted): a value not accepted is a usage error."""
+    for option, values, accepted in checks:
+        for value in values:
+            if value not in accepted:
+                raise fail(must_be(option, "one of " + ", ".join(accepted), value), HELP, 2)
+
+
 def _engine(engine: str, devices: int, strategy: str):
     """The demo runner for ``engine``: ``run(config, out, on_epoch) -> DemoResult | None``."""
-    for name, value, options in (("engine", engine, ENGINES), ("strategy", strategy, STRATEGIES)):
-        if value not in options:
-            raise fail(f"unknown {name} {value!r}; choose one of {', '.join(options)}", code=2)
     if engine == "plain":
         if (devices, strategy) != (1, "auto"):
             raise fail("--devices and --strategy need --engine lightning", code=2)

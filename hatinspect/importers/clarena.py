@@ -29,7 +29,7 @@ def read(path: Path, state, extra, task_id=None) -> Imported:
     newest = newest_head(path, state)  # CLArena counts tasks from 1; its heads are keyed by them
     task = task_id if task_id is not None else newest if newest is not None else 1
     masks = {task: {n: threshold(path, key, state[key][0]) for n, key in names.items()}}
-    notes = [THRESHOLD_NOTE, last_task_note("clarena", task)]
+    notes = [THRESHOLD_NOTE, last_task_note(task)]
     if task_id is None and newest is None:
         notes.append(unknown_task_note(task))
     layers = layers_of(path, state, {n: prefix + n.replace("/", ".") for n in names})

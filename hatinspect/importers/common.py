@@ -63,10 +63,11 @@ def newest_head(path: Path, state) -> int | None:
     return max(tasks, default=None)
 
 
-def last_task_note(source: str, task: int) -> str:
+def last_task_note(task: int) -> str:
     return (
-        f"a {source} state_dict keeps only the last trained task's embedding:"
-        f" only task {task}'s mask is recovered, earlier tasks' masks are lost"
+        "a state dict holds only the current task's embedding (CLArena's and hatinspect's"
+        f" backbones alike): task {task}'s mask is recovered, earlier tasks' are not in the"
+        " file; hatinspect.save_checkpoint keeps every task's"
     )
 
 

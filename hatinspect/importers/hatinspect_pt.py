@@ -44,7 +44,7 @@ def read(path: Path, state, extra, given_task: int | None = None) -> Imported:
     else:
         task = given_task if given_task is not None else task_id if task_id is not None else 0
         masks = {task: {n: threshold(path, key, state[key][0]) for n, key in names.items()}}
-        notes = (THRESHOLD_NOTE, last_task_note("hatinspect", task))
+        notes = (THRESHOLD_NOTE, last_task_note(task))
     layers = (
         _rebuilt_layers(path, backbone, dict(config), state)
         if rebuildable

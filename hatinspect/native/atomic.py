@@ -25,7 +25,12 @@ def write_atomically(
     catches up, then ``os.replace`` over ``path`` and sync the folder, so that the rename
     survives a crash. Errors are said of ``path``, never of the temporary file: an
     ``OSError`` as ``error``, a ``HatinspectError`` as itself."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+    except OSError as exc:  # the folder is missing, a file or read-only: say it of `path`
+        raise error(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
     os.close(handle)
     try:
         write(temporary)

@@ -23,6 +23,8 @@ from hatinspect.model.errors import HatinspectError
 from hatinspect.native.atomic import write_atomically
 from hatinspect.render.files import FIGURE_FORMATS, output_format
 
+MAX_HEIGHT = 8.5  # inches: a figure of panels shares out at most this much of a page
+TICK_SPACING = 10  # points from one task's tick label to the next, at the figures' 7 pt
 MAX_PANELS = 64  # layers drawn unit by unit in one figure; beyond this it is too tall to read
 JACCARD_SCALE = (0.0, 1.0)  # an overlap heatmap's colours: comparable across runs and papers
 LABEL_FONT = 5.0  # points: the largest label an overlap cell carries
@@ -225,14 +227,16 @@ def _unit_strips(report: MaskReport, look: Look):
             f"(at most {MAX_PANELS}); choose fewer with --layer, or leave --layer out "
             "for the whole-network figure"
         )
-    heights = [_panel_height(len(report.tasks))] * len(report.layers)
+    # one column wide and at most a page's height: many layers share it out
+    panel = min(_panel_height(len(report.tasks)), (MAX_HEIGHT - 0.9) / len(report.layers))
+    heights = [panel] * len(report.layers)
     fig = new_figure(look, (COLUMN_WIDTH, sum(heights) + 0.9))
     axes = fig.subplots(len(heights), 1, squeeze=False, height_ratios=heights)[:, 0]
     cmap = _cmap(look.cmap or "Greys")
     for ax, layer in zip(axes, report.layers, strict=True):
         ax.imshow(layer.matrix, aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"{layer.name}  ({layer.units:,} units)", loc="left")
-        _label_ticks(ax, "y", report.tasks)
+        _label_ticks(ax, "y", report.tasks, room=panel)
         _unit_axis(ax)
     axes[-1].set_xlabel("unit")
     fig.supylabel("task")
@@ -381,9 +385,11 @@ def _panel_height(tasks: int) -> float:
     return float(np.clip(0.4 + 0.08 * tasks, 0.6, 3.0))
 
 
-def _label_ticks(ax, axis: str, tasks: Sequence[int]) -> None:
-    """Task ids as tick labels, thinned to about 20 so that 50 tasks stay readable."""
-    every = max(1, -(-len(tasks) // 20))
+def _label_ticks(ax, axis: str, tasks: Sequence[int], room: float | None = None) -> None:
+    """Task ids as tick labels, thinned to about 20 so that 50 tasks stay readable, and
+    to what `room` inches of axis hold without two labels touching."""
+    fit = 20 if room is None else max(1, min(20, int(room * 72 / TICK_SPACING)))
+    every = max(1, -(-len(tasks) // fit))
     positions = list(range(0, len(tasks), every))
     getattr(ax, f"set_{axis}ticks")(positions, [str(tasks[i]) for i in positions])
 

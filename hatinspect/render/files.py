@@ -12,8 +12,22 @@ from hatinspect.native.atomic import write_atomically
 FIGURE_FORMATS = ("png", "svg", "pdf")
 
 
-class OutputExists(HatinspectError):
+class OutputRefused(HatinspectError):
+    """An output that cannot be written where the user asked, known before any work: a
+    usage error, with what to do instead (`hint`)."""
+
+    def __init__(self, message: str, hint: str = "choose another {option}") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class OutputExists(OutputRefused):
     """The output file is already there and overwriting it was not asked for."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"{path} already exists", "pass --force to overwrite it, or choose another {option}"
+        )
 
 
 def output_format(path: Path, formats: Collection[str]) -> str:
@@ -26,18 +40,37 @@ def output_format(path: Path, formats: Collection[str]) -> str:
     return suffix
 
 
-class OutputIsInput(HatinspectError):
+class OutputIsInput(OutputRefused):
     """The output path names a file the command reads: never written, even with --force."""
 
 
 def check_writable(path: Path, force: bool, inputs: Collection[Path] = ()) -> None:
+    """Refuse, as `OutputRefused`, an output that is an input, exists without `force`, or
+    whose folder is missing, a file or read-only."""
     for source in inputs:
         if _same_file(path, Path(source)):
-            raise OutputIsInput(f"{path} is an input of this command; write to another file")
+            raise OutputIsInput(f"{path} is an input of this command", "write to another file")
     if path.exists() and not force:
-        raise OutputExists(f"{path} already exists; pass --force to overwrite it")
-    if not path.parent.is_dir():
-        raise HatinspectError(f"cannot write {path}: folder {path.parent} does not exist")
+        raise OutputExists(path)
+    folder = path.parent
+    if not folder.exists():
+        raise OutputRefused(
+            f"cannot write {path}: folder {folder} does not exist",
+            "create it, or choose another {option}",
+        )
+    if not folder.is_dir():
+        raise OutputRefused(f"cannot write {path}: {folder} is a file, not a folder")
+    if _read_only(folder):
+        raise OutputRefused(f"cannot write {path}: folder {folder} is read-only")
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+    except (OSError, AttributeError):  # no statvfs (Windows): ask access() alone
+        pass
+    return not os.access(folder, os.W_OK | os.X_OK)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -81,13 +81,13 @@ class Grid:
     columns: list[str]
     text: int = 1
     rows: list[tuple[list[str], str | None]] = field(default_factory=list)
-    section: int | None = None  # a rule before this row
+    sections: set[int] = field(default_factory=set)  # a rule before each of these rows
 
     def add_row(self, *cells: str, style: str | None = None) -> None:
         self.rows.append((list(cells), style))
 
     def add_section(self) -> None:
-        self.section = len(self.rows)
+        self.sections.add(len(self.rows))
 
     def widths(self) -> list[int]:
         """Each column's natural width: its widest header line or cell."""
@@ -124,7 +124,7 @@ class Grid:
         height and style are its own)."""
         run: list[list[str]] = []
         for r, (cells, style) in enumerate(self.rows):
-            ruled = r + 1 == self.section
+            ruled = r + 1 in self.sections
             if style is None and all(map(str.isprintable, cells)):
                 run.append(cells)
                 if ruled:

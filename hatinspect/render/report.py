@@ -8,12 +8,13 @@ metadata, paths) is escaped. Figures are SVG drawn by matplotlib; in HTML they a
 from __future__ import annotations
 
 import base64
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from hatinspect.analysis.audit import AuditReport, verdict, verdict_tone
 from hatinspect.analysis.report import Report
@@ -80,7 +81,7 @@ def render(report: Report, figures: dict, template: str, **extra) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(share=_share, count=count, cell=_markdown_cell, points=_points)
+    env.filters.update(share=_share, count=count, cell=markdown_cell, points=_points)
     env.filters.update(verdict=verdict, tone=_tone, tasks=task_list, about=_about)
     env.filters.update(basename=lambda path: Path(path).name)
     return env.get_template(template).render(report=report, figures=figures, **extra)
@@ -106,10 +107,17 @@ def _points(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f} pt"
 
 
-def _markdown_cell(value) -> Markup:
-    """Escaped for HTML, and with the characters that would break a Markdown table cell."""
-    text = str(escape(value)).replace("|", "&#124;").replace("\n", " ").replace("`", "&#96;")
-    return Markup(text.replace("*", "&#42;").replace("_", "&#95;").replace("[", "&#91;"))
+# what Markdown (CommonMark with GFM tables) would act on inside a table cell: code,
+# emphasis, links, HTML and entities, the cell's own border; a `_` only where it can open or
+# close emphasis (`s_max` is left as it is, and reads as itself)
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*\[\]<|~]|&(?=#?\w+;)|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+
+
+def markdown_cell(value) -> Markup:
+    """Text in a Markdown table cell that reads as itself, as plain text and rendered alike:
+    the characters Markdown would act on are backslash-escaped, a line break is a space."""
+    text = " ".join(str(value).splitlines())
+    return Markup(_MARKDOWN_SPECIAL.sub(lambda match: "\\" + match[0], text))
 
 
 # figures

@@ -6,69 +6,63 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import RenderableType
-from rich.table import Table
-from rich.text import Text
 
 from hatinspect.analysis.compare import Comparison, RunStep
 from hatinspect.analysis.report import Report
 from hatinspect.analysis.runs import FileUsage, RunCapacity
 from hatinspect.model.errors import HatinspectError
-from hatinspect.render.cells import count, heading, new_table, of, share
-from hatinspect.render.layout import tables
+from hatinspect.render.accuracy import accuracy_tables, points
+from hatinspect.render.cells import count, heading, of, share
+from hatinspect.render.layout import Grid, tables
 
 # compare
 
 
 @tables.register
-def _(comparison: Comparison, per_layer: bool = False, **_layout) -> list[RenderableType]:
-    out = [heading(f"{len(comparison.runs)} run(s), task by task"), _steps(comparison)]
-    out += [heading("Final usage per layer"), _layers(comparison)]
+def _(comparison: Comparison, per_layer: bool = False, width: int | None = None, **_layout):
+    out = [heading(f"{len(comparison.runs)} run(s), task by task")]
+    out += _steps(comparison).fitted(width, lead=2)
+    out += [heading("Final usage per layer"), *_layers(comparison).fitted(width)]
     for run in comparison.runs:
-        out += accuracy_view(run.name, run.accuracy, run.accuracy_tasks)
+        out += accuracy_tables(run.accuracy_view, width, run.name)
         for table in run.metrics:
-            out += [heading(f"{run.name}: {Path(table.path).name}"), _metrics(table)]
+            out += [heading(f"{run.name}: {Path(table.path).name}"), *_metrics(table).fitted(width)]
     return out
 
 
-def accuracy_view(name: str, matrix, tasks) -> list[RenderableType]:
-    """The accuracy matrix: row "after task t", one column per task tested."""
-    if matrix is None:
-        return []
-    table = new_table("after", *(f"task {task}" for task in tasks))
-    for t, row in enumerate(matrix):
-        table.add_row(f"task {tasks[t]}", *(share(a) for a in row), *("" for _ in matrix[t + 1 :]))
-    return [heading(f"{name}: accuracy after each task (rows) on each task (columns)"), table]
-
-
-def _metrics(table) -> Table:
+def _metrics(table) -> Grid:
     tested = table.tested
-    out = new_table("step", table.average, *(f"task {t}" for t in tested))
+    grid = Grid(["step", table.average, *(f"task {t}" for t in tested)])
     for step, average, values in table.rows:
-        out.add_row(str(step), f"{average:.4g}", *(f"{values[t]:.4g}" if t in values else "-"
-                                                   for t in tested))  # fmt: skip
-    return out
+        grid.add_row(str(step), f"{average:.4g}", *(f"{values[t]:.4g}" if t in values else "-"
+                                                    for t in tested))  # fmt: skip
+    return grid
 
 
-def _steps(comparison: Comparison) -> Table:
-    table = new_table(
-        "after",
-        "run",
-        "units used",
-        "params protected",
-        "new units",
-        "reused units",
-        "network sparsity",
-        "accuracy",
-        "forgetting",
-        "backward transfer",
-        text=2,
-    )
+# two-line headers: a table of ten columns fits in 120 columns, and folds in two at 80
+STEP_COLUMNS = (
+    "after",
+    "run",
+    "units\nused",
+    "params\nprotected",
+    "new\nunits",
+    "reused\nunits",
+    "network\nsparsity",
+    "accuracy",
+    "forgetting",
+    "backward\ntransfer",
+)
+
+
+def _steps(comparison: Comparison) -> Grid:
+    grid = Grid(list(STEP_COLUMNS), text=2)
     for t in range(comparison.task_count):
         for run in comparison.runs:
             if t < len(run.steps):
-                table.add_row(f"task {run.steps[t].task}", run.name, *_step_cells(run.steps[t]))
-        table.add_section()
-    return table
+                grid.add_row(f"task {run.steps[t].task}", run.name, *_step_cells(run.steps[t]))
+        if t + 1 < comparison.task_count:
+            grid.add_section()
+    return grid
 
 
 def _step_cells(step: RunStep) -> list[str]:
@@ -79,46 +73,46 @@ def _step_cells(step: RunStep) -> list[str]:
         count(step.reused_units),
         share(step.network_sparsity),
         "-" if step.accuracy is None else share(step.accuracy),
-        "-" if step.forgetting is None else f"{100 * step.forgetting:.1f} pt",
-        "-" if step.backward_transfer is None else f"{100 * step.backward_transfer:+.1f} pt",
+        points(step.forgetting),
+        points(step.backward_transfer, sign=True),
     ]
 
 
-def _layers(comparison: Comparison) -> Table:
+def _layers(comparison: Comparison) -> Grid:
     names = [run.name for run in comparison.runs]
-    table = new_table("layer", *(f"{name}: units / params" for name in names))
+    grid = Grid(["layer", *(f"{name}:\nunits / params" for name in names)])
     usage = [{layer.name: layer for layer in run.layers} for run in comparison.runs]
     for layer in comparison.layer_names:
         cells = [
             f"{u[layer].unit_usage:.0%} / {u[layer].param_usage:.0%}" if layer in u else "-"
             for u in usage
         ]
-        table.add_row(layer, *cells)
-    return table
+        grid.add_row(layer, *cells)
+    return grid
 
 
 # capacity of a run folder
 
 
 @tables.register
-def _(result: RunCapacity, **options) -> list[RenderableType]:
+def _(result: RunCapacity, width: int | None = None, **options) -> list[RenderableType]:
     return [
-        *tables(result.capacity, **options),
+        *tables(result.capacity, width=width, **options),
         heading("File by file"),
-        _trajectory(result.trajectory),
+        *_trajectory(result.trajectory).fitted(width),
     ]
 
 
-def _trajectory(trajectory: tuple[FileUsage, ...]) -> Table:
-    table = new_table("file", "tasks", "units used", "params protected")
+def _trajectory(trajectory: tuple[FileUsage, ...]) -> Grid:
+    grid = Grid(["file", "tasks", "units used", "params protected"])
     for step in trajectory:
-        table.add_row(
-            Text(Path(step.file).name),
+        grid.add_row(
+            Path(step.file).name,
             str(step.tasks),
             of(step.units_used, step.unit_usage),
             of(step.params_protected, step.param_usage),
         )
-    return table
+    return grid
 
 
 # a report

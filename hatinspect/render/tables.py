@@ -12,17 +12,18 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from hatinspect.analysis.accuracy import accuracy_view
 from hatinspect.analysis.audit import NOTHING_PROTECTED, AuditReport, verdict, verdict_tone
 from hatinspect.analysis.capacity import CapacityReport, TaskGrowth, Usage
 from hatinspect.analysis.importance import ImportanceOverlap
 from hatinspect.analysis.masks import MaskReport
 from hatinspect.analysis.measure import LayerMeasure
 from hatinspect.analysis.overlap import Overlap, OverlapReport
-from hatinspect.analysis.runs import accuracy_matrix
 from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.render.about import algorithm_rows, other_metadata, task_list, update_norms
+from hatinspect.render.accuracy import accuracy_tables
 from hatinspect.render.cells import count, dims, heading, new_table, of, share
-from hatinspect.render.layout import Grid, Note, table_span, tables
+from hatinspect.render.layout import Grid, Note, tables
 
 OVERLAP_MATRIX_TASKS = 64  # up to this many tasks an overlap table shows the whole matrix
 
@@ -38,45 +39,28 @@ MASK_TASK_COLUMNS = (
     ),
     (lambda task: f"t{task}", lambda layer, task: count(layer.active[task])),
 )
-# the columns after the per-task ones, the first to go last: a narrow terminal loses
-# `summative mean`, then `summative max`, before any column a user chose with --task
+# the columns after the per-task ones
 MASK_SUMMARY_COLUMNS = ("cumulative", "summative\nmax", "summative\nmean")
 
 
 @tables.register
-def _(
-    report: MaskReport, width: int | None = None, chosen_tasks: bool = False
-) -> list[RenderableType | Note]:
+def _(report: MaskReport, width: int | None = None) -> list[RenderableType | Note]:
     return [
         heading(f"Masks of {report.checkpoint} ({report.backbone})"),
-        *_fitting_mask_table(report, width, chosen_tasks),
+        *_fitting_mask_table(report, width),
         heading(f"{report.entries.capitalize()} by how many of the shown tasks use them"),
         _histogram_table(report, width),
     ]
 
 
-def _fitting_mask_table(report: MaskReport, width: int | None, chosen: bool) -> list:
+def _fitting_mask_table(report: MaskReport, width: int | None) -> list:
+    """The fullest per-task columns that fit in `width`; else the compact ones, folded
+    over several tables that repeat the layer and its size: every column kept whole."""
     for columns in MASK_TASK_COLUMNS:
         grid = mask_grid(report, report.tasks, columns)
         if not width or grid.natural_width() <= width:
             return [grid.table(), *_legend(report, columns)]
-    widths = grid.widths()
-    everything = list(range(len(widths)))
-    for dropped in (1, 2):
-        keep = everything[:-dropped]
-        if table_span([widths[i] for i in keep]) <= width:
-            left_out = " and ".join(c.replace("\n", " ") for c in MASK_SUMMARY_COLUMNS[-dropped:])
-            note = Note(
-                f"{left_out} left out to fit in {width} columns (see all: --width, --format)"
-            )
-            return [grid.table(keep), *_legend(report, columns), note]
-    if chosen:  # the user picked these tasks: fold them over several tables, drop none
-        return [*grid.fitted(width, lead=2), *_legend(report, columns)]
-    hint = "choose some with --task, or see all with --width, --show or --format json"
-    return [
-        mask_grid(report, (), MASK_TASK_COLUMNS[0]).table(),
-        Note(f"{len(report.tasks)} per-task columns do not fit in {width} columns: {hint}"),
-    ]
+    return [*grid.fitted(width, lead=2), *_legend(report, columns)]
 
 
 def _legend(report: MaskReport, columns) -> list[Text]:
@@ -431,20 +415,8 @@ def _(checkpoint: Checkpoint, width: int | None = None, **_layout) -> list[Rende
         heading("Layers"),
         *_layers(checkpoint).fitted(width),
         *_updates(checkpoint, width),
-        *_accuracy(checkpoint, width),
+        *accuracy_tables(accuracy_view(checkpoint), width),
     ]
-
-
-def _accuracy(checkpoint: Checkpoint, width: int | None) -> list[RenderableType]:
-    """The accuracy matrix the metadata holds: row "after task t", a column per task."""
-    matrix = accuracy_matrix(checkpoint)
-    if matrix is None:
-        return []
-    tasks = checkpoint.task_ids
-    grid = Grid(["after", *(f"task {t}" for t in tasks)], text=1)
-    for t, row in enumerate(matrix):
-        grid.add_row(f"task {tasks[t]}", *(share(a) for a in row), *("" for _ in tasks[t + 1 :]))
-    return [heading("Accuracy after each task (rows) on each task (columns)"), *grid.fitted(width)]
 
 
 def _updates(checkpoint: Checkpoint, width: int | None) -> list[RenderableType]:

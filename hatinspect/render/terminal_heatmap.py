@@ -25,7 +25,22 @@ def mask_lines(report: MaskReport, width: int) -> list[RenderableType]:
         lines += [
             _row(task, row, cells) for task, row in zip(report.tasks, layer.matrix, strict=True)
         ]
-    return lines
+    return [*lines, *legend(report.entries)] if lines else lines
+
+
+# what each shade says, as SHADES orders them
+SHADE_MEANINGS = ("none", "up to 1/3", "up to 2/3", "over 2/3", "all")
+
+
+def legend(entries: str = "units") -> list[Text]:
+    """Two short lines (they fit a narrow terminal): what the shades measure, and each
+    shade, the fullest first, with the share it stands for."""
+    key = Text()
+    for mark, meaning in reversed(list(zip(SHADES, SHADE_MEANINGS, strict=True))):
+        key.append("│ │" if mark == " " else mark, "green")
+        key.append(f" {meaning}  ")
+    key.rstrip()
+    return [Text(f"shades: the share of a character's {entries} the task keeps", "dim"), key]
 
 
 def _header(layer: LayerMasks, cells: int) -> Text:

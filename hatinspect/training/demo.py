@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hatinspect.analysis.accuracy import forgetting as forgetting_after
 from hatinspect.analysis.capacity import capacity
 from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.native.format import ALGORITHM_KEY
@@ -179,11 +180,7 @@ def demo_backbone(name: str, task: Task) -> nn.Module:
 
 def forgetting(accuracy: Sequence[Sequence[float]]) -> list[float]:
     """For each task but the last: its best accuracy before the final row, minus the final."""
-    final = accuracy[-1]
-    return [
-        max(row[task] for row in accuracy[task:-1]) - final[task]
-        for task in range(len(accuracy) - 1)
-    ]
+    return forgetting_after(accuracy, len(accuracy) - 1)
 
 
 def capacity_after_each_task(backbone: nn.Module, algorithm: str) -> list[float]:

@@ -208,6 +208,7 @@ def test_a_fine_tuning_run_is_compared_as_protecting_nothing(tmp_path):
     trajectory = hatinspect.capacity(folder).trajectory
     assert [row.params_protected for row in trajectory] == [0, 0]
     rows = [line for line in run("compare", str(folder)).stdout.splitlines() if "│ task" in line]
+    rows = rows[:2]  # the first table (at 100 columns, the steps fold in two)
     assert [[cell.strip() for cell in row.split("│")[3:5]] for row in rows] == [
         ["5 (100%)", "0 (0%)"]
     ] * 2

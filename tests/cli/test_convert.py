@@ -39,8 +39,8 @@ def test_convert_writes_a_native_file(original_hat):
 def test_convert_refuses_to_overwrite(original_hat):
     assert run("convert", "hat.pt", "out.safetensors").exit_code == 0
     result = run("convert", "hat.pt", "out.safetensors")
-    assert result.exit_code == 1
-    one_error_line(result, "out.safetensors already exists", "--force")
+    assert result.exit_code == 2  # an output that exists without --force: a usage error
+    one_error_line(result, "out.safetensors already exists", "--force", "choose another DST")
     assert run("convert", "hat.pt", "out.safetensors", "--force").exit_code == 0
 
 
@@ -69,7 +69,27 @@ def test_recovery_notes_reach_stderr_and_json(tmp_path):
     shutil.copy(PEERS / "clarena_hat_resnet_state.ckpt", tmp_path / "clarena.pt")
     result = run("capacity", "clarena.pt", "--format", "json")
     assert result.exit_code == 0, result.stderr
-    assert result.stderr.startswith("note: ") and "last" in result.stderr
+    assert result.stderr.startswith("note: ") and "current task's embedding" in result.stderr
     document = json.loads(result.stdout)
     assert document["tasks"] == [3]
-    assert any("earlier tasks' masks are lost" in note for note in document["notes"])
+    assert any("earlier tasks' are not in the file" in note for note in document["notes"])
+
+
+@pytest.mark.torch
+def test_a_state_dict_of_a_hatinspect_backbone_says_save_checkpoint_keeps_every_task(tmp_path):
+    import torch
+
+    from hatinspect.backbones import HATMaskMLP
+
+    net = HATMaskMLP(8, [6, 5], 4, gate="sigmoid")
+    for task in (0, 1, 2):
+        net.setup_task_id(task)
+        net.initialise_task_embedding("N01")
+        net.store_mask()
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    result = run("info", tmp_path / "net.pt")
+    assert result.exit_code == 0, result.stderr
+    note = next(line for line in result.stderr.splitlines() if "state dict" in line)
+    assert "holds only the current task's embedding" in note
+    assert "hatinspect.save_checkpoint keeps every task's" in note
+    assert "clarena state" not in result.stderr.lower()

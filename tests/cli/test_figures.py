@@ -54,7 +54,9 @@ def test_figures_are_written_and_open(command, kind):
 def test_force_overwrites_and_dpi_scales():
     run("overlap", "net.safetensors", "--heatmap", "o.png", "--dpi", "50")
     small = png_size("o.png")
-    assert run("overlap", "net.safetensors", "--heatmap", "o.png", "--dpi", "100").exit_code == 1
+    assert (
+        run("overlap", "net.safetensors", "--heatmap", "o.png", "--dpi", "100").exit_code == 2
+    )  # exists, no --force: a usage error
     result = run(
         "overlap",
         "net.safetensors",
@@ -112,7 +114,7 @@ def test_saved_measures_read_back():
         weight, bias = f.get_tensor("weight"), f.get_tensor("bias")
     assert weight.shape == (3, 24) and bias.shape == (3,) and weight.dtype == np.float32
     again = run("measure", "conv.safetensors", "-l", "head", "--save", "m.safetensors")
-    assert again.exit_code == 1 and "--force" in again.stderr
+    assert again.exit_code == 2 and "--force" in again.stderr
 
 
 def test_drawing_uses_no_pyplot():

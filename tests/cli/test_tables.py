@@ -65,31 +65,45 @@ def test_no_color_is_honoured(no_color, coloured):
     assert ("\x1b[32m" in result.stdout) is coloured  # the green verdict
 
 
-def test_per_task_columns_that_do_not_fit_are_left_out_with_a_hint(tmp_path):
+def _header_cells(text: str) -> list[str]:
+    """Every header cell of every table in `text`, one string per cell (lines joined)."""
+    cells = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("┏"):
+            header = [row for row in lines[i + 1 :] if row.startswith("┃")]
+            header = header[: next(k for k, row in enumerate(lines[i + 1 :]) if row[0] != "┃")]
+            columns = zip(*(row.split("┃")[1:-1] for row in header), strict=True)
+            cells += [" ".join(part.strip() for part in column).strip() for column in columns]
+    return cells
+
+
+def test_per_task_columns_that_do_not_fit_are_folded_never_dropped(tmp_path):
     from support.inspect_checkpoints import MLP, make_checkpoint, random_masks, write_native
 
     write_native(tmp_path / "many.safetensors", make_checkpoint(MLP, random_masks(MLP, range(12))))
     compact = run("masks", "many.safetensors", COLUMNS="120").stdout
     assert "task 0" not in compact and "t11" in compact and "(tN: units task N uses)" in compact
-    squeezed = run("masks", "many.safetensors", COLUMNS="60")
-    assert "t0" not in squeezed.stdout and "…" not in squeezed.stdout
-    assert "do not fit" not in squeezed.stdout  # a note, not data: stderr, once
-    assert squeezed.stderr.count("12 per-task columns do not fit in 60 columns") == 1
-    assert "choose some with --task" in squeezed.stderr
+    folded = run("masks", "many.safetensors", COLUMNS="60")
+    assert "…" not in folded.stdout and folded.stderr == ""
+    assert max(map(len, folded.stdout.splitlines())) <= 60
+    headers = _header_cells(folded.stdout.split("by how many")[0])
+    for column in [*(f"t{t}" for t in range(12)), "cumulative", "summative max", "summative mean"]:
+        assert headers.count(column) == 1, (column, headers)
+    assert headers.count("layer") == headers.count("units") > 1  # repeated in each table
 
 
-def test_chosen_tasks_are_kept_before_optional_columns(tmp_path):
+def test_chosen_tasks_and_summaries_are_all_kept(tmp_path):
     from support.inspect_checkpoints import MLP, make_checkpoint, random_masks, write_native
 
     write_native(tmp_path / "many.safetensors", make_checkpoint(MLP, random_masks(MLP, range(12))))
     chosen = ["masks", "many.safetensors", *[a for t in (1, 3, 5, 7) for a in ("-t", str(t))]]
-    dropped = run(*chosen, COLUMNS="70")
-    assert all(f" t{t} " in dropped.stdout for t in (1, 3, 5, 7)), dropped.stdout
-    assert "mean" not in dropped.stdout and "summative mean left out" in dropped.stderr
-    folded = run(*chosen, COLUMNS="40")
-    assert all(f" t{t} " in folded.stdout for t in (1, 3, 5, 7)), folded.stdout
-    assert "…" not in folded.stdout and "--task" not in folded.stderr
-    assert max(map(len, folded.stdout.splitlines())) <= 40
+    for columns in ("70", "40"):
+        folded = run(*chosen, COLUMNS=columns)
+        assert all(f" t{t} " in folded.stdout for t in (1, 3, 5, 7)), folded.stdout
+        assert "mean" in folded.stdout and folded.stderr == ""
+        assert "…" not in folded.stdout
+        assert max(map(len, folded.stdout.splitlines())) <= int(columns)
 
 
 def test_overlap_cells_narrow_then_fold(tmp_path):

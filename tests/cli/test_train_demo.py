@@ -63,13 +63,16 @@ def test_one_task_has_no_forgetting_to_report(tmp_path):
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["-n", "0"], "number of tasks"),
-        (["-e", "-1"], "number of epochs"),
-        (["-a", "ewc"], "unknown algorithm 'ewc'"),
-        (["--backbone", "vgg"], "unknown backbone"),
-        (["--dataset", "mnist"], "unknown dataset"),
+        (["-n", "0"], "error: --tasks must be a whole number of at least 1, not '0'"),
+        (["-e", "-1"], "error: --epochs must be a whole number of at least 1, not '-1'"),
+        (["-a", "ewc"], "error: --algorithm must be one of hat, adahat, finetuning, not 'ewc'"),
+        (["-a", "hat,ewc"], "--algorithm must be one of hat, adahat, finetuning, not 'ewc'"),
+        (["--backbone", "vgg"], "error: --backbone must be one of mlp, resnet18, not 'vgg'"),
+        (["--dataset", "mnist"], "error: --dataset must be one of toy, digits, not 'mnist'"),
         (["--dataset", "digits", "-n", "6"], "1..5"),
-        (["-f", "xml"], "unknown format"),
+        (["-f", "xml"], "error: --format must be one of table, json, not 'xml'"),
+        (["--engine", "jax"], "error: --engine must be one of plain, lightning, not 'jax'"),
+        (["-n", "two"], "error: --tasks must be a whole number, not 'two'"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(tmp_path, args, words):

@@ -65,7 +65,7 @@ def test_clarena_recovers_the_last_task_and_says_so():
         layer["name"] for layer in peer_truth("clarena_hat_resnet.pth")["layers"]
     ]
     assert_masks(checkpoint, truth_masks(peer_truth("clarena_hat_resnet_state.ckpt")))
-    assert any("only task 3" in note for note in checkpoint.notes)
+    assert any("task 3's mask is recovered" in note for note in checkpoint.notes)
 
 
 def test_hatinspect_state_dict_keeps_the_current_task(tmp_path):

@@ -17,6 +17,6 @@ def text_cells_table(grid, keep=None) -> Table:
         justify = "right" if i >= grid.text else "left"
         table.add_column(grid.columns[i], width=widths[i], no_wrap=True, justify=justify)
     for r, (cells, style) in enumerate(grid.rows):
-        ruled = r + 1 == grid.section
+        ruled = r + 1 in grid.sections
         table.add_row(*(Text(cells[i]) for i in keep), style=style, end_section=ruled)
     return table
