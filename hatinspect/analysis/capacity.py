@@ -17,7 +17,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from hatinspect.analysis.masks import joined_masks
-from hatinspect.analysis.packed import layer_growth
+from hatinspect.analysis.packed import layer_growth, per_layer
 from hatinspect.analysis.select import select_layers, select_tasks
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError
@@ -215,8 +215,8 @@ def parameter_capacity(checkpoint: Checkpoint, chosen=None) -> CapacityReport:
     # (tasks, 4): new and kept weights, new and kept units, over the chosen layers
     steps = np.zeros((len(tasks), 4), dtype=np.int64)
     usages = []
-    for layer in layers:
-        growth = layer_growth(checkpoint, layer, tasks)
+    growths = per_layer(layer_growth, checkpoint, layers, tasks)
+    for layer, growth in zip(layers, growths, strict=True):
         steps += np.stack(growth, axis=1)
         usages.append(Usage(layer.name, layer.units, int(growth.new_units.sum()),
                             layer.mask_size(Covers.PARAMETERS), int(growth.new.sum())))  # fmt: skip

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 
-from hatinspect.analysis.packed import layer_tally
+from hatinspect.analysis.packed import layer_tally, per_layer
 from hatinspect.analysis.select import select_layers, select_tasks
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.records import csv_rows, record
@@ -81,7 +81,8 @@ def summarise_masks(
     chosen = select_tasks(checkpoint, tasks)
     layers = select_layers(checkpoint, include, exclude)
     if checkpoint.covers == Covers.PARAMETERS:
-        layers = tuple(_weight_masks(checkpoint, layer, chosen) for layer in layers)
+        tallies = per_layer(layer_tally, checkpoint, layers, chosen)
+        layers = tuple(map(partial(_weight_masks, checkpoint, chosen), layers, tallies))
         return MaskReport(checkpoint.path, checkpoint.backbone, chosen, layers, "weights")
     return MaskReport(
         checkpoint=checkpoint.path,
@@ -143,9 +144,8 @@ def _layer_masks(matrix: np.ndarray, name: str, tasks: tuple[int, ...], shape=()
     )
 
 
-def _weight_masks(checkpoint: Checkpoint, layer: LayerInfo, tasks: tuple[int, ...]) -> LayerMasks:
+def _weight_masks(checkpoint: Checkpoint, tasks: tuple[int, ...], layer, tally) -> LayerMasks:
     """Masks of weights, counted on packed bits (``analysis.packed``)."""
-    tally = layer_tally(checkpoint, layer, tasks)
     return LayerMasks(
         name=layer.name,
         units=layer.mask_size(checkpoint.covers),

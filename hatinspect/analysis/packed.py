@@ -8,16 +8,30 @@ and keeps only the block and the per-layer totals: memory does not grow with the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 
-from hatinspect.model.bits import BIT_ORDER, WORD, packed_size, popcounts
+from hatinspect.model.bits import BIT_ORDER, WORD, packed_size, popcounts, shared_counts
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 
 # packed bytes of every task's masks held at once (the counts make a few temporaries of it)
-BLOCK_BYTES = 8 * 2**20
+BLOCK_BYTES = 4 * 2**20
+PAIR_BYTES = 2**20  # the same for pair counts, which go over a block once per task
+# layers counted side by side, each in a thread of its own (numpy's loops and the reads
+# release the GIL); each holds one block
+WORKERS = min(4, os.cpu_count() or 1)
+
+
+def per_layer(count: Callable, checkpoint: Checkpoint, layers, tasks: Sequence[int]) -> list:
+    """``count(checkpoint, layer, tasks)`` of each of ``layers``, in their order."""
+    if WORKERS == 1 or len(layers) == 1:
+        return [count(checkpoint, layer, tasks) for layer in layers]
+    with ThreadPoolExecutor(WORKERS) as pool:
+        return list(pool.map(lambda layer: count(checkpoint, layer, tasks), layers))
 
 
 def entries(layer: LayerInfo) -> int:
@@ -82,21 +96,21 @@ def layer_growth(checkpoint: Checkpoint, layer: LayerInfo, tasks: Sequence[int])
     per_row = entries(layer) // layer.units
     for span in row_spans(layer, len(tasks)):
         block = checkpoint.packed_rows(tasks, layer.name, span.start, span.stop)
-        before = _earlier(np.bitwise_or.accumulate(block, axis=0))
-        growth.new[:] += popcounts(block & ~before)
+        growth.new[:] += popcounts(block & ~_earlier(block))
         growth.kept[:] += popcounts(block)
         kept = rows_kept(block, span.last - span.first, per_row)
-        seen = _earlier(np.logical_or.accumulate(kept, axis=0))
-        growth.new_units[:] += (kept & ~seen).sum(axis=1)
+        growth.new_units[:] += (kept & ~_earlier(kept)).sum(axis=1)
         growth.kept_units[:] += kept.sum(axis=1)
     return growth
 
 
-def _earlier(cumulative: np.ndarray) -> np.ndarray:
-    """Row t: the union of rows before t of a (tasks, n) cumulative union (row 0: empty)."""
-    before = np.empty_like(cumulative)
+def _earlier(rows: np.ndarray) -> np.ndarray:
+    """Row t: the union (bitwise or) of the rows before t of ``rows`` (row 0: empty). A
+    loop over the rows: numpy's ``accumulate`` down the first axis is many times slower."""
+    before = np.empty_like(rows)
     before[0] = 0
-    before[1:] = cumulative[:-1]
+    for t in range(1, len(rows)):
+        np.bitwise_or(before[t - 1], rows[t - 1], out=before[t])
     return before
 
 
@@ -104,12 +118,9 @@ def shared_weights(checkpoint: Checkpoint, layer: LayerInfo, tasks: Sequence[int
     """(tasks, tasks) int64: the weights of ``layer`` both tasks' masks keep (a popcount of
     the packed masks ANDed, pair by pair); the diagonal is each mask's size."""
     shared = np.zeros((len(tasks), len(tasks)), dtype=np.int64)
-    for start, stop in byte_spans(packed_size(entries(layer)), len(tasks)):
-        block = checkpoint.packed_rows(tasks, layer.name, start, stop)
-        for a in range(len(tasks)):
-            shared[a, a:] += popcounts(block[a] & block[a:])
-    upper = np.triu(shared, 1)
-    return shared + upper.T
+    for start, stop in byte_spans(packed_size(entries(layer)), len(tasks), PAIR_BYTES):
+        shared += shared_counts(checkpoint.packed_rows(tasks, layer.name, start, stop))
+    return shared
 
 
 class LayerTally(NamedTuple):

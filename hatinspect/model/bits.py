@@ -62,6 +62,35 @@ def popcounts(rows: np.ndarray) -> np.ndarray:
     return counts
 
 
+def shared_counts(rows: np.ndarray) -> np.ndarray:
+    """(n, n) int64: entry (a, b) the bits set in both row a and row b of an (n, bytes)
+    uint8 array of packed bits (a popcount of each pair's AND, the upper triangle
+    counted and mirrored). The AND and the counts go to buffers made once per call."""
+    n = len(rows)
+    shared = np.zeros((n, n), dtype=np.int64)
+    if not _HAS_BITWISE_COUNT:
+        for a in range(n):
+            shared[a, a:] = _TABLE[rows[a] & rows[a:]].sum(axis=-1, dtype=np.int64)
+        return shared + np.triu(shared, 1).T
+    words = _words(rows)
+    both, counts = np.empty_like(words), np.empty(words.shape, dtype=np.uint8)
+    for a in range(n):
+        np.bitwise_and(words[a], words[a:], out=both[a:])
+        np.bitwise_count(both[a:], out=counts[a:])
+        shared[a, a:] = counts[a:].sum(axis=-1, dtype=np.int64)
+    return shared + np.triu(shared, 1).T
+
+
+def _words(rows: np.ndarray) -> np.ndarray:
+    """(n, words) uint64 view of (n, bytes) packed bits, zero bytes added to fill a word."""
+    short = -rows.shape[-1] % WORD
+    if short or not rows.flags.c_contiguous:
+        padded = np.zeros((len(rows), rows.shape[-1] + short), dtype=np.uint8)
+        padded[:, : rows.shape[-1]] = rows
+        rows = padded
+    return rows.view(np.uint64)
+
+
 def popcount(packed: np.ndarray) -> int:
     """Set bits of a packed mask (or part of one)."""
     return int(popcounts(packed.reshape(1, -1))[0])

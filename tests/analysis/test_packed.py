@@ -33,6 +33,7 @@ def block(request, monkeypatch):
     """The bytes of a block: small ones cut every layer into many blocks."""
     if request.param:
         monkeypatch.setattr(packed, "BLOCK_BYTES", request.param)
+        monkeypatch.setattr(packed, "PAIR_BYTES", request.param)
     return request.param
 
 

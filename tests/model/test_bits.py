@@ -69,3 +69,22 @@ def test_packed_masks_unpack_each_mask_when_asked():
         masks[5]
     with pytest.raises(KeyError):
         masks[4]["c"]
+
+
+@pytest.mark.parametrize("table", [False, True], ids=["bitwise_count", "table"])
+@pytest.mark.parametrize("width", [1, 8, 13, 64])
+def test_shared_counts_are_each_pairs_common_bits(monkeypatch, table, width):
+    if table:
+        monkeypatch.setattr(bits, "_HAS_BITWISE_COUNT", False)
+    elif not bits._HAS_BITWISE_COUNT:
+        pytest.skip("numpy < 2 has no bitwise_count")
+    rows = np.random.default_rng(width).integers(0, 256, (5, width + 1), dtype=np.uint8)
+    for chosen in (rows[:, :width], rows[:, 1:]):  # views whose rows are not contiguous
+        assert bits.shared_counts(chosen).tolist() == _loop_shared(chosen)
+
+
+def _loop_shared(rows):
+    def both(a, b):
+        return sum(bin(int(x) & int(y)).count("1") for x, y in zip(a, b, strict=True))
+
+    return [[both(a, b) for b in rows] for a in rows]

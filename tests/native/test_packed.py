@@ -160,3 +160,17 @@ def test_random_bytes_in_the_masks_never_escape_as_anything_but_one_line(tmp_pat
             for layer in checkpoint.layers:
                 mask = checkpoint.masks[task][layer.name]
                 assert mask.shape == layer.weight_shape and set(np.unique(mask)) <= {0, 1}
+
+
+def test_the_commands_on_packed_masks_import_no_torch(tmp_path, masks):
+    from support.cli_runs import modules_left_out, run_in_fresh_python
+
+    write_packed(tmp_path / "w.safetensors", masks)
+    commands = [
+        [*command, "-f", "json"]
+        for command in (["info", "w.safetensors"], ["masks", "w.safetensors"],
+                        ["capacity", "w.safetensors"], ["overlap", "w.safetensors"],
+                        ["audit", "w.safetensors", "w.safetensors"])
+    ]  # fmt: skip
+    result = run_in_fresh_python(commands, modules_left_out("torch", "matplotlib"), tmp_path)
+    assert result.returncode == 0, result.stderr
