@@ -7,7 +7,8 @@ weights in all. Each task's masks are random bits (half the weights), written in
 format as `pmask.<task>.<layer>` tensors of packed bits; the weights are holes of a sparse
 file (no disk). In one process, interleaved round after round: numpy reading every mask
 tensor once (`np.fromfile` at its offset; also the whole mask region in one read), then
-`capacity` and `overlap` through the API, each opening the file. Peak memory is traced
+`capacity` and `overlap` through the API, each opening the file (overlap also with its
+layers counted in one thread). Peak memory is traced
 (tracemalloc, numpy's buffers included) in separate runs.
 
     python benchmarks/bench_parameter_masks.py [--tasks 20] [--rounds 7]
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import hatinspect
+from hatinspect.analysis import packed
 from hatinspect.model.bits import packed_size, padding_mask
 from hatinspect.model.checkpoint import Covers, LayerInfo
 from hatinspect.native import format as fmt
@@ -92,6 +94,15 @@ def read_region(path: Path, spans: dict[str, tuple]) -> int:
     return int(np.fromfile(path, np.uint8, sum(n for _, n in spans.values()), offset=first)[-1])
 
 
+def one_thread(analysis, path):
+    """``analysis(path)`` with the layers counted one after another."""
+    workers, packed.WORKERS = packed.WORKERS, 1
+    try:
+        return analysis(path)
+    finally:
+        packed.WORKERS = workers
+
+
 def interleave(sides: dict, rounds: int) -> dict[str, dict[str, list[float]]]:
     """Each side once a round, the order turned round every round: wall and CPU seconds
     (the CPU time of this process: what the load of a shared machine moves least)."""
@@ -147,6 +158,7 @@ def main() -> None:
             "numpy: the mask region in one read": lambda: read_region(path, spans),
             "capacity (open + count)": lambda: hatinspect.capacity(path),
             "overlap (open + count)": lambda: hatinspect.overlap(path),
+            "overlap, one thread": lambda: one_thread(hatinspect.overlap, path),
         }
         for side in sides.values():  # warm the page cache and the imports
             side()

@@ -96,7 +96,9 @@ def layer_growth(checkpoint: Checkpoint, layer: LayerInfo, tasks: Sequence[int])
     per_row = entries(layer) // layer.units
     for span in row_spans(layer, len(tasks)):
         block = checkpoint.packed_rows(tasks, layer.name, span.start, span.stop)
-        growth.new[:] += popcounts(block & ~_earlier(block))
+        fresh = _earlier(block)  # then, in place: what no earlier task kept
+        np.bitwise_and(np.bitwise_not(fresh, out=fresh), block, out=fresh)
+        growth.new[:] += popcounts(fresh)
         growth.kept[:] += popcounts(block)
         kept = rows_kept(block, span.last - span.first, per_row)
         growth.new_units[:] += (kept & ~_earlier(kept)).sum(axis=1)
