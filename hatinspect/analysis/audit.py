@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from hatinspect.analysis.capacity import inputs_per_unit
+from hatinspect.analysis.packed import owned_spans, same_masks
+from hatinspect.model.bits import BIT_ORDER, popcount
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError, HatinspectError
 from hatinspect.model.names import READ_ALGORITHMS, SOFT, TITLES, UNLEARNED_KEY, UPDATE_NORMS_KEY
@@ -197,15 +199,16 @@ def audit(
     # what AFTER still keeps learned: a task unlearned in between protects nothing
     kept = replace(before, metadata={**before.metadata, UNLEARNED_KEY: json.dumps(
         sorted({*before.unlearned, *after.unlearned}))})  # fmt: skip
-    cumulative = kept.cumulative_mask()
     old_keys, new_keys = _keys(layer for layer, _ in pairs), _keys(twin for _, twin in pairs)
     old_file = _open(before.path, old_keys, read_tensors)
     with old_file as old, _open(after.path, new_keys, read_tensors) as new:
         if before.covers == Covers.PARAMETERS:  # each weight an earlier task's mask keeps
+            tasks = kept.retained_task_ids
             layers = tuple(
-                _audit_owned(layer, twin, cumulative[layer.name], old, new) for layer, twin in pairs
+                _audit_owned(layer, twin, kept, tasks, old, new) for layer, twin in pairs
             )
         else:
+            cumulative = kept.cumulative_mask()
             layers = tuple(
                 _audit_layer(layer, twin, _protection(before, layer, cumulative), old, new)
                 for layer, twin in pairs
@@ -290,7 +293,7 @@ def _check_comparable(before: Checkpoint, after: Checkpoint) -> tuple[str, ...]:
         )
     for task in before.task_ids:
         for layer in before.layers:
-            if not np.array_equal(before.masks[task][layer.name], after.masks[task][layer.name]):
+            if not same_masks(before, after, task, layer):
                 raise AuditRefused(
                     f"task {task}'s mask of layer {layer.name} differs between "
                     f"{before.path} and {after.path}: not the same run"
@@ -423,26 +426,25 @@ def _audit_layer(layer, twin, protection, old, new) -> LayerAudit:
     )
 
 
-def _audit_owned(layer, twin, owned: np.ndarray, old, new) -> LayerAudit:
-    """Masks of weights: every weight an earlier task owns (`owned`, the weight's shape),
-    compared a block of rows at a time; blocks owning none are not read. Biases are not
-    masked, so not protected."""
+def _audit_owned(layer, twin, checkpoint: Checkpoint, tasks, old, new) -> LayerAudit:
+    """Masks of weights: every weight one of `checkpoint`'s `tasks` keeps, compared a
+    block at a time, the union of their masks taken on packed bits; blocks owning none
+    are not read. Biases are not masked, so not protected."""
     entry = _same_entry(layer.name, old, new, layer.weight_key, twin.weight_key)
-    shape, tally = entry.shape, _Tally()
-    width, kernel = shape[1], math.prod(shape[2:])
-    owned = owned.astype(bool).reshape(shape[0], width, kernel)
-    for r0, r1, c0, c1 in row_blocks(shape, entry.itemsize):
-        block = owned[r0:r1, c0:c1]
-        if not block.any():
+    tally, protected = _Tally(), 0
+    for first, count, union in owned_spans(checkpoint, layer, tasks, entry.itemsize):
+        owned = popcount(union)
+        if not owned:
             continue
-        first, count = (r0 * width + c0) * kernel, (r1 - r0) * (c1 - c0) * kernel
+        protected += owned
         a, b = old.read(layer.weight_key, first, count), new.read(twin.weight_key, first, count)
-        where = np.flatnonzero((as_bits(a) != as_bits(b)) & block.reshape(-1))
+        keeps = np.unpackbits(union, count=count, bitorder=BIT_ORDER).view(bool)
+        where = np.flatnonzero((as_bits(a) != as_bits(b)) & keeps)
         if where.size:
             tally.add(np.abs(as_float64(b[where], entry.dtype) - as_float64(a[where], entry.dtype)))
     return LayerAudit(
         name=layer.name,
-        protected=int(owned.sum()),
+        protected=protected,
         changed=tally.count,
         max_abs_change=tally.max,
         mean_abs_change=tally.total / tally.count if tally.count else 0.0,

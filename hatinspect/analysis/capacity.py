@@ -17,6 +17,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from hatinspect.analysis.masks import joined_masks
+from hatinspect.analysis.packed import layer_growth, per_layer
 from hatinspect.analysis.select import select_layers, select_tasks
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError
@@ -207,25 +208,18 @@ def capacity(
 def parameter_capacity(checkpoint: Checkpoint, chosen=None) -> CapacityReport:
     """Capacity of masks that cover weights (WSN, PackNet, ...): a weight is used once a
     task's mask keeps it, and stays protected; a unit is used once a weight of it is.
-    ``params`` counts the masked weights (biases are not masked)."""
+    ``params`` counts the masked weights (biases are not masked). Counted on packed bits,
+    a block at a time (``analysis.packed``)."""
     layers = chosen or checkpoint.layers
     tasks = checkpoint.task_ids
-    steps = np.zeros((len(tasks), 5), dtype=np.int64)  # new/reused weights, units, used units
+    # (tasks, 4): new and kept weights, new and kept units, over the chosen layers
+    steps = np.zeros((len(tasks), 4), dtype=np.int64)
     usages = []
-    for layer in layers:
-        owned = np.zeros(layer.weight_shape, dtype=bool)
-        units = np.zeros(layer.units, dtype=bool)
-        for t, task in enumerate(tasks):
-            mask = checkpoint.masks[task][layer.name] > 0
-            kept = mask.reshape(layer.units, -1).any(axis=1)
-            steps[t] += [(mask & ~owned).sum(), (mask & owned).sum(), (kept & ~units).sum(),
-                         (kept & units).sum(), 0]  # fmt: skip
-            owned |= mask
-            units |= kept
-            steps[t, 4] += owned.sum()
-        usages.append(
-            Usage(layer.name, layer.units, int(units.sum()), owned.size, int(owned.sum()))
-        )
+    growths = per_layer(layer_growth, checkpoint, layers, tasks)
+    for layer, growth in zip(layers, growths, strict=True):
+        steps += np.stack(growth, axis=1)
+        usages.append(Usage(layer.name, layer.units, int(growth.new_units.sum()),
+                            layer.mask_size(Covers.PARAMETERS), int(growth.new.sum())))  # fmt: skip
     total = Usage(
         "total",
         sum(u.units for u in usages),
@@ -233,18 +227,18 @@ def parameter_capacity(checkpoint: Checkpoint, chosen=None) -> CapacityReport:
         sum(u.params for u in usages),
         sum(u.params_protected for u in usages),
     )
-    used_units = np.cumsum(steps[:, 2])
+    used_units, owned = np.cumsum(steps[:, 2]), np.cumsum(steps[:, 0])
     growth = tuple(
         TaskGrowth(
             task=task,
             new_units=int(steps[t, 2]),
-            reused_units=int(steps[t, 3]),
+            reused_units=int(steps[t, 3] - steps[t, 2]),
             free_before=int(total.units - used_units[t] + steps[t, 2]),
             units_used=int(used_units[t]),
-            params_protected=int(steps[t, 4]),
+            params_protected=int(owned[t]),
             params=total.params,
             new_params=int(steps[t, 0]),
-            reused_params=int(steps[t, 1]),
+            reused_params=int(steps[t, 1] - steps[t, 0]),
         )
         for t, task in enumerate(tasks)
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 
 import numpy as np
 
+from hatinspect.analysis.packed import layer_tally, per_layer
 from hatinspect.analysis.select import select_layers, select_tasks
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.records import csv_rows, record
@@ -22,9 +24,17 @@ class LayerMasks:
     active: Mapping[int, int]  # task id -> units its mask keeps
     cumulative: int  # units used by any chosen task
     histogram: tuple[int, ...]  # histogram[k]: units used by exactly k chosen tasks
-    # (tasks, units): row t is the t-th chosen task's 0/1 mask, for drawing
-    matrix: np.ndarray = field(repr=False, compare=False)
+    # makes the (tasks, units) matrix whose row t is the t-th chosen task's 0/1 mask, for
+    # drawing (masks of weights are counted without it, and unpacked only to be drawn)
+    rows: Callable[[], np.ndarray] = field(repr=False, compare=False)
     shape: tuple[int, ...] = ()  # one mask's shape: (units,), or a weight's for masks of weights
+
+    @cached_property
+    def matrix(self) -> np.ndarray:
+        """(tasks, units) uint8, read-only: row t is the t-th chosen task's 0/1 mask."""
+        matrix = self.rows()
+        matrix.flags.writeable = False
+        return matrix
 
     def fraction(self, task: int) -> float:
         return self.active[task] / self.units
@@ -70,6 +80,10 @@ def summarise_masks(
     views are taken over the chosen tasks only."""
     chosen = select_tasks(checkpoint, tasks)
     layers = select_layers(checkpoint, include, exclude)
+    if checkpoint.covers == Covers.PARAMETERS:
+        tallies = per_layer(layer_tally, checkpoint, layers, chosen)
+        layers = tuple(map(partial(_weight_masks, checkpoint, chosen), layers, tallies))
+        return MaskReport(checkpoint.path, checkpoint.backbone, chosen, layers, "weights")
     return MaskReport(
         checkpoint=checkpoint.path,
         backbone=checkpoint.backbone,
@@ -119,15 +133,27 @@ def summative_counts(matrix: np.ndarray) -> np.ndarray:
 
 def _layer_masks(matrix: np.ndarray, name: str, tasks: tuple[int, ...], shape=()) -> LayerMasks:
     summative = summative_counts(matrix)
-    matrix.flags.writeable = False
     return LayerMasks(
         name=name,
         units=matrix.shape[1],
         active={task: int(np.count_nonzero(row)) for task, row in zip(tasks, matrix, strict=True)},
         cumulative=int(np.count_nonzero(summative)),
         histogram=tuple(int(n) for n in np.bincount(summative, minlength=len(tasks) + 1)),
-        matrix=matrix,
+        rows=lambda: matrix,
         shape=tuple(shape) or (matrix.shape[1],),
+    )
+
+
+def _weight_masks(checkpoint: Checkpoint, tasks: tuple[int, ...], layer, tally) -> LayerMasks:
+    """Masks of weights, counted on packed bits (``analysis.packed``)."""
+    return LayerMasks(
+        name=layer.name,
+        units=layer.mask_size(checkpoint.covers),
+        active=dict(zip(tasks, tally.active.tolist(), strict=True)),
+        cumulative=int(tally.histogram[1:].sum()),
+        histogram=tuple(tally.histogram.tolist()),
+        rows=lambda: task_matrix(checkpoint, layer, tasks),
+        shape=layer.weight_shape,
     )
 
 

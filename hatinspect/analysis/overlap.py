@@ -10,8 +10,9 @@ from itertools import chain, cycle, repeat
 import numpy as np
 
 from hatinspect.analysis.masks import entry_word, joined_masks
+from hatinspect.analysis.packed import shared_weights
 from hatinspect.analysis.select import select_layers, select_tasks
-from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.records import csv_line, csv_rows, csv_text, record
 from hatinspect.model.result import Result
 
@@ -25,13 +26,15 @@ class Overlap:
 
     name: str  # a layer name, or "network"
     units: int
-    # (tasks, units): row t is the t-th chosen task's 0/1 mask over these units
-    matrix: np.ndarray = field(repr=False, compare=False)
+    # (tasks, units): row t is the t-th chosen task's 0/1 mask over these units; None
+    # where the counts were taken on packed bits (masks of weights)
+    matrix: np.ndarray | None = field(repr=False, compare=False)
+    counts: np.ndarray | None = field(default=None, repr=False, compare=False)  # shared
 
     @cached_property
     def shared(self) -> np.ndarray:
         """(tasks, tasks) int64: units both masks keep; the diagonal is each mask's size."""
-        return _frozen(shared_units(self.matrix))
+        return _frozen(shared_units(self.matrix) if self.counts is None else self.counts)
 
     @cached_property
     def union(self) -> np.ndarray:
@@ -64,6 +67,8 @@ def overlap(
     """Shared units between every pair of chosen tasks, on the chosen layers (all by default)."""
     chosen = select_tasks(checkpoint, tasks)
     layers = select_layers(checkpoint, include, exclude)
+    if checkpoint.covers == Covers.PARAMETERS:
+        return _weight_overlap(checkpoint, chosen, layers)
     # the network's counts are the layers' summed: one product over all their units
     matrix = _frozen(network_matrix(checkpoint, layers, chosen))
     ends = np.cumsum([0, *(layer.mask_size(checkpoint.covers) for layer in layers)])
@@ -77,6 +82,26 @@ def overlap(
         ),
         entry_word(checkpoint),
     )
+
+
+def _weight_overlap(checkpoint: Checkpoint, tasks, layers) -> OverlapReport:
+    """Masks of weights: each layer's shared weights popcounted on packed bits, a block at
+    a time; the network's are the layers' summed."""
+    scopes = [
+        Overlap(
+            layer.name,
+            layer.mask_size(checkpoint.covers),
+            None,
+            _frozen(shared_weights(checkpoint, layer, tasks)),
+        )  # fmt: skip
+        for layer in layers
+    ]
+    network = _frozen(sum((scope.counts for scope in scopes), np.zeros((len(tasks),) * 2, int)))
+    total = sum(scope.units for scope in scopes)
+    return OverlapReport(
+        checkpoint.path, tasks, Overlap("network", total, None, network), tuple(scopes),
+        entry_word(checkpoint),
+    )  # fmt: skip
 
 
 def network_matrix(

@@ -11,6 +11,7 @@ from functools import cached_property
 
 import numpy as np
 
+from hatinspect.model.bits import PackedMasks, pack_slice, packed_size
 from hatinspect.model.names import UNLEARNED_KEY
 from hatinspect.model.records import csv_rows, record
 from hatinspect.model.result import Result
@@ -109,6 +110,22 @@ class Checkpoint(Result):
         """The stored tasks still learned: all of them unless some were unlearned."""
         unlearned = set(self.unlearned)
         return tuple(task for task in self.task_ids if task not in unlearned)
+
+    def packed_rows(self, tasks, layer: str, start: int, stop: int) -> np.ndarray:
+        """(tasks, stop - start) uint8: bytes ``start .. stop`` of each task's mask of
+        ``layer`` as packed bits (``model.bits``): read as stored from a native file of
+        masks of weights, packed from the dense masks otherwise."""
+        if isinstance(self.masks, PackedMasks):
+            return self.masks.rows(tasks, layer, start, stop)
+        rows = np.zeros((len(tasks), stop - start), dtype=np.uint8)
+        for row, task in zip(rows, tasks, strict=True):
+            row[:] = pack_slice(self.masks[task][layer], start, stop)
+        return rows
+
+    def packed_mask(self, task: int, layer: str) -> np.ndarray:
+        """A task's whole mask of ``layer`` as packed bits."""
+        size = packed_size(self.layer(layer).mask_size(self.covers))
+        return self.packed_rows([task], layer, 0, size)[0]
 
     def cumulative_mask(self) -> dict[str, np.ndarray]:
         """Per layer, 1 where any retained task uses the entry (element-wise max); uint8."""

@@ -13,11 +13,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from hatinspect.model.checkpoint import LayerInfo
+from hatinspect.model.checkpoint import Covers, LayerInfo
 from hatinspect.model.errors import shown
 from hatinspect.model.names import HARD, HPARAMS_KEY, PROTECTION_KEY, PROTECTIONS, SOFT, SOURCES
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this reader reads
+UNITS_VERSION = 1  # what a file of masks of units is written as: every reader reads it
+PARAMETERS_VERSION = 2  # masks of weights, bit-packed: a reader of version 1 refuses it
 SUFFIX = ".safetensors"
 
 # Tensor key prefixes. Layer names use "/" and never ".", so a mask key splits cleanly.
@@ -26,6 +28,9 @@ HEADS_PREFIX = "heads."  # + the heads' state_dict key
 OTHER_PREFIX = "other."  # + a converted file's tensors that belong to neither
 MASK_PREFIX = "mask."  # + "<task id>.<layer name>": (units,) uint8, 0 or 1
 MASK_DTYPES = ("U8", "BOOL")  # safetensors dtype names accepted for a mask; U8 is written
+# + "<task id>.<layer name>": (ceil(weights / 8),) U8, the weight-shaped mask's bits packed
+# in row-major order, little-endian bit order (model.bits), the padding bits 0
+PACKED_PREFIX = "pmask."
 # a per-task batch norm's tensor: backbone.<module path>.per_task.<task id>.<field>
 TASK_NORM_KEY = re.compile(
     r"^backbone\.(?P<module>.+)\.per_task\.(?P<task>[0-9]+)\.(?P<field>\w+)$"
@@ -43,6 +48,8 @@ TASK_ID_KEY = "hatinspect.task_id"  # JSON: the backbone's current task id, or n
 SOURCE_KEY = "hatinspect.source"  # "hatinspect" or the format a file was converted from
 NOTES_KEY = "hatinspect.notes"  # JSON list of caveats about what could be recovered
 INFERRED_KEY = "hatinspect.preceding_inferred"  # JSON list of layers whose preceding is inferred
+COVERS_KEY = "hatinspect.covers"  # "parameters" (version 2): masks of weights; absent: units
+COVERS = tuple(map(str, Covers))
 USER_PREFIX = "user."  # + a user metadata key; value a string or JSON text
 # User metadata keys hatinspect itself writes and reads (without the prefix).
 RUN_ID_KEY = "run_id"  # the same in every checkpoint of one training run
@@ -72,6 +79,7 @@ class Header:
     task_id: int | None = None
     notes: tuple[str, ...] = ()
     user: Mapping[str, str] = field(default_factory=dict)
+    covers: Covers = Covers.UNITS  # what a mask's entries are
 
 
 def task_norm_keys(keys: Iterable[str]) -> dict[int, tuple[str, ...]]:
@@ -86,6 +94,11 @@ def task_norm_keys(keys: Iterable[str]) -> dict[int, tuple[str, ...]]:
 
 def mask_key(task_id: int, layer: str) -> str:
     return f"{MASK_PREFIX}{task_id}.{layer}"
+
+
+def packed_key(task_id: int, layer: str) -> str:
+    """The key of a task's mask of weights, stored as packed bits."""
+    return f"{PACKED_PREFIX}{task_id}.{layer}"
 
 
 def named_algorithm(metadata) -> str:
@@ -113,7 +126,7 @@ def encode_header(header: Header) -> dict[str, str]:
     """The ``__metadata__`` mapping (string -> string) for ``header``."""
     metadata = {
         FORMAT_KEY: FORMAT_VALUE,
-        VERSION_KEY: str(FORMAT_VERSION),
+        VERSION_KEY: str(UNITS_VERSION if header.covers == Covers.UNITS else PARAMETERS_VERSION),
         BACKBONE_KEY: header.backbone,
         CONFIG_KEY: json.dumps(header.config),
         LAYERS_KEY: json.dumps([_layer_record(layer) for layer in header.layers]),
@@ -125,6 +138,8 @@ def encode_header(header: Header) -> dict[str, str]:
     inferred = [layer.name for layer in header.layers if layer.preceding_inferred]
     if inferred:
         metadata[INFERRED_KEY] = json.dumps(inferred)
+    if header.covers != Covers.UNITS:  # a file of masks of units stays as version 1 wrote it
+        metadata[COVERS_KEY] = _covers(header.covers, PARAMETERS_VERSION)
     metadata.update({USER_PREFIX + key: value for key, value in encode_user(header.user).items()})
     for key, value in metadata.items():
         if not (text(key) and (value == "" or text(value))):
@@ -152,7 +167,7 @@ def decode_header(metadata: Mapping[str, str] | None) -> Header:
     missing = [key for key in REQUIRED_KEYS if key not in metadata]
     if missing:
         raise ValueError(f"metadata lacks {', '.join(map(repr, missing))}")
-    _check_version(metadata[VERSION_KEY])
+    version = _check_version(metadata[VERSION_KEY])
     layers = _mark_inferred(
         decode_layers(_json(metadata, LAYERS_KEY)), _optional(metadata, INFERRED_KEY, list) or []
     )
@@ -169,6 +184,7 @@ def decode_header(metadata: Mapping[str, str] | None) -> Header:
             for k, v in sorted(metadata.items())
             if k.startswith(USER_PREFIX)
         },
+        covers=_covers(metadata.get(COVERS_KEY, "units"), version),
     )
 
 
@@ -352,7 +368,7 @@ def _positive(value) -> bool:
     return type(value) is int and value > 0
 
 
-def _check_version(text: str) -> None:
+def _check_version(text: str) -> int:
     if not (text.isdigit() and text.isascii() and len(text) < 10):
         raise ValueError(f"malformed format version {shown(text)}")
     if int(text) > FORMAT_VERSION:
@@ -360,6 +376,19 @@ def _check_version(text: str) -> None:
             f"format version {text} is newer than this hatinspect reads ({FORMAT_VERSION});"
             " upgrade hatinspect"
         )
+    return int(text)
+
+
+def _covers(value, version: int) -> Covers:
+    """What the masks cover; masks of weights need the version that packs them."""
+    if value not in COVERS:
+        raise ValueError(f"{COVERS_KEY!r} is {shown(value)}; expected one of {', '.join(COVERS)}")
+    if value != Covers.UNITS and version < PARAMETERS_VERSION:
+        raise ValueError(
+            f"{COVERS_KEY!r} is {value!r}, which format version {version} cannot hold"
+            f" (masks of weights need version {PARAMETERS_VERSION})"
+        )
+    return Covers(value)
 
 
 def _json(metadata: Mapping[str, str], key: str):

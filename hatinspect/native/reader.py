@@ -19,11 +19,13 @@ from types import MappingProxyType
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
-from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.model.bits import PackedMasks
+from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError, reason, shown
 from hatinspect.model.paths import checkpoint_path
 from hatinspect.native import format as fmt
 from hatinspect.native.blocks import DTYPE_BYTES, NARROW_FLOATS, TensorFile, as_float32
+from hatinspect.native.packed import packed_masks
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
 PICKLE_PROTO = b"\x80"  # torch.save's legacy format and plain pickles start with PROTO
@@ -51,11 +53,16 @@ def _open_native(path: Path, source: str | None) -> Checkpoint:
         source=header.source,
         layers=header.layers,
         task_ids=header.task_ids,
-        masks=MappingProxyType({t: MappingProxyType(m) for t, m in masks.items()}),
+        masks=masks if isinstance(masks, PackedMasks) else _read_only(masks),
         metadata=MappingProxyType(dict(header.user)),
         notes=header.notes,
         task_norms=MappingProxyType(task_norms),
+        covers=header.covers,
     )
+
+
+def _read_only(masks: dict) -> MappingProxyType:
+    return MappingProxyType({t: MappingProxyType(m) for t, m in masks.items()})
 
 
 def _native_file(path: str | os.PathLike) -> Path:
@@ -108,7 +115,8 @@ def reading(path: str | os.PathLike):
 
 
 def read_native(path: Path) -> tuple[fmt.Header, dict[int, dict[str, np.ndarray]]]:
-    """Header and masks of a native file: header, mask tensors, never the weights."""
+    """Header and masks of a native file: header, mask tensors, never the weights (masks
+    of weights as a ``PackedMasks``, which reads them when asked)."""
     header, masks, _ = _read_native(path)
     return header, masks
 
@@ -254,6 +262,8 @@ def _masks(path: Path, f, header: fmt.Header, keys: list[str]) -> dict[int, dict
     ]
     slices = zip(keys, map(f.get_slice, keys), strict=True)
     tensors = {key: (t.get_dtype(), tuple(t.get_shape())) for key, t in slices}
+    if header.covers == Covers.PARAMETERS:
+        return packed_masks(path, header, tensors, _starts(path, f, tensors))
     _check_no_stray_masks(path, wanted, tensors)
     _check_masks(path, wanted, layers, tensors)
     sizes = [layer.units for layer in layers]
@@ -273,7 +283,8 @@ def _check_no_stray_masks(path: Path, wanted: list[str], tensors: dict) -> None:
         first = next(key for key in wanted if key in missing)
         raise CheckpointError(f"{path}: mask: no tensor {shown(first)}")
     others = tensors.keys() - set(wanted)  # the weights and norms, a few per layer
-    if stray := sorted(key for key in others if key.startswith(fmt.MASK_PREFIX)):
+    masks = (fmt.MASK_PREFIX, fmt.PACKED_PREFIX)
+    if stray := sorted(key for key in others if key.startswith(masks)):
         raise CheckpointError(
             f"{path}: mask {shown(stray[0])} belongs to no stored task and layer in the metadata"
         )
@@ -360,6 +371,16 @@ def _check_binary(path: Path, buffer: np.ndarray, masks, starts, sizes) -> None:
         raise CheckpointError(
             f"{path}: mask {shown(bad)} is not binary (values other than 0 and 1)"
         )
+
+
+def _starts(path: Path, f, tensors: dict) -> dict[str, int]:
+    """Where each tensor's data starts in the file: from the table where its order is
+    known, else from the header read again."""
+    offsets = _data_offsets(path, f, tensors)
+    if offsets is None:
+        with TensorFile(path) as table:
+            offsets = {key: entry.start for key, entry in table.entries.items()}
+    return offsets
 
 
 def _data_offsets(path: Path, f, tensors: dict) -> dict[str, int] | None:

@@ -26,18 +26,14 @@ def convert(
 ) -> Path:
     """Write ``src`` (original HAT, HAT-CL, CLArena or a hatinspect state_dict; ``source``
     forces the layout, ``task_id`` names a one-task file's task) as a native file at
-    ``dst``, which remembers its source and which preceding layers were inferred."""
+    ``dst``, which remembers its source and which preceding layers were inferred; masks
+    of weights (WSN, PackNet) are stored as packed bits."""
     src, dst = existing_file(src), output_path(dst)
     if dst.resolve() == src.resolve():
         raise CheckpointError(f"{src}: converting it onto itself would overwrite the source")
     if sniff(src) != "torch":
         raise CheckpointError(f"{src}: already a native hatinspect file")
     imported = import_checkpoint(src, source, task_id)
-    if imported.checkpoint.covers != Covers.UNITS:
-        raise CheckpointError(
-            f"{src}: cannot be converted: its masks cover {imported.checkpoint.covers}, and the"
-            " native format stores masks of units only; inspect the file itself"
-        )
     header = _header(imported)
     try:  # the header as a reader will see it: refused here, naming the source
         fmt.decode_header(fmt.encode_header(header))
@@ -65,6 +61,7 @@ def _header(imported: Imported) -> fmt.Header:
         task_id=imported.task_id,
         notes=checkpoint.notes,
         user=dict(checkpoint.metadata),
+        covers=checkpoint.covers,
     )
 
 
@@ -72,15 +69,23 @@ def _tensors(imported: Imported) -> dict[str, torch.Tensor]:
     return {
         **{imported.native_keys[key]: value for key, value in imported.state.items()},
         **prefixed(fmt.HEADS_PREFIX, imported.heads),
-        **_mask_tensors(imported.checkpoint.masks),
+        **_mask_tensors(imported.checkpoint),
     }
 
 
-def _mask_tensors(masks) -> dict[str, torch.Tensor]:
-    """The importer's masks, (units,) uint8 arrays of 0 and 1 (the write reads them back),
-    as writable tensors of their own."""
+def _mask_tensors(checkpoint) -> dict[str, torch.Tensor]:
+    """The importer's masks, uint8 arrays of 0 and 1 (the write reads them back), as
+    writable tensors of their own: masks of weights packed a bit a weight."""
+    if checkpoint.covers == Covers.PARAMETERS:
+        return {
+            fmt.packed_key(task, layer.name): torch.from_numpy(
+                checkpoint.packed_mask(task, layer.name)
+            )
+            for task in checkpoint.task_ids
+            for layer in checkpoint.layers
+        }
     return {
         fmt.mask_key(task, name): torch.from_numpy(mask.astype(np.uint8))
-        for task, layers in masks.items()
+        for task, layers in checkpoint.masks.items()
         for name, mask in layers.items()
     }

@@ -14,6 +14,8 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from hatinspect.backbones.layers import describe_layers
+from hatinspect.model.bits import pack
+from hatinspect.model.checkpoint import Covers
 from hatinspect.model.errors import CheckpointError
 from hatinspect.model.paths import output_path
 from hatinspect.native import format as fmt
@@ -184,5 +186,10 @@ def _verify(tmp: Path, tensors: Mapping[str, Tensor], header) -> None:
         raise CheckpointError(f"{tmp}: tensor table read back differs from what was written")
     for task, mask in masks.items():
         for layer, values in mask.items():
-            if not (values == tensors[fmt.mask_key(task, layer)].numpy()).all():
+            if header.covers == Covers.PARAMETERS:  # compared as stored: packed bits
+                values = pack(values)
+                key = fmt.packed_key(task, layer)
+            else:
+                key = fmt.mask_key(task, layer)
+            if not (values == tensors[key].numpy()).all():
                 raise CheckpointError(f"{tmp}: mask of task {task}, {layer!r} reads back changed")

@@ -64,6 +64,12 @@ def build_seeds(folder: Path) -> dict[str, Path]:
         seeds["native-norms.safetensors"] = hatinspect.convert(
             norms, folder / "native-norms.safetensors"
         )
+    for name, peer in (
+        ("native-packnet.safetensors", "avalanche/packnet_after_exp_2.pt"),
+        ("native-wsn.safetensors", "clarena-main/wsn_mlp/cl_model.pth"),
+    ):
+        if (FIXTURES / "peers" / peer).is_file():  # masks of weights, packed (version 2)
+            seeds[name] = hatinspect.convert(FIXTURES / "peers" / peer, folder / name)
     for name, path in seeds.items():  # safetensors writes its header in varying order
         if name.endswith(".safetensors"):
             path.write_bytes(_join(*_split(path.read_bytes()), sort=True))

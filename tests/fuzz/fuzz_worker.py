@@ -145,11 +145,11 @@ def _run_case(path: Path, scratch: Path) -> dict:
                 finding = f"read_tensors gave {layer.weight_key} another shape than its layer"
         phase = "capacity"
         capacity(checkpoint)
-        units = checkpoint.covers == "units"  # masks of weights: no unit measure, no convert
+        units = checkpoint.covers == "units"  # masks of weights: no unit measure
         phase = "measure"
         for layer in checkpoint.layers if units else ():
             measure(checkpoint, layer.name)
-        if sniff(path) == "torch" and units:
+        if sniff(path) == "torch":  # masks of weights too: stored packed
             phase = "convert"
             armed = False  # convert writes and replaces its own temporary file
             converted = hatinspect.convert(path, scratch / "converted.safetensors")

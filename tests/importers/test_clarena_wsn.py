@@ -102,7 +102,8 @@ def test_unit_analyses_say_in_one_line_that_these_masks_cover_weights():
     assert result.exit_code == 1 and "cover parameters, not units" in result.output
 
 
-def test_convert_refuses_masks_of_weights_in_one_line(tmp_path):
+def test_convert_writes_the_masks_of_weights_packed(tmp_path):
     result = run_cli("convert", str(FOLDER / "cl_model.pth"), str(tmp_path / "w.safetensors"))
-    assert result.exit_code == 1 and "masks of units only" in result.output
-    assert not (tmp_path / "w.safetensors").exists()
+    assert result.exit_code == 0, result.output
+    converted = hatinspect.open_checkpoint(tmp_path / "w.safetensors")
+    assert converted.covers == "parameters"
