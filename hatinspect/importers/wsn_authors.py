@@ -133,6 +133,18 @@ def read(path: Path, state, extra, task_id=None) -> Imported:
 
 
 def import_run(path: Path, source: str | None, task_id: int | None) -> Imported:
+    """The run ``path`` belongs to; an error in another of its files is told as the
+    given file's, naming the part (``<given>: <part's name>: ...``)."""
+    try:
+        return _import_run(path, source, task_id)
+    except CheckpointError as exc:
+        other, _, rest = str(exc).partition(": ")
+        if other == str(path) or not is_run_file(Path(other)):
+            raise
+        raise CheckpointError(f"{path}: {Path(other).name}: {rest}") from None
+
+
+def _import_run(path: Path, source: str | None, task_id: int | None) -> Imported:
     if source not in (None, NAME):
         raise CheckpointError(f"{path}: a WSN run's file; source={shown(source)} does not apply")
     if task_id is not None:
