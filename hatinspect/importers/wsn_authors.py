@@ -20,9 +20,10 @@ current task only, and biases' masks are not counted.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +156,7 @@ def _import_run(path: Path, source: str | None, task_id: int | None) -> Imported
     state = saved_model_state(model_path, model)
     stored = _tasks(masks_path, read_npy(masks_path))
     modules = _modules(masks_path, stored)
-    layers = layers_of(model_path, state, {m.replace(".", "/"): m for m in modules})
+    layers = _layers(model_path, state, model, modules)
     masks = {task: {layer.name: _mask(masks_path, task, layer, per[layer.weight_key])
                     for layer in layers} for task, per in stored.items()}  # fmt: skip
     keep = _keep(run.prefix)
@@ -215,14 +216,39 @@ def _keep(prefix: str) -> float | None:
     return float(match[1]) if match and 0 < float(match[1]) <= 1 else None
 
 
+def _layers(path: Path, state, model: Placeholder, modules: list[str]):
+    """The masked layers with their data flow. ``SubnetBasicBlock`` (networks/resnet18.py)
+    names its projection shortcut ``conv3``: it reads the block input, as a ``shortcut`` does,
+    so the flow is inferred under that name and the layer keeps its own."""
+    names = {m.replace(".", "/"): m for m in modules}
+    alias = {name: name.rpartition("/")[0] + "/shortcut" for name, m in names.items()
+             if m.endswith(".conv3") and _class_of(path, model, m.rpartition(".")[0])
+             == "SubnetBasicBlock"}  # fmt: skip
+    layers = layers_of(path, state, {alias.get(n, n): m for n, m in names.items()})
+    back = {short: name for name, short in alias.items()}
+    return tuple(replace(layer, name=back.get(layer.name, layer.name),
+                         preceding=back.get(layer.preceding, layer.preceding))
+                 for layer in layers)  # fmt: skip
+
+
+def _submodule(path: Path, model: Placeholder, dotted: str) -> Placeholder | None:
+    obj = model
+    for name in dotted.split(".") if dotted else ():
+        obj = submodules(path, obj).get(name) if isinstance(obj, Placeholder) else None
+    return obj if isinstance(obj, Placeholder) else None
+
+
+def _class_of(path: Path, model: Placeholder, dotted: str) -> str | None:
+    obj = _submodule(path, model, dotted)
+    return None if obj is None else class_name(obj)
+
+
 def _module_sparsity(path: Path, model: Placeholder, modules: list[str]) -> set:
     """The ``sparsity`` attribute of each masked module (``1 - c``: the share dropped)."""
     found = set()
     for module in modules:
-        obj = model
-        for name in module.split("."):
-            obj = submodules(path, obj).get(name) if isinstance(obj, Placeholder) else None
-        value = attributes(path, obj).get("sparsity") if isinstance(obj, Placeholder) else None
+        obj = _submodule(path, model, module)
+        value = None if obj is None else attributes(path, obj).get("sparsity")
         found.add(value if type(value) in (int, float) else None)
     return found
 
@@ -230,10 +256,12 @@ def _module_sparsity(path: Path, model: Placeholder, modules: list[str]) -> set:
 def _rule_note(keep: float | None, dropped: set) -> str:
     quantile = "a percentile" if keep is None else f"their {1 - keep:g} quantile"
     named = "" if keep is None else f" (SPARSITY {keep:g} in the run's name"
-    if keep is not None and dropped == {1 - keep}:
+    if keep is not None and all(d is not None and math.isclose(d, 1 - keep) for d in dropped):
         named += f"; each layer's sparsity {1 - keep:g})"
     elif keep is not None:
-        named += "; the layers' sparsity attributes disagree)"
+        stored = dropped - {None}
+        named += "; the layers' sparsity attributes say " if stored else ")"
+        named += ", ".join(sorted(f"{d:g}" for d in stored)) + ")" * bool(stored)
     return (
         "WSN masks weights: each task's mask is the stored 0/1 tensor (.pertask.npy); the"
         f" authors keep the scores |w_m| at or above {quantile}{named}"

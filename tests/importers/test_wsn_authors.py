@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 import zipfile
 
 import numpy as np
@@ -294,3 +295,67 @@ def test_a_plain_array_claiming_other_than_it_holds_is_one_line_of_error(tmp_pat
     result = run_cli("info", acc)
     assert result.exit_code == 1
     one_error_line(result, f"claims {8 * shape[0]:,} bytes of float64 {shape}; it holds 32")
+
+
+# main_wsn_five_dataset_resnet18.py's SubnetResNet18 (networks/resnet18.py): too large to
+# commit, so a run of its module layout, saved by its lines (safe_save of .pertask, torch.save
+# of the model), with stand-in classes of its names: a SubnetBasicBlock's conv3 is its
+# projection shortcut, reading the block input
+
+
+def _resnet_run(folder, monkeypatch):
+    import types
+
+    nn = torch.nn
+    module = types.ModuleType("networks.resnet18")
+
+    class SubnetBasicBlock(nn.Module):
+        def __init__(self, inputs, planes, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(inputs, planes, 3, stride, 1, bias=False)
+            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.shortcut = None
+            if stride != 1 or inputs != planes:
+                self.shortcut = 1
+                self.conv3 = nn.Conv2d(inputs, planes, 1, stride, bias=False)
+
+    class SubnetResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 2, 3, 1, 1, bias=False)
+            self.layer1 = nn.Sequential(SubnetBasicBlock(2, 2, 1))
+            self.layer2 = nn.Sequential(SubnetBasicBlock(2, 4, 2))
+
+    for cls in (SubnetBasicBlock, SubnetResNet):
+        cls.__module__ = module.__name__
+        cls.__qualname__ = cls.__name__
+        setattr(module, cls.__name__, cls)
+    package = types.ModuleType("networks")
+    package.resnet18 = module
+    for name, value in (("networks", package), (module.__name__, module)):
+        monkeypatch.setitem(sys.modules, name, value)
+    model = SubnetResNet()
+    generator = torch.Generator().manual_seed(3)
+    masks = {t: {} for t in range(2)}
+    for name, tensor in model.state_dict().items():
+        for t in range(2):
+            masks[t][name] = torch.randint(0, 2, tensor.shape, generator=generator)
+            masks[t][name.replace(".weight", ".bias")] = None
+    np.save(folder / "five_SEED_1_SPARSITY_0.50.pertask.npy", np.array(masks, dtype=object))
+    torch.save(model, folder / "five_SEED_1_SPARSITY_0.50.ptmodel")
+    return {t: {k: v.numpy() for k, v in m.items() if v is not None} for t, m in masks.items()}
+
+
+def test_a_resnet18_runs_projection_shortcut_reads_its_block_input(tmp_path, monkeypatch):
+    saved = _resnet_run(tmp_path, monkeypatch)
+    checkpoint = hatinspect.open_checkpoint(tmp_path / "five_SEED_1_SPARSITY_0.50.ptmodel")
+    preceding = {layer.name: layer.preceding for layer in checkpoint.layers}
+    assert preceding == {"conv1": None, "layer1/0/conv1": "conv1",
+                         "layer1/0/conv2": "layer1/0/conv1", "layer2/0/conv1": "layer1/0/conv2",
+                         "layer2/0/conv2": "layer2/0/conv1",
+                         "layer2/0/conv3": "layer1/0/conv2"}  # fmt: skip
+    for task, masks in saved.items():
+        for key, mask in masks.items():
+            layer = key.removesuffix(".weight").replace(".", "/")
+            assert checkpoint.masks[task][layer].tolist() == mask.tolist()
+    assert any("(SPARSITY 0.5 in the run's name" in n for n in checkpoint.notes)

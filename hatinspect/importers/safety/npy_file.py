@@ -174,11 +174,12 @@ def nested_storage(path: Path, blob: bytes) -> torch.storage.TypedStorage:
     dtype, key, numel = _record(path, record)
     if keys != [key]:
         raise CheckpointError(f"{path}: {what} lists other storages than its record's")
-    body = blob[stream.tell() :]
+    body = memoryview(blob)[stream.tell() :]  # a view: the bytes are copied once, below
     count = int.from_bytes(body[:8], "little")
-    if len(body) < 8 or count != numel or len(body) - 8 != numel * dtype.itemsize:
+    held = max(len(body) - 8, 0)
+    if len(body) < 8 or count != numel or held != numel * dtype.itemsize:
         raise CheckpointError(
-            f"{path}: {what} claims {numel:,} elements of {dtype}; it holds {len(body) - 8:,} bytes"
+            f"{path}: {what} claims {numel:,} elements of {dtype}; it holds {held:,} bytes"
         )
     untyped = torch.UntypedStorage.from_buffer(body[8:], dtype=torch.uint8) if numel else (
         torch.UntypedStorage(0))  # fmt: skip
