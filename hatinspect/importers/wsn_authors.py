@@ -57,6 +57,7 @@ NEEDED = ("masks", "model")
 SIBLINGS = (("results_reinit", "results2"),)
 SPARSITY = re.compile(r"SPARSITY_([0-9]*\.?[0-9]+)")
 HEAD = "last."  # the output heads' modules: last.<t>
+SAVER = "pmnist.pickle"  # main_wsn_pmnist.py's save_pickle('./results2/pmnist.pickle', ...)
 MASK_DTYPES = ("torch.int64", "torch.int32", "torch.uint8", "torch.bool")
 
 
@@ -68,8 +69,17 @@ class RunFiles:
 
 
 def is_run_file(path: Path) -> bool:
-    """A file named as a WSN run's part."""
-    return _prefix(path.name) is not None
+    """A file named as a WSN run's part (or ``main_wsn_pmnist.py``'s ``pmnist.pickle``)."""
+    return _prefix(path.name) is not None or path.name == SAVER
+
+
+def _refuse_saver(path: Path) -> None:
+    if path.name == SAVER:
+        raise CheckpointError(
+            f"{path}: main_wsn_pmnist.py's saver_dict, overwritten by every run and whose"
+            " per-task model entries are all the final model's parameters: not read; give the"
+            " run's <prefix>.pertask.npy or <prefix>.ptmodel"
+        )
 
 
 def _prefix(name: str) -> str | None:
@@ -81,6 +91,7 @@ def _prefix(name: str) -> str | None:
 
 def find_run(path: Path) -> RunFiles:
     """The run's parts beside ``path`` (and in the sibling folder), each by its name."""
+    _refuse_saver(path)
     prefix = _prefix(path.name)
     folders = [path.parent, *_siblings(path.parent)]
     found = {}

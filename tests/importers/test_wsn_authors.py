@@ -139,6 +139,15 @@ def test_a_missing_part_is_named_in_one_line(tmp_path, kept, missing):
     one_error_line(result, f"has no {name}{missing}", f"looked in {tmp_path}")
 
 
+def test_the_saver_dict_every_run_overwrites_is_refused_with_where_to_look(tmp_path):
+    saver = tmp_path / "pmnist.pickle"  # main_wsn_pmnist.py: save_pickle of saver_dict
+    saver.write_bytes(pickle.dumps({0: {"per_task_masks": {}, "model": {}}}))
+    for command in ("info", "capacity"):
+        result = run_cli(command, saver)
+        assert result.exit_code == 1
+        one_error_line(result, "overwritten by every run", "<prefix>.pertask.npy")
+
+
 def test_a_missing_optional_part_is_named_in_a_note(tmp_path):
     for part in (".pertask.npy", ".ptmodel"):
         shutil.copy(_file(TWO, part), tmp_path)
