@@ -65,7 +65,6 @@ MASK_DTYPES = ("torch.int64", "torch.int32", "torch.uint8", "torch.bool")
 class RunFiles:
     prefix: str
     found: dict[str, Path]  # part -> file
-    looked: tuple[Path, ...]  # the folders searched
 
 
 def is_run_file(path: Path) -> bool:
@@ -108,7 +107,7 @@ def find_run(path: Path) -> RunFiles:
             f"{path}: the WSN run {prefix!r} has no {prefix + PARTS[missing[0]]} (looked in"
             f" {where})"
         )
-    return RunFiles(prefix, found, tuple(folders))
+    return RunFiles(prefix, found)
 
 
 def _siblings(folder: Path) -> list[Path]:
