@@ -17,6 +17,7 @@ from hatinspect.importers import (
     hat_cl,
     hatinspect_pt,
     original_hat,
+    wsn_authors,
 )
 from hatinspect.importers.common import Imported, numpy_of
 from hatinspect.importers.payload import load_payload, unwrap
@@ -26,7 +27,7 @@ from hatinspect.model.errors import CheckpointError
 from hatinspect.native import format as fmt
 
 # in the order they are tried
-LAYOUTS = (hatinspect_pt, hat_cl, clarena, original_hat, avalanche_packnet)
+LAYOUTS = (hatinspect_pt, hat_cl, clarena, original_hat, avalanche_packnet, wsn_authors)
 BY_NAME = {layout.NAME: layout for layout in LAYOUTS}
 ONE_TASK_SOURCES = ("clarena", "hatinspect")
 
@@ -40,6 +41,8 @@ def import_checkpoint(
     if source is not None and source not in BY_NAME:
         known = ", ".join(fmt.SOURCES)
         raise CheckpointError(f"{path}: unknown source {source!r}; expected one of {known}")
+    if wsn_authors.is_run_file(path):  # a run's files, found by their names
+        return wsn_authors.import_run(path, source, task_id)
     payload = load_payload(path)
     if clarena_wsn.is_wsn(payload):
         return clarena_wsn.import_wsn(path, payload, source, task_id)
@@ -69,11 +72,17 @@ def detect(path: Path, state, extra) -> str:
 def read_torch_tensors(path: str | Path, keys: list[str]) -> dict[str, np.ndarray]:
     """Named tensors of a PyTorch file's state_dict, as numpy arrays."""
     path = Path(path)
+    if wsn_authors.is_run_file(path):
+        return _named(path, wsn_authors.run_state(path), keys)
     payload = load_payload(path)
     if isinstance(payload, Placeholder):
         state = saved_model_state(path, payload)
     else:
         state, _ = unwrap(path, payload)
+    return _named(path, state, keys)
+
+
+def _named(path: Path, state, keys: list[str]) -> dict[str, np.ndarray]:
     missing = [key for key in keys if key not in state]
     if missing:
         raise CheckpointError(f"{path}: no tensor {missing[0]!r}")

@@ -5,7 +5,7 @@ loading anything else.
 """
 
 # The layouts a checkpoint can come from: "hatinspect", or the one a file was converted from.
-SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena", "avalanche-packnet")
+SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena", "avalanche-packnet", "wsn")
 
 # The training algorithms a run can name: HAT, AdaHAT, and fine-tuning (no mask, no protection).
 ALGORITHMS = ("hat", "adahat", "finetuning")

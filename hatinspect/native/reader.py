@@ -29,6 +29,7 @@ from hatinspect.native.packed import packed_masks
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
 PICKLE_PROTO = b"\x80"  # torch.save's legacy format and plain pickles start with PROTO
+NUMPY_MAGIC = b"\x93NUMPY"  # np.save: the WSN authors' runs keep their masks so
 
 
 def open_native(path: str | os.PathLike, source: str | None = None) -> Checkpoint:
@@ -163,13 +164,14 @@ def existing_file(path: str | os.PathLike) -> Path:
 
 
 def sniff(path: Path) -> str:
-    """``"safetensors"`` or ``"torch"`` from the first bytes; ``CheckpointError`` otherwise."""
+    """``"safetensors"`` or ``"torch"`` (read by the importers: PyTorch files and the
+    ``.npy`` files of a WSN run) from the first bytes; ``CheckpointError`` otherwise."""
     with open(path, "rb") as f:
         start = f.read(64)
     # the JSON header's "{" first: a header length may well start with byte 0x80
     if start[8:9] == b"{":
         return "safetensors"
-    if start.startswith(ZIP_MAGIC) or start.startswith(PICKLE_PROTO):
+    if start.startswith((ZIP_MAGIC, PICKLE_PROTO, NUMPY_MAGIC)):
         return "torch"
     if _is_text(start):
         raise CheckpointError(f"{path}: not a checkpoint (it starts with text)")

@@ -40,13 +40,19 @@ class Outcome:
     findings: list[Finding] | None = None
 
 
-def write_cases(folder: Path, cases) -> list[Path]:
+def write_cases(folder: Path, cases, companions: dict | None = None) -> list[Path]:
+    """The cases' files; beside a case whose name ends with a suffix of ``companions``,
+    that suffix's files (other suffix -> bytes) under the case's own prefix."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, data in cases:
         path = folder / name
         path.write_bytes(data)
         paths.append(path)
+        for suffix, files in (companions or {}).items():
+            if name.endswith(suffix):
+                for other, more in files.items():
+                    (folder / (name[: -len(suffix)] + other)).write_bytes(more)
     return paths
 
 

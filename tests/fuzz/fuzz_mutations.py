@@ -641,6 +641,18 @@ def _without_masks(payload: dict) -> dict:
 # --- cases ---------------------------------------------------------------------------------
 
 
+COMPOUND_SUFFIXES = (".pertask.npy",)  # a WSN run's masks: the name says which part
+
+
+def split_case_name(name: str) -> tuple[str, str]:
+    """``(stem, suffix)`` of a seed's name, the suffix kept whole in its cases' names."""
+    compound = next((s for s in COMPOUND_SUFFIXES if name.endswith(s)), None)
+    if compound:
+        return name[: -len(compound)], compound
+    stem, ext = name.rsplit(".", 1)
+    return stem, "." + ext
+
+
 def kind_of(name: str) -> str:
     if name.endswith(".safetensors"):
         return "safetensors"
@@ -690,5 +702,5 @@ def make_cases(seeds: dict[str, bytes], count: int, seed: int) -> Iterator[tuple
         except (zipfile.BadZipFile, KeyError, ValueError, IndexError, StopIteration):
             continue  # a mutator that does not apply to this seed
         produced += 1
-        suffix = "." + name.rsplit(".", 1)[1]
-        yield f"{produced:06d}-{name.rsplit('.', 1)[0]}-{mutator.__name__}{suffix}", mutated
+        stem, suffix = split_case_name(name)
+        yield f"{produced:06d}-{stem}-{mutator.__name__}{suffix}", mutated

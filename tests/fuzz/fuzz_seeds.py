@@ -15,6 +15,19 @@ from support.paths import FIXTURES  # noqa: E402
 FINDINGS = "fuzz-findings"  # below FIXTURES: mutated files kept as regression cases
 FIXTURE_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
 MAX_FIXTURE = 256 * 1024  # small ones only: every case is a mutated copy
+# a WSN authors' run: a case of one of its files is written beside the run's other needed
+# file, unchanged, under the case's own prefix (fuzz_harness.write_cases)
+WSN_RUN = "peers/wsn-authors/results2/wsn_pmnist/wsn_pmnist_SEED_1_LR_0.01_SPARSITY_0.5"
+WSN_PARTS = (".pertask.npy", ".ptmodel")
+
+
+def companions() -> dict[str, dict[str, bytes]]:
+    """A case's suffix -> the files written beside it (suffix -> bytes)."""
+    files = {suffix: FIXTURES / (WSN_RUN + suffix) for suffix in WSN_PARTS}
+    if not all(path.is_file() for path in files.values()):
+        return {}
+    data = {suffix: path.read_bytes() for suffix, path in files.items()}
+    return {mine: {s: d for s, d in data.items() if s != mine} for mine in WSN_PARTS}
 
 
 def build_seeds(folder: Path) -> dict[str, Path]:
@@ -73,6 +86,8 @@ def build_seeds(folder: Path) -> dict[str, Path]:
     for name, path in seeds.items():  # safetensors writes its header in varying order
         if name.endswith(".safetensors"):
             path.write_bytes(_join(*_split(path.read_bytes()), sort=True))
+    for suffix in WSN_PARTS if companions() else ():
+        seeds["wsn-run" + suffix] = FIXTURES / (WSN_RUN + suffix)
     for fixture in sorted(FIXTURES.rglob("*")) if FIXTURES.is_dir() else ():
         if FINDINGS in fixture.parts:  # the fuzzer's own finds: each is refused
             continue

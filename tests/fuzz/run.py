@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fuzz_harness import run_cases, write_cases  # noqa: E402
 from fuzz_mutations import make_cases  # noqa: E402
-from fuzz_seeds import build_seeds  # noqa: E402
+from fuzz_seeds import build_seeds, companions  # noqa: E402
 
 
 def main() -> int:
@@ -32,7 +32,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         seeds = {name: path.read_bytes() for name, path in build_seeds(folder / "seeds").items()}
-        paths = write_cases(folder / "cases", make_cases(seeds, args.cases, args.seed))
+        cases = make_cases(seeds, args.cases, args.seed)
+        paths = write_cases(folder / "cases", cases, companions())
         began = time.perf_counter()
         outcome = run_cases(paths, args.workers, args.timeout, args.memory_mb)
         elapsed = time.perf_counter() - began

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from fuzz_harness import run_cases, write_cases
 from fuzz_mutations import make_cases
-from fuzz_seeds import build_seeds
+from fuzz_seeds import build_seeds, companions
 
 pytestmark = pytest.mark.torch
 
@@ -37,7 +37,7 @@ def test_fuzz_slice_keeps_the_promise(tmp_path, seeds):
                "selftest-stderr.pt": "stderr"}  # fmt: skip
     for offset, name in enumerate(planted):
         cases.insert(100 + 180 * offset, (f"zz-{name}", b"x"))
-    outcome = run_cases(write_cases(tmp_path, cases), case_timeout=10)
+    outcome = run_cases(write_cases(tmp_path, cases, companions()), case_timeout=10)
     found = {f.case.removeprefix("zz-"): f.what.split(":")[0] for f in outcome.findings}
     escaped = [f for f in outcome.findings if not f.case.startswith("zz-")]
     assert not escaped, "\n".join(map(str, escaped[:20]))

@@ -70,7 +70,7 @@ REFUSED: dict[str, frozenset[str] | str] = {
 
 
 # the real objects a file may use: plain containers and torch's tensor rebuilding
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, *args):
+def rebuild_tensor_v2(storage, storage_offset, size, stride, *args):
     """torch's own rebuild, once the view is known to lie inside the storage: ``set_``
     would otherwise grow a storage read from the file to whatever the pickle claims."""
     fits = (
@@ -96,7 +96,7 @@ REAL = {
     ("builtins", "frozenset"): frozenset,
     ("__builtin__", "set"): set,
     ("__builtin__", "frozenset"): frozenset,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
     ("torch", "Size"): torch.Size,
 }
