@@ -17,6 +17,7 @@ from hatinspect.importers import (
     hat_cl,
     hatinspect_pt,
     original_hat,
+    original_packnet,
 )
 from hatinspect.importers.common import Imported, numpy_of
 from hatinspect.importers.payload import load_payload, unwrap
@@ -27,7 +28,10 @@ from hatinspect.native import format as fmt
 
 # in the order they are tried
 LAYOUTS = (hatinspect_pt, hat_cl, clarena, original_hat, avalanche_packnet)
-BY_NAME = {layout.NAME: layout for layout in LAYOUTS}
+# dicts around a whole pickled network (``holds``, ``import_object``, ``tensors``), tried
+# before any state_dict layout; their legacy (pre-zip) files are unpickled inertly too
+WHOLE_OBJECTS = (original_packnet,)
+BY_NAME = {layout.NAME: layout for layout in (*LAYOUTS, *WHOLE_OBJECTS)}
 ONE_TASK_SOURCES = ("clarena", "hatinspect")
 
 
@@ -40,7 +44,9 @@ def import_checkpoint(
     if source is not None and source not in BY_NAME:
         known = ", ".join(fmt.SOURCES)
         raise CheckpointError(f"{path}: unknown source {source!r}; expected one of {known}")
-    payload = load_payload(path)
+    payload = load_payload(path, whole_object)
+    if (layout := whole_object(payload)) is not None:
+        return layout.import_object(path, payload, source, task_id)
     if clarena_wsn.is_wsn(payload):
         return clarena_wsn.import_wsn(path, payload, source, task_id)
     if isinstance(payload, Placeholder):
@@ -53,6 +59,11 @@ def import_checkpoint(
             " with one task's embedding (clarena, hatinspect)"
         )
     return BY_NAME[source].read(path, state, extra, task_id)
+
+
+def whole_object(payload):
+    """The layout of ``WHOLE_OBJECTS`` that holds ``payload``, or None."""
+    return next((layout for layout in WHOLE_OBJECTS if layout.holds(payload)), None)
 
 
 def detect(path: Path, state, extra) -> str:
@@ -69,8 +80,10 @@ def detect(path: Path, state, extra) -> str:
 def read_torch_tensors(path: str | Path, keys: list[str]) -> dict[str, np.ndarray]:
     """Named tensors of a PyTorch file's state_dict, as numpy arrays."""
     path = Path(path)
-    payload = load_payload(path)
-    if isinstance(payload, Placeholder):
+    payload = load_payload(path, whole_object)
+    if (layout := whole_object(payload)) is not None:
+        state = layout.tensors(path, payload)
+    elif isinstance(payload, Placeholder):
         state = saved_model_state(path, payload)
     else:
         state, _ = unwrap(path, payload)

@@ -77,6 +77,38 @@ def collect(path: Path, obj: Placeholder, prefix: str, state: dict, depth: int, 
             collect(path, child, f"{prefix}{name}.", state, depth + 1, budget)
 
 
+def modules_in_order(path: Path, obj: Placeholder) -> list[tuple[str, Placeholder]]:
+    """``(dotted name, module)`` as ``obj.modules()`` / ``named_modules()`` yield them: the
+    module itself first (name ""), then depth first in registration order, each object once
+    (a module registered twice keeps its first place) and ``None`` entries skipped."""
+    out: list[tuple[str, Placeholder]] = []
+    seen: set[int] = set()
+    pending = [("", obj, 0)]
+    while pending:
+        name, module, depth = pending.pop()
+        if id(module) in seen:
+            continue
+        if depth > MAX_DEPTH or len(out) >= MAX_MODULES:
+            raise CheckpointError(
+                f"{path}: modules nested over {MAX_DEPTH} deep or over {MAX_MODULES} in all"
+            )
+        seen.add(id(module))
+        out.append((name, module))
+        children = []
+        for child_name, child in submodules(path, module).items():
+            if not fmt.text(child_name):
+                raise CheckpointError(f"{path}: {name or 'the module'}: a module named"
+                                      f" {shown(child_name)}")  # fmt: skip
+            if isinstance(child, Placeholder):
+                children.append((f"{name}.{child_name}" if name else child_name, child, depth + 1))
+            elif child is not None:
+                raise CheckpointError(
+                    f"{path}: {name or 'the module'}.{child_name} is not a module"
+                )
+        pending.extend(reversed(children))
+    return out
+
+
 def layer_names(path: Path, attrs: dict) -> list[str]:
     names = attrs.get("weighted_layer_names")
     if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):

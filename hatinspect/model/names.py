@@ -5,7 +5,14 @@ loading anything else.
 """
 
 # The layouts a checkpoint can come from: "hatinspect", or the one a file was converted from.
-SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena", "avalanche-packnet")
+SOURCES = (
+    "hatinspect",
+    "original-hat",
+    "hat-cl",
+    "clarena",
+    "avalanche-packnet",
+    "original-packnet",
+)
 
 # The training algorithms a run can name: HAT, AdaHAT, and fine-tuning (no mask, no protection).
 ALGORITHMS = ("hat", "adahat", "finetuning")
