@@ -27,11 +27,11 @@ from hatinspect.model.errors import CheckpointError
 from hatinspect.native import format as fmt
 
 # in the order they are tried
-LAYOUTS = (hatinspect_pt, hat_cl, clarena, original_hat, avalanche_packnet)
+LAYOUTS = (hatinspect_pt, hat_cl, clarena, original_hat, avalanche_packnet, original_packnet)
 # dicts around a whole pickled network (``holds``, ``import_object``, ``tensors``), tried
 # before any state_dict layout; their legacy (pre-zip) files are unpickled inertly too
 WHOLE_OBJECTS = (original_packnet,)
-BY_NAME = {layout.NAME: layout for layout in (*LAYOUTS, *WHOLE_OBJECTS)}
+BY_NAME = {layout.NAME: layout for layout in LAYOUTS}
 ONE_TASK_SOURCES = ("clarena", "hatinspect")
 
 
