@@ -18,6 +18,7 @@ from hatinspect.importers import (
     hatinspect_pt,
     original_hat,
     original_packnet,
+    piggyback,
 )
 from hatinspect.importers.common import Imported, numpy_of
 from hatinspect.importers.payload import load_payload, unwrap
@@ -27,10 +28,18 @@ from hatinspect.model.errors import CheckpointError
 from hatinspect.native import format as fmt
 
 # in the order they are tried
-LAYOUTS = (hatinspect_pt, hat_cl, clarena, original_hat, avalanche_packnet, original_packnet)
+LAYOUTS = (
+    hatinspect_pt,
+    hat_cl,
+    clarena,
+    original_hat,
+    avalanche_packnet,
+    original_packnet,
+    piggyback,
+)
 # dicts around a whole pickled network (``holds``, ``import_object``, ``tensors``), tried
 # before any state_dict layout; their legacy (pre-zip) files are unpickled inertly too
-WHOLE_OBJECTS = (original_packnet,)
+WHOLE_OBJECTS = (original_packnet, piggyback)
 BY_NAME = {layout.NAME: layout for layout in LAYOUTS}
 ONE_TASK_SOURCES = ("clarena", "hatinspect")
 

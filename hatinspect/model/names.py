@@ -12,13 +12,14 @@ SOURCES = (
     "clarena",
     "avalanche-packnet",
     "original-packnet",
+    "piggyback",
 )
 
 # The training algorithms a run can name: HAT, AdaHAT, and fine-tuning (no mask, no protection).
 ALGORITHMS = ("hat", "adahat", "finetuning")
 
 # Every algorithm a file may name: those trained here and the rest of CLArena's HAT family.
-READ_ALGORITHMS = (*ALGORITHMS, "fg-adahat", "amnesiac-hat", "wsn", "packnet")
+READ_ALGORITHMS = (*ALGORITHMS, "fg-adahat", "amnesiac-hat", "wsn", "packnet", "piggyback")
 TITLES = {
     "hat": "HAT",
     "adahat": "AdaHAT",
@@ -27,11 +28,13 @@ TITLES = {
     "amnesiac-hat": "AmnesiacHAT",
     "wsn": "WSN",
     "packnet": "PackNet",
+    "piggyback": "Piggyback",
 }
 
 # How an algorithm treats what earlier tasks use: HAT keeps it bit-identical ("hard");
 # AdaHAT and its descendants move it by a per-parameter adjustment rate ("soft").
 HARD, SOFT, NO_PROTECTION = "hard", "soft", "none"
+FROZEN = "frozen"  # the whole backbone stays bit-identical, whatever the masks (Piggyback)
 PROTECTIONS = {
     "hat": HARD,
     "adahat": SOFT,
@@ -40,6 +43,7 @@ PROTECTIONS = {
     "amnesiac-hat": SOFT,  # unless the file says its architecture is HAT's
     "wsn": HARD,  # the weights an earlier task's mask keeps are frozen
     "packnet": HARD,
+    "piggyback": FROZEN,
 }
 
 # User metadata keys an import writes (without the native format's "user." prefix); their
