@@ -24,6 +24,7 @@ from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError, HatinspectError
 from hatinspect.model.names import (
     FROZEN,
+    MASKS_ONLY_KEY,
     READ_ALGORITHMS,
     SOFT,
     TITLES,
@@ -183,6 +184,9 @@ def audit(
     """
     if before.covers != after.covers:
         raise AuditRefused(f"the masks of {before.path} and {after.path} cover different things")
+    for checkpoint in (before, after):
+        if checkpoint.metadata.get(MASKS_ONLY_KEY) == "true":
+            raise AuditRefused(f"{checkpoint.path} holds masks only, no weights: nothing to audit")
     pairs = [(layer, _counterpart(layer, after)) for layer in before.layers]
     inputs = (note for checkpoint in (before, after) for note in checkpoint.notes)
     frozen = protection_of(before.metadata) == FROZEN  # Piggyback: every backbone weight

@@ -49,7 +49,7 @@ from hatinspect.importers.pickled_modules import (
 from hatinspect.importers.safety.unpickler import Placeholder
 from hatinspect.model.checkpoint import Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError, shown
-from hatinspect.model.names import HPARAMS_KEY
+from hatinspect.model.names import HPARAMS_KEY, MASKS_ONLY_KEY
 from hatinspect.native import format as fmt
 
 NAME = "piggyback"
@@ -85,12 +85,9 @@ def read(path: Path, state, extra, task_id=None) -> Imported:
 
 def tensors(path: Path, payload) -> dict[str, Tensor]:
     """The network's tensors: its ``state_dict()`` and the masked modules' backbone
-    weights and biases, under ``<module>.weight`` / ``.bias``."""
+    weights and biases, under ``<module>.weight`` / ``.bias``; none in a packed file."""
     if PACKED in payload:
-        raise CheckpointError(
-            f"{path}: a Piggyback packed file (pack.py) holds masks only, no backbone"
-            " weights: nothing to compare"
-        )
+        return {}
     model = payload["model"]
     state = saved_model_state(path, model)
     for name, module in _masked_modules(path, model).values():
@@ -288,7 +285,7 @@ def _import_packed(path: Path, stored) -> Imported:
         path, NAME, UNKNOWN_BACKBONE, layers, masks, notes, {}, {},
         covers=Covers.PARAMETERS, weights=False,
     )  # fmt: skip
-    return with_metadata(imported, _metadata(datasets, {}, None))
+    return with_metadata(imported, _metadata(datasets, {}, None) | {MASKS_ONLY_KEY: "true"})
 
 
 def _packed_shapes(path: Path, first) -> dict[int, tuple[int, ...]]:

@@ -51,6 +51,7 @@ PROTECTIONS = {
 PROTECTION_KEY = "protection"  # "hard" or "soft", where the algorithm alone does not say
 HPARAMS_KEY = "hparams"  # the algorithm's hyperparameters: name -> number, string or bool
 UNLEARNED_KEY = "unlearned_tasks"  # ids of stored tasks whose learning was undone
+MASKS_ONLY_KEY = "masks_only"  # true: the file stores masks, no weights (Piggyback's pack.py)
 UPDATE_NORMS_KEY = "parameter_update_norms"  # task -> layer -> L2 norm of its stored update
 # FG-AdaHAT: {"type": importance type, "tasks": {task: {layer: [units]}}, "summative": ...}
 IMPORTANCES_KEY = "importances"

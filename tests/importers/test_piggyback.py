@@ -173,7 +173,7 @@ def test_the_commands_give_the_producers_numbers():
     refused = run("audit", HERE / name, HERE / name)  # the files' notes, then one error
     last = refused.stderr.strip().splitlines()[-1]
     assert refused.exit_code == 1 and "Traceback" not in refused.stderr
-    assert last.startswith("error: ") and "holds masks only, no backbone weights" in last
+    assert last.startswith("error: ") and "holds masks only, no weights" in last
 
 
 # --- hostile variants: Piggyback's layout on classes of the test's own -----------------------
