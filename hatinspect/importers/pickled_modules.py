@@ -68,7 +68,8 @@ def collect(path: Path, obj: Placeholder, prefix: str, state: dict, depth: int, 
                 raise CheckpointError(
                     f"{path}: {prefix or 'the module'}: a tensor named {shown(name)}"
                 )
-            if isinstance(tensor, Tensor) and name not in transient:
+            tensor = tensor_value(tensor)
+            if tensor is not None and name not in transient:
                 state[prefix + name] = tensor.detach()
     for name, child in submodules(path, obj).items():
         if not fmt.text(name):
@@ -107,6 +108,19 @@ def modules_in_order(path: Path, obj: Placeholder) -> list[tuple[str, Placeholde
                 )
         pending.extend(reversed(children))
     return out
+
+
+# torch < 0.4 pickled a Parameter or Variable as the class called on its data (then its
+# state: requires_grad, volatile, hooks): a placeholder here, its data the first argument
+OLD_TENSORS = frozenset({"torch.nn.parameter.Parameter", "torch.autograd.variable.Variable"})
+
+
+def tensor_value(value) -> Tensor | None:
+    """The tensor ``value`` is or, pickled by torch < 0.4, wraps; None for anything else."""
+    if isinstance(value, Placeholder) and value.global_name in OLD_TENSORS:
+        args = value.__dict__.get("args")
+        value = args[0] if isinstance(args, tuple) and len(args) == 1 else None
+    return value if isinstance(value, Tensor) else None
 
 
 def layer_names(path: Path, attrs: dict) -> list[str]:

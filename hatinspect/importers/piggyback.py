@@ -44,6 +44,7 @@ from hatinspect.importers.pickled_modules import (
     modules_in_order,
     modules_or_empty,
     saved_model_state,
+    tensor_value,
     with_metadata,
 )
 from hatinspect.importers.safety.unpickler import Placeholder
@@ -157,8 +158,8 @@ def _backbone(path: Path, name: str, module: Placeholder) -> dict[str, Tensor]:
     out = {}
     for part in ("weight", "bias"):
         value = attrs.get(part, parameters.get(part) if isinstance(parameters, Mapping) else None)
-        if isinstance(value, Tensor):
-            out[f"{name}.{part}"] = value.detach()
+        if tensor_value(value) is not None:  # a Variable, pickled by torch 0.2
+            out[f"{name}.{part}"] = tensor_value(value).detach()
         elif part == "weight" or value is not None:
             raise CheckpointError(f"{path}: {name}.{part} is {shown(value)}, not a tensor")
     return out

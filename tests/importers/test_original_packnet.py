@@ -16,6 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from support.cli_runs import one_error_line, run  # noqa: E402
+from support.old_torch import save_as_torch_0_2  # noqa: E402
 from support.paths import PEERS  # noqa: E402
 
 import hatinspect  # noqa: E402
@@ -249,3 +250,16 @@ def test_the_test_network_itself_opens(tmp_path, legacy):
     assert checkpoint.layer_names == ["shared/0", "shared/2"]
     assert int(checkpoint.masks[1]["shared/0"].sum()) == 36  # the 1s of 0, 1, 2 repeated
     assert int(checkpoint.masks[2]["shared/2"].sum()) == 8
+
+
+def test_a_file_as_torch_0_2_wrote_it_reads_alike(tmp_path):
+    """The authors' own files come from torch 0.2 (old tensor pickles, GPU storages)."""
+    payload = _payload()
+    new, old = tmp_path / "new.pt", save_as_torch_0_2(payload, tmp_path / "old.pt")
+    torch.save(payload, new)
+    a, b = hatinspect.open_checkpoint(new), hatinspect.open_checkpoint(old)
+    assert a.layers == b.layers and a.task_ids == b.task_ids
+    assert all((a.masks[t][n] == b.masks[t][n]).all() for t in a.task_ids for n in a.layer_names)
+    report = hatinspect.audit(new, old)  # every weight read bit for bit alike
+    owned = sum(int((mask > 0).sum()) for mask in payload["previous_masks"].values())
+    assert report.ok and report.protected == owned and report.changed == 0

@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from support.cli_runs import one_error_line, run  # noqa: E402
+from support.old_torch import OldVariable, save_as_torch_0_2  # noqa: E402
 from support.paths import PEERS  # noqa: E402
 
 import hatinspect  # noqa: E402
@@ -289,3 +290,15 @@ def test_the_test_layouts_themselves_open(tmp_path, make):
     else:
         assert checkpoint.layer_names == ["module/1", "module/3"]
         assert int(checkpoint.masks[2]["module/1"].sum()) == 6
+
+
+def test_a_file_as_torch_0_2_wrote_it_reads_alike(tmp_path):
+    """Piggyback's own files come from torch 0.2: its backbone weights are Variables."""
+    payload = _trained()
+    _conv(payload).weight = OldVariable(_conv(payload).weight)  # modnets/layers.py:84
+    new, old = tmp_path / "new.pt", save_as_torch_0_2(payload, tmp_path / "old.pt")
+    torch.save(payload, new)
+    a, b = hatinspect.open_checkpoint(new), hatinspect.open_checkpoint(old)
+    assert a.layers == b.layers and (a.masks[1]["shared/0"] == b.masks[1]["shared/0"]).all()
+    report = hatinspect.audit(new, old)  # every backbone weight read bit for bit alike
+    assert report.ok and report.protected == 6 and report.changed == 0

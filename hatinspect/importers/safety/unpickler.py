@@ -89,6 +89,13 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, *args):
     return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, *args)
 
 
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    """torch < 0.4's pickled tensors (``_TensorBase.__reduce__``), checked the same way."""
+    return _rebuild_tensor_v2(
+        storage, storage_offset, size, stride, False, collections.OrderedDict()
+    )
+
+
 REAL = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("collections", "defaultdict"): collections.defaultdict,
@@ -97,6 +104,7 @@ REAL = {
     ("__builtin__", "set"): set,
     ("__builtin__", "frozenset"): frozenset,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
     ("torch", "Size"): torch.Size,
 }
@@ -269,7 +277,7 @@ class _Unpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refused global {full}")
         if (module, name) in REAL:
             return REAL[(module, name)]
-        if module == "torch" and name in STORAGE_DTYPES:
+        if module in ("torch", "torch.cuda") and name in STORAGE_DTYPES:  # old: torch.cuda
             return STORAGE_DTYPES[name]
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
@@ -333,7 +341,7 @@ class _LegacyUnpickler(_Unpickler):
     """One of a legacy file's pickles, its classes placeholders and its storages shared."""
 
     def __init__(self, stream: io.BytesIO, shared: _LegacyStorages):
-        pickle.Unpickler.__init__(self, stream)
+        pickle.Unpickler.__init__(self, stream, encoding="utf-8")  # Python 2's str, as torch
         self._shared, self._classes = shared, shared.classes
 
     def persistent_load(self, pid):
