@@ -89,11 +89,12 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, *args):
     return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, *args)
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride):
-    """torch < 0.4's pickled tensors (``_TensorBase.__reduce__``), checked the same way."""
-    return _rebuild_tensor_v2(
-        storage, storage_offset, size, stride, False, collections.OrderedDict()
-    )
+def _rebuild_tensor(*args):
+    """torch < 0.4's pickled tensors (``_TensorBase.__reduce__``), checked the same way; a
+    call with other arguments stays the inert record any unknown global makes."""
+    if len(args) != 4:
+        return _OldRebuild(*args)
+    return _rebuild_tensor_v2(*args, False, collections.OrderedDict())
 
 
 REAL = {
@@ -150,6 +151,10 @@ class Placeholder:
 
     def __repr__(self) -> str:
         return f"<placeholder {self.global_name}>"
+
+
+class _OldRebuild(Placeholder):
+    global_name = "torch._utils._rebuild_tensor"
 
 
 def refused_globals(names: Iterable[str]) -> list[str]:
