@@ -24,7 +24,15 @@ from hatinspect.analysis.packed import owned_spans, same_masks
 from hatinspect.model.bits import BIT_ORDER, popcount
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError, HatinspectError
-from hatinspect.model.names import READ_ALGORITHMS, SOFT, TITLES, UNLEARNED_KEY, UPDATE_NORMS_KEY
+from hatinspect.model.names import (
+    FROZEN,
+    MASKS_ONLY_KEY,
+    READ_ALGORITHMS,
+    SOFT,
+    TITLES,
+    UNLEARNED_KEY,
+    UPDATE_NORMS_KEY,
+)
 from hatinspect.model.records import csv_rows, fields_of, record, values_of
 from hatinspect.model.result import Result
 from hatinspect.native.blocks import (
@@ -178,9 +186,13 @@ def audit(
     """
     if before.covers != after.covers:
         raise AuditRefused(f"the masks of {before.path} and {after.path} cover different things")
+    for checkpoint in (before, after):
+        if checkpoint.metadata.get(MASKS_ONLY_KEY) == "true":
+            raise AuditRefused(f"{checkpoint.path} holds masks only, no weights: nothing to audit")
     pairs = [(layer, _counterpart(layer, after)) for layer in before.layers]
     inputs = (note for checkpoint in (before, after) for note in checkpoint.notes)
-    notes = tuple(dict.fromkeys((*inputs, *_check_comparable(before, after))))
+    frozen = protection_of(before.metadata) == FROZEN  # Piggyback: every backbone weight
+    notes = tuple(dict.fromkeys((*inputs, *_check_comparable(before, after, frozen))))
     algorithm = _algorithm(before, after)
     rule = _rule(algorithm, strict, tolerance, before)
     report = AuditReport(
@@ -204,6 +216,8 @@ def audit(
     with old_file as old, _open(after.path, new_keys, read_tensors) as new:
         if before.covers == Covers.PARAMETERS:  # each weight an earlier task's mask keeps
             tasks = kept.retained_task_ids
+            if frozen:  # every backbone weight, as if one task owned them all
+                kept, tasks = replace(before, masks={0: _everything(before)}, task_ids=(0,)), (0,)
             layers = tuple(
                 _audit_owned(layer, twin, kept, tasks, old, new) for layer, twin in pairs
             )
@@ -276,14 +290,22 @@ def _counterpart(layer: LayerInfo, after: Checkpoint) -> LayerInfo:
     return twin
 
 
-def _check_comparable(before: Checkpoint, after: Checkpoint) -> tuple[str, ...]:
-    """Refuse two files of different runs, swapped files and files whose masks disagree;
-    the notes say what could not be checked."""
+def _everything(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
+    """A frozen backbone protects every weight of every layer, whichever task masks it."""
+    return {layer.name: np.ones(layer.weight_shape, np.uint8) for layer in checkpoint.layers}
+
+
+def _check_comparable(before: Checkpoint, after: Checkpoint, frozen: bool) -> tuple[str, ...]:
+    """Refuse two files of different runs, swapped files and files whose masks disagree
+    (not for a frozen backbone: each file may hold another task's masks); the notes say
+    what could not be checked."""
     runs = [checkpoint.metadata.get(RUN_ID_KEY) for checkpoint in (before, after)]
     if all(runs) and runs[0] != runs[1]:
         raise AuditRefused(
             f"not the same run: {before.path} has run id {runs[0]}, {after.path} has {runs[1]}"
         )
+    if frozen:
+        return _no_run_ids(before, after, runs)
     stored = set(after.task_ids)
     missing = [task for task in before.task_ids if task not in stored]
     if missing:
@@ -298,6 +320,10 @@ def _check_comparable(before: Checkpoint, after: Checkpoint) -> tuple[str, ...]:
                     f"task {task}'s mask of layer {layer.name} differs between "
                     f"{before.path} and {after.path}: not the same run"
                 )
+    return _no_run_ids(before, after, runs)
+
+
+def _no_run_ids(before: Checkpoint, after: Checkpoint, runs) -> tuple[str, ...]:
     return tuple(
         f"{checkpoint.path} carries no run id: that both files come from one run is not checked"
         for checkpoint, run in zip((before, after), runs, strict=True)

@@ -169,6 +169,7 @@ def imported_checkpoint(
     native,
     task_norms=None,
     covers: Covers = Covers.UNITS,
+    weights: bool = True,  # False: a file of masks only (the layers' shapes, no tensors)
     **more,
 ) -> Imported:
     try:  # what a native file must satisfy, so that convert never refuses an import
@@ -178,7 +179,8 @@ def imported_checkpoint(
         raise CheckpointError(f"{path}: {exc}") from None
     stored_task_id(path, "'task_id'", more.get("task_id"))  # the task being learned
     check_masks(path, layers, masks, covers)
-    check_layer_tensors(path, layers, state)
+    if weights:
+        check_layer_tensors(path, layers, state)
     checkpoint = Checkpoint(
         path=str(path),
         backbone=backbone,

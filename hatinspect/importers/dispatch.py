@@ -17,6 +17,8 @@ from hatinspect.importers import (
     hat_cl,
     hatinspect_pt,
     original_hat,
+    original_packnet,
+    piggyback,
     wsn_authors,
 )
 from hatinspect.importers.common import Imported, numpy_of
@@ -27,7 +29,19 @@ from hatinspect.model.errors import CheckpointError
 from hatinspect.native import format as fmt
 
 # in the order they are tried
-LAYOUTS = (hatinspect_pt, hat_cl, clarena, original_hat, avalanche_packnet, wsn_authors)
+LAYOUTS = (
+    hatinspect_pt,
+    hat_cl,
+    clarena,
+    original_hat,
+    avalanche_packnet,
+    original_packnet,
+    piggyback,
+    wsn_authors,
+)
+# dicts around a whole pickled network (``holds``, ``import_object``, ``tensors``), tried
+# before any state_dict layout; their legacy (pre-zip) files are unpickled inertly too
+WHOLE_OBJECTS = (original_packnet, piggyback)
 BY_NAME = {layout.NAME: layout for layout in LAYOUTS}
 ONE_TASK_SOURCES = ("clarena", "hatinspect")
 
@@ -43,7 +57,9 @@ def import_checkpoint(
         raise CheckpointError(f"{path}: unknown source {source!r}; expected one of {known}")
     if wsn_authors.is_run_file(path):  # a run's files, found by their names
         return wsn_authors.import_run(path, source, task_id)
-    payload = load_payload(path)
+    payload = load_payload(path, whole_object)
+    if (layout := whole_object(payload)) is not None:
+        return layout.import_object(path, payload, source, task_id)
     if clarena_wsn.is_wsn(payload):
         return clarena_wsn.import_wsn(path, payload, source, task_id)
     if isinstance(payload, Placeholder):
@@ -56,6 +72,11 @@ def import_checkpoint(
             " with one task's embedding (clarena, hatinspect)"
         )
     return BY_NAME[source].read(path, state, extra, task_id)
+
+
+def whole_object(payload):
+    """The layout of ``WHOLE_OBJECTS`` that holds ``payload``, or None."""
+    return next((layout for layout in WHOLE_OBJECTS if layout.holds(payload)), None)
 
 
 def detect(path: Path, state, extra) -> str:
@@ -74,8 +95,10 @@ def read_torch_tensors(path: str | Path, keys: list[str]) -> dict[str, np.ndarra
     path = Path(path)
     if wsn_authors.is_run_file(path):
         return _named(path, wsn_authors.run_state(path), keys)
-    payload = load_payload(path)
-    if isinstance(payload, Placeholder):
+    payload = load_payload(path, whole_object)
+    if (layout := whole_object(payload)) is not None:
+        state = layout.tensors(path, payload)
+    elif isinstance(payload, Placeholder):
         state = saved_model_state(path, payload)
     else:
         state, _ = unwrap(path, payload)

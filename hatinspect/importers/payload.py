@@ -14,6 +14,7 @@ from torch import Tensor
 from hatinspect.importers.safety.tensor_claims import check_tensors
 from hatinspect.importers.safety.torch_file import CheckedFile, check_torch_file
 from hatinspect.importers.safety.unpickler import (
+    load_legacy_object,
     load_saved_object,
     pickle_globals,
     refuse_globals,
@@ -22,13 +23,14 @@ from hatinspect.model.errors import CheckpointError, shown
 from hatinspect.native import format as fmt
 
 
-def load_payload(path: Path):
+def load_payload(path: Path, whole=None):
     """The file's object. Its pickle's globals are checked first (``refused_globals``);
     a file of tensors and containers loads with ``torch.load(weights_only=True)``, a whole
-    pickled object (a ``torch.save`` zip) with the placeholder unpickler."""
+    pickled object (a ``torch.save`` zip) with the placeholder unpickler, and so does a
+    legacy file whose object ``whole(obj)`` accepts (a layout's whole pickled network)."""
     checked = check_torch_file(path)  # zip records and pickles no checkpoint has, first
     try:
-        payload = load_checked(path, checked)
+        payload = load_checked(path, checked, whole)
     except CheckpointError:
         checked.wait()  # a damaged record is what to report first
         raise
@@ -37,7 +39,7 @@ def load_payload(path: Path):
     return payload
 
 
-def load_checked(path: Path, checked: CheckedFile):
+def load_checked(path: Path, checked: CheckedFile, whole=None):
     refuse_globals(path, checked.globals)  # every pickle's, as check_torch_file scanned them
     try:
         with warnings.catch_warnings():
@@ -51,6 +53,9 @@ def load_checked(path: Path, checked: CheckedFile):
                 return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not checked.zipped:  # what the scan took it for, never a second guess
+            legacy = legacy_object(path, whole)
+            if legacy is not None:
+                return legacy
             raise CheckpointError(f"{path}: refused to load: {refusal(path, exc)}") from None
         with warnings.catch_warnings():  # the same warnings, from the same rebuilding
             warnings.simplefilter("ignore")
@@ -58,6 +63,19 @@ def load_checked(path: Path, checked: CheckedFile):
     except Exception as exc:  # torch.load raises many types on damaged data; all mean "unreadable"
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+
+
+def legacy_object(path: Path, whole):
+    """The object of a legacy file, unpickled inertly, when ``whole`` accepts it; else None."""
+    if whole is None:
+        return None
+    try:
+        with warnings.catch_warnings():  # torch's own API, as in load_checked
+            warnings.simplefilter("ignore")
+            obj = load_legacy_object(path)
+    except CheckpointError:
+        return None
+    return obj if whole(obj) else None
 
 
 def unwrap(path: Path, payload) -> tuple[dict[str, Tensor], dict]:

@@ -68,13 +68,59 @@ def collect(path: Path, obj: Placeholder, prefix: str, state: dict, depth: int, 
                 raise CheckpointError(
                     f"{path}: {prefix or 'the module'}: a tensor named {shown(name)}"
                 )
-            if isinstance(tensor, Tensor) and name not in transient:
+            tensor = tensor_value(tensor)
+            if tensor is not None and name not in transient:
                 state[prefix + name] = tensor.detach()
     for name, child in submodules(path, obj).items():
         if not fmt.text(name):
             raise CheckpointError(f"{path}: {prefix or 'the module'}: a module named {shown(name)}")
         if isinstance(child, Placeholder):
             collect(path, child, f"{prefix}{name}.", state, depth + 1, budget)
+
+
+def modules_in_order(path: Path, obj: Placeholder) -> list[tuple[str, Placeholder]]:
+    """``(dotted name, module)`` as ``obj.modules()`` / ``named_modules()`` yield them: the
+    module itself first (name ""), then depth first in registration order, each object once
+    (a module registered twice keeps its first place) and ``None`` entries skipped."""
+    out: list[tuple[str, Placeholder]] = []
+    seen: set[int] = set()
+    pending = [("", obj, 0)]
+    while pending:
+        name, module, depth = pending.pop()
+        if id(module) in seen:
+            continue
+        if depth > MAX_DEPTH or len(out) >= MAX_MODULES:
+            raise CheckpointError(
+                f"{path}: modules nested over {MAX_DEPTH} deep or over {MAX_MODULES} in all"
+            )
+        seen.add(id(module))
+        out.append((name, module))
+        children = []
+        for child_name, child in submodules(path, module).items():
+            if not fmt.text(child_name):
+                raise CheckpointError(f"{path}: {name or 'the module'}: a module named"
+                                      f" {shown(child_name)}")  # fmt: skip
+            if isinstance(child, Placeholder):
+                children.append((f"{name}.{child_name}" if name else child_name, child, depth + 1))
+            elif child is not None:
+                raise CheckpointError(
+                    f"{path}: {name or 'the module'}.{child_name} is not a module"
+                )
+        pending.extend(reversed(children))
+    return out
+
+
+# torch < 0.4 pickled a Parameter or Variable as the class called on its data (then its
+# state: requires_grad, volatile, hooks): a placeholder here, its data the first argument
+OLD_TENSORS = frozenset({"torch.nn.parameter.Parameter", "torch.autograd.variable.Variable"})
+
+
+def tensor_value(value) -> Tensor | None:
+    """The tensor ``value`` is or, pickled by torch < 0.4, wraps; None for anything else."""
+    if isinstance(value, Placeholder) and value.global_name in OLD_TENSORS:
+        args = value.__dict__.get("args")
+        value = args[0] if isinstance(args, tuple) and len(args) == 1 else None
+    return value if isinstance(value, Tensor) else None
 
 
 def layer_names(path: Path, attrs: dict) -> list[str]:

@@ -5,13 +5,22 @@ loading anything else.
 """
 
 # The layouts a checkpoint can come from: "hatinspect", or the one a file was converted from.
-SOURCES = ("hatinspect", "original-hat", "hat-cl", "clarena", "avalanche-packnet", "wsn")
+SOURCES = (
+    "hatinspect",
+    "original-hat",
+    "hat-cl",
+    "clarena",
+    "avalanche-packnet",
+    "original-packnet",
+    "piggyback",
+    "wsn",
+)
 
 # The training algorithms a run can name: HAT, AdaHAT, and fine-tuning (no mask, no protection).
 ALGORITHMS = ("hat", "adahat", "finetuning")
 
 # Every algorithm a file may name: those trained here and the rest of CLArena's HAT family.
-READ_ALGORITHMS = (*ALGORITHMS, "fg-adahat", "amnesiac-hat", "wsn", "packnet")
+READ_ALGORITHMS = (*ALGORITHMS, "fg-adahat", "amnesiac-hat", "wsn", "packnet", "piggyback")
 TITLES = {
     "hat": "HAT",
     "adahat": "AdaHAT",
@@ -20,11 +29,13 @@ TITLES = {
     "amnesiac-hat": "AmnesiacHAT",
     "wsn": "WSN",
     "packnet": "PackNet",
+    "piggyback": "Piggyback",
 }
 
 # How an algorithm treats what earlier tasks use: HAT keeps it bit-identical ("hard");
 # AdaHAT and its descendants move it by a per-parameter adjustment rate ("soft").
 HARD, SOFT, NO_PROTECTION = "hard", "soft", "none"
+FROZEN = "frozen"  # the whole backbone stays bit-identical, whatever the masks (Piggyback)
 PROTECTIONS = {
     "hat": HARD,
     "adahat": SOFT,
@@ -33,6 +44,7 @@ PROTECTIONS = {
     "amnesiac-hat": SOFT,  # unless the file says its architecture is HAT's
     "wsn": HARD,  # the weights an earlier task's mask keeps are frozen
     "packnet": HARD,
+    "piggyback": FROZEN,
 }
 
 # User metadata keys an import writes (without the native format's "user." prefix); their
@@ -40,6 +52,7 @@ PROTECTIONS = {
 PROTECTION_KEY = "protection"  # "hard" or "soft", where the algorithm alone does not say
 HPARAMS_KEY = "hparams"  # the algorithm's hyperparameters: name -> number, string or bool
 UNLEARNED_KEY = "unlearned_tasks"  # ids of stored tasks whose learning was undone
+MASKS_ONLY_KEY = "masks_only"  # true: the file stores masks, no weights (Piggyback's pack.py)
 UPDATE_NORMS_KEY = "parameter_update_norms"  # task -> layer -> L2 norm of its stored update
 # FG-AdaHAT: {"type": importance type, "tasks": {task: {layer: [units]}}, "summative": ...}
 IMPORTANCES_KEY = "importances"

@@ -31,6 +31,7 @@ PROTECTION_WORDS = {
     "hard": "bit-identical protection",
     "soft": "soft protection (adjustment rate)",
     "none": "no protection",
+    "frozen": "the backbone frozen (every weight bit-identical)",
 }
 
 

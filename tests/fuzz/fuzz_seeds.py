@@ -69,6 +69,10 @@ def build_seeds(folder: Path) -> dict[str, Path]:
         },
     )
     save("hatinspect-state.pt", backbone.state_dict())
+    # whole pickled networks in PackNet's and Piggyback's dicts (their own files are seeds
+    # too, from tests/fixtures/peers): the legacy format, unpickled inertly
+    save("original-packnet-legacy.pt", _packnet_payload(), _use_new_zipfile_serialization=False)
+    save("piggyback-packed.pt", _piggyback_packed())
     for name, src in (("native-conv.safetensors", original), ("native-hatcl.safetensors",
                                                              seeds["hat-cl.pt"])):  # fmt: skip
         seeds[name] = hatinspect.convert(src, folder / name)
@@ -126,3 +130,33 @@ def _clarena_state() -> dict:
     for t in (1, 2):
         state[f"heads.heads.{t}.weight"] = torch.randn(2, 4, generator=g)
     return state
+
+
+def _packnet_payload() -> dict:
+    """PackNet's main.py dict: ``previous_masks`` by index of ``model.shared.modules()``."""
+    import argparse
+
+    import torch
+
+    model = torch.nn.Module()
+    model.shared = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.ReLU(),
+                                       torch.nn.Linear(3, 2))  # fmt: skip
+    owners = torch.tensor([0, 1, 2], dtype=torch.uint8)
+    return {
+        "args": argparse.Namespace(dataset="b", mode="prune", prune_perc_per_layer=0.5),
+        "dataset2idx": {"a": 1, "b": 2},
+        "previous_masks": {
+            1: owners.repeat(2).reshape(3, 2, 1, 1),
+            3: owners.repeat(2)[:6].reshape(2, 3),
+        },
+        "model": model,
+    }
+
+
+def _piggyback_packed() -> dict:
+    """Piggyback's pack.py dict: ``dataset2masks`` (1 used, 255 the ternarizer's -1)."""
+    import torch
+
+    mask = torch.tensor([0, 1, 255, 1, 0, 1], dtype=torch.uint8).reshape(3, 2, 1, 1)
+    return {"dataset2masks": {"a": {1: mask}, "b": {1: 1 - mask.clamp(max=1)}},
+            "dataset2classifiers": {}}  # fmt: skip

@@ -139,8 +139,9 @@ def _run_case(path: Path, scratch: Path) -> dict:
         checkpoint = hatinspect.open_checkpoint(path)
         phase = "read_tensors"
         keys = [k for layer in checkpoint.layers for k in (layer.weight_key, layer.bias_key) if k]
-        arrays = read_tensors(path, keys)
-        for layer in checkpoint.layers:
+        weightless = checkpoint.metadata.get("masks_only") == "true"  # pack.py's: masks only
+        arrays = read_tensors(path, [] if weightless else keys)
+        for layer in checkpoint.layers if not weightless else ():
             if arrays[layer.weight_key].shape != layer.weight_shape:
                 finding = f"read_tensors gave {layer.weight_key} another shape than its layer"
         phase = "capacity"

@@ -89,6 +89,14 @@ def rebuild_tensor_v2(storage, storage_offset, size, stride, *args):
     return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, *args)
 
 
+def _rebuild_tensor(*args):
+    """torch < 0.4's pickled tensors (``_TensorBase.__reduce__``), checked the same way; a
+    call with other arguments stays the inert record any unknown global makes."""
+    if len(args) != 4:
+        return _OldRebuild(*args)
+    return rebuild_tensor_v2(*args, False, collections.OrderedDict())
+
+
 REAL = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("collections", "defaultdict"): collections.defaultdict,
@@ -97,6 +105,7 @@ REAL = {
     ("__builtin__", "set"): set,
     ("__builtin__", "frozenset"): frozenset,
     ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
     ("torch", "Size"): torch.Size,
 }
@@ -142,6 +151,10 @@ class Placeholder:
 
     def __repr__(self) -> str:
         return f"<placeholder {self.global_name}>"
+
+
+class _OldRebuild(Placeholder):
+    global_name = "torch._utils._rebuild_tensor"
 
 
 def refused_globals(names: Iterable[str]) -> list[str]:
@@ -225,6 +238,36 @@ def load_saved_object(path: Path):
             ) from None
 
 
+# a legacy torch.save file (torch < 1.6, or _use_new_zipfile_serialization=False): pickles of
+# this magic number, this version and the system's sizes, then the object, then its storage keys,
+# then each storage's data: its element count (int64, little-endian) and its bytes
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_VERSION = 1001
+
+
+def load_legacy_object(path: Path):
+    """The object a legacy ``torch.save`` file holds, tensors real and every class a
+    ``Placeholder``; each storage must hold exactly the elements its record claims."""
+    data = path.read_bytes()
+    stream = io.BytesIO(data)
+    try:
+        shared = _LegacyStorages(len(data))
+        header = [_LegacyUnpickler(stream, shared).load() for _ in range(3)]
+        if header[:2] != [LEGACY_MAGIC, LEGACY_VERSION] or not _little_endian(header[2]):
+            raise CheckpointError(f"{path}: not a legacy torch.save file (its header differs)")
+        obj = _LegacyUnpickler(stream, shared).load()
+        shared.fill(_LegacyUnpickler(stream, shared).load(), stream)
+        return obj
+    except CheckpointError:
+        raise
+    except Exception as exc:  # damaged data: one line, never a traceback
+        raise CheckpointError(f"{path}: unreadable pickled object ({reason(exc, 200)})") from None
+
+
+def _little_endian(info) -> bool:
+    return isinstance(info, dict) and info.get("little_endian") is True
+
+
 class _Unpickler(pickle.Unpickler):
     def __init__(self, file, archive: zipfile.ZipFile, prefix: str):
         super().__init__(file)
@@ -239,7 +282,7 @@ class _Unpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refused global {full}")
         if (module, name) in REAL:
             return REAL[(module, name)]
-        if module == "torch" and name in STORAGE_DTYPES:
+        if module in ("torch", "torch.cuda") and name in STORAGE_DTYPES:  # old: torch.cuda
             return STORAGE_DTYPES[name]
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
@@ -260,3 +303,70 @@ class _Unpickler(pickle.Unpickler):
             self._storages[key] = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8)
         untyped = self._storages[key]
         return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+
+
+class _LegacyStorages:
+    """The storages a legacy file's object names: made zeroed as it names them (all of them
+    together no larger than the file), filled from the data after the pickles, as torch's
+    ``_legacy_load`` fills them."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.classes: dict[str, type] = {}
+        self.claims: dict[str, tuple[torch.dtype, int]] = {}
+        self.storages: dict[str, torch.UntypedStorage] = {}
+
+    def storage(self, dtype, key: str, numel: int) -> torch.UntypedStorage:
+        if key not in self.storages:
+            claimed = sum(n * d.itemsize for d, n in self.claims.values())
+            if numel < 0 or claimed + numel * dtype.itemsize > self.size:
+                raise pickle.UnpicklingError(f"storage {key:.20} claims more than the file holds")
+            self.claims[key] = (dtype, numel)
+            self.storages[key] = torch.UntypedStorage(numel * dtype.itemsize).fill_(0)
+        elif self.claims[key] != (dtype, numel):
+            raise pickle.UnpicklingError(f"storage {key:.20} is named with two sizes")
+        return self.storages[key]
+
+    def fill(self, keys, stream: io.BytesIO) -> None:
+        """Copy each storage's bytes, in the order of ``keys``, from what follows them."""
+        if not (isinstance(keys, list) and sorted(keys) == sorted(self.claims)):
+            raise pickle.UnpicklingError("the storage keys do not match the storages named")
+        for key in keys:
+            dtype, numel = self.claims[key]
+            stored = int.from_bytes(stream.read(8), "little", signed=True)
+            raw = stream.read(numel * dtype.itemsize)
+            if stored != numel or len(raw) != numel * dtype.itemsize:
+                raise pickle.UnpicklingError(f"storage {key:.20} holds other than it claims")
+            if raw:
+                source = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+                self.storages[key].copy_(source.untyped_storage())
+
+
+class _LegacyUnpickler(_Unpickler):
+    """One of a legacy file's pickles, its classes placeholders and its storages shared."""
+
+    def __init__(self, stream: io.BytesIO, shared: _LegacyStorages):
+        pickle.Unpickler.__init__(self, stream, encoding="utf-8")  # Python 2's str, as torch
+        self._shared, self._classes = shared, shared.classes
+
+    def persistent_load(self, pid):
+        if isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "module":
+            return pid[1]  # a module's class, beside its source text (never compiled)
+        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.60}")
+        _, dtype, key, _location, numel, view = pid
+        if not isinstance(dtype, torch.dtype) or not isinstance(key, str) or type(numel) is not int:
+            raise pickle.UnpicklingError("malformed storage record")
+        untyped = self._shared.storage(dtype, key, numel)
+        if view is not None:  # torch < 1.0 saved views of a storage this way
+            untyped = _view(untyped, dtype, view)
+        return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+
+
+def _view(untyped: torch.UntypedStorage, dtype: torch.dtype, view) -> torch.UntypedStorage:
+    if not (isinstance(view, tuple) and len(view) == 3 and all(type(n) is int for n in view[1:])):
+        raise pickle.UnpicklingError("malformed storage view")
+    first, count = view[1] * dtype.itemsize, view[2] * dtype.itemsize
+    if first < 0 or count < 0 or first + count > untyped.nbytes():
+        raise pickle.UnpicklingError("a storage view reaches outside its storage")
+    return untyped[first : first + count]
