@@ -22,7 +22,7 @@ from support.cli_runs import run as run_cli  # noqa: E402
 from support.paths import PEERS  # noqa: E402
 
 import hatinspect  # noqa: E402
-from hatinspect.analysis.runs import accuracy_matrix  # noqa: E402
+from hatinspect.analysis.accuracy import accuracy_matrix  # noqa: E402
 from hatinspect.model.checkpoint import Covers  # noqa: E402
 
 HERE = PEERS / "wsn-authors"
