@@ -12,6 +12,7 @@ import torch
 from hatinspect.importers import Imported, import_checkpoint
 from hatinspect.model.checkpoint import Covers
 from hatinspect.model.errors import CheckpointError
+from hatinspect.model.names import MASKS_ONLY_KEY
 from hatinspect.model.paths import output_path
 from hatinspect.native import format as fmt
 from hatinspect.native.reader import existing_file, sniff
@@ -34,6 +35,8 @@ def convert(
     if sniff(src) != "torch":
         raise CheckpointError(f"{src}: already a native hatinspect file")
     imported = import_checkpoint(src, source, task_id)
+    if imported.checkpoint.metadata.get(MASKS_ONLY_KEY) == "true":
+        raise CheckpointError(f"{src}: cannot be converted: it holds masks only, no weights")
     header = _header(imported)
     try:  # the header as a reader will see it: refused here, naming the source
         fmt.decode_header(fmt.encode_header(header))

@@ -150,7 +150,7 @@ def _run_case(path: Path, scratch: Path) -> dict:
         phase = "measure"
         for layer in checkpoint.layers if units else ():
             measure(checkpoint, layer.name)
-        if sniff(path) == "torch":  # masks of weights too: stored packed
+        if sniff(path) == "torch" and not weightless:  # masks of weights too: stored packed
             phase = "convert"
             armed = False  # convert writes and replaces its own temporary file
             converted = hatinspect.convert(path, scratch / "converted.safetensors")
