@@ -9,6 +9,7 @@ from collections.abc import Callable
 import typer
 from typer.exceptions import TyperException
 
+from hatinspect.cli.help import number_range
 from hatinspect.model.errors import HatinspectError
 from hatinspect.model.extras import missing_dependency
 
@@ -102,12 +103,7 @@ def _accepted(param) -> str:
     annotation = described.annotation
     element = getattr(annotation, "__args__", (annotation,))[0]  # list[int]: int
     number = "a whole number" if element is int else "a number"
-    info = described.parameter_info
-    low, high = info.min, info.max
-    if low is not None and high is not None:
-        return f"{number} from {low:g} to {high:g}"
-    if low is not None:
-        return f"{number} of at least {low:g}"
-    if high is not None:
-        return f"{number} of at most {high:g}"
-    return number
+    words = number_range(described.parameter_info.min, described.parameter_info.max)
+    if words is None:
+        return number
+    return f"{number} {'from ' if ' to ' in words else 'of '}{words}"
