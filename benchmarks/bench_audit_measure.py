@@ -22,11 +22,26 @@ import sys
 import tempfile
 from pathlib import Path
 
+import readme_figures as readme
 from interleaved import free_disk_gib, hatinspect, interleave_commands, report
+from readme_figures import mib
 
 # file size in GB -> (layers, units of each square layer)
 SIZES = {1: (2, 11584), 10: (2, 36864), 50: (3, 65536)}
 IN_MEMORY_GB = 1  # the whole-file baselines run at this size only
+README_FIGURES = (  # what README shows of each size; the former ways ran at 1 GB only
+    "audit-1",
+    "audit-1-before",
+    "measure-1",
+    "measure-1-before",
+    "when-1",
+    "audit-10",
+    "measure-10",
+    "when-10",
+    "audit-50",
+    "measure-50",
+    "when-50",
+)
 
 
 def make_pair(folder: Path, size: int, share: float) -> tuple[Path, Path]:
@@ -87,6 +102,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--share", type=float, default=0.05)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    readme.add_option(parser)
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
@@ -99,13 +115,15 @@ def main() -> None:
             before, after = make_pair(folder, size, args.share)
             gib = before.stat().st_size / 2**30
             try:
-                bench_size(size, gib, before, after, args)
+                figures = bench_size(size, gib, before, after, args)
             finally:
                 before.unlink()
                 after.unlink()
+            readme.compare("audit_measure", figures, args.write_readme, f"when-{size}")
 
 
-def bench_size(size: int, gib: float, before: Path, after: Path, args) -> None:
+def bench_size(size: int, gib: float, before: Path, after: Path, args) -> dict[str, str]:
+    """Time audit and measure at one size; README's figures of it."""
     me = [sys.executable, __file__, "--child"]
     last = f"fc/{SIZES[size][0] - 1}"
     audit = {"hatinspect audit": hatinspect("audit", before.name, after.name)}
@@ -114,13 +132,34 @@ def bench_size(size: int, gib: float, before: Path, after: Path, args) -> None:
     if size <= IN_MEMORY_GB:  # beyond, reading holes at this machine's pace takes minutes
         audit["cmp (both files read whole)"] = ["cmp", before.name, after.name]
     title = f"audit, two {gib:.1f} GiB files, {args.share:.0%} of units protected"
-    report(title, interleave_commands(audit, args.pairs, cwd=before.parent), unit="s")
+    audits = report(title, interleave_commands(audit, args.pairs, cwd=before.parent), "s")
     measure = {"hatinspect measure": hatinspect("measure", before.name, "-l", last)}
     if size <= IN_MEMORY_GB:
         measure["weight-shaped measure (before)"] = [*me, "measure", before.name, last]
     units = SIZES[size][1]
     title = f"measure of {last} ({units:,} x {units:,}) in a {gib:.1f} GiB file"
-    report(title, interleave_commands(measure, args.pairs, cwd=before.parent), unit="s")
+    measures = report(title, interleave_commands(measure, args.pairs, cwd=before.parent), "s")
+    return figures_at(size, list(audits.values()), list(measures.values()))
+
+
+def figures_at(size: int, audits: list[dict], measures: list[dict]) -> dict[str, str]:
+    """README's cells of one size: hatinspect's, and the former ways' where they ran."""
+
+    def seconds(side: dict, low: bool = False) -> str:
+        lowest = f", min {side['min']:.1f} s" if low else ""
+        return f"median {side['median']:.1f} s{lowest}, **{mib(side['peak_mib'])} MiB**"
+
+    figures = {
+        f"audit-{size}": seconds(audits[0], low=True),
+        f"measure-{size}": seconds(measures[0]),
+    }
+    if len(audits) == 3:
+        figures[f"audit-{size}-before"] = (
+            f"former whole-file audit: {seconds(audits[1])}; `cmp`: {audits[2]['median']:.1f} s"
+        )
+    if len(measures) == 2:
+        figures[f"measure-{size}-before"] = f"former weight-shaped measure: {seconds(measures[1])}"
+    return figures
 
 
 if __name__ == "__main__":

@@ -17,7 +17,11 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+import readme_figures as readme
+from readme_figures import ms, times
 from workloads import hat_resnet152, median_time
+
+README_FIGURES = ("help", "help-floor", "capacity", "capacity-torch")
 
 
 def process_time(command: list[str], repeats: int) -> float:
@@ -70,7 +74,7 @@ def torch_capacity_command(path: str) -> None:
 EMPTY_APP = "import typer; app = typer.Typer(); app.command()(lambda: None); app()"
 
 
-def startup(repeats: int) -> None:
+def startup(repeats: int) -> dict[str, str]:
     help_s = process_time([sys.executable, "-m", "hatinspect", "--help"], repeats)
     typer_s = process_time([sys.executable, "-c", "import typer"], repeats)
     empty_s = process_time([sys.executable, "-c", EMPTY_APP, "--help"], repeats)
@@ -80,9 +84,14 @@ def startup(repeats: int) -> None:
     print(f"    ratio                           {help_s / typer_s:8.2f}x")
     print(f"  a one-command typer app --help    {empty_s * 1000:8.0f} ms")
     print(f"    ratio                           {help_s / empty_s:8.2f}x")
+    return {
+        "help": f"median {ms(help_s)} ms",
+        "help-floor": f"`import typer` {ms(typer_s)} ms ({times(help_s / typer_s)}); "
+        f"a one-command Typer app's `--help` {ms(empty_s)} ms ({times(help_s / empty_s)})",
+    }
 
 
-def capacity_timings(native: Path, pickled: Path, repeats: int) -> None:
+def capacity_timings(native: Path, pickled: Path, repeats: int) -> dict[str, str]:
     from hatinspect.analysis.capacity import capacity
     from hatinspect.checkpoints import open_checkpoint
 
@@ -110,6 +119,11 @@ def capacity_timings(native: Path, pickled: Path, repeats: int) -> None:
     print(f"  hatinspect capacity (fresh process)     {cli_s * 1000:8.0f} ms")
     print(f"  torch-based capacity (fresh process)    {torch_cli_s * 1000:8.0f} ms")
     print(f"    ratio                                 {torch_cli_s / cli_s:8.1f}x")
+    return {
+        "capacity": f"median {ms(reader_s)} ms / {ms(cli_s)} ms",
+        "capacity-torch": f"`torch.load(weights_only=True)` + the count: {ms(torch_s)} ms "
+        f"({times(torch_s / reader_s)}) / {ms(torch_cli_s)} ms ({times(torch_cli_s / cli_s)})",
+    }
 
 
 def main() -> None:
@@ -117,14 +131,16 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--torch-capacity", metavar="PATH", help=argparse.SUPPRESS)
+    readme.add_option(parser)
     args = parser.parse_args()
     if args.torch_capacity:
         torch_capacity_command(args.torch_capacity)
         return
-    startup(args.repeats)
+    figures = startup(args.repeats)
     with tempfile.TemporaryDirectory() as folder:
         native, pickled = build_files(Path(folder), args.tasks)
-        capacity_timings(native, pickled, args.repeats)
+        figures |= capacity_timings(native, pickled, args.repeats)
+    readme.compare("cli", figures, args.write_readme)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import readme_figures as readme
 from interleaved import hatinspect, interleave_commands, report
+from readme_figures import mib, times
+from readme_figures import s as secs
 from workloads import hat_resnet152
+
+README_FIGURES = ("workload", "convert", "baseline")
 
 BASELINE = """
 import sys, torch
@@ -36,6 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=10)
+    readme.add_option(parser)
     args = parser.parse_args()
     backbone = hat_resnet152(args.tasks)
     with tempfile.TemporaryDirectory() as folder:
@@ -63,7 +69,15 @@ def main() -> None:
         }
         size = src.stat().st_size / 2**20
         title = f"convert, HATMaskResNet152 with {args.tasks} tasks ({size:.0f} MiB .pt)"
-        report(title, interleave_commands(sides, args.pairs, cwd=folder), unit="s")
+        base, mine = report(title, interleave_commands(sides, args.pairs, cwd=folder), "s").values()
+    figures = {
+        "workload": f"{args.tasks}-task HATMaskResNet152 ({size:.0f} MiB), {args.pairs} pairs",
+        "convert": f"median {secs(mine['median'])} s, {mib(mine['peak_mib'])} MiB "
+        f"({times(mine['median'] / base['median'])})",
+        "baseline": f"`torch.load` + `save_file`: {secs(base['median'])} s, "
+        f"{mib(base['peak_mib'])} MiB",
+    }
+    readme.compare("convert", figures, args.write_readme)
 
 
 if __name__ == "__main__":

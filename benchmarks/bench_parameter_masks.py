@@ -28,12 +28,15 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import readme_figures as readme
 
 import hatinspect
 from hatinspect.analysis import packed
 from hatinspect.model.bits import packed_size, padding_mask
 from hatinspect.model.checkpoint import Covers, LayerInfo
 from hatinspect.native import format as fmt
+
+README_FIGURES = ("figures", "baseline")
 
 
 def resnet50_layers() -> tuple[LayerInfo, ...]:
@@ -139,6 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=7)
+    readme.add_option(parser)
     args = parser.parse_args()
     layers = resnet50_layers()
     weights = sum(layer.mask_size(Covers.PARAMETERS) for layer in layers)
@@ -163,10 +167,25 @@ def main() -> None:
         for side in sides.values():  # warm the page cache and the imports
             side()
         print(f"interleaved, {args.rounds} rounds, medians (ratios to the first side):")
-        show(interleave(sides, args.rounds))
+        times = interleave(sides, args.rounds)
+        show(times)
         print("peak traced memory (tracemalloc, numpy's buffers included):")
+        peaks = {}
         for name, side in sides.items():
-            print(f"  {name:<42} {peak_mib(side):8.1f} MiB")
+            peaks[name] = peak_mib(side)
+            print(f"  {name:<42} {peaks[name]:8.1f} MiB")
+    wall = {name: statistics.median(both["wall"]) for name, both in times.items()}
+    numpy_s = wall["numpy: each mask tensor read once"]
+    capacity_s, overlap_s = wall["capacity (open + count)"], wall["overlap (open + count)"]
+    figures = {
+        "figures": f"median {capacity_s * 1000:.1f} / {overlap_s * 1000:.1f} ms "
+        f"({capacity_s / numpy_s:.2f}× / {overlap_s / numpy_s:.2f}×), peak traced "
+        f"{peaks['capacity (open + count)']:.1f} / {peaks['overlap (open + count)']:.1f} MiB; "
+        f"masks {packed / 2**20:.1f} MiB packed against {weights * args.tasks / 2**20:.1f} MiB "
+        "as uint8",
+        "baseline": f"numpy reading each mask tensor once: {numpy_s * 1000:.1f} ms",
+    }
+    readme.compare("parameter_masks", figures, args.write_readme)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ from types import MappingProxyType
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the CLI sets it; before numpy loads
 
 import numpy as np  # noqa: E402
+import readme_figures as readme  # noqa: E402
 from interleaved import hatinspect, interleave_calls, interleave_commands, report  # noqa: E402
+from readme_figures import mib, slashed  # noqa: E402
+from readme_figures import s as secs  # noqa: E402
 
 from hatinspect.analysis.capacity import capacity, inputs_per_unit
 from hatinspect.analysis.overlap import overlap
@@ -30,6 +33,15 @@ from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 
 LAYER_COUNTS = (100, 400, 1600, 3200)
 TASK_COUNTS = (10, 40, 160, 640)
+README_FIGURES = (
+    "capacity",
+    "capacity-before",
+    "overlap",
+    "overlap-layers",
+    "overlap-before",
+    "command",
+    "command-floor",
+)
 UNITS = 128  # per layer, in the overlap runs
 
 
@@ -83,7 +95,8 @@ def overlap_before(checkpoint: Checkpoint) -> np.ndarray:
     return total
 
 
-def bench_capacity(pairs: int) -> None:
+def bench_capacity(pairs: int) -> dict[str, str]:
+    medians = []
     for count in LAYER_COUNTS:
         checkpoint = chain(count, tasks=10)
         fresh = [layer.params_protected for layer in capacity(checkpoint).layers]
@@ -92,10 +105,14 @@ def bench_capacity(pairs: int) -> None:
             "hatinspect capacity()": lambda c=checkpoint: capacity(_copy(c)),
             "before: per layer, list-scan look-ups": lambda c=checkpoint: capacity_before(c),
         }
-        report(f"capacity, {count} layers x 10 tasks", interleave_calls(sides, pairs))
+        results = report(f"capacity, {count} layers x 10 tasks", interleave_calls(sides, pairs))
+        medians.append([side["median"] for side in results.values()])
+    mine, before = zip(*medians, strict=True)
+    return {"capacity": slashed(mine, "ms"), "capacity-before": slashed(before, "ms")}
 
 
-def bench_overlap(pairs: int) -> None:
+def bench_overlap(pairs: int) -> dict[str, str]:
+    medians = []
     for tasks in TASK_COUNTS:
         checkpoint = chain(155, tasks, units=UNITS)
         assert (overlap(checkpoint).network.shared == overlap_before(checkpoint)).all()
@@ -105,7 +122,15 @@ def bench_overlap(pairs: int) -> None:
             "before: int64 matrix products": lambda c=checkpoint: overlap_before(c),
         }
         title = f"overlap core, {tasks} tasks x 155 layers x {UNITS} units"
-        report(title, interleave_calls(sides, pairs))
+        medians.append(
+            [side["median"] for side in report(title, interleave_calls(sides, pairs)).values()]
+        )
+    network, every, before = zip(*medians, strict=True)
+    return {
+        "overlap": slashed(network, "ms"),
+        "overlap-layers": slashed(every, "ms"),
+        "overlap-before": slashed(before, "ms"),
+    }
 
 
 def _network(report) -> None:
@@ -118,7 +143,7 @@ def _every(report) -> None:
         scope.jaccard  # noqa: B018
 
 
-def bench_overlap_command(pairs: int) -> None:
+def bench_overlap_command(pairs: int) -> dict[str, str]:
     from support.sparse_files import write_sparse
 
     checkpoint = chain(155, 640, units=UNITS)
@@ -135,11 +160,13 @@ def bench_overlap_command(pairs: int) -> None:
             ],
         }
         results = interleave_commands(sides, pairs, cwd=folder)
-        report(
-            "overlap command, 640 tasks x 155 layers: network as CSV, or summarised",
-            results,
-            unit="s",
-        )
+        title = "overlap command, 640 tasks x 155 layers: network as CSV, or summarised"
+        csv, table, floor = report(title, results, unit="s").values()
+    return {
+        "command": f"median {secs(table['median'])} / {secs(csv['median'])} s, "
+        f"{mib(table['peak_mib'])} / {mib(csv['peak_mib'])} MiB",
+        "command-floor": f"`import numpy, safetensors` {secs(floor['median'])} s",
+    }
 
 
 def _copy(checkpoint: Checkpoint) -> Checkpoint:
@@ -151,14 +178,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--only", choices=("capacity", "overlap", "command"))
+    readme.add_option(parser)
     args = parser.parse_args()
+    figures = {}
     for name, bench in (
         ("capacity", bench_capacity),
         ("overlap", bench_overlap),
         ("command", bench_overlap_command),
     ):
         if args.only in (None, name):
-            bench(args.pairs)
+            figures |= bench(args.pairs)
+    readme.compare("scaling", figures, args.write_readme)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ from types import MappingProxyType
 from unittest import mock
 
 import numpy as np
+import readme_figures as readme
 from interleaved import interleave_calls, report
+from readme_figures import ms
 from rich.console import Console
 from rich.table import Table
 from support.reference_tables import text_cells_table
@@ -32,6 +34,8 @@ from hatinspect.analysis.masks import summarise_masks
 from hatinspect.analysis.overlap import overlap
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 from hatinspect.render import layout, tables
+
+README_FIGURES = ("masks", "masks-before")
 
 
 def resnet152_checkpoint(tasks: int) -> Checkpoint:
@@ -114,8 +118,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--masks-only", action="store_true")
+    readme.add_option(parser)
     args = parser.parse_args()
     masks = summarise_masks(resnet152_checkpoint(10))
+    widths = []
     for width in (None, 80):
         if now_printing(masks, width) != text_cells_printing(masks, width):
             raise SystemExit(f"masks output differs at width {width}")
@@ -125,7 +131,16 @@ def main() -> None:
             "main table measured, then laid out": lambda w=width: former_printing(masks, w),
         }
         title = f"masks output, 155 layers x 10 tasks, width {width or 'unlimited'}"
-        report(title, interleave_calls(sides, args.pairs))
+        widths.append(
+            [side["median"] for side in report(title, interleave_calls(sides, args.pairs)).values()]
+        )
+    (mine, cells, measured), (mine80, cells80, measured80) = widths
+    figures = {
+        "masks": f"median {ms(mine)} / {ms(mine80)} ms",
+        "masks-before": f"`Text` cells a rich row each: {ms(cells)} / {ms(cells80)} ms; "
+        f"measured first: {ms(measured)} / {ms(measured80)} ms",
+    }
+    readme.compare("table_layout", figures, args.write_readme)
     if args.masks_only:
         return
     layers = resnet152_checkpoint(0).layers[:4]

@@ -18,7 +18,12 @@ import subprocess
 import sys
 import tempfile
 
+import readme_figures as readme
 from interleaved import hatinspect, interleave_commands, report
+from readme_figures import mib
+from readme_figures import s as secs
+
+README_FIGURES = ("train-demo", "baselines")
 
 RUN = """
 import sys, uuid, torch
@@ -41,6 +46,7 @@ def command(kind: str, out: str, *extra: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5)
+    readme.add_option(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         accuracy = {
@@ -61,7 +67,14 @@ def main() -> None:
             "the same with torch.optim.SGD": command("torch.optim", f"{folder}/b"),
             "import torch": [sys.executable, "-c", "import torch"],
         }
-        report("train-demo, default settings", interleave_commands(sides, args.pairs), unit="s")
+        results = interleave_commands(sides, args.pairs)
+        mine, optim, torch = report("train-demo, default settings", results, "s").values()
+    figures = {
+        "train-demo": f"median {secs(mine['median'])} s, {mib(mine['peak_mib'])} MiB",
+        "baselines": f"the same with `torch.optim.SGD`: {secs(optim['median'])} s, "
+        f"{mib(optim['peak_mib'])} MiB; `import torch` alone: {secs(torch['median'])} s",
+    }
+    readme.compare("train_demo", figures, args.write_readme)
 
 
 if __name__ == "__main__":

@@ -78,8 +78,9 @@ def interleave_calls(sides: Mapping[str, Callable[[], object]], pairs: int = 5) 
     return results
 
 
-def report(title: str, results: Mapping[str, dict], unit: str = "ms") -> None:
-    """One line per side: median, minimum, peak RSS; then each side's ratio to the first."""
+def report(title: str, results: Mapping[str, dict], unit: str = "ms") -> dict[str, dict]:
+    """One line per side: median, minimum, peak RSS; then each side's ratio to the first.
+    Returns each side's median and minimum in seconds and its peak RSS in MiB (or None)."""
     scale, digits = (1000, 1) if unit == "ms" else (1, 2)
     print(title)
     first = None
@@ -93,6 +94,14 @@ def report(title: str, results: Mapping[str, dict], unit: str = "ms") -> None:
             f"  min {low * scale:9.{digits}f} {unit}"
             f"{rss}  ({median / first:5.2f}x the first)"
         )
+    return {
+        name: {
+            "median": statistics.median(result["times"]),
+            "min": min(result["times"]),
+            "peak_mib": None if result["peak_kib"] is None else result["peak_kib"] / 1024,
+        }
+        for name, result in results.items()
+    }
 
 
 def free_disk_gib(folder: Path) -> float:
