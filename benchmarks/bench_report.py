@@ -11,8 +11,8 @@ import tempfile
 from pathlib import Path
 
 import readme_figures as readme
+from readme_figures import ms
 from readme_figures import s as secs
-from readme_figures import times
 from workloads import hat_resnet152, median_time
 
 README_FIGURES = ("report", "capacity")
@@ -53,8 +53,8 @@ def main() -> None:
     fresh = {
         "report": f"median {secs(took[0])} / {secs(took[1])} s, "
         f"{sizes[0]:.2f} / {sizes[1]:.2f} MiB",
-        "capacity": f"`capacity` {secs(baseline)} s (the reports "
-        f"{times(took[0] / baseline)} / {times(took[1] / baseline)})",
+        "capacity": f"`capacity` {ms(baseline)} ms (the reports "
+        f"{took[0] / baseline:,.0f} / {took[1] / baseline:,.0f} times it)",
     }
     readme.compare("report", fresh, args.write_readme)
 

@@ -84,7 +84,7 @@ def text_cells_printing(result, width: int | None) -> str:
     sink = io.StringIO()
     with mock.patch.object(layout.Grid, "table", text_cells_table):
         renderables = layout.tables(result, width=width)
-    console = Console(file=sink, width=width or tables.UNLIMITED, highlight=False)
+    console = Console(file=sink, width=width or layout.UNLIMITED, highlight=False)
     for renderable in renderables:
         if not isinstance(renderable, layout.Note):
             console.print(renderable)

@@ -89,7 +89,8 @@ def mib(value: float) -> str:
 
 
 def times(ratio: float) -> str:
-    return f"{ratio:.2f}×"
+    """A ratio: 0.98×, 38.5×."""
+    return f"{ratio:.2f}×" if ratio < 10 else f"{ratio:.1f}×"
 
 
 def slashed(values, unit: str, form=ms) -> str:
