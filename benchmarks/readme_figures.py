@@ -17,20 +17,20 @@ import argparse
 import datetime
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARKER = re.compile(r"<!-- bench:(?P<name>[\w.-]+) -->(?P<text>.*?)<!-- /bench -->", re.S)
 WHEN = "when"
+WRITE = "--write-readme"
 
 _LOAD_AT_START = os.getloadavg()[0]  # this module is imported as a script starts
 
 
 def add_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--write-readme", action="store_true", help="put the fresh figures in README.md"
-    )
+    parser.add_argument(WRITE, action="store_true", help="put the fresh figures in README.md")
 
 
 def readme_figures(text: str) -> dict[str, str]:
@@ -38,11 +38,14 @@ def readme_figures(text: str) -> dict[str, str]:
     return {match["name"]: match["text"] for match in MARKER.finditer(text)}
 
 
-def when(now: datetime.datetime | None = None) -> str:
-    """The date, UTC time and the load average of this run, as README records them."""
+def when(now: datetime.datetime | None = None, argv: list[str] | None = None) -> str:
+    """The date, UTC time and load average of this run, and the options it ran with, as
+    README records them."""
     now = now or datetime.datetime.now(datetime.UTC)
     load = sorted((_LOAD_AT_START, os.getloadavg()[0]))
-    return f"{now:%Y-%m-%d %H:%M} UTC, load average {load[0]:.1f}–{load[1]:.1f}"
+    options = [arg for arg in (sys.argv[1:] if argv is None else argv) if arg != WRITE]
+    ran = f", `{' '.join(options)}`" if options else ""
+    return f"{now:%Y-%m-%d %H:%M} UTC, load average {load[0]:.1f}–{load[1]:.1f}{ran}"
 
 
 def replace_figures(text: str, fresh: Mapping[str, str]) -> str:

@@ -118,3 +118,12 @@ def test_figures_are_worded_as_readme_words_them():
     assert readme_figures.ms(6.0921) == "6,092"
     assert readme_figures.slashed([0.0009, 0.0027], "ms") == "0.9 / 2.7 ms"
     assert readme_figures.times(264 / 258) == "1.02×"
+
+
+def test_when_records_the_time_load_and_options_of_a_run():
+    import datetime
+
+    now = datetime.datetime(2026, 12, 8, 0, 5, tzinfo=datetime.UTC)
+    text = readme_figures.when(now, ["--pairs", "7", "--write-readme"])
+    assert re.fullmatch(r"2026-12-08 00:05 UTC, load average \d+\.\d–\d+\.\d, `--pairs 7`", text)
+    assert readme_figures.when(now, ["--write-readme"]).endswith(tuple("0123456789"))
