@@ -8,7 +8,8 @@ The name is ``SCRIPT.FIGURE``: ``benchmarks/bench_SCRIPT.py`` lists its figures 
 ``README_FIGURES`` tuple and, at its end, hands `compare` the fresh text of each, worded as
 README words it. `compare` prints README's text beside the fresh one; with ``--write-readme``
 it puts the fresh text in place, and the script's ``SCRIPT.when`` marker gets the date, UTC
-time and load average (at the script's start and end) of the run.
+time, load average (one minute, at the script's start and at its end) and options of the run.
+`tests/test_readme_figures.py` checks that markers and scripts agree.
 """
 
 from __future__ import annotations
