@@ -4,7 +4,6 @@ Each parses its options, calls one library function and renders the result as a 
 JSON or CSV on stdout; notes go to stderr. Figures import matplotlib only when drawn.
 """
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +39,7 @@ from hatinspect.cli.options import (
 )
 from hatinspect.cli.output import emit, figure_look, load, load_run, outputs_free, write_output
 from hatinspect.cli.registry import command
+from hatinspect.render.stderr import note, say
 
 
 @command("masks")
@@ -95,11 +95,10 @@ def masks(
 
 
 def _show(report, width: int | None) -> None:
-    from rich.console import Console
-
+    from hatinspect.render.layout import OutputConsole
     from hatinspect.render.terminal_heatmap import mask_lines
 
-    console = Console(highlight=False, width=width)
+    console = OutputConsole(highlight=False, width=width)
     for line in mask_lines(report, console.width):
         console.print(line, no_wrap=True, overflow="crop")
 
@@ -349,9 +348,9 @@ def audit(
     opened = (load(before, source, task_id), load(after, source, task_id))
     report = api.audit(*opened, strict=strict, tolerance=tolerance)
     shown = {note for checkpoint in opened for note in checkpoint.notes}  # by load()
-    for note in report.notes:
-        if note not in shown:
-            print(f"note: {note}", file=sys.stderr)
+    for caveat in report.notes:
+        if caveat not in shown:
+            note(caveat)
     emit(report, fmt, opened)
     if not report.ok:
         raise fail(*_audit_failure(report))
@@ -400,12 +399,11 @@ def convert(
 
     convert_file(src, dst, source=source.value if source else None, task_id=task_id)
     written = read_native_header(dst)  # convert read the whole file back already
-    for note in written.notes:
-        print(f"note: {note}", file=sys.stderr)
-    print(
+    for caveat in written.notes:
+        note(caveat)
+    say(
         f"wrote {dst}: {written.backbone}, {len(written.layers)} layers, "
-        f"{len(written.task_ids)} task(s), from a {written.source} checkpoint",
-        file=sys.stderr,
+        f"{len(written.task_ids)} task(s), from a {written.source} checkpoint"
     )
 
 

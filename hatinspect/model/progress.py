@@ -1,0 +1,81 @@
+"""Progress of long work, reported to whoever asked for it.
+
+The library's long loops (a report's runs, an overlap's layers, an audit's bytes) go
+through `track`; what shows it is the `Reporter` in `reporter`, a context variable that
+holds a `Silent` one unless a caller installs another with `reporting` (the command line,
+or an API function called with ``progress=True``). Nothing here draws or imports rich.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class Reporter(Protocol):
+    def start(self, description: str, total: int | None, unit: str) -> object:
+        """A new piece of work of `total` `unit`s ("bytes", "layers", "files"); its handle."""
+
+    def advance(self, handle: object, amount: int) -> None: ...
+
+    def finish(self, handle: object) -> None: ...
+
+
+class Silent:
+    """The default: work goes unreported."""
+
+    def start(self, description: str, total: int | None, unit: str) -> object:
+        return None
+
+    def advance(self, handle: object, amount: int) -> None:
+        pass
+
+    def finish(self, handle: object) -> None:
+        pass
+
+
+SILENT = Silent()
+reporter: ContextVar[Reporter] = ContextVar("hatinspect_progress", default=SILENT)
+
+
+@contextmanager
+def reporting(chosen: Reporter) -> Iterator[Reporter]:
+    """`chosen` receives the progress of the work done inside the block."""
+    token = reporter.set(chosen)
+    try:
+        yield chosen
+    finally:
+        reporter.reset(token)
+
+
+def track(
+    items: Iterable[T],
+    description: str,
+    *,
+    unit: str = "layers",
+    total: int | None = None,
+    size: Callable[[T], int] | None = None,
+) -> Iterator[T]:
+    """Each of `items`, reported as one `unit` done once the loop's body is through with it
+    (or ``size(item)`` of them: bytes). `total` defaults to ``len(items)`` or the sum of
+    the sizes, where the items can be counted."""
+    current = reporter.get()
+    if current is SILENT:
+        yield from items
+        return
+    if size is not None:
+        items = list(items)
+        total = sum(map(size, items)) if total is None else total
+    elif total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    handle = current.start(description, total, unit)
+    try:
+        for item in items:
+            yield item
+            current.advance(handle, 1 if size is None else size(item))
+    finally:
+        current.finish(handle)
