@@ -56,10 +56,13 @@ class Bars:
             TimeRemainingColumn(),
             console=console,
             transient=transient,
+            redirect_stdout=False,  # the output is stdout's own, never drawn among the bars
+            redirect_stderr=False,
         )
         self._timer = threading.Timer(delay, self._show)
         self._timer.daemon = True
         self._lock = threading.Lock()
+        self._transient = transient
         self._shown = self._closed = False
 
     def start(self, description: str, total: int | None, unit: str) -> TaskID:
@@ -71,7 +74,8 @@ class Bars:
         self._progress.advance(handle, amount)
 
     def finish(self, handle: TaskID) -> None:
-        self._progress.remove_task(handle)
+        if self._transient:  # a finished bar goes; else it stays, to be read at the end
+            self._progress.remove_task(handle)
 
     def _show(self) -> None:
         with self._lock:
