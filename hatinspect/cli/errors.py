@@ -28,7 +28,9 @@ def one_line_errors(fn: Callable, name: str) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a pipe closed early fails here, not at the interpreter's exit
+            return result
         except (typer.Exit, typer.Abort, TyperException):
             raise
         except BrokenPipeError:  # `| head`: the reader has what it wanted
