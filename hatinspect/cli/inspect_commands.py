@@ -4,6 +4,7 @@ Each parses its options, calls one library function and renders the result as a 
 JSON or CSV on stdout; notes go to stderr. Figures import matplotlib only when drawn.
 """
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -39,7 +40,7 @@ from hatinspect.cli.options import (
 )
 from hatinspect.cli.output import emit, figure_look, load, load_run, outputs_free, write_output
 from hatinspect.cli.registry import command
-from hatinspect.render.stderr import note, say
+from hatinspect.render.stderr import detail, note, say
 
 
 @command("masks")
@@ -347,7 +348,7 @@ def audit(
     """
     opened = (load(before, source, task_id), load(after, source, task_id))
     report = api.audit(*opened, strict=strict, tolerance=tolerance)
-    shown = {note for checkpoint in opened for note in checkpoint.notes}  # by load()
+    shown = {caveat for checkpoint in opened for caveat in checkpoint.notes}  # by load()
     for caveat in report.notes:
         if caveat not in shown:
             note(caveat)
@@ -397,8 +398,14 @@ def convert(
     with heavy_imports():
         from hatinspect.torch_io.convert import convert as convert_file
 
+    started = time.perf_counter()
     convert_file(src, dst, source=source.value if source else None, task_id=task_id)
+    seconds = time.perf_counter() - started
     written = read_native_header(dst)  # convert read the whole file back already
+    detail(
+        f"{src}: {src.stat().st_size:,} bytes, read by the {written.source} importer; "
+        f"{dst}: {dst.stat().st_size:,} bytes, written and checked in {seconds:.2f} s"
+    )
     for caveat in written.notes:
         note(caveat)
     say(

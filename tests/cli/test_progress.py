@@ -189,6 +189,16 @@ def test_verbose_says_what_read_the_file_and_its_size(noted):
     assert "detail:" not in piped("masks", noted.name, cwd=noted.parent).stderr
 
 
+@pytest.mark.torch
+def test_verbose_convert_says_what_it_read_and_wrote(tmp_path):
+    dst = tmp_path / "task5.safetensors"
+    done = piped("convert", EXAMPLE, dst.name, "--task-id", "5", "-v", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if line.startswith(f"detail: {EXAMPLE}")]
+    assert f"{EXAMPLE.stat().st_size:,} bytes, read by the " in line
+    assert f"{dst.name}: {dst.stat().st_size:,} bytes, written and checked in " in line
+
+
 def test_quiet_and_verbose_together_is_a_usage_error(noted):
     done = piped("masks", noted.name, "-q", "-v", cwd=noted.parent)
     assert done.returncode == 2 and done.stderr.startswith("error: --quiet and --verbose")
@@ -278,3 +288,18 @@ def test_ctrl_c_in_convert_leaves_no_partial_file(tmp_path):
     assert code == 130
     assert stderr.splitlines() == ["error: interrupted"]
     assert listing(out) == before
+
+
+def test_a_command_on_a_pipe_never_imports_rich_progress(run_folder):
+    script = (
+        "import sys\n"
+        "from hatinspect.cli.app import app\n"
+        "app(['capacity', sys.argv[1]], standalone_mode=False)\n"
+        "print(sorted(m for m in sys.modules if m in ('rich.progress', 'rich.live')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(run_folder)],
+        capture_output=True, text=True, env=environment(), timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
