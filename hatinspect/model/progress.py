@@ -8,6 +8,8 @@ or an API function called with ``progress=True``). Nothing here draws or imports
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -50,6 +52,54 @@ def reporting(chosen: Reporter) -> Iterator[Reporter]:
         yield chosen
     finally:
         reporter.reset(token)
+
+
+def _ignore(amount: int) -> None:
+    pass
+
+
+@contextmanager
+def task(
+    description: str, total: int | None, unit: str = "bytes"
+) -> Iterator[Callable[[int], None]]:
+    """One piece of work done inside the block: the block calls what it is given with
+    each amount done (bytes read, layers done)."""
+    current = reporter.get()
+    if current is SILENT:
+        yield _ignore
+        return
+    handle = current.start(description, total, unit)
+    try:
+        yield lambda amount: current.advance(handle, amount)
+    finally:
+        current.finish(handle)
+
+
+class _CountedFile(io.FileIO):
+    """A file whose every read is reported, in bytes (buffered reads included)."""
+
+    def __init__(self, path: str | os.PathLike, advance: Callable[[int], None]) -> None:
+        super().__init__(path, "rb")
+        self._advance = advance
+
+    def readinto(self, buffer) -> int | None:
+        count = super().readinto(buffer)
+        if count:
+            self._advance(count)
+        return count
+
+
+@contextmanager
+def reading(path: str | os.PathLike, description: str) -> Iterator[io.BufferedIOBase]:
+    """``open(path, "rb")``, its bytes read reported against its size (as they are read:
+    a reader that seeks back may count some twice)."""
+    if reporter.get() is SILENT:
+        with open(path, "rb") as f:
+            yield f
+        return
+    with task(description, os.path.getsize(path)) as advance:
+        with io.BufferedReader(_CountedFile(path, advance)) as f:
+            yield f
 
 
 def track(

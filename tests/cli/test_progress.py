@@ -118,6 +118,17 @@ def test_quick_work_draws_no_bar(run_folder):
     assert stderr == ""
 
 
+@pytest.mark.torch
+def test_a_pytorch_file_shows_its_bytes_loading(tmp_path):
+    code, _, stderr = stderr_in_terminal(
+        "convert", EXAMPLE, "t5.safetensors", "--task-id", "5", cwd=tmp_path,
+        HATINSPECT_PROGRESS_AFTER="0",
+    )  # fmt: skip
+    assert code == 0, stderr
+    text = ANSI.sub("", stderr)
+    assert f"loading {EXAMPLE.name}" in text and "kB" in text
+
+
 def test_no_bar_on_a_pipe(run_folder):
     done = piped("report", "run", "-o", "p.json", "--force", cwd=run_folder.parent,
                  HATINSPECT_PROGRESS_AFTER="0")  # fmt: skip

@@ -87,3 +87,17 @@ def test_an_audit_reports_the_bytes_of_both_files_weights():
     starts = [c for c in recorder.calls if c[0] == "start"]
     assert starts == [("start", "audit", expected, "bytes")]
     assert sum(c[2] for c in recorder.calls if c[0] == "advance") == expected
+
+
+def test_reading_a_file_reports_its_bytes(tmp_path):
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(range(256)) * 1000)
+    with progress.reading(path, "reading") as f:  # nobody listening: a plain file
+        assert f.read() == path.read_bytes()
+    recorder = Recorder()
+    with progress.reporting(recorder), progress.reading(path, "loading data.bin") as f:
+        while f.read(4096):
+            pass
+    assert recorder.calls[0] == ("start", "loading data.bin", 256_000, "bytes")
+    assert sum(c[2] for c in recorder.calls if c[0] == "advance") == 256_000
+    assert recorder.calls[-1][0] == "finish"
