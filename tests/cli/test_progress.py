@@ -314,3 +314,20 @@ def test_a_command_on_a_pipe_never_imports_rich_progress(run_folder):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line(monkeypatch, capsys):
+    from hatinspect.cli.entry import main as entry
+
+    class Interrupting:  # the import of the app stopped by Ctrl-C
+        def find_spec(self, name, path=None, target=None):
+            if name == "hatinspect.cli.app":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "hatinspect.cli.app")
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    with pytest.raises(SystemExit) as stopped:
+        entry()
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == "error: interrupted\n"
