@@ -1,7 +1,7 @@
 """Progress of long work, reported to whoever asked for it.
 
 The library's long loops (a report's runs, an overlap's layers, an audit's bytes) go
-through `track`; what shows it is the `Reporter` in `reporter`, a context variable that
+through `track`, a PyTorch file's loading through `reading`; what shows it is the `Reporter` in `reporter`, a context variable that
 holds a `Silent` one unless a caller installs another with `reporting` (the command line,
 or an API function called with ``progress=True``). Nothing here draws or imports rich.
 """
@@ -113,8 +113,7 @@ def track(
     """Each of `items`, reported as one `unit` done once the loop's body is through with it
     (or ``size(item)`` of them: bytes). `total` defaults to ``len(items)`` or the sum of
     the sizes, where the items can be counted."""
-    current = reporter.get()
-    if current is SILENT:
+    if reporter.get() is SILENT:
         yield from items
         return
     if size is not None:
@@ -122,10 +121,7 @@ def track(
         total = sum(map(size, items)) if total is None else total
     elif total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
-    handle = current.start(description, total, unit)
-    try:
+    with task(description, total, unit) as advance:
         for item in items:
             yield item
-            current.advance(handle, 1 if size is None else size(item))
-    finally:
-        current.finish(handle)
+            advance(1 if size is None else size(item))
