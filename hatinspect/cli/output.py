@@ -32,7 +32,7 @@ def load(path: Path, source: Source | None = None, task_id: int | None = None) -
     return checkpoint
 
 
-def _describe(checkpoint: "Checkpoint", seconds: float) -> None:
+def _describe(checkpoint: "Checkpoint", seconds: float | None = None) -> None:
     """What ``-v`` says of an opened file: its size, what read it, how long it took."""
     from hatinspect.native.reader import sniff
 
@@ -43,8 +43,9 @@ def _describe(checkpoint: "Checkpoint", seconds: float) -> None:
     native = path.is_file() and sniff(path) == "safetensors"
     reader = "the native reader" if native else f"the {checkpoint.source} importer"
     detail(
-        f"{path}: {size}, read by {reader} ({checkpoint.source} layout, "
-        f"{checkpoint.backbone}, {len(checkpoint.layers)} layers) in {seconds:.2f} s"
+        f"{path}: {size}, read by {reader} (a {checkpoint.source} checkpoint, "
+        f"{checkpoint.backbone}, {len(checkpoint.layers)} layers)"
+        + ("" if seconds is None else f" in {seconds:.2f} s")
     )
 
 
@@ -77,7 +78,7 @@ def load_run(path: Path, source: Source | None = None, task_id: int | None = Non
         run = api.open_run(path, source=source.value if source else None, task_id=task_id)
     detail(f"{path}: {len(run.checkpoints)} file(s) in {time.perf_counter() - started:.2f} s")
     for checkpoint in run.checkpoints:
-        _describe(checkpoint, 0.0)
+        _describe(checkpoint)
     for caveat in run.final.notes:
         note(caveat)
     return run
