@@ -1,9 +1,10 @@
 """Progress of long work, reported to whoever asked for it.
 
 The library's long loops (a report's runs, an overlap's layers, an audit's bytes) go
-through `track`, a PyTorch file's loading through `reading`; what shows it is the `Reporter` in `reporter`, a context variable that
-holds a `Silent` one unless a caller installs another with `reporting` (the command line,
-or an API function called with ``progress=True``). Nothing here draws or imports rich.
+through `track`, a PyTorch file's loading through `reading`; what shows it is the
+`Reporter` in `reporter`, a context variable that holds a `Silent` one unless a caller
+installs another with `reporting` (the command line, or an API function called with
+``progress=True``). Nothing here draws or imports rich.
 """
 
 from __future__ import annotations
