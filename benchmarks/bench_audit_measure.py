@@ -24,7 +24,7 @@ from pathlib import Path
 
 import readme_figures as readme
 from interleaved import free_disk_gib, hatinspect, interleave_commands, report
-from readme_figures import mib
+from readme_figures import mib, secs
 
 # file size in GB -> (layers, units of each square layer)
 SIZES = {1: (2, 11584), 10: (2, 36864), 50: (3, 65536)}
@@ -146,8 +146,8 @@ def figures_at(size: int, audits: list[dict], measures: list[dict]) -> dict[str,
     """README's cells of one size: hatinspect's, and the former ways' where they ran."""
 
     def seconds(side: dict, low: bool = False) -> str:
-        lowest = f", min {side['min']:.1f} s" if low else ""
-        return f"median {side['median']:.1f} s{lowest}, **{mib(side['peak_mib'])} MiB**"
+        lowest = f", min {secs(side['min'])} s" if low else ""
+        return f"median {secs(side['median'])} s{lowest}, **{mib(side['peak_mib'])} MiB**"
 
     figures = {
         f"audit-{size}": seconds(audits[0], low=True),
@@ -155,7 +155,7 @@ def figures_at(size: int, audits: list[dict], measures: list[dict]) -> dict[str,
     }
     if len(audits) == 3:
         figures[f"audit-{size}-before"] = (
-            f"former whole-file audit: {seconds(audits[1])}; `cmp`: {audits[2]['median']:.1f} s"
+            f"former whole-file audit: {seconds(audits[1])}; `cmp`: {secs(audits[2]['median'])} s"
         )
     if len(measures) == 2:
         figures[f"measure-{size}-before"] = f"former weight-shaped measure: {seconds(measures[1])}"

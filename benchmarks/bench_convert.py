@@ -17,8 +17,7 @@ from pathlib import Path
 
 import readme_figures as readme
 from interleaved import hatinspect, interleave_commands, report
-from readme_figures import mib, times
-from readme_figures import s as secs
+from readme_figures import mib, secs, times
 from workloads import hat_resnet152
 
 README_FIGURES = ("workload", "convert", "baseline")

@@ -11,8 +11,7 @@ import tempfile
 from pathlib import Path
 
 import readme_figures as readme
-from readme_figures import ms
-from readme_figures import s as secs
+from readme_figures import ms, secs
 from workloads import hat_resnet152, median_time
 
 README_FIGURES = ("report", "capacity")

@@ -24,8 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the CLI sets it; before
 import numpy as np  # noqa: E402
 import readme_figures as readme  # noqa: E402
 from interleaved import hatinspect, interleave_calls, interleave_commands, report  # noqa: E402
-from readme_figures import mib, slashed  # noqa: E402
-from readme_figures import s as secs  # noqa: E402
+from readme_figures import mib, secs, slashed  # noqa: E402
 
 from hatinspect.analysis.capacity import capacity, inputs_per_unit
 from hatinspect.analysis.overlap import overlap

@@ -20,8 +20,7 @@ import tempfile
 
 import readme_figures as readme
 from interleaved import hatinspect, interleave_commands, report
-from readme_figures import mib
-from readme_figures import s as secs
+from readme_figures import mib, secs
 
 README_FIGURES = ("train-demo", "baselines")
 

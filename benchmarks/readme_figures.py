@@ -84,8 +84,9 @@ def ms(seconds: float) -> str:
     return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
 
 
-def s(seconds: float) -> str:
-    return f"{seconds:.2f}"
+def secs(seconds: float) -> str:
+    """Seconds as README writes them: 0.42, 2.64, 12.1."""
+    return f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}"
 
 
 def mib(value: float) -> str:
