@@ -1,0 +1,174 @@
+"""The original HAT code's .pkz logs: read inertly from the files its own run.py wrote
+(tests/fixtures/peers/original-hat-logs, numpy 1 at protocol 4 and numpy 2 at protocol 5),
+checked against what the writing process read back; hostile files refused in one line."""
+
+import gzip
+import json
+import pickle
+import pickletools
+
+import numpy as np
+import pytest
+
+from hatinspect.analysis import numpy_pickle
+from hatinspect.analysis.hat_logs import LogFileError, is_hat_log, layer_names, read_hat_logs
+from hatinspect.analysis.numpy_pickle import PickleRefused, load_numpy_pickle
+from hatinspect.model.errors import HatinspectError
+from tests.support.paths import PEERS
+
+LOGS = PEERS / "original-hat-logs"
+FILES = ["hat-mlp-np1-p4", "hat-mlp-np2-p5"]
+
+
+def truth(name: str) -> dict:
+    return json.loads((LOGS / f"truth-{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_the_logs_read_as_the_writing_process_read_them(name):
+    logs, expected = read_hat_logs(LOGS / f"{name}.pkz"), truth(name)
+    assert logs.layers == ("fc1", "fc2")
+    assert logs.task_ids == tuple(int(t) for t in expected["tasks"])
+    for trajectory in logs.trajectories:
+        task = expected["tasks"][str(trajectory.task)]
+        assert list(trajectory.points) == task["epochs"] == [-1, 0, 1, 2, 3]
+        assert trajectory.unit == "epoch"
+        for i, layer in enumerate(logs.layers):
+            gates = np.array(task["layers"][str(i)]["gates"], dtype=np.float32)
+            np.testing.assert_array_equal(trajectory.gates[layer], gates)
+            binary = np.array(task["layers"][str(i)]["binary"], dtype=bool)
+            np.testing.assert_array_equal(trajectory.binary(layer), binary)
+        assert logs.best_epochs[trajectory.task] == task["best_epoch"]
+    assert [list(row) for row in logs.accuracy] == expected["accuracy"]
+    assert logs.task_names == {0: "toy-0", 1: "toy-1", 2: "toy-2"}
+
+
+def test_the_two_files_hold_one_run():
+    first, second = (read_hat_logs(LOGS / f"{name}.pkz") for name in FILES)
+    assert first.accuracy == second.accuracy
+    assert [t.points for t in first.trajectories] == [t.points for t in second.trajectories]
+
+
+def test_the_numpy_names_of_each_file_are_those_of_its_numpy():
+    globals_ = {}
+    for name in FILES:
+        data = gzip.decompress((LOGS / f"{name}.pkz").read_bytes())
+        strings = [arg for op, arg, _ in pickletools.genops(data) if isinstance(arg, str)]
+        globals_[name] = {s for s in strings if s.startswith("numpy")}
+    assert globals_["hat-mlp-np1-p4"] == {"numpy", "numpy.core.multiarray"}
+    assert globals_["hat-mlp-np2-p5"] == {"numpy", "numpy._core.numeric"}
+
+
+def test_layer_names_follow_the_original_networks():
+    assert layer_names(5) == ("c1", "c2", "c3", "fc1", "fc2")
+    assert layer_names(3) == ("fc1", "fc2", "fc3")
+
+
+def test_a_gzip_file_is_told_by_its_first_bytes(tmp_path):
+    other = tmp_path / "x.pkz"
+    other.write_bytes(b"PK\x03\x04")
+    assert is_hat_log(LOGS / "hat-mlp-np2-p5.pkz") and not is_hat_log(other)
+
+
+# hostile and broken files: one line each
+
+
+class _System:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo hacked",))
+
+
+def _pkz(tmp_path, obj=None, raw: bytes | None = None, protocol=4):
+    path = tmp_path / "logs.pkz"
+    data = raw if raw is not None else pickle.dumps(obj, protocol)
+    path.write_bytes(gzip.compress(data))
+    return path
+
+
+def _refused(path) -> str:
+    with pytest.raises(HatinspectError) as caught:
+        read_hat_logs(path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_a_global_that_runs_code_is_refused_by_name(tmp_path):
+    message = _refused(_pkz(tmp_path, {"mask": _System()}))
+    assert "refused global" in message and ("posix.system" in message or "os.system" in message)
+
+
+def test_an_object_array_is_refused(tmp_path):
+    objects = np.array([{"a": 1}, None], dtype=object)
+    assert "dtype 'O8' refused" in _refused(_pkz(tmp_path, {"mask": {0: objects}}))
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_an_array_claiming_more_than_it_holds_is_refused(tmp_path, protocol):
+    small = np.zeros(3, np.float32)
+    data = pickle.dumps({"mask": small}, protocol)
+    if protocol == 4:  # the state's shape (3,) becomes (2**30, 2**30)
+        huge = data.replace(b"K\x03\x85", b"J\x00\x00\x00\x40J\x00\x00\x00\x40\x86", 1)
+    else:
+        huge = data.replace(b"K\x03\x85", b"J\x00\x00\x00\x40\x85", 1)
+    assert huge != data
+    assert "claims" in _refused(_pkz(tmp_path, raw=huge))
+
+
+def test_a_structured_dtype_is_refused(tmp_path):
+    record = np.zeros(2, dtype=[("a", "f4"), ("b", "i4")])
+    assert "refused" in _refused(_pkz(tmp_path, {"mask": record}))
+
+
+def test_a_truncated_gzip_is_refused(tmp_path):
+    whole = gzip.compress(pickle.dumps({"mask": {}}, 4) * 50)
+    path = tmp_path / "logs.pkz"
+    path.write_bytes(whole[: len(whole) // 2])
+    assert "truncated or damaged gzip" in _refused(path)
+
+
+def test_a_gzip_bomb_stops_at_the_cap(tmp_path, monkeypatch):
+    monkeypatch.setattr(numpy_pickle, "MAX_PICKLE", 2**20)
+    path = tmp_path / "bomb.pkz"
+    with gzip.open(path, "wb") as file:
+        for _ in range(8):
+            file.write(bytes(2**20))
+    assert "decompresses to over 1 MiB" in _refused(path)
+
+
+def test_not_gzip_is_refused(tmp_path):
+    path = tmp_path / "logs.pkz"
+    path.write_bytes(b"not gzip at all")
+    assert "not a readable gzip file" in _refused(path)
+
+
+def test_logs_of_another_shape_are_refused(tmp_path):
+    assert "no 'mask' dict" in _refused(_pkz(tmp_path, [1, 2]))
+    gates = {0: {0: {-1: np.zeros((1, 3), np.float32)}}}
+    ragged = {"mask": {**gates, 1: {0: {-1: np.zeros((1, 4), np.float32)}}}}
+    assert "3 units in task 0's masks but 4" in _refused(_pkz(tmp_path, ragged))
+    strange = {"mask": {0: {0: {-1: np.full((1, 3), 2.0, np.float32)}}}}
+    assert "outside 0..1" in _refused(_pkz(tmp_path, strange))
+    keyed = {"mask": {"zero": {}}}
+    assert "'zero' is not an index" in _refused(_pkz(tmp_path, keyed))
+
+
+def test_plain_values_and_scalars_come_back(tmp_path):
+    value = {"a": [1, 2.5, "x", None, (True,)], "s": np.float64(1.5), "b": np.ones(2, bool)}
+    for protocol in (4, 5):
+        back = load_numpy_pickle(pickle.dumps(value, protocol), "here")
+        assert back["a"] == value["a"] and back["s"] == 1.5 and back["s"].dtype == np.float64
+        np.testing.assert_array_equal(back["b"], value["b"])
+
+
+def test_a_set_or_other_builtin_object_is_refused():
+    with pytest.raises(PickleRefused, match="refused global 'builtins.print'"):
+        load_numpy_pickle(pickle.dumps(print, 4), "here")
+    with pytest.raises(PickleRefused, match="holds a set"):
+        load_numpy_pickle(pickle.dumps({1, 2}, 4), "here")
+
+
+def test_errors_are_log_file_errors():
+    assert issubclass(LogFileError, HatinspectError) and issubclass(PickleRefused, ValueError)
