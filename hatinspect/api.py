@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the core loads numpy: imported by the functions, so `--help
     from hatinspect.analysis.overlap import OverlapReport
     from hatinspect.analysis.report import Report
     from hatinspect.analysis.runs import Run, RunCapacity
+    from hatinspect.analysis.trajectory import TrajectoryReport
     from hatinspect.model.checkpoint import Checkpoint
 
 
@@ -62,6 +63,7 @@ def bind_annotations() -> None:
         overlap,
         report,
         runs,
+        trajectory,
     )
     from hatinspect.model.checkpoint import Checkpoint
 
@@ -72,6 +74,7 @@ def bind_annotations() -> None:
         MaskReport=masks.MaskReport, LayerMeasure=measure.LayerMeasure,
         OverlapReport=overlap.OverlapReport, Report=report.Report, Run=runs.Run,
         RunCapacity=runs.RunCapacity, Checkpoint=Checkpoint,
+        TrajectoryReport=trajectory.TrajectoryReport,
     )  # fmt: skip
     names["PathLike"] = str | os.PathLike
     names["CheckpointLike"] = str | os.PathLike | Checkpoint | LiveBackbone
@@ -299,6 +302,30 @@ def report(
 
         write_report(result, output_path(output))
     return result
+
+
+def trajectory(
+    run: PathLike,
+    *,
+    task: Many = None,
+    layer: Many = None,
+    figure: PathLike | None = None,
+    dpi: int = 100,
+    cmap: str | None = None,
+    figsize: Figsize = None,
+    title: str | None = None,
+) -> TrajectoryReport:
+    """A run's masks through training (the original HAT code's ``.pkz`` logs): per task
+    and layer, the record after which the binary mask stopped changing, the units switched
+    on and off between records, and the active share at each. ``figure``: also draw the
+    gates over the records (units × epochs, one panel a layer) to this file."""
+    from hatinspect.analysis.trajectory import trajectory_report
+    from hatinspect.analysis.trajectory_files import read_trajectories
+
+    found = read_trajectories(checkpoint_path(run))
+    result = trajectory_report(found, _many(task), _many(layer))
+    look = dict(dpi=dpi, cmap=cmap, figsize=figsize, title=title)
+    return _drawn(result, figure, look)
 
 
 def open_run(

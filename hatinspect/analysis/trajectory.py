@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hatinspect.analysis.trajectory_files import Trajectories
 from hatinspect.model.errors import HatinspectError
 from hatinspect.model.records import csv_rows, record
 from hatinspect.model.result import Result
@@ -53,6 +54,7 @@ class TrajectoryReport(Result):
     trajectories: tuple[TaskTrajectory, ...]  # the chosen tasks, chosen layers only
     # the epoch whose model training kept, by task, where the logs tell it
     kept: tuple[tuple[int, int], ...] = ()
+    notes: tuple[str, ...] = ()  # caveats of the file, e.g. how its layers were named
 
     def of_task(self, task: int) -> tuple[LayerTrajectory, ...]:
         return tuple(layer for layer in self.layers if layer.task == task)
@@ -77,13 +79,10 @@ def layer_trajectory(trajectory: TaskTrajectory, layer: str) -> LayerTrajectory:
 
 
 def trajectory_report(
-    path: str,
-    trajectories: Sequence[TaskTrajectory],
-    tasks: Sequence[int] = (),
-    include: Sequence[str] = (),
-    kept: dict[int, int] | None = None,
+    found: Trajectories, tasks: Sequence[int] = (), include: Sequence[str] = ()
 ) -> TrajectoryReport:
     """The chosen tasks (all by default) and layers (names or globs; all by default)."""
+    path, trajectories = found.path, found.trajectories
     by_task = {t.task: t for t in trajectories}
     missing = [t for t in tasks if t not in by_task]
     if missing:
@@ -102,7 +101,8 @@ def trajectory_report(
         tasks=tuple(t.task for t in narrowed),
         layers=tuple(layer_trajectory(t, name) for t in narrowed for name in names),
         trajectories=narrowed,
-        kept=tuple(sorted((t, e) for t, e in (kept or {}).items() if t in by_task)),
+        kept=tuple(sorted((t, e) for t, e in found.kept.items() if t in tasks or not tasks)),
+        notes=found.notes,
     )
 
 
@@ -132,6 +132,7 @@ def _(report: TrajectoryReport) -> dict:
         "unit": report.unit,
         "tasks": list(report.tasks),
         "kept": {str(task): point for task, point in report.kept},
+        "notes": list(report.notes),
         "layers": [
             {key: _listed(getattr(layer, key)) for key in LAYER_KEYS}
             | {"active_share": list(layer.active_share)}

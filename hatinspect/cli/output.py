@@ -69,7 +69,7 @@ def emit(
     """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
     table and CSV views, `width` the table alone."""
     from hatinspect.model import records
-    from hatinspect.render import runs, tables  # noqa: F401  (each registers its views)
+    from hatinspect.render import runs, tables, trajectory  # noqa: F401  (each registers its views)
     from hatinspect.render.layout import print_tables
 
     if fmt is Format.json:

@@ -24,6 +24,7 @@ from hatinspect.analysis.masks import MaskReport
 from hatinspect.analysis.overlap import OverlapReport
 from hatinspect.analysis.report import Report
 from hatinspect.analysis.runs import RunCapacity
+from hatinspect.analysis.trajectory import TrajectoryReport
 from hatinspect.model.errors import HatinspectError
 from hatinspect.render.layout import Note, cell_rows, tables
 
@@ -168,6 +169,11 @@ def _(result: RunCapacity) -> list:
 def _(report: Report) -> list:
     parts = [part for run in report.runs for part in (run.capacity, run.masks, run.overlap)]
     return [figure for part in (*parts, report.comparison) for figure in figures(part)]
+
+
+@figures.register
+def _(report: TrajectoryReport) -> list:
+    return [(report, {})] if report.trajectories else []
 
 
 def figure_html(figure: tuple) -> str:

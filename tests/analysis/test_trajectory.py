@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hatinspect.analysis.trajectory import layer_trajectory, trajectory_report
-from hatinspect.analysis.trajectory_files import read_trajectories
+from hatinspect.analysis.trajectory_files import Trajectories, read_trajectories
 from hatinspect.model.errors import HatinspectError
 from hatinspect.model.records import csv_rows, record
 from hatinspect.model.trajectory import TaskTrajectory
@@ -74,7 +74,7 @@ def test_one_record_is_settled_at_it():
 def test_the_logs_trajectories_match_the_writing_process(name):
     truth = json.loads((LOGS / f"truth-{name}.json").read_text())
     found = read_trajectories(LOGS / f"{name}.pkz")
-    report = trajectory_report(found.path, found.trajectories, kept=found.kept)
+    report = trajectory_report(found)
     for layer in report.layers:
         expected = truth["tasks"][str(layer.task)]["layers"][str(["fc1", "fc2"].index(layer.layer))]
         assert layer.settled_after == expected["settled_after"]
@@ -85,17 +85,17 @@ def test_the_logs_trajectories_match_the_writing_process(name):
 
 def test_tasks_and_layers_are_chosen():
     found = read_trajectories(LOGS / "hat-mlp-np2-p5.pkz")
-    report = trajectory_report(found.path, found.trajectories, tasks=[2], include=["*2"])
+    report = trajectory_report(found, tasks=[2], include=["*2"])
     assert report.tasks == (2,) and [(x.task, x.layer) for x in report.layers] == [(2, "fc2")]
     assert report.trajectories[0].layers == ("fc2",)
     with pytest.raises(HatinspectError, match="no trajectory of task 7"):
-        trajectory_report(found.path, found.trajectories, tasks=[7])
+        trajectory_report(found, tasks=[7])
     with pytest.raises(HatinspectError, match="no layer matches conv"):
-        trajectory_report(found.path, found.trajectories, include=["conv"])
+        trajectory_report(found, include=["conv"])
 
 
 def test_records_and_rows():
-    report = trajectory_report("run", [_trajectory(CASES[1])])
+    report = trajectory_report(Trajectories("run", (_trajectory(CASES[1]),)))
     document = record(report)
     assert document["layers"][0]["settled_after"] == 1
     assert document["layers"][0]["switched_off"] == [0, 1, 0]
