@@ -1,7 +1,8 @@
 """Files that hold masks followed through training, and the one way to open any of them.
 
-Each kind of file is a reader: a test of the file (``detects(path)``) and a function that
-reads it (``read(path) -> Trajectories``); a new kind is one more entry in ``READERS``.
+Each kind of file is a reader: a test of the file (``detects(path)``), a function that
+reads it (``read(path) -> Trajectories``) and the file names it has in a run folder
+(``suffixes``); a new kind is one more entry in ``READERS``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ class Trajectories:
     trajectories: tuple[TaskTrajectory, ...]
     kept: dict[int, int] = field(default_factory=dict)  # the point whose model was kept
     notes: tuple[str, ...] = ()
+    # row t: test accuracy on tasks[0..t] after learning tasks[t], where the file logs it
+    accuracy: tuple[tuple[float, ...], ...] | None = None
+
+    @property
+    def tasks(self) -> tuple[int, ...]:
+        return tuple(trajectory.task for trajectory in self.trajectories)
 
 
 @dataclass(frozen=True)
@@ -30,13 +37,16 @@ class Reader:
     name: str
     detects: Callable[[Path], bool]
     read: Callable[[Path], Trajectories]
+    suffixes: tuple[str, ...]  # how its files end in a run folder
 
 
 def _hat_logs(path: Path) -> Trajectories:
     from hatinspect.analysis.hat_logs import read_hat_logs
 
     logs = read_hat_logs(path)
-    return Trajectories(logs.path, logs.trajectories, dict(logs.best_epochs), logs.notes)
+    return Trajectories(
+        logs.path, logs.trajectories, dict(logs.best_epochs), logs.notes, logs.accuracy
+    )
 
 
 def _is_hat_log(path: Path) -> bool:
@@ -45,7 +55,7 @@ def _is_hat_log(path: Path) -> bool:
     return is_hat_log(path)
 
 
-READERS: list[Reader] = [Reader("original-hat-logs", _is_hat_log, _hat_logs)]
+READERS: list[Reader] = [Reader("original-hat-logs", _is_hat_log, _hat_logs, (".pkz",))]
 
 
 def read_trajectories(path: str | os.PathLike) -> Trajectories:
@@ -59,3 +69,20 @@ def read_trajectories(path: str | os.PathLike) -> Trajectories:
     raise HatinspectError(
         f"{path}: holds no masks through training (known: the original HAT code's .pkz logs)"
     )
+
+
+def trajectory_file(folder: Path) -> Path | None:
+    """The one file of trajectories in a run folder (not below it), None when it has none;
+    HatinspectError when it has several, which the run cannot tell apart."""
+    suffixes = tuple(suffix for reader in READERS for suffix in reader.suffixes)
+    try:
+        found = sorted(f for f in folder.iterdir() if f.name.endswith(suffixes) and f.is_file())
+    except OSError as exc:
+        raise HatinspectError(f"{folder}: cannot list the folder ({exc.strerror})") from None
+    if len(found) > 1:
+        names = ", ".join(f.name for f in found[:4])
+        raise HatinspectError(
+            f"{folder}: holds {len(found)} files of masks through training ({names}); "
+            "a run folder holds one"
+        )
+    return found[0] if found else None

@@ -168,6 +168,7 @@ def _(result: RunCapacity) -> list:
 @figures.register
 def _(report: Report) -> list:
     parts = [part for run in report.runs for part in (run.capacity, run.masks, run.overlap)]
+    parts += [run.trajectory for run in report.runs if run.trajectory is not None]
     return [figure for part in (*parts, report.comparison) for figure in figures(part)]
 
 
