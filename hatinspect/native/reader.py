@@ -163,6 +163,9 @@ def existing_file(path: str | os.PathLike) -> Path:
     return path
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def sniff(path: Path) -> str:
     """``"safetensors"`` or ``"torch"`` (read by the importers: PyTorch files and the
     ``.npy`` files of a WSN run) from the first bytes; ``CheckpointError`` otherwise."""
@@ -175,6 +178,11 @@ def sniff(path: Path) -> str:
         return "torch"
     if _is_text(start):
         raise CheckpointError(f"{path}: not a checkpoint (it starts with text)")
+    if start.startswith(GZIP_MAGIC):
+        raise CheckpointError(
+            f"{path}: gzip data (the original HAT code's .pkz logs?), not a checkpoint; "
+            "`hatinspect trajectory` reads such logs, and a run folder shows the one it holds"
+        )
     if path.suffix == fmt.SUFFIX:
         return "safetensors"
     raise CheckpointError(f"{path}: neither a safetensors file nor a PyTorch checkpoint")

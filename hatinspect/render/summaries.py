@@ -130,5 +130,5 @@ def _(report: TrajectoryReport) -> str:
     records = len(report.trajectories[0].points) if report.trajectories else 0
     return (
         f"{short(report.path)}: {tasks(len(report.tasks))}, {records} records by "
-        f"{report.unit}, all masks settled after {report.unit} {settled}"
+        f"{report.unit}, every mask settled by {report.unit} {settled}"
     )
