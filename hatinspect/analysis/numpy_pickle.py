@@ -68,7 +68,10 @@ def load_numpy_pickle(data: bytes, where: str) -> object:
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
             AttributeError, OverflowError, RecursionError, MemoryError) as exc:  # fmt: skip
         raise PickleRefused(f"{where}: not a pickle of plain data ({reason(exc, 120)})") from None
-    return _Resolved(where).value(loaded)
+    try:
+        return _Resolved(where).value(loaded)
+    except TypeError as exc:  # an array as a dict's key: unhashable once rebuilt
+        raise PickleRefused(f"{where}: not a pickle of plain data ({reason(exc, 120)})") from None
 
 
 def load_gzip_pickle(path: Path) -> object:
