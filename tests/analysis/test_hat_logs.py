@@ -212,3 +212,25 @@ def test_mutated_logs_load_or_fail_in_one_line(name, tmp_path):
             assert "\n" not in str(error)
             outcomes["refused"] += 1
     assert outcomes["refused"] > 0
+
+
+def test_the_alexnet_logs_name_their_five_layers_and_match_the_writing_process():
+    """``networks/alexnet_hat_test.Net`` at its own sizes: its gates, by string of 0 and 1."""
+    logs = read_hat_logs(LOGS / "hat-alexnet-np2-p5.pkz")
+    expected = truth("hat-alexnet-np2-p5")
+    assert logs.layers == ("c1", "c2", "c3", "fc1", "fc2")
+    for trajectory in logs.trajectories:
+        task = expected["tasks"][str(trajectory.task)]
+        assert list(trajectory.points) == task["epochs"]
+        for i, layer in enumerate(logs.layers):
+            entry = task["layers"][str(i)]
+            binary = trajectory.binary(layer)
+            assert binary.shape[1] == entry["units"] == (64, 128, 256, 2048, 2048)[i]
+            if "gates" in entry:
+                np.testing.assert_array_equal(trajectory.gates[layer], entry["gates"])
+            else:
+                rows = ["".join("1" if on else "0" for on in row) for row in binary]
+                assert rows == entry["binary"]
+                sums = trajectory.gates[layer].astype(np.float64).sum(axis=1)
+                np.testing.assert_allclose(sums, entry["gate_sums"], rtol=1e-6)
+    assert [list(row) for row in logs.accuracy] == expected["accuracy"]

@@ -70,13 +70,14 @@ def test_one_record_is_settled_at_it():
     assert layer.settled_after == 5 and layer.switched_on == ()
 
 
-@pytest.mark.parametrize("name", ["hat-mlp-np1-p4", "hat-mlp-np2-p5"])
+@pytest.mark.parametrize("name", ["hat-mlp-np1-p4", "hat-mlp-np2-p5", "hat-alexnet-np2-p5"])
 def test_the_logs_trajectories_match_the_writing_process(name):
     truth = json.loads((LOGS / f"truth-{name}.json").read_text())
     found = read_trajectories(LOGS / f"{name}.pkz")
     report = trajectory_report(found)
+    names = found.trajectories[0].layers
     for layer in report.layers:
-        expected = truth["tasks"][str(layer.task)]["layers"][str(["fc1", "fc2"].index(layer.layer))]
+        expected = truth["tasks"][str(layer.task)]["layers"][str(names.index(layer.layer))]
         assert layer.settled_after == expected["settled_after"]
         assert list(layer.switched_on) == expected["switched_on"]
         assert list(layer.switched_off) == expected["switched_off"]
