@@ -21,9 +21,10 @@ from hatinspect.cli import (  # noqa: F401
     train_command,
     trajectory_command,
 )
-from hatinspect.cli.errors import fail, one_line_errors, usage_message
+from hatinspect.cli.errors import INTERRUPTED, fail, one_line_errors, usage_message
 from hatinspect.cli.help import TypedPlaceholders
 from hatinspect.cli.registry import COMMANDS
+from hatinspect.cli.streams import with_stream_options
 
 
 class _PlainFlags:
@@ -94,7 +95,8 @@ def _root(
 
 def _register(commands) -> None:
     for declared in commands:
-        wrapped = one_line_errors(declared.function, declared.name)
+        function = with_stream_options(declared.function, declared.name)
+        wrapped = one_line_errors(function, declared.name)
         app.command(declared.name, cls=_Command, **declared.options)(wrapped)
 
 
@@ -109,6 +111,9 @@ def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         app()
+    except KeyboardInterrupt:  # before or after a command's own work
+        fail("interrupted")
+        sys.exit(INTERRUPTED)
     finally:
         # The process ends here. Frozen, what is alive is left out of the interpreter's
         # last collections, which walk every object torch made (README, "Leaving").
