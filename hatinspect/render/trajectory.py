@@ -36,7 +36,13 @@ def _(report: TrajectoryReport, width: int | None = None, **_layout) -> list:
     if report.kept:
         kept = ", ".join(f"task {t}: {report.unit} {e}" for t, e in report.kept)
         out.append(Note(f"training kept the model of the least validation loss ({kept})"))
+    if any(_after_kept(layer, dict(report.kept).get(layer.task)) for layer in report.layers):
+        out.append(Note(f"*: settled after the {report.unit} whose model training kept"))
     return out
+
+
+def _after_kept(layer: LayerTrajectory, kept: int | None) -> bool:
+    return kept is not None and layer.settled_after > kept
 
 
 def _grid(report: TrajectoryReport) -> Grid:
@@ -54,9 +60,7 @@ def _grid(report: TrajectoryReport) -> Grid:
 
 
 def _cells(layer: LayerTrajectory, kept: int | None) -> list[str]:
-    settled = str(layer.settled_after)
-    if kept is not None and layer.settled_after > kept:
-        settled += "*"  # settled after the epoch training kept: the kept mask is earlier
+    settled = str(layer.settled_after) + ("*" if _after_kept(layer, kept) else "")
     return [
         str(layer.task),
         layer.layer,

@@ -110,3 +110,15 @@ def test_a_file_of_no_known_kind_is_refused(tmp_path):
     other.write_bytes(b"nothing")
     with pytest.raises(HatinspectError, match="holds no masks through training"):
         read_trajectories(other)
+
+
+def test_a_mask_that_settled_after_the_kept_epoch_is_starred():
+    from hatinspect.render.layout import Note, cell_rows, tables
+    from hatinspect.render.trajectory import DEFAULT_LOOK  # noqa: F401  (registers the view)
+
+    report = trajectory_report(Trajectories("run", (_trajectory(CASES[1]),), kept={0: 0}))
+    shown = tables(report)
+    notes = [item for item in shown if isinstance(item, Note)]
+    assert any(note.startswith("*: settled after the epoch") for note in notes)
+    table = next(item for item in shown if hasattr(item, "columns") and len(item.columns) > 4)
+    assert cell_rows(table.columns[3]._cells[0]) == ["1*"]

@@ -53,11 +53,15 @@ def test_the_table_names_each_task_and_layer():
     assert result.exit_code == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("│ ")]
     cells = [[c.strip() for c in line.strip("│").split("│")] for line in lines]
-    found = {(int(c[0]), c[1]): int(c[3]) for c in cells}
+    found = {(int(c[0]), c[1]): int(c[3].rstrip("*")) for c in cells if len(c) > 4}
     assert found == {
         (t, layer): _expected(t, layer)["settled_after"] for t in range(3) for layer in LAYERS
     }
     assert "note: training kept the model of the least validation loss" in result.stderr
+    kept = {int(t): e["best_epoch"] for t, e in TRUTH["tasks"].items()}
+    starred = {(int(c[0]), c[1]) for c in cells if len(c) > 4 and c[3].endswith("*")}
+    assert starred == {key for key, settled in found.items() if settled > kept[key[0]]}
+    assert ("*: settled after the epoch" in result.stderr) == bool(starred)
 
 
 def test_the_figure_is_written(tmp_path):
@@ -88,3 +92,20 @@ def test_errors_are_one_line(tmp_path):
 def test_a_figure_of_an_unknown_kind_is_a_usage_error(tmp_path):
     result = run("trajectory", FILE, "--figure", tmp_path / "masks.txt")
     assert result.exit_code == 2
+
+
+def test_golden_table(tmp_path, monkeypatch):
+    """The table as people see it, at the fixed width (HATINSPECT_UPDATE_GOLDEN=1 remakes it)."""
+    import os
+    import shutil
+
+    from support.paths import GOLDEN
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(FILE, tmp_path / "hat-logs.pkz")
+    result = run("trajectory", "hat-logs.pkz", "--width", "80")
+    assert result.exit_code == 0 and "\x1b" not in result.stdout
+    golden = GOLDEN / "trajectory.txt"
+    if os.environ.get("HATINSPECT_UPDATE_GOLDEN"):
+        golden.write_text(result.stdout, encoding="utf-8")
+    assert result.stdout == golden.read_text(encoding="utf-8")
