@@ -59,8 +59,14 @@ READERS: list[Reader] = [Reader("original-hat-logs", _is_hat_log, _hat_logs, (".
 
 
 def read_trajectories(path: str | os.PathLike) -> Trajectories:
-    """The trajectories of the first reader that knows the file; HatinspectError else."""
+    """The trajectories of the first reader that knows the file (or a run folder's one
+    file of them); HatinspectError else."""
     path = Path(path)
+    if path.is_dir():
+        found = trajectory_file(path)
+        if found is None:
+            raise HatinspectError(f"{path}: a folder without a file of masks through training")
+        path = found
     if not path.is_file():
         raise HatinspectError(f"{path}: no such file")
     for reader in READERS:

@@ -29,7 +29,8 @@ def trajectory(
     run: Annotated[
         Path,
         typer.Argument(
-            help="A file of masks through training: the original HAT code's .pkz logs.",
+            help="A file of masks through training (the original HAT code's .pkz logs), "
+            "or the run folder that holds one.",
             metavar="RUN",
         ),
     ],

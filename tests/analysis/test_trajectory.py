@@ -105,6 +105,15 @@ def test_records_and_rows():
     assert [row[6] for row in rows] == [0, 1, 0, 0]  # switched on into each record
 
 
+def test_a_run_folder_gives_its_one_file(tmp_path):
+    import shutil
+
+    with pytest.raises(HatinspectError, match="a folder without a file of masks"):
+        read_trajectories(tmp_path)
+    shutil.copy(LOGS / "hat-mlp-np2-p5.pkz", tmp_path / "logs.pkz")
+    assert read_trajectories(tmp_path).path == str(tmp_path / "logs.pkz")
+
+
 def test_a_file_of_no_known_kind_is_refused(tmp_path):
     other = tmp_path / "x.bin"
     other.write_bytes(b"nothing")
