@@ -32,6 +32,8 @@ from hatinspect.model.errors import CheckpointError, shown
 from hatinspect.model.trajectory import BEFORE_TRAINING, TaskTrajectory
 
 GZIP_MAGIC = b"\x1f\x8b"
+# what the logs keep of each epoch, by task: one value an epoch
+CURVES = ("train_loss", "train_acc", "train_reg", "valid_loss", "valid_acc", "valid_reg")
 ALEXNET_LAYERS = ("c1", "c2", "c3", "fc1", "fc2")
 MAX_UNITS = 2**24
 LAYER_NAMES_NOTE = (
@@ -57,6 +59,8 @@ class HatLogs:
     # the epoch whose model training kept (the least validation loss), by task
     best_epochs: Mapping[int, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # by task, each of CURVES the logs hold: its value after each epoch (from 0)
+    curves: Mapping[int, Mapping[str, tuple[float, ...]]] = field(default_factory=dict)
 
     @property
     def task_ids(self) -> tuple[int, ...]:
@@ -94,6 +98,7 @@ def read_hat_logs(path: str | os.PathLike) -> HatLogs:
         task_names=_names(logs.get("task_name"), tasks),
         best_epochs=_best_epochs(logs.get("valid_loss"), tasks),
         notes=(LAYER_NAMES_NOTE,),
+        curves={t: _curves(logs, t) for t in tasks},
     )
 
 
@@ -185,6 +190,17 @@ def _best_epochs(losses, tasks: list[int]) -> dict[int, int]:
             if values.dtype.kind == "f" and np.all(np.isfinite(values)):
                 best[t] = int(np.argmin(values))
     return best
+
+
+def _curves(logs: dict, task: int) -> dict[str, tuple[float, ...]]:
+    """The task's per-epoch values that the logs hold as 1-D arrays of finite numbers."""
+    curves = {}
+    for name in CURVES:
+        values = logs.get(name).get(task) if isinstance(logs.get(name), dict) else None
+        if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "fiu":
+            if np.all(np.isfinite(values)):
+                curves[name] = tuple(float(v) for v in values)
+    return curves
 
 
 def _int_keys(mapping: dict, where: str) -> list[int]:

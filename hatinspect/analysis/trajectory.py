@@ -8,8 +8,8 @@ original HAT code's ``.pkz`` logs, or the files training records).
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -55,6 +55,8 @@ class TrajectoryReport(Result):
     # the epoch whose model training kept, by task, where the logs tell it
     kept: tuple[tuple[int, int], ...] = ()
     notes: tuple[str, ...] = ()  # caveats of the file, e.g. how its layers were named
+    # by task: per-epoch losses, accuracies and regulariser, where the file logs them
+    curves: Mapping[int, Mapping[str, tuple[float, ...]]] = field(default_factory=dict)
 
     def of_task(self, task: int) -> tuple[LayerTrajectory, ...]:
         return tuple(layer for layer in self.layers if layer.task == task)
@@ -103,6 +105,7 @@ def trajectory_report(
         trajectories=narrowed,
         kept=tuple(sorted((t, e) for t, e in found.kept.items() if t in tasks or not tasks)),
         notes=found.notes,
+        curves={t: found.curves[t] for t in (tasks or sorted(by_task)) if t in found.curves},
     )
 
 
@@ -133,6 +136,10 @@ def _(report: TrajectoryReport) -> dict:
         "tasks": list(report.tasks),
         "kept": {str(task): point for task, point in report.kept},
         "notes": list(report.notes),
+        "curves": {
+            str(task): {name: list(values) for name, values in curves.items()}
+            for task, curves in report.curves.items()
+        },
         "layers": [
             {key: _listed(getattr(layer, key)) for key in LAYER_KEYS}
             | {"active_share": list(layer.active_share)}

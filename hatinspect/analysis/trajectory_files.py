@@ -26,6 +26,8 @@ class Trajectories:
     notes: tuple[str, ...] = ()
     # row t: test accuracy on tasks[0..t] after learning tasks[t], where the file logs it
     accuracy: tuple[tuple[float, ...], ...] | None = None
+    # by task: losses, accuracies... after each epoch, where the file logs them
+    curves: dict[int, dict[str, tuple[float, ...]]] = field(default_factory=dict)
 
     @property
     def tasks(self) -> tuple[int, ...]:
@@ -44,8 +46,9 @@ def _hat_logs(path: Path) -> Trajectories:
     from hatinspect.analysis.hat_logs import read_hat_logs
 
     logs = read_hat_logs(path)
+    curves = {task: dict(by_name) for task, by_name in logs.curves.items()}
     return Trajectories(
-        logs.path, logs.trajectories, dict(logs.best_epochs), logs.notes, logs.accuracy
+        logs.path, logs.trajectories, dict(logs.best_epochs), logs.notes, logs.accuracy, curves
     )
 
 

@@ -234,3 +234,16 @@ def test_the_alexnet_logs_name_their_five_layers_and_match_the_writing_process()
                 sums = trajectory.gates[layer].astype(np.float64).sum(axis=1)
                 np.testing.assert_allclose(sums, entry["gate_sums"], rtol=1e-6)
     assert [list(row) for row in logs.accuracy] == expected["accuracy"]
+
+
+@pytest.mark.parametrize("name", [*FILES, "hat-alexnet-np2-p5"])
+def test_per_epoch_curves_are_those_logged(name):
+    with gzip.open(LOGS / f"{name}.pkz") as file:
+        raw = pickle.load(file)  # the committed fixture, written by the original code
+    logs = read_hat_logs(LOGS / f"{name}.pkz")
+    for task, curves in logs.curves.items():
+        assert set(curves) == {"train_loss", "train_acc", "train_reg", "valid_loss",
+                               "valid_acc", "valid_reg"}  # fmt: skip
+        for key, values in curves.items():
+            assert values == tuple(float(v) for v in raw[key][task])
+        assert len(curves["valid_loss"]) == len(logs.trajectories[task].points) - 1

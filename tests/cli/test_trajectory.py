@@ -35,6 +35,9 @@ def test_json_gives_each_settle_point_and_switches():
         assert entry["points"] == [-1, 0, 1, 2, 3]
     assert document["kept"] == {t: e["best_epoch"] for t, e in TRUTH["tasks"].items()}
     assert any("by index" in note for note in document["notes"])
+    for task, kept in document["kept"].items():  # the kept epoch: the least validation loss
+        losses = document["curves"][task]["valid_loss"]
+        assert len(losses) == 4 and losses.index(min(losses)) == kept
 
 
 def test_csv_has_a_row_a_task_layer_and_epoch():
