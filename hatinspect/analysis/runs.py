@@ -31,7 +31,12 @@ from hatinspect.analysis.clarena_output import (
     output_folder,
     read_metrics,
 )
-from hatinspect.analysis.trajectory_files import Trajectories, read_trajectories, trajectory_file
+from hatinspect.analysis.trajectory_files import (
+    Trajectories,
+    disagreement,
+    read_trajectories,
+    trajectory_file,
+)
 from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.model.errors import CheckpointError, HatinspectError
 from hatinspect.model.progress import track
@@ -83,6 +88,10 @@ def with_trajectories(run: Run) -> Run:
     from dataclasses import replace
 
     trajectories = read_trajectories(found)
+    problem = disagreement(run.final, trajectories)
+    if problem is not None:  # shown as logged, with no accuracy taken from it
+        final = replace(run.final, notes=(*run.final.notes, f"{problem}: not this run's logs?"))
+        return replace(run, checkpoints=(*run.checkpoints[:-1], final), trajectories=trajectories)
     checkpoints = tuple(_logged_accuracy(c, trajectories) for c in run.checkpoints)
     return replace(run, checkpoints=checkpoints, trajectories=trajectories)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.model.errors import HatinspectError
 from hatinspect.model.trajectory import TaskTrajectory
 
@@ -95,3 +96,31 @@ def trajectory_file(folder: Path) -> Path | None:
             "a run folder holds one"
         )
     return found[0] if found else None
+
+
+def disagreement(checkpoint: Checkpoint, found: Trajectories) -> str | None:
+    """Why `found` is not the training of `checkpoint`'s masks, or None: its layers differ,
+    or a task's mask at the point whose model training kept is not the stored one."""
+    logged = found.trajectories[0].layers if found.trajectories else ()
+    if set(logged) != set(checkpoint.layer_names):
+        return (
+            f"{found.path}'s layers ({', '.join(logged[:6])}) are not those of "
+            f"{checkpoint.path} ({', '.join(checkpoint.layer_names[:6])})"
+        )
+    for trajectory in found.trajectories:
+        kept = found.kept.get(trajectory.task)
+        if trajectory.task not in checkpoint.task_ids or kept not in trajectory.points:
+            continue
+        row = trajectory.points.index(kept)
+        for layer in logged:
+            stored = checkpoint.masks[trajectory.task][layer].astype(bool)
+            if (
+                stored.shape != trajectory.binary(layer)[row].shape
+                or (stored != trajectory.binary(layer)[row]).any()
+            ):
+                return (
+                    f"task {trajectory.task}'s mask of layer {layer} at {trajectory.unit} "
+                    f"{kept} (the model training kept) in {found.path} differs from that in "
+                    f"{checkpoint.path}"
+                )
+    return None

@@ -92,6 +92,25 @@ def test_logs_of_other_tasks_give_no_accuracy_and_say_so(tmp_path):
     assert api.compare(run).to_dict()["runs"][0]["accuracy_matrix"] is None
 
 
+def test_logs_whose_kept_mask_differs_give_no_accuracy_and_say_so(tmp_path):
+    masks = kept_masks()
+    masks[1]["fc2"] = [1 - on for on in masks[1]["fc2"]]
+    write_native(tmp_path / "after-task-1.safetensors", make_checkpoint(LAYERS, masks))
+    shutil.copy(LOGS, tmp_path / "logs.pkz")
+    run = api.open_run(tmp_path)
+    assert "task 1's mask of layer fc2 at epoch 3 (the model training kept)" in run.final.notes[-1]
+    assert api.compare(run).to_dict()["runs"][0]["accuracy_matrix"] is None
+    assert run.trajectories is not None
+
+
+def test_logs_of_another_network_say_so(tmp_path):
+    other = (layer("fc/0", (12, 16)), layer("fc/1", (12, 12), "fc/0"))
+    masks = {t: {"fc/0": m["fc1"], "fc/1": m["fc2"]} for t, m in kept_masks().items()}
+    write_native(tmp_path / "after-task-2.safetensors", make_checkpoint(other, masks))
+    shutil.copy(LOGS, tmp_path / "logs.pkz")
+    assert "layers (fc1, fc2) are not those of" in api.open_run(tmp_path).final.notes[-1]
+
+
 def test_two_log_files_in_a_folder_are_refused(run_folder):
     shutil.copy(LOGS, run_folder / "again.pkz")
     with pytest.raises(HatinspectError, match="holds 2 files of masks through training"):
