@@ -93,6 +93,10 @@ def trajectory_report(
         )
     chosen = [by_task[t] for t in (tasks or sorted(by_task))]
     names = _layers(path, chosen[0].layers if chosen else (), include)
+    for t in chosen:
+        if not set(names) <= set(t.layers):
+            lacking = sorted(set(names) - set(t.layers))[0]
+            raise HatinspectError(f"{path}: task {t.task} has no record of layer {lacking}")
     narrowed = tuple(
         TaskTrajectory(t.task, t.points, t.unit, names, {n: t.gates[n] for n in names})
         for t in chosen
