@@ -34,8 +34,7 @@ from hatinspect.analysis.clarena_output import (
 from hatinspect.analysis.trajectory_files import (
     Trajectories,
     disagreement,
-    read_trajectories,
-    trajectory_file,
+    trajectory_source,
 )
 from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.model.errors import CheckpointError, HatinspectError
@@ -82,12 +81,13 @@ def with_trajectories(run: Run) -> Run:
     """`run` with its folder's file of masks through training, if it has one; its accuracy
     matrix in each checkpoint that keeps none (where it covers the checkpoint's tasks)."""
     folder = Path(run.path)
-    found = trajectory_file(folder) if folder.is_dir() else None
-    if found is None:
+    source = trajectory_source(folder) if folder.is_dir() else None
+    if source is None:
         return run
     from dataclasses import replace
 
-    trajectories = read_trajectories(found)
+    reader, found = source
+    trajectories = reader.read(found)
     problem = disagreement(run.final, trajectories)
     if problem is not None:  # shown as logged, with no accuracy taken from it
         final = replace(run.final, notes=(*run.final.notes, f"{problem}: not this run's logs?"))

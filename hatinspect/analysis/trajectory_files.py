@@ -1,8 +1,7 @@
 """Files that hold masks followed through training, and the one way to open any of them.
 
-Each kind of file is a reader: a test of the file (``detects(path)``), a function that
-reads it (``read(path) -> Trajectories``) and the file names it has in a run folder
-(``suffixes``); a new kind is one more entry in ``READERS``.
+Each kind of file is a ``Reader`` (a test of a file, what of a run folder it reads, the
+reading into ``Trajectories``); a new kind is one more entry in ``READERS``.
 """
 
 from __future__ import annotations
@@ -37,10 +36,14 @@ class Trajectories:
 
 @dataclass(frozen=True)
 class Reader:
+    """One kind of file: whether a file given as is is one (``detects``), what of a run
+    folder it reads (``found_in``: its one file, or the folder itself for a kind kept as a
+    file a task; None where the folder has none), and the reading (``read``)."""
+
     name: str
     detects: Callable[[Path], bool]
+    found_in: Callable[[Path], Path | None]
     read: Callable[[Path], Trajectories]
-    suffixes: tuple[str, ...]  # how its files end in a run folder
 
 
 def _hat_logs(path: Path) -> Trajectories:
@@ -59,18 +62,31 @@ def _is_hat_log(path: Path) -> bool:
     return is_hat_log(path)
 
 
-READERS: list[Reader] = [Reader("original-hat-logs", _is_hat_log, _hat_logs, (".pkz",))]
+def _hat_log_in(folder: Path) -> Path | None:
+    """The folder's one ``.pkz`` file; HatinspectError when it has several."""
+    found = sorted(f for f in _entries(folder) if f.suffix == ".pkz" and f.is_file())
+    if len(found) > 1:
+        names = ", ".join(f.name for f in found[:4])
+        raise HatinspectError(
+            f"{folder}: holds {len(found)} files of masks through training ({names}); "
+            "a run folder holds one"
+        )
+    return found[0] if found else None
+
+
+READERS: list[Reader] = [Reader("original-hat-logs", _is_hat_log, _hat_log_in, _hat_logs)]
 
 
 def read_trajectories(path: str | os.PathLike) -> Trajectories:
-    """The trajectories of the first reader that knows the file (or a run folder's one
-    file of them); HatinspectError else."""
+    """The trajectories of the first reader that knows the file, or of a run folder's
+    (`trajectory_source`); HatinspectError else."""
     path = Path(path)
     if path.is_dir():
-        found = trajectory_file(path)
-        if found is None:
+        source = trajectory_source(path)
+        if source is None:
             raise HatinspectError(f"{path}: a folder without a file of masks through training")
-        path = found
+        reader, found = source
+        return reader.read(found)
     if not path.is_file():
         raise HatinspectError(f"{path}: no such file")
     for reader in READERS:
@@ -81,21 +97,21 @@ def read_trajectories(path: str | os.PathLike) -> Trajectories:
     )
 
 
-def trajectory_file(folder: Path) -> Path | None:
-    """The one file of trajectories in a run folder (not below it), None when it has none;
-    HatinspectError when it has several, which the run cannot tell apart."""
-    suffixes = tuple(suffix for reader in READERS for suffix in reader.suffixes)
+def trajectory_source(folder: Path) -> tuple[Reader, Path] | None:
+    """The reader of a run folder's masks through training and what it reads, or None;
+    HatinspectError when the folder holds them in more than one form."""
+    found = [(reader, path) for reader in READERS if (path := reader.found_in(folder))]
+    if len(found) > 1:
+        kinds = " and ".join(reader.name for reader, _ in found)
+        raise HatinspectError(f"{folder}: holds masks through training as {kinds}; keep one")
+    return found[0] if found else None
+
+
+def _entries(folder: Path) -> list[Path]:
     try:
-        found = sorted(f for f in folder.iterdir() if f.name.endswith(suffixes) and f.is_file())
+        return list(folder.iterdir())
     except OSError as exc:
         raise HatinspectError(f"{folder}: cannot list the folder ({exc.strerror})") from None
-    if len(found) > 1:
-        names = ", ".join(f.name for f in found[:4])
-        raise HatinspectError(
-            f"{folder}: holds {len(found)} files of masks through training ({names}); "
-            "a run folder holds one"
-        )
-    return found[0] if found else None
 
 
 def disagreement(checkpoint: Checkpoint, found: Trajectories) -> str | None:

@@ -131,3 +131,18 @@ def test_a_mask_that_settled_after_the_kept_epoch_is_starred():
     assert any(note.startswith("*: settled after the epoch") for note in notes)
     table = next(item for item in shown if hasattr(item, "columns") and len(item.columns) > 4)
     assert cell_rows(table.columns[3]._cells[0]) == ["1*"]
+
+
+def test_a_folder_with_two_kinds_of_trajectories_is_refused(tmp_path, monkeypatch):
+    """A kind kept as a file a task reads the folder itself; two kinds found: one line."""
+    import shutil
+
+    from hatinspect.analysis import trajectory_files
+
+    shutil.copy(LOGS / "hat-mlp-np2-p5.pkz", tmp_path / "logs.pkz")
+    per_task = trajectory_files.Reader(
+        "per-task files", lambda path: False, lambda folder: folder, lambda path: None
+    )
+    monkeypatch.setattr(trajectory_files, "READERS", [*trajectory_files.READERS, per_task])
+    with pytest.raises(HatinspectError, match="as original-hat-logs and per-task files"):
+        read_trajectories(tmp_path)
