@@ -104,8 +104,16 @@ class _Dtype:
             self.dtype = self.dtype.newbyteorder(state[1])
 
 
-class _NdarrayClass:
-    """``numpy.ndarray``, only ever the first argument of ``_reconstruct``."""
+class _Marker:
+    """``numpy.ndarray``: only ever the first argument of ``_reconstruct``; takes no state."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state) -> None:
+        raise PickleRefused("numpy.ndarray given a state: refused")
+
+
+NDARRAY = _Marker()
 
 
 class _PendingArray:
@@ -115,7 +123,7 @@ class _PendingArray:
     array: np.ndarray | None = None
 
     def __init__(self, cls=None, shape=None, typecode=None) -> None:
-        if cls is not _NdarrayClass:
+        if cls is not NDARRAY:
             raise PickleRefused(f"_reconstruct of {shown(cls)} refused: only numpy.ndarray")
 
     def __setstate__(self, state) -> None:
@@ -166,7 +174,6 @@ def _shape(shape) -> tuple[int, ...]:
 
 SAFE = {
     ("numpy", "dtype"): _Dtype,
-    ("numpy", "ndarray"): _NdarrayClass,
     **{
         (f"numpy.{core}.multiarray", name): function
         for core in ("core", "_core")
@@ -176,15 +183,33 @@ SAFE = {
 }
 
 
+class _StandIn:
+    """What the unpickler gets for an allowed global: a fresh callable of one of this
+    module's rebuilders, which no BUILD can change (it has no attributes to set)."""
+
+    __slots__ = ("_build",)
+
+    def __init__(self, build) -> None:
+        self._build = build
+
+    def __call__(self, *args):
+        return self._build(*args)
+
+    def __setstate__(self, state) -> None:
+        raise PickleRefused("a numpy global given a state: refused")
+
+
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
+        if (module, name) == ("numpy", "ndarray"):
+            return NDARRAY
         found = SAFE.get((module, name))
         if found is None:
             raise PickleRefused(
                 f"refused global {shown(f'{module}.{name}', 80)}: a log file holds plain data "
                 "and numpy arrays only"
             )
-        return found
+        return _StandIn(found)
 
     def persistent_load(self, pid):
         raise PickleRefused("refused a persistent id: a log file holds plain data only")

@@ -182,6 +182,17 @@ def test_an_array_as_a_key_is_refused():
         load_numpy_pickle(pickle.dumps({Key(): 1}, 4), "here")
 
 
+def test_a_global_given_a_state_is_refused():
+    """BUILD on an allowed global would set attributes of the reader's own rebuilders."""
+    frombuffer = b"\x80\x05\x8c\x13numpy._core.numeric\x8c\x0b_frombuffer\x93"
+    for build in (b"}\x8c\x01x\x88s", b"N}\x8c\x01x\x88s\x86"):  # a dict; slot state
+        with pytest.raises(PickleRefused, match="given a state"):
+            load_numpy_pickle(frombuffer + build + b"b.", "here")
+    ndarray = b"\x80\x05\x8c\x05numpy\x8c\x07ndarray\x93N}\x8c\x01x\x88s\x86b."
+    with pytest.raises(PickleRefused, match="given a state"):
+        load_numpy_pickle(ndarray, "here")
+
+
 def test_errors_are_log_file_errors():
     assert issubclass(LogFileError, HatinspectError) and issubclass(PickleRefused, ValueError)
 
