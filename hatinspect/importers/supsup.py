@@ -74,8 +74,9 @@ def read(path: Path, state, extra, task_id=None) -> Imported:
 def tensors(path: Path, payload) -> dict[str, Tensor]:
     """The state dict, without DataParallel's ``module.`` prefix."""
     state = _state_or_none(payload)
-    if not all(fmt.text(key) and isinstance(value, Tensor) for key, value in state.items()):
-        raise CheckpointError(f"{path}: SupSup's state_dict holds an entry that is no tensor")
+    for key, value in state.items():
+        if not (fmt.text(key) and isinstance(value, Tensor)):
+            raise CheckpointError(f"{path}: state_dict entry {shown(key)} is not a named tensor")
     if state and all(key.startswith(PARALLEL) for key in state):
         return {key.removeprefix(PARALLEL): value for key, value in state.items()}
     return dict(state)
