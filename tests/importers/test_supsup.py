@@ -275,3 +275,27 @@ def test_er_sparsity_keeps_mains_per_layer_budget(tmp_path):
         scores = payload["state_dict"][f"{module}.scores.0"].numpy()
         expected = _brute_topk(scores, k)
         assert (checkpoint.masks[0][module.replace(".", "/")].astype(bool) == expected).all()
+
+
+def test_the_api_functions_take_the_rule(tmp_path):
+    name = "supsup_topk.pt"
+    sign = _brute(name, "sign")
+    report = hatinspect.masks(HERE / name, mask_rule="sign")
+    assert report.to_dict()["layers"][0]["tasks"]["2"]["active"] == int(sign["linear/0"][2].sum())
+    capacity = hatinspect.capacity(HERE / name, mask_rule="sign")
+    assert capacity.total.params_protected == sum(
+        int((t[0] | t[1] | t[2]).sum()) for t in sign.values()
+    )
+    assert (
+        json.loads(hatinspect.info(HERE / name, mask_rule="sign").metadata[HPARAMS_KEY])[
+            "mask_rule"
+        ]
+        == "sign"
+    )
+    out = hatinspect.convert(HERE / name, tmp_path / "sign.safetensors", mask_rule="sign")
+    native = hatinspect.open_checkpoint(out)
+    assert (native.masks[1]["linear/2"].astype(bool) == sign["linear/2"][1]).all()
+    cli = run("convert", HERE / name, tmp_path / "cli.safetensors", "--mask-rule", "sign")
+    assert cli.exit_code == 0 and "chosen" in cli.stderr
+    with pytest.raises(hatinspect.CheckpointError, match="unknown mask rule 'median'"):
+        hatinspect.open_checkpoint(HERE / name, mask_rule="median")
