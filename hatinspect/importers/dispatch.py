@@ -49,8 +49,8 @@ ONE_TASK_SOURCES = ("clarena", "hatinspect")
 # how a layout's masks are made from real values, where the caller may choose: the keyword
 # of its import_object, and what the choice applies to
 RULES = {
-    "mask_rule": (supsup.NAME, "SupSup files"),
-    "mask_threshold": (piggyback.NAME, "Piggyback's training checkpoints"),
+    "mask_rule": (supsup.NAME, "a mask rule", "SupSup files"),
+    "mask_threshold": (piggyback.NAME, "a mask threshold", "Piggyback's training checkpoints"),
 }
 
 
@@ -79,13 +79,15 @@ def import_checkpoint(
     if (layout := whole_object(payload)) is not None:
         refuse_rules(path, layout.NAME, rules)
         return layout.import_object(path, payload, source, task_id, **rules)
-    refuse_rules(path, source, rules)
+    if clarena_wsn.is_wsn(payload) or isinstance(payload, Placeholder):
+        refuse_rules(path, "clarena", rules)  # a saved model stores its binary masks
     if clarena_wsn.is_wsn(payload):
         return clarena_wsn.import_wsn(path, payload, source, task_id)
     if isinstance(payload, Placeholder):
         return import_saved_model(path, payload, source, task_id)
     state, extra = unwrap(path, payload)
     source = source or detect(path, state, extra)
+    refuse_rules(path, source, rules)
     if task_id is not None and source not in ONE_TASK_SOURCES:
         raise CheckpointError(
             f"{path}: a {source} file records its tasks; a task id applies only to a file"
@@ -97,12 +99,10 @@ def import_checkpoint(
 def refuse_rules(path: Path, layout: str | None, rules: dict) -> None:
     """A rule chosen for a layout other than the one it applies to is refused."""
     for keyword in rules:
-        applies_to, files = RULES[keyword]
+        applies_to, choice, files = RULES[keyword]
         if layout != applies_to:
             what = f"a {layout} file" if layout else "this file"
-            raise CheckpointError(
-                f"{path}: {keyword} applies to {files} only; {what} has no such choice"
-            )
+            raise CheckpointError(f"{path}: {choice} applies to {files} only, not to {what}")
 
 
 def whole_object(payload):

@@ -299,3 +299,11 @@ def test_the_api_functions_take_the_rule(tmp_path):
     assert cli.exit_code == 0 and "chosen" in cli.stderr
     with pytest.raises(hatinspect.CheckpointError, match="unknown mask rule 'median'"):
         hatinspect.open_checkpoint(HERE / name, mask_rule="median")
+
+
+def test_a_rule_names_the_layout_it_does_not_apply_to():
+    clarena = PEERS / "clarena_hat_mlp.pth"
+    line = one_error_line(run("masks", clarena, "--mask-rule", "topk"), "a mask rule applies")
+    assert "not to a clarena file" in line
+    wsn = PEERS / "clarena-main" / "wsn_mlp" / "cl_model.pth"
+    one_error_line(run("info", wsn, "--mask-threshold", "0.5"), "not to a clarena file")
