@@ -95,6 +95,14 @@ def import_object(
         )
     state, args = tensors(path, payload), _args(payload)
     scores = _scores(path, state)
+    notes = []
+    if args.get("individual_heads") is True and len(scores) > 1:
+        head = list(scores)[-1]  # the last layer built: IndividualHeads (models/builder.py)
+        del scores[head]
+        notes.append(
+            f"args.individual_heads: the scores of {head}, the last layer, are its tasks'"
+            " own weights (IndividualHeads), not a mask; the layer is not read"
+        )
     rule, why = _rule(path, args, mask_rule)
     layers = _layers(path, state, scores)
     sparsities = _sparsities(path, args, layers) if rule == TOPK else {}
@@ -105,7 +113,14 @@ def import_object(
         }
         for task in sorted(next(iter(scores.values())))
     }
-    notes = [_rule_note(rule, why, args, sparsities)]
+    notes.insert(0, _rule_note(rule, why, args, sparsities))
+    trained = args.get("train_weight_tasks")
+    if type(trained) is int and trained != 0:
+        notes.append(
+            f"args.train_weight_tasks is {trained}: the weights were trained"
+            f" {'with every task' if trained < 0 else f'during the first {trained} task(s)'},"
+            " not frozen from the start as SupSup's are"
+        )
     native = {key: fmt.OTHER_PREFIX + key for key in state}
     imported = imported_checkpoint(
         path, NAME, _backbone(payload), layers, masks, notes, state, native,
@@ -207,7 +222,7 @@ def _rule(path: Path, args: dict, chosen: str | None) -> tuple[str, str]:
         return chosen, "chosen"
     if conv_type is None:
         return TOPK, "no args.conv_type names the module class; topk assumed"
-    if conv_type not in RULE_OF_CLASS:
+    if not fmt.text(conv_type) or conv_type not in RULE_OF_CLASS:
         raise CheckpointError(
             f"{path}: args.conv_type is {shown(conv_type)}, not a SupSup mask module"
             f" ({', '.join(RULE_OF_CLASS)}); pass a mask rule to choose one"

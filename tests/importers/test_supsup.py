@@ -229,6 +229,7 @@ HOSTILE = {
                      "linear.2 has the scores of tasks 0"),
     "no weight": (_state(lambda s: s.pop("linear.2.weight")), "linear.2 has scores but no weight"),
     "not a mask class": (_args(conv_type="BatchEnsembles"), "not a SupSup mask module"),
+    "class not text": (_args(conv_type=["MultitaskMaskConv"]), "not a SupSup mask module"),
     "entry not a tensor": (_state(lambda s: s.__setitem__("linear.0.bias", [1, 2])),
                            "is not a named tensor"),
 }  # fmt: skip
@@ -307,3 +308,12 @@ def test_a_rule_names_the_layout_it_does_not_apply_to():
     assert "not to a clarena file" in line
     wsn = PEERS / "clarena-main" / "wsn_mlp" / "cl_model.pth"
     one_error_line(run("info", wsn, "--mask-threshold", "0.5"), "not to a clarena file")
+
+
+def test_individual_heads_are_weights_not_masks_and_trained_weights_are_noted(tmp_path):
+    path = tmp_path / "heads.pt"
+    torch.save(_payload(individual_heads=True, train_weight_tasks=1), path)
+    checkpoint = hatinspect.open_checkpoint(path)
+    assert checkpoint.layer_names == ["linear/0"]
+    assert any("linear.2, the last layer" in note for note in checkpoint.notes)
+    assert any("during the first 1 task(s)" in note for note in checkpoint.notes)
