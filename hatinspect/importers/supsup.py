@@ -9,11 +9,13 @@ Every masked module ``<m>`` keeps a random, frozen ``<m>.weight`` and one float
 dict does not say how scores become a mask; the module class, ``args.conv_type``, does:
 
 - ``topk`` (``MultitaskMaskConv``, ``MaskConv``): ``GetSubnet(scores.abs(), sparsity)``
-  keeps the ``numel - int((1 - sparsity) * numel)`` largest ``|scores|``; its ``sort()``
-  is stable on the CPU, so of equal scores at the boundary the later entries (in
-  row-major order) are kept. ``sparsity`` is ``args.sparsity``, one value for every
-  module, or with ``args.er_sparsity`` ``min(0.5, sparsity * (out + in) / weight.numel())``
-  (``main.py``'s ER budget).
+  keeps the ``numel - int((1 - sparsity) * numel)`` largest ``|scores|``; of equal
+  scores at the boundary the later entries (in row-major order) are kept, as a stable
+  sort keeps them and their ``torch.sort`` does on the CPU for small tensors (on larger
+  ones and on a GPU it is not stable: a note names the masks where such a tie decides).
+  ``sparsity`` is ``args.sparsity``, one value for every module, or with
+  ``args.er_sparsity`` ``min(0.5, sparsity * (out + in) / weight.numel())`` (``main.py``'s
+  ER budget).
 - ``sign`` (``FastMultitaskMaskConv``, ``StackedFastMultitaskMaskConv``, the notebook's
   ``MultitaskMaskLinear``): ``GetSubnetFast(scores)`` keeps ``scores >= 0``.
 
@@ -106,14 +108,21 @@ def import_object(
     rule, why = _rule(path, args, mask_rule)
     layers = _layers(path, state, scores)
     sparsities = _sparsities(path, args, layers) if rule == TOPK else {}
-    masks = {
-        task: {
-            layer.name: _mask(state[_score_key(layer, task)], rule, sparsities.get(layer.name))
-            for layer in layers
-        }
-        for task in sorted(next(iter(scores.values())))
-    }
+    masks, tied = {}, []
+    for task in sorted(next(iter(scores.values()))):
+        masks[task] = {}
+        for layer in layers:
+            values = numpy_of(state[_score_key(layer, task)])
+            if rule == SIGN:
+                masks[task][layer.name] = frozen(values >= 0)
+                continue
+            keep = top_k(np.abs(values), sparsities[layer.name])
+            masks[task][layer.name] = frozen(keep)
+            if boundary_tied(np.abs(values), sparsities[layer.name]):
+                tied.append(f"{layer.name}, task {task}")
     notes.insert(0, _rule_note(rule, why, args, sparsities))
+    if tied:
+        notes.append(_tie_note(tied))
     trained = args.get("train_weight_tasks")
     if type(trained) is int and trained != 0:
         notes.append(
@@ -247,13 +256,6 @@ def _sparsities(path: Path, args: dict, layers) -> dict[str, float]:
     return out
 
 
-def _mask(scores: Tensor, rule: str, sparsity: float | None) -> np.ndarray:
-    values = numpy_of(scores)
-    if rule == SIGN:
-        return frozen(values >= 0)
-    return frozen(top_k(np.abs(values), sparsity))
-
-
 def top_k(magnitudes: np.ndarray, sparsity: float) -> np.ndarray:
     """``GetSubnet``: the lowest ``int((1 - sparsity) * numel)`` entries of a stable sort
     are 0, the rest 1."""
@@ -262,6 +264,27 @@ def top_k(magnitudes: np.ndarray, sparsity: float) -> np.ndarray:
     keep = np.ones(flat.size, dtype=bool)
     keep[np.argsort(flat, kind="stable")[:dropped]] = False
     return keep.reshape(magnitudes.shape)
+
+
+def boundary_tied(magnitudes: np.ndarray, sparsity: float) -> bool:
+    """Whether equal values straddle the top-k boundary: the last dropped and the first
+    kept entry of the sort are equal, so which of them are kept is the sort's choice."""
+    flat = magnitudes.reshape(-1)
+    dropped = int((1 - sparsity) * flat.size)
+    if not 0 < dropped < flat.size:
+        return False
+    low, high = np.partition(flat, (dropped - 1, dropped))[[dropped - 1, dropped]]
+    return bool(low == high)
+
+
+def _tie_note(tied: list[str]) -> str:
+    shown_ = ", ".join(tied[:3]) + (f" and {len(tied) - 3} more" if len(tied) > 3 else "")
+    return (
+        f"top-k ties: equal |scores| straddle the boundary in {len(tied)} mask(s) ({shown_});"
+        " of the equal ones the later entries are kept, as a stable sort keeps them (their"
+        " torch.sort is stable on the CPU for small tensors only, so their code may keep"
+        " others, as many)"
+    )
 
 
 def _rule_note(rule: str, why: str, args: dict, sparsities: dict[str, float]) -> str:

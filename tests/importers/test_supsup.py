@@ -317,3 +317,19 @@ def test_individual_heads_are_weights_not_masks_and_trained_weights_are_noted(tm
     assert checkpoint.layer_names == ["linear/0"]
     assert any("linear.2, the last layer" in note for note in checkpoint.notes)
     assert any("during the first 1 task(s)" in note for note in checkpoint.notes)
+
+
+def test_a_tie_at_the_top_k_boundary_is_noted_and_broken_as_a_stable_sort_breaks_it(tmp_path):
+    payload = _payload()
+    tied = payload["state_dict"]["linear.0.scores.1"]
+    tied.view(-1)[:] = torch.tensor([0.5, -0.5] * 6 + [0.1] * 6 + [0.9] * 6)  # 24 entries
+    path = tmp_path / "tied.pt"
+    torch.save(payload, path)
+    checkpoint = hatinspect.open_checkpoint(path)
+    mask = checkpoint.masks[1]["linear/0"].reshape(-1)
+    # sparsity 0.5 drops int(0.5 * 24) = 12: the six 0.1s and the first six of the 0.5s
+    assert mask.tolist() == [0] * 6 + [1] * 6 + [0] * 6 + [1] * 6
+    assert (mask.astype(bool) == _brute_topk(tied.numpy(), 0.5).reshape(-1)).all()
+    (note,) = [n for n in checkpoint.notes if n.startswith("top-k ties")]
+    assert "in 1 mask(s) (linear/0, task 1)" in note
+    assert not any("top-k ties" in n for n in hatinspect.open_checkpoint(HERE / FILES[0]).notes)
