@@ -168,7 +168,13 @@ def _scores(path: Path, state) -> dict[str, set[int]]:
     found: dict[str, set[int]] = {}
     for key in state:
         if match := SCORES.match(key):
-            found.setdefault(match["module"], set()).add(int(match["task"]))
+            digits = match["task"]
+            if len(digits) > len(str(fmt.MAX_TASK_ID)) or int(digits) > fmt.MAX_TASK_ID:
+                raise CheckpointError(
+                    f"{path}: {shown(key)} names a task above {fmt.MAX_TASK_ID}, the most a"
+                    " file may hold"
+                )
+            found.setdefault(match["module"], set()).add(int(digits))
     tasks = next(iter(found.values()))
     for module, ids in found.items():
         if ids != tasks:

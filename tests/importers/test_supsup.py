@@ -225,6 +225,8 @@ HOSTILE = {
     "task hole": (_state(lambda s: [s.__setitem__(f"{m}.scores.3", s.pop(f"{m}.scores.1"))
                                     for m in ("linear.0", "linear.2")]),
                   "the scores are of tasks 0, 3, not 0..1"),
+    "task huge": (_state(lambda s: s.__setitem__(f"linear.0.scores.{'9' * 5000}", torch.ones(1))),
+                  "names a task above 2147483647"),
     "tasks differ": (_state(lambda s: s.pop("linear.2.scores.1")),
                      "linear.2 has the scores of tasks 0"),
     "no weight": (_state(lambda s: s.pop("linear.2.weight")), "linear.2 has scores but no weight"),
