@@ -56,10 +56,14 @@ def _brute_topk(scores, sparsity):
 
 
 def _brute(name, rule):
-    sparsity = TRUTH[name]["sparsity"]
+    """layer -> task -> mask; top-k at each module's sparsity as their live model had it
+    (``args.sparsity``, or main()'s ER budget)."""
+    layers = TRUTH[name]["layers"]
     return {
         module.replace(".", "/"): {
-            task: _brute_topk(s, sparsity) if rule == "topk" else s >= 0
+            task: _brute_topk(s, layers[module]["sparsity"] or TRUTH[name]["sparsity"])
+            if rule == "topk"
+            else s >= 0
             for task, s in tasks.items()
         }
         for module, tasks in _scores(name).items()
