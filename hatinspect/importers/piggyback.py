@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -111,12 +112,14 @@ def import_object(
             )
         return _import_packed(path, payload[PACKED])
     if mask_threshold is not None and (
-        type(mask_threshold) not in (int, float) or not math.isfinite(mask_threshold)
+        isinstance(mask_threshold, bool)
+        or not isinstance(mask_threshold, numbers.Real)
+        or not math.isfinite(mask_threshold)
     ):
         raise CheckpointError(
             f"{path}: the mask threshold {shown(mask_threshold)} is not a finite number"
         )
-    return _import_trained(path, payload, mask_threshold)
+    return _import_trained(path, payload, None if mask_threshold is None else float(mask_threshold))
 
 
 # --- training checkpoints --------------------------------------------------------------

@@ -96,48 +96,68 @@ def import_object(
             f"{path}: unknown mask rule {shown(mask_rule)}; expected one of {', '.join(MASK_RULES)}"
         )
     state, args = tensors(path, payload), _args(payload)
-    scores = _scores(path, state)
-    notes = []
-    if args.get("individual_heads") is True and len(scores) > 1:
-        head = list(scores)[-1]  # the last layer built: IndividualHeads (models/builder.py)
-        del scores[head]
-        notes.append(
-            f"args.individual_heads: the scores of {head}, the last layer, are its tasks'"
-            " own weights (IndividualHeads), not a mask; the layer is not read"
-        )
+    scores, notes = _without_heads(_scores(path, state), args)
     rule, why = _rule(path, args, mask_rule)
     layers = _layers(path, state, scores)
     sparsities = _sparsities(path, args, layers) if rule == TOPK else {}
-    masks, tied = {}, []
-    for task in sorted(next(iter(scores.values()))):
-        masks[task] = {}
-        for layer in layers:
-            values = numpy_of(state[_score_key(layer, task)])
-            if rule == SIGN:
-                masks[task][layer.name] = frozen(values >= 0)
-                continue
-            keep = top_k(np.abs(values), sparsities[layer.name])
-            masks[task][layer.name] = frozen(keep)
-            if boundary_tied(np.abs(values), sparsities[layer.name]):
-                tied.append(f"{layer.name}, task {task}")
-    notes.insert(0, _rule_note(rule, why, args, sparsities))
-    if tied:
-        notes.append(_tie_note(tied))
-    trained = args.get("train_weight_tasks")
-    if type(trained) is int and trained != 0:
-        notes.append(
-            f"args.train_weight_tasks is {trained}: the weights were trained"
-            f" {'with every task' if trained < 0 else f'during the first {trained} task(s)'},"
-            " not frozen from the start as SupSup's are"
-        )
+    tasks = sorted(next(iter(scores.values())))
+    masks, tied = _masks(state, layers, tasks, sparsities)
+    notes = [_rule_note(rule, why, args, sparsities), *notes, *_tie_notes(tied), *_trained(args)]
     native = {key: fmt.OTHER_PREFIX + key for key in state}
     imported = imported_checkpoint(
         path, NAME, _backbone(payload), layers, masks, notes, state, native,
         covers=Covers.PARAMETERS,
     )  # fmt: skip
-    hparams = {k: args[k] for k in HPARAMS if type(args.get(k)) in (int, float, str, bool)}
+    hparams = {k: args[k] for k in HPARAMS if _plain(args.get(k))}
     hparams["mask_rule"] = rule
     return with_metadata(imported, {fmt.ALGORITHM_KEY: NAME, HPARAMS_KEY: json.dumps(hparams)})
+
+
+def _masks(state, layers, tasks, sparsities) -> tuple[dict, list[str]]:
+    """Task -> layer -> mask (top-k where a sparsity is given, else scores >= 0), and the
+    masks whose top-k boundary falls among equal scores."""
+    masks, tied = {}, []
+    for task in tasks:
+        masks[task] = {}
+        for layer in layers:
+            values = numpy_of(state[_score_key(layer, task)])
+            if layer.name not in sparsities:
+                masks[task][layer.name] = frozen(values >= 0)
+                continue
+            magnitudes, sparsity = np.abs(values), sparsities[layer.name]
+            masks[task][layer.name] = frozen(top_k(magnitudes, sparsity))
+            if boundary_tied(magnitudes, sparsity):
+                tied.append(f"{layer.name}, task {task}")
+    return masks, tied
+
+
+def _without_heads(scores: dict, args: dict) -> tuple[dict, list[str]]:
+    """With ``args.individual_heads`` the last layer built is ``IndividualHeads``
+    (models/builder.py), whose scores are its tasks' own weights: left out, and said."""
+    if args.get("individual_heads") is not True or len(scores) < 2:
+        return scores, []
+    head = list(scores)[-1]
+    note = (
+        f"args.individual_heads: the scores of {head}, the last layer, are its tasks' own"
+        " weights (IndividualHeads), not a mask; the layer is not read"
+    )
+    return {module: tasks for module, tasks in scores.items() if module != head}, [note]
+
+
+def _trained(args: dict) -> list[str]:
+    trained = args.get("train_weight_tasks")
+    if type(trained) is not int or trained == 0:
+        return []
+    when = "with every task" if trained < 0 else f"during the first {trained} task(s)"
+    return [
+        f"args.train_weight_tasks is {trained}: the weights were trained {when}, not frozen"
+        " from the start as SupSup's are"
+    ]
+
+
+def _plain(value) -> bool:
+    """A value JSON keeps as is: text, a bool, an int or a finite float."""
+    return type(value) in (str, bool, int) or (type(value) is float and math.isfinite(value))
 
 
 # --- the file's parts ------------------------------------------------------------------
@@ -283,14 +303,16 @@ def boundary_tied(magnitudes: np.ndarray, sparsity: float) -> bool:
     return bool(low == high)
 
 
-def _tie_note(tied: list[str]) -> str:
+def _tie_notes(tied: list[str]) -> list[str]:
+    if not tied:
+        return []
     shown_ = ", ".join(tied[:3]) + (f" and {len(tied) - 3} more" if len(tied) > 3 else "")
-    return (
+    return [
         f"top-k ties: equal |scores| straddle the boundary in {len(tied)} mask(s) ({shown_});"
         " of the equal ones the later entries are kept, as a stable sort keeps them (their"
         " torch.sort is stable on the CPU for small tensors only, so their code may keep"
         " others, as many)"
-    )
+    ]
 
 
 def _rule_note(rule: str, why: str, args: dict, sparsities: dict[str, float]) -> str:

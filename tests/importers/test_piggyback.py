@@ -340,3 +340,11 @@ def test_the_command_line_takes_a_threshold_and_refuses_where_none_applies():
                    "binary already; no mask threshold applies")  # fmt: skip
     assert run("info", HERE / name, "--mask-threshold", "inf").exit_code == 2
     assert run("info", HERE / name, "--mask-threshold", "nan").exit_code == 2
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), True, "0.01"])
+def test_a_threshold_that_is_no_finite_number_is_refused(threshold):
+    with pytest.raises(hatinspect.CheckpointError, match="is not a finite number"):
+        hatinspect.open_checkpoint(HERE / "flowers_binarizer.pt", mask_threshold=threshold)
+    chosen = hatinspect.open_checkpoint(HERE / "flowers_binarizer.pt", mask_threshold=np.float32(1))
+    assert not any(mask.any() for mask in chosen.masks[1].values())  # no mask_real above 1
