@@ -1,6 +1,5 @@
 """The commands over whole runs: compare (runs side by side) and report (a shareable file)."""
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +24,7 @@ from hatinspect.cli.options import (
 from hatinspect.cli.output import emit, figure_look, load_run, outputs_free, write_output
 from hatinspect.cli.registry import command
 from hatinspect.render.files import output_format
+from hatinspect.render.stderr import say
 
 _report_path = usage_check(lambda path: output_format(path, ("html", "md", "json")))
 
@@ -124,4 +124,4 @@ def report(
     outputs_free(force, tuple(runs), output=(output, *extra))
     rules = (source, task_id, mask_rule, mask_threshold)
     result = api.report(*(load_run(path, *rules) for path in runs), output=output)
-    print(f"wrote {output}: {result.summary}", file=sys.stderr)
+    say(f"wrote {output}: {result.summary}")
