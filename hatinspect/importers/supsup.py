@@ -319,7 +319,12 @@ def _rule_note(rule: str, why: str, args: dict, sparsities: dict[str, float]) ->
     if rule == SIGN:
         return f"SupSup masks weights (sign rule, {why}): a weight is used where its score is >= 0"
     if args.get("er_sparsity") is True:
-        kept = f"a per-layer fraction (args.er_sparsity, from args.sparsity {args['sparsity']:g})"
+        each = ", ".join(f"{name} {value:.4g}" for name, value in list(sparsities.items())[:4])
+        more = f" and {len(sparsities) - 4} more" if len(sparsities) > 4 else ""
+        kept = (
+            f"a per-layer fraction (args.er_sparsity, from args.sparsity {args['sparsity']:g}:"
+            f" {each}{more})"
+        )
     else:
         kept = f"the fraction args.sparsity = {next(iter(sparsities.values())):g}"
     return (
