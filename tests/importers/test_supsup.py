@@ -339,3 +339,12 @@ def test_a_tie_at_the_top_k_boundary_is_noted_and_broken_as_a_stable_sort_breaks
     (note,) = [n for n in checkpoint.notes if n.startswith("top-k ties")]
     assert "in 1 mask(s) (linear/0, task 1)" in note
     assert not any("top-k ties" in n for n in hatinspect.open_checkpoint(HERE / FILES[0]).notes)
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["info", "masks", "capacity", "measure", "overlap", "audit", "convert", "compare", "report"],
+)
+def test_every_command_that_opens_files_takes_the_rules(command):
+    shown = run(command, "--help", COLUMNS="200").stdout
+    assert "--mask-rule" in shown and "--mask-threshold" in shown
