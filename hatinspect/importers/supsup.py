@@ -8,7 +8,7 @@ Every masked module ``<m>`` keeps a random, frozen ``<m>.weight`` and one float
 ``nn.DataParallel`` (their ``--multigpu``) prefixes every key with ``module.``. The state
 dict does not say how scores become a mask; the module class, ``args.conv_type``, does:
 
-- ``topk`` (``MultitaskMaskConv``, ``MaskConv``): ``GetSubnet(scores.abs(), sparsity)``
+- ``topk`` (``MultitaskMaskConv``): ``GetSubnet(scores.abs(), sparsity)``
   keeps the ``numel - int((1 - sparsity) * numel)`` largest ``|scores|``; of equal
   scores at the boundary the later entries (in row-major order) are kept, as a stable
   sort keeps them and their ``torch.sort`` does on the CPU for small tensors (on larger
@@ -46,7 +46,6 @@ NAME = "supsup"
 SCORES = re.compile(r"^(?P<module>.+)\.scores\.(?P<task>[0-9]+)$")
 PARALLEL = "module."  # nn.DataParallel's prefix
 RULE_OF_CLASS = {
-    "MaskConv": TOPK,
     "MultitaskMaskConv": TOPK,
     "FastMultitaskMaskConv": SIGN,
     "StackedFastMultitaskMaskConv": SIGN,
