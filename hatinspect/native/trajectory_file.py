@@ -36,7 +36,7 @@ UNITS = ("epoch", "step")
 MAX_FILE_BYTES = 2**30  # what a reader holds in memory at once: the whole file's gates
 
 # __metadata__ keys (strings; structured values are JSON)
-VERSION_KEY = "hatinspect.trajectory"  # TRAJECTORY_VERSION as a decimal string
+VERSION_KEY = fmt.TRAJECTORY_KEY  # TRAJECTORY_VERSION as a decimal string
 TASK_KEY = "hatinspect.task"  # the task's id
 UNIT_KEY = "hatinspect.unit"  # what a point counts: "epoch" or "step"
 POINTS_KEY = "hatinspect.points"  # JSON list of ints, ascending; row i of a gate tensor

@@ -184,3 +184,14 @@ def test_a_failed_write_leaves_the_earlier_file(tmp_path):
         tf.write_trajectory(path, trajectory(), s_max=float("nan"))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["t.safetensors"]
+
+
+def test_a_checkpoint_reader_tells_a_trajectory_file_for_what_it_is(tmp_path):
+    import hatinspect
+
+    path = tf.write_trajectory(tmp_path / tf.file_name(2), trajectory(), 400)
+    with pytest.raises(CheckpointError) as error:
+        hatinspect.open_checkpoint(path)
+    assert str(error.value) == (
+        f"{path}: a trajectory file (one task's recorded gates), not a checkpoint"
+    )
