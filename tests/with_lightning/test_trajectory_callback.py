@@ -163,3 +163,30 @@ def test_a_module_without_s_max_is_told_to_pass_it(tmp_path):
     trainer = Trainer(max_epochs=1, callbacks=[HATMaskTrajectory(tmp_path)], **ALONE)
     with pytest.raises(TypeError, match=r"pass HATMaskTrajectory\(\.\.\., s_max=\.\.\.\)"):
         trainer.fit(module, loader())
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run_records_on_rank_zero_alone(tmp_path):
+    import subprocess
+    import sys
+
+    import hatinspect
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "hatinspect", "train-demo", "--engine", "lightning"]
+    command += ["--devices", "2", "--strategy", "ddp", "-n", "2", "-e", "2", "-o", str(out)]
+    command += ["--record-every", "1", "--logger", "csv"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["after-task-1.safetensors", "after-task-2.safetensors", "logs",
+                     "trajectory-task-1.safetensors", "trajectory-task-2.safetensors"]  # fmt: skip
+    assert [p.name for p in (out / "logs").iterdir()] == ["version_0"]  # one logger's folder
+    final = hatinspect.open_checkpoint(out / "after-task-2.safetensors")
+    for recorded in read_trajectories(out):
+        assert recorded.points == (-1, 0, 1)
+        for layer in recorded.layers:
+            assert (recorded.binary(layer)[-1] == final.masks[recorded.task][layer]).all()
+    with open(out / "logs" / "version_0" / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("trajectory/task_1/fc/0/active_share")]
+    assert len(rows) == 3  # once per record: rank one logs nothing
