@@ -187,9 +187,9 @@ def _layers(metadata: Mapping[str, str]) -> tuple[str, ...]:
     layers = _json(metadata, LAYERS_KEY)
     if not isinstance(layers, list) or not layers:
         raise ValueError(f"{LAYERS_KEY} must be a non-empty list, got {shown(layers)}")
-    bad = next((layer for layer in layers if not fmt.text(layer)), None)
-    if bad is not None:
-        raise ValueError(f"layer name {shown(bad)} is not a non-empty string")
+    for layer in layers:
+        if not fmt.text(layer):
+            raise ValueError(f"layer name {shown(layer)} is not a non-empty string")
     if len(set(layers)) != len(layers):
         raise ValueError("a layer is listed twice")
     return tuple(layers)

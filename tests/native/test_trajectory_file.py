@@ -109,6 +109,8 @@ HOSTILE_METADATA = [
     ({tf.POINTS_KEY: "[" * 100_000}, "is not JSON"),
     ({tf.LAYERS_KEY: '["fc/0", "fc/0"]'}, "listed twice"),
     ({tf.LAYERS_KEY: '["fc/0", ""]'}, "layer name '' is not"),
+    ({tf.LAYERS_KEY: '["fc/0", null]'}, "layer name None is not"),
+    ({tf.LAYERS_KEY: '["fc/0", 7]'}, "layer name 7 is not"),
     ({tf.LAYERS_KEY: '{"fc/0": 1}'}, "non-empty list"),
     ({tf.LAYERS_KEY: '["fc/0"]'}, "'gate.fc/1' belongs to no listed layer"),
     ({tf.LAYERS_KEY: '["fc/0", "fc/1", "fc/2"]'}, "layer 'fc/2': no tensor 'gate.fc/2'"),
