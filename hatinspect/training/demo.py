@@ -163,6 +163,7 @@ def run_demo(
             recording.task_done(task_id)
 
         generator = torch.Generator().manual_seed(config.seed)
+        status = "failed"
         try:
             accuracy = train_sequence(
                 backbone,
@@ -174,9 +175,10 @@ def run_demo(
                 task_end,
                 recording.task_started,
             )
+            status = "success"
         finally:
-            for logger in loggers:
-                logger.finalize("success")
+            for logger in loggers:  # written out, as a Trainer does at the end of a fit
+                logger.finalize(status)
     capacity = capacity_after_each_task(backbone, config.algorithm)
     return DemoResult.of_run(config, accuracy, capacity, checkpoints, start, recording.trajectories)
 
