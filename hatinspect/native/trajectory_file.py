@@ -3,7 +3,8 @@
 checkpoints (``trajectory-task-<t>.safetensors``, ``docs/checkpoint-format.md``).
 
 Pure numpy: ``read_trajectory`` turns a file into a ``model.trajectory.TaskTrajectory``,
-``find_trajectories`` lists the files of a run, ``write_trajectory`` writes one atomically.
+``find_trajectories`` lists the files of a run (``read_trajectories`` reads them all),
+``is_trajectory_file`` tells one by its header, ``write_trajectory`` writes one atomically.
 Every problem with a file is one ``CheckpointError`` naming it.
 """
 
@@ -69,6 +70,16 @@ def read_trajectory(path: str | os.PathLike) -> TaskTrajectory:
             raise CheckpointError(f"{path}: tensor {shown(stray[0])} belongs to no listed layer")
         gates = {layer: _gates(path, f, layer, len(points)) for layer in layers}
     return TaskTrajectory(task=task, points=points, unit=unit, layers=layers, gates=gates)
+
+
+def is_trajectory_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a safetensors file whose metadata says it is a trajectory file
+    (its header alone is read; a file that cannot be read is none)."""
+    try:
+        with reading(path), open_safetensors(Path(path)) as f:
+            return VERSION_KEY in (f.metadata() or {})
+    except CheckpointError:
+        return False
 
 
 def read_trajectories(path: str | os.PathLike) -> tuple[TaskTrajectory, ...]:

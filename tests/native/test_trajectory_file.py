@@ -197,3 +197,13 @@ def test_a_checkpoint_reader_tells_a_trajectory_file_for_what_it_is(tmp_path):
     assert str(error.value) == (
         f"{path}: a trajectory file (one task's recorded gates), not a checkpoint"
     )
+
+
+def test_a_trajectory_file_is_told_by_its_header(tmp_path):
+    path = tf.write_trajectory(tmp_path / tf.file_name(2), trajectory(), 400)
+    assert tf.is_trajectory_file(path)
+    other = tmp_path / "net.safetensors"
+    save_file({"x": np.zeros(2, np.float32)}, str(other), {"format": "pt"})
+    (tmp_path / "text").write_text("not one")
+    assert not any(map(tf.is_trajectory_file, [other, tmp_path / "text", tmp_path,
+                                               tmp_path / "missing"]))  # fmt: skip
