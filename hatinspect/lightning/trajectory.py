@@ -15,7 +15,9 @@ training is ``-1``. A fit may train one task (a ``Trainer`` per task) or span se
 a record of another task than the one being recorded ends that one's file first.
 
 Under several processes the gates are the same on every rank (the embeddings are
-trained as one): global rank zero alone records, writes and logs.
+trained as one): global rank zero alone records, writes and logs. A Lightning ``.ckpt``
+holds the records of the task in training, so that a fit resumed from it (``ckpt_path=``)
+writes the task's whole trajectory.
 """
 
 from __future__ import annotations
@@ -59,6 +61,20 @@ class HATMaskTrajectory(Callback):
         self.s_max, self.log, self.overwrite = s_max, log, overwrite
         self.recorder: TrajectoryRecorder | None = None
         self.paths: dict[int, Path] = {}  # task id -> its trajectory file
+        self._resumed: dict | None = None  # a .ckpt's recording, taken up at train start
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(dirpath=str(self.dirpath), unit=self.unit)
+
+    def state_dict(self) -> dict:
+        recording = self.recorder.state() if self.recorder is not None else None
+        paths = {task: str(path) for task, path in self.paths.items()}
+        return {"paths": paths, "recording": recording}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.paths = {int(task): Path(path) for task, path in state_dict["paths"].items()}
+        self._resumed = state_dict.get("recording")
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit":
@@ -76,6 +92,9 @@ class HATMaskTrajectory(Callback):
                 self.dirpath,
                 trainer.loggers if self.log else (),
             )
+            # a fit resumed from a .ckpt goes on with the task's records taken before it
+            self.recorder.restore(self._resumed)
+        self._resumed = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         recorder = self.recorder

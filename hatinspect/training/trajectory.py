@@ -117,6 +117,22 @@ class TrajectoryRecorder:
             self._rows.setdefault(layer, []).append(row)
         log_metrics(self.loggers, record_scalars(self.task, gates, previous), step)
 
+    def state(self) -> dict | None:
+        """The task being recorded, its points and rows so far (None between tasks)."""
+        if self.task is None:
+            return None
+        rows = {layer: np.stack(r).tolist() for layer, r in self._rows.items()}
+        return {"task": self.task, "points": list(self._points), "rows": rows}
+
+    def restore(self, state: Mapping | None) -> None:
+        """Go on recording the task of ``state`` (as ``state()`` gave it)."""
+        if state is None:
+            return
+        self.task, self._points = int(state["task"]), [int(p) for p in state["points"]]
+        self._rows = {
+            layer: list(np.asarray(rows, dtype=np.float32)) for layer, rows in state["rows"].items()
+        }
+
     def finish(self, point: int, step: int) -> TaskTrajectory | None:
         """Record ``point`` if new; the task's trajectory, written and logged."""
         if self.task is None:

@@ -11,6 +11,7 @@ from safetensors import safe_open
 pytest.importorskip("lightning")
 
 from lightning.pytorch import Trainer  # noqa: E402
+from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from support.lightning_modules import CLArenaShapedHAT, SpanningHAT, loader  # noqa: E402
 
@@ -190,3 +191,30 @@ def test_two_process_ddp_run_records_on_rank_zero_alone(tmp_path):
     with open(out / "logs" / "version_0" / "metrics.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get("trajectory/task_1/fc/0/active_share")]
     assert len(rows) == 3  # once per record: rank one logs nothing
+
+
+def test_a_resumed_fit_goes_on_with_the_records_of_the_ckpt(tmp_path):
+    torch.manual_seed(0)
+    module = HATModule(HATMaskMLP(4, [6, 5], 5, gate="sigmoid"), "hat", lr=0.1, s_max=S_MAX)
+    module.start_task(1, 2)
+    first = Trainer(max_epochs=2, callbacks=[HATMaskTrajectory(tmp_path)], **ALONE)
+    first.fit(module, loader(n=32))
+    uninterrupted = read_trajectory(tmp_path / "trajectory-task-1.safetensors")
+    (tmp_path / "trajectory-task-1.safetensors").unlink()
+
+    torch.manual_seed(0)
+    module = HATModule(HATMaskMLP(4, [6, 5], 5, gate="sigmoid"), "hat", lr=0.1, s_max=S_MAX)
+    module.start_task(1, 2)
+    # the .ckpt a ModelCheckpoint saves at the end of the first epoch, mid-task
+    saving = ModelCheckpoint(tmp_path / "ckpt", save_last=True)
+    callbacks = [HATMaskTrajectory(tmp_path), saving]
+    Trainer(max_epochs=1, callbacks=callbacks, logger=False, **QUIET).fit(module, loader(n=32))
+    (tmp_path / "trajectory-task-1.safetensors").unlink()  # the interrupted fit's file
+
+    resumed = HATModule(HATMaskMLP(4, [6, 5], 5, gate="sigmoid"), "hat", lr=0.1, s_max=S_MAX)
+    again = Trainer(max_epochs=2, callbacks=[HATMaskTrajectory(tmp_path)], **ALONE)
+    again.fit(resumed, loader(n=32), ckpt_path=saving.last_model_path)
+    recorded = read_trajectory(tmp_path / "trajectory-task-1.safetensors")
+    assert recorded.points == uninterrupted.points == (-1, 0, 1)
+    for layer in LAYERS:  # the records before the stop come from the .ckpt
+        np.testing.assert_array_equal(recorded.gates[layer][:2], uninterrupted.gates[layer][:2])
