@@ -2,6 +2,7 @@
 the checkpointed embeddings) and what the real TensorBoard and CSV loggers receive."""
 
 import csv
+import io
 
 import numpy as np
 import pytest
@@ -218,3 +219,28 @@ def test_a_resumed_fit_goes_on_with_the_records_of_the_ckpt(tmp_path):
     assert recorded.points == uninterrupted.points == (-1, 0, 1)
     for layer in LAYERS:  # the records before the stop come from the .ckpt
         np.testing.assert_array_equal(recorded.gates[layer][:2], uninterrupted.gates[layer][:2])
+
+
+def test_the_plain_demo_logs_to_a_real_tensorboard_logger(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from hatinspect.lightning.loggers import demo_logger
+    from hatinspect.training.demo import DemoConfig, run_demo
+
+    logger = demo_logger("tensorboard", tmp_path)
+    run_demo(DemoConfig(tasks=2, epochs=2), tmp_path, record_every=1, loggers=[logger])
+    assert logger.log_dir == str(tmp_path / "logs" / "version_0")
+    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == [1, 2, 3, 4]  # the run's epochs
+    recorded = read_trajectory(tmp_path / "trajectory-task-2.safetensors")
+    shares = [e.value for e in events.Scalars("trajectory/task_2/fc/0/active_share")]
+    assert shares == pytest.approx((recorded.gates["fc/0"] >= 0.5).mean(axis=1).tolist())
+    image = events.Images("trajectory/task_2/fc/0")[-1]
+    assert (image.step, image.height, image.width) == (4, 3, 100)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)), dtype=np.float64)
+    pixels = pixels if pixels.ndim == 2 else pixels[..., 0]  # grey: every channel alike
+    np.testing.assert_allclose(pixels / 255, recorded.gates["fc/0"], atol=1.01 / 255)
