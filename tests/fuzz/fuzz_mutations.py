@@ -570,6 +570,17 @@ def hostile_objects() -> list[tuple[str, Callable[[], object]]]:
     def config(**changes):
         return full()["config"] | changes
 
+    def supsup(args=None, **changes):
+        # SupSup's main.py dict, ``args`` a plain dict: its scores of the weight's shape
+        state = {
+            "linear.0.weight": torch.randn(4, 3, 1, 1),
+            "linear.0.scores.0": torch.randn(4, 3, 1, 1),
+            "linear.0.scores.1": torch.randn(4, 3, 1, 1),
+        }
+        state.update(changes)
+        stored = {"conv_type": "MultitaskMaskConv", "sparsity": 0.5} if args is None else args
+        return {"epoch": 1, "arch": "Tiny", "state_dict": state, "args": stored}
+
     big = torch.zeros(1).expand(2**33)
     return [
         ("sparse embedding", lambda: original(**{"ec.weight": torch.randn(2, 4).to_sparse()})),
@@ -641,6 +652,67 @@ def hostile_objects() -> list[tuple[str, Callable[[], object]]]:
             ),
         ),  # fmt: skip
         ("nan embedding", lambda: original(**{"ec.weight": torch.full((2, 4), float("nan"))})),
+        ("SupSup as is", lambda: supsup()),
+        ("SupSup scores shape", lambda: supsup(**{"linear.0.scores.1": torch.randn(4, 3)})),
+        (
+            "SupSup scores NaN",
+            lambda: supsup(**{"linear.0.scores.0": torch.full((4, 3, 1, 1), float("nan"))}),
+        ),  # fmt: skip
+        (
+            "SupSup scores int",
+            lambda: supsup(**{"linear.0.scores.0": torch.ones(4, 3, 1, 1, dtype=torch.int64)}),
+        ),  # fmt: skip
+        (
+            "SupSup scores fp8",
+            lambda: supsup(
+                **{"linear.0.scores.0": torch.randn(4, 3, 1, 1).to(torch.float8_e4m3fn)}
+            ),
+        ),  # fmt: skip
+        (
+            "SupSup scores sparse",
+            lambda: supsup(**{"linear.0.scores.0": torch.randn(4, 3, 1, 1).to_sparse()}),
+        ),  # fmt: skip
+        (
+            "SupSup scores stride-0",
+            lambda: supsup(
+                **{
+                    "linear.0.weight": big.reshape(2**31, 4, 1, 1),
+                    "linear.0.scores.0": big.reshape(2**31, 4, 1, 1),
+                }
+            ),
+        ),  # fmt: skip
+        ("SupSup sparsity 2", lambda: supsup({"conv_type": "MultitaskMaskConv", "sparsity": 2})),
+        ("SupSup sparsity nan", lambda: supsup({"sparsity": float("nan")})),
+        ("SupSup sparsity tensor", lambda: supsup({"sparsity": torch.tensor(0.5)})),
+        ("SupSup no sparsity", lambda: supsup({"conv_type": "MultitaskMaskConv"})),
+        ("SupSup args tensor", lambda: supsup(torch.ones(2))),
+        ("SupSup conv_type junk", lambda: supsup({"conv_type": ["x"], "sparsity": 0.5})),
+        (
+            "SupSup er_sparsity 2-d",
+            lambda: supsup(
+                {"sparsity": 0.5, "er_sparsity": True},
+                **{
+                    "linear.0.weight": torch.randn(4, 3),
+                    "linear.0.scores.0": torch.randn(4, 3),
+                    "linear.0.scores.1": torch.randn(4, 3),
+                },
+            ),
+        ),  # fmt: skip
+        ("SupSup task hole", lambda: supsup(**{"linear.0.scores.5": torch.randn(4, 3, 1, 1)})),
+        (
+            "SupSup task 2^31",
+            lambda: {"w.weight": torch.randn(2, 2), f"w.scores.{2**31}": torch.randn(2, 2)},
+        ),  # fmt: skip
+        (
+            "SupSup huge task",
+            lambda: {"w.weight": torch.randn(2, 2), f"w.scores.{'9' * 5000}": torch.randn(2, 2)},
+        ),  # fmt: skip
+        ("SupSup no weight", lambda: {"w.scores.0": torch.randn(2, 2)}),
+        ("SupSup 1-d weight", lambda: {"w.weight": torch.randn(2), "w.scores.0": torch.randn(2)}),
+        (
+            "SupSup half prefixed",
+            lambda: supsup(**{"module.linear.0.scores.0": torch.randn(4, 3, 1, 1)}),
+        ),  # fmt: skip
         (
             "bad preceding flow",
             lambda: {
