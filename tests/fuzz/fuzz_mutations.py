@@ -51,6 +51,7 @@ HOSTILE_VALUES = [
 # digits) or the largest one
 KEY_NUMBERS = ["9" * 5000, "9" * 11, str(2**31), str(2**31 - 1), "01", "00", "-1", "\u0663", "1e3"]
 NUMBER_IN_KEY = re.compile(r"(?<![^./])[0-9]+(?![^./])")  # a dot-separated run of digits
+TRAJECTORY_CASE = "trajectory-task-"  # a trajectory file's cases: read by its own reader
 SAFETENSORS_DTYPES = ["BF16", "F16", "F8_E4M3", "F8_E5M2", "I64", "BOOL", "U8", "F64", "X", ""]
 
 
@@ -205,6 +206,25 @@ def pathctl(data: bytes, rng: random.Random) -> bytes:
     """The file as it is: the worker opens it under a name of control characters and
     hands the API paths that are none (see fuzz_worker.hostile_paths)."""
     return data
+
+
+def trajectory_field(data: bytes, rng: random.Random) -> bytes:
+    """A trajectory file's points or layers reordered, repeated, cut or given a hostile value."""
+    header, body = _split(data)
+    metadata = header["__metadata__"]
+    key = rng.choice(["hatinspect.points", "hatinspect.layers"])
+    values = json.loads(metadata[key])
+    choice = rng.random()
+    if choice < 0.2:
+        values.reverse()
+    elif choice < 0.4:
+        values.append(values[-1])
+    elif choice < 0.6:
+        values.pop()
+    else:
+        values[rng.randrange(len(values))] = rng.choice(HOSTILE_VALUES)
+    metadata[key] = json.dumps(values)
+    return _join(header, body)
 
 
 SAFETENSORS_MUTATORS = [metadata_field, metadata_field, layer_field, layer_field, tensor_entry,
@@ -726,6 +746,8 @@ def split_case_name(name: str) -> tuple[str, str]:
 
 
 def kind_of(name: str) -> str:
+    if TRAJECTORY_CASE in name:
+        return "trajectory"
     if name.endswith(".safetensors"):
         return "safetensors"
     return "legacy" if "legacy" in name else "zip"
@@ -733,6 +755,15 @@ def kind_of(name: str) -> str:
 
 MUTATORS = {
     "safetensors": SAFETENSORS_MUTATORS + BYTE_MUTATORS,
+    "trajectory": [
+        metadata_field,
+        trajectory_field,
+        trajectory_field,
+        tensor_entry,
+        retyped_tensor,
+        pathctl,
+    ]
+    + BYTE_MUTATORS,  # fmt: skip
     "zip": ZIP_MUTATORS + [scalar_entry] + BYTE_MUTATORS,
     "legacy": [legacy_pickle, legacy_pickle, legacy_key_number, legacy_scalar, pathctl]
     + BYTE_MUTATORS,

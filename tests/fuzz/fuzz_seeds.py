@@ -93,6 +93,7 @@ def build_seeds(folder: Path) -> dict[str, Path]:
     ):
         if (FIXTURES / "peers" / peer).is_file():  # masks of weights, packed (version 2)
             seeds[name] = hatinspect.convert(FIXTURES / "peers" / peer, folder / name)
+    seeds["trajectory-task-2.safetensors"] = _trajectory(folder / "trajectory-task-2.safetensors")
     for name, path in seeds.items():  # safetensors writes its header in varying order
         if name.endswith(".safetensors"):
             path.write_bytes(_join(*_split(path.read_bytes()), sort=True))
@@ -106,6 +107,25 @@ def build_seeds(folder: Path) -> dict[str, Path]:
             folders = fixture.relative_to(FIXTURES).parts[1:-1]
             seeds["-".join(("fixture", *folders, fixture.name))] = fixture
     return seeds
+
+
+def _trajectory(path: Path) -> Path:
+    """A recorded trajectory of a small HAT MLP's task: three records of three layers."""
+    import torch
+
+    from hatinspect.native.trajectory_file import write_trajectory
+    from hatinspect.training.trajectory import TrajectoryRecorder
+
+    torch.manual_seed(0)
+    backbone = hat_mlp(tasks=(0, 1))
+    recorder = TrajectoryRecorder(backbone, s_max=4.0, every=1)
+    recorder.start(2, step=0)
+    for epoch in (0, 1):
+        with torch.no_grad():
+            for embedding in backbone.task_embedding_t.values():
+                embedding.weight.add_(torch.randn_like(embedding.weight))
+        recorder.record(epoch, step=epoch + 1)
+    return write_trajectory(path, recorder.finish(1, step=2), s_max=4.0)
 
 
 def _hat_cl_state() -> dict:
