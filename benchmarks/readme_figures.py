@@ -61,13 +61,18 @@ def replace_figures(text: str, fresh: Mapping[str, str]) -> str:
 
 
 def compare(
-    script: str, figures: Mapping[str, str], write: bool = False, when_name: str = WHEN
+    script: str,
+    figures: Mapping[str, str],
+    write: bool = False,
+    when_name: str = WHEN,
+    options: bool = True,
 ) -> None:
     """Print README's figure beside the fresh one for each of `script`'s figures and its
     `when_name` marker (a script whose rows were measured at different times names one for
-    each); with `write`, put the fresh ones in README."""
+    each; one whose figures quote its command line leaves its `options` out of it); with
+    `write`, put the fresh ones in README."""
     fresh = {f"{script}.{name}": value for name, value in figures.items()}
-    fresh[f"{script}.{when_name}"] = when()
+    fresh[f"{script}.{when_name}"] = when(argv=None if options else [])
     text = README.read_text(encoding="utf-8")
     stated = readme_figures(text)
     print(f"\nREADME's figures ({README.name}) beside this run's:")

@@ -33,7 +33,13 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from hatinspect.importers.common import Imported, frozen, imported_checkpoint, numpy_of
+from hatinspect.importers.common import (
+    Imported,
+    frozen,
+    imported_checkpoint,
+    numpy_of,
+    task_id_in_key,
+)
 from hatinspect.importers.flow import infer_flow
 from hatinspect.importers.pickled_modules import with_metadata
 from hatinspect.importers.safety.unpickler import Placeholder
@@ -193,7 +199,8 @@ def _scores(path: Path, state) -> dict[str, set[int]]:
                     f"{path}: {shown(key)} names a task above {fmt.MAX_TASK_ID}, the most a"
                     " file may hold"
                 )
-            found.setdefault(match["module"], set()).add(int(digits))
+            # a number no layout writes (00, 01) names no task: its scores would go unfound
+            found.setdefault(match["module"], set()).add(task_id_in_key(path, key, digits))
     tasks = next(iter(found.values()))
     for module, ids in found.items():
         if ids != tasks:

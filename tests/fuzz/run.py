@@ -50,7 +50,8 @@ def main() -> int:
         print(f"\nall {len(args.seed)} seeds: {totals['cases']} cases in "
               f"{totals['seconds']:.0f} s: {totals['loaded']} loaded, {totals['refused']} "
               f"refused, {totals['findings']} findings")  # fmt: skip
-    readme.compare("fuzz", {"last-run": last_run(args, paths, totals)}, args.write_readme)
+    figures = {"last-run": last_run(args, paths, totals)}  # its command quotes the options
+    readme.compare("fuzz", figures, args.write_readme, options=False)
     return 1 if totals["findings"] else 0
 
 
@@ -105,7 +106,7 @@ def last_run(args, paths: dict[str, Path], totals: collections.Counter) -> str:
         f"{len(paths)} seeds ({seed_sources(paths)}); {totals['seconds']:.0f} s of cases): "
         f"of {totals['cases']:,} files, {totals['loaded']:,} loaded and "
         f"{totals['refused']:,} were refused with one line naming the file, "
-        f"**{totals['findings']} findings**"
+        f"**{totals['findings']} finding{'' if totals['findings'] == 1 else 's'}**"
     )
 
 
