@@ -56,7 +56,7 @@ def trajectory(
     """Masks through training: per task and layer, when each settled, and what it switched.
 
     The settle point is the first record (an epoch; -1 before training) after which the
-    binary mask (gate at least 0.5) never changes again; the switches are the units turned
+    binary mask (gate above 0.5) never changes again; the switches are the units turned
     on and off between consecutive records.
 
     Examples:

@@ -35,7 +35,7 @@ def _(report: TrajectoryReport, width: int | None = None, **_layout) -> list:
     out += [Note(note) for note in report.notes]
     if report.kept:
         kept = ", ".join(f"task {t}: {report.unit} {e}" for t, e in report.kept)
-        out.append(Note(f"training kept the model of the least validation loss ({kept})"))
+        out.append(Note(f"training kept the model of {report.kept_by} ({kept})"))
     if any(_after_kept(layer, dict(report.kept).get(layer.task)) for layer in report.layers):
         out.append(Note(f"*: settled after the {report.unit} whose model training kept"))
     return out

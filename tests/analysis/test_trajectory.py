@@ -40,8 +40,8 @@ CASES = [
     [[0.9, 0.1, 0.0], [0.99, 0.2, 0.0], [1.0, 0.0, 0.4]],
     # one on, then one off, then stays
     [[0.0, 1.0, 0.0], [0.7, 1.0, 0.0], [0.7, 0.2, 0.0], [0.8, 0.1, 0.3]],
-    # changes at the last record; gates exactly at the threshold count as on
-    [[0.0, 0.0], [0.5, 0.0], [0.5, 0.0], [0.49, 1.0]],
+    # changes at the last record; gates exactly at the threshold are off
+    [[0.0, 0.0], [0.5, 0.0], [0.51, 0.0], [0.49, 1.0]],
     # changes back and forth
     [[1.0], [0.0], [1.0], [0.0], [0.0]],
 ]
@@ -50,7 +50,7 @@ CASES = [
 @pytest.mark.parametrize("rows", CASES)
 def test_settle_point_and_switches_match_plain_loops(rows):
     layer = layer_trajectory(_trajectory(rows), "fc1")
-    binary = [[int(g >= 0.5) for g in row] for row in rows]
+    binary = [[int(g > 0.5) for g in row] for row in rows]
     settled, on, off = _plain(binary, list(layer.points))
     assert layer.settled_after == settled
     assert list(layer.switched_on) == on and list(layer.switched_off) == off
