@@ -1,5 +1,5 @@
 """How a trajectory shows itself: a table of each task's layers (when each settled, what
-it switched), and the figure of the gates over the records, units × epochs, one panel a
+it switched), and the figure of the gates over the records, units × records, one panel a
 layer and a row of panels a task, as HAT's paper draws masks settling."""
 
 from __future__ import annotations
