@@ -195,3 +195,15 @@ def test_a_file_of_no_known_kind_names_the_kinds(tmp_path):
     other.write_bytes(b"nothing")
     with pytest.raises(HatinspectError, match="trajectory-task-<t>.safetensors files"):
         read_trajectories(other)
+
+
+def test_recorded_files_by_step_read_through_the_api(tmp_path):
+    import hatinspect
+    from hatinspect.render.layout import tables
+    from hatinspect.render.trajectory import DEFAULT_LOOK  # noqa: F401  (registers the view)
+
+    _recorded_folder(tmp_path, units=("step", "step"))
+    report = hatinspect.trajectory(tmp_path / "trajectory-task-1.safetensors", layer="fc1")
+    assert report.unit == "step" and report.tasks == (1, 2) and report.kept_by == "the last record"
+    assert str(tables(report)[0]).startswith("Masks through training, by step")
+    assert record(report)["curves"] == {} and record(report)["kept"] == {"1": 2, "2": 2}
