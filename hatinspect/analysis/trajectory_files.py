@@ -78,7 +78,8 @@ def _hat_log_in(folder: Path) -> Path | None:
 
 
 RECORDED_NOTE = (
-    "recorded gates only: no per-epoch losses or accuracies (train-demo --logger csv keeps those)"
+    "recorded gates only: no per-epoch losses or accuracies "
+    "(the run's loggers keep those, e.g. train-demo --logger csv)"
 )
 
 
