@@ -358,10 +358,12 @@ def trajectory(
     figsize: Figsize = None,
     title: str | None = None,
 ) -> TrajectoryReport:
-    """A run's masks through training (the original HAT code's ``.pkz`` logs): per task
-    and layer, the record after which the binary mask stopped changing, the units switched
-    on and off between records, and the active share at each. ``figure``: also draw the
-    gates over the records (units × epochs, one panel a layer) to this file."""
+    """A run's masks through training (the original HAT code's ``.pkz`` logs, or the
+    ``trajectory-task-<t>.safetensors`` files training records; ``run`` is such a file, a
+    checkpoint beside them, or the run folder): per task and layer, the record after which
+    the binary mask stopped changing, the units switched on and off between records, and
+    the active share at each. ``figure``: also draw the gates over the records (units ×
+    records, one panel a layer) to this file."""
     from hatinspect.analysis.trajectory import trajectory_report
     from hatinspect.analysis.trajectory_files import read_trajectories
 

@@ -49,7 +49,10 @@ def _open(path, source: str | None, task_id: int | None, rule, threshold) -> Che
     if task_id is not None:
         raise CheckpointError(f"{path}: a native file records its task ids; task_id does not apply")
     if rule is not None or threshold is not None:
-        raise CheckpointError(f"{path}: a native file stores binary masks; no mask rule applies")
+        raise CheckpointError(
+            f"{path}: a native file stores binary masks; --mask-rule and --mask-threshold"
+            " (mask_rule=, mask_threshold=) do not apply"
+        )
     return open_native(path, source)
 
 

@@ -1,8 +1,8 @@
 """Runs: one checkpoint, a folder of ``after-task-<t>.safetensors`` files of one run, or a
 CLArena output folder (its saved models and metrics files: ``analysis.clarena_output``).
-A run folder may also hold one file of its masks through training
-(``analysis.trajectory_files``: the original HAT code's ``.pkz`` logs), whose accuracy
-matrix stands in where the checkpoints keep none.
+A run folder may also hold its masks through training (``analysis.trajectory_files``: the
+original HAT code's ``.pkz`` logs, whose accuracy matrix stands in where the checkpoints keep
+none, or the ``trajectory-task-<t>.safetensors`` files training records).
 
 A folder is read as a trajectory: each file's tasks must be stored, with the same masks,
 in every later file (HAT never changes a stored mask), or the folder is refused, naming

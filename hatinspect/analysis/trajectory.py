@@ -52,10 +52,13 @@ class TrajectoryReport(Result):
     tasks: tuple[int, ...]
     layers: tuple[LayerTrajectory, ...]  # by task, then layer in network order
     trajectories: tuple[TaskTrajectory, ...]  # the chosen tasks, chosen layers only
-    # the epoch whose model training kept, by task, where the logs tell it
+    # the point whose model training kept, by task, where the files tell it, and how
+    # training chose it ("the least validation loss", "the last record")
     kept: tuple[tuple[int, int], ...] = ()
+    kept_by: str = "the least validation loss"
     notes: tuple[str, ...] = ()  # caveats of the file, e.g. how its layers were named
     # by task: per-epoch losses, accuracies and regulariser, where the file logs them
+    # (recorded trajectory files log none: empty)
     curves: Mapping[int, Mapping[str, tuple[float, ...]]] = field(default_factory=dict)
 
     def of_task(self, task: int) -> tuple[LayerTrajectory, ...]:
@@ -108,6 +111,7 @@ def trajectory_report(
         layers=tuple(layer_trajectory(t, name) for t in narrowed for name in names),
         trajectories=narrowed,
         kept=tuple(sorted((t, e) for t, e in found.kept.items() if t in tasks or not tasks)),
+        kept_by=found.kept_by,
         notes=found.notes,
         curves={t: found.curves[t] for t in (tasks or sorted(by_task)) if t in found.curves},
     )
@@ -139,6 +143,7 @@ def _(report: TrajectoryReport) -> dict:
         "unit": report.unit,
         "tasks": list(report.tasks),
         "kept": {str(task): point for task, point in report.kept},
+        "kept_by": report.kept_by,
         "notes": list(report.notes),
         "curves": {
             str(task): {name: list(values) for name, values in curves.items()}

@@ -1,7 +1,9 @@
 """Files that hold masks followed through training, and the one way to open any of them.
 
 Each kind of file is a ``Reader`` (a test of a file, what of a run folder it reads, the
-reading into ``Trajectories``); a new kind is one more entry in ``READERS``.
+reading into ``Trajectories``); a new kind is one more entry in ``READERS``: the original
+HAT code's ``.pkz`` logs (one file a run), and the ``trajectory-task-<t>.safetensors``
+files that training records (one file a task, so their unit is the folder).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hatinspect.model.checkpoint import Checkpoint
-from hatinspect.model.errors import HatinspectError
+from hatinspect.model.errors import CheckpointError, HatinspectError
 from hatinspect.model.trajectory import TaskTrajectory
 
 
@@ -28,6 +30,7 @@ class Trajectories:
     accuracy: tuple[tuple[float, ...], ...] | None = None
     # by task: losses, accuracies... after each epoch, where the file logs them
     curves: dict[int, dict[str, tuple[float, ...]]] = field(default_factory=dict)
+    kept_by: str = "the least validation loss"  # how training chose the kept points
 
     @property
     def tasks(self) -> tuple[int, ...]:
@@ -74,27 +77,88 @@ def _hat_log_in(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
-READERS: list[Reader] = [Reader("original-hat-logs", _is_hat_log, _hat_log_in, _hat_logs)]
+RECORDED_NOTE = (
+    "recorded gates only: no per-epoch losses or accuracies "
+    "(the run's loggers keep those, e.g. train-demo --logger csv)"
+)
+
+
+def _recorded(path: Path) -> Trajectories:
+    """Every ``trajectory-task-<t>.safetensors`` of the folder (of such a file: its
+    folder's); a trajectory file of another name alone."""
+    from hatinspect.native import trajectory_file
+
+    if path.is_file() and not trajectory_file.FILE_PATTERN.fullmatch(path.name):
+        where, trajectories = path, (trajectory_file.read_trajectory(path),)
+    else:
+        where = path if path.is_dir() else path.parent
+        trajectories = trajectory_file.read_trajectories(where)
+    units = sorted({t.unit for t in trajectories})
+    if len(units) > 1:
+        raise HatinspectError(
+            f"{where}: trajectory files by {' and by '.join(units)}; a run records by one"
+        )
+    kept = {t.task: t.points[-1] for t in trajectories}  # the last record: the checkpoint's
+    return Trajectories(str(where), trajectories, kept, (RECORDED_NOTE,), kept_by="the last record")
+
+
+def _is_recorded(path: Path) -> bool:
+    from hatinspect.native.trajectory_file import is_trajectory_file
+
+    return is_trajectory_file(path)
+
+
+def _recorded_in(folder: Path) -> Path | None:
+    """The folder itself where it holds a ``trajectory-task-<t>.safetensors`` file."""
+    from hatinspect.native.trajectory_file import FILE_PATTERN
+
+    found = any(FILE_PATTERN.fullmatch(f.name) and f.is_file() for f in _entries(folder))
+    return folder if found else None
+
+
+READERS: list[Reader] = [
+    Reader("original-hat-logs", _is_hat_log, _hat_log_in, _hat_logs),
+    Reader("recorded trajectory files", _is_recorded, _recorded_in, _recorded),
+]
+KNOWN = "the original HAT code's .pkz logs, trajectory-task-<t>.safetensors files"
 
 
 def read_trajectories(path: str | os.PathLike) -> Trajectories:
-    """The trajectories of the first reader that knows the file, or of a run folder's
-    (`trajectory_source`); HatinspectError else."""
+    """The trajectories of the first reader that knows the file, of a run folder's
+    (`trajectory_source`), or of a checkpoint's folder; HatinspectError else."""
     path = Path(path)
     if path.is_dir():
-        source = trajectory_source(path)
-        if source is None:
-            raise HatinspectError(f"{path}: a folder without a file of masks through training")
-        reader, found = source
-        return reader.read(found)
+        return _read_folder(path, f"{path}: a folder without a file of masks through training")
     if not path.is_file():
         raise HatinspectError(f"{path}: no such file")
     for reader in READERS:
         if reader.detects(path):
             return reader.read(path)
-    raise HatinspectError(
-        f"{path}: holds no masks through training (known: the original HAT code's .pkz logs)"
-    )
+    if _is_checkpoint(path):
+        return _read_folder(
+            path.parent,
+            f"{path}: a checkpoint without a file of masks through training beside it "
+            "(record them with train-demo --record-every N)",
+        )
+    raise HatinspectError(f"{path}: holds no masks through training (known: {KNOWN})")
+
+
+def _read_folder(folder: Path, none: str) -> Trajectories:
+    source = trajectory_source(folder)
+    if source is None:
+        raise HatinspectError(none)
+    reader, found = source
+    return reader.read(found)
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """Whether the file's first bytes are a safetensors or PyTorch file's."""
+    from hatinspect.native.reader import sniff
+
+    try:
+        return sniff(path) in ("safetensors", "torch")
+    except (CheckpointError, OSError):
+        return False
 
 
 def trajectory_source(folder: Path) -> tuple[Reader, Path] | None:

@@ -1,5 +1,5 @@
 """The trajectory command: a run's masks through training, from the files that record them
-(the original HAT code's .pkz logs)."""
+(the original HAT code's .pkz logs, the trajectory-task-<t>.safetensors files of training)."""
 
 from pathlib import Path
 from typing import Annotated
@@ -29,8 +29,10 @@ def trajectory(
     run: Annotated[
         Path,
         typer.Argument(
-            help="A file of masks through training (the original HAT code's .pkz logs), "
-            "or the run folder that holds one.",
+            help="A file of masks through training (the original HAT code's .pkz logs, or "
+            "a trajectory-task-<t>.safetensors file that train-demo --record-every N "
+            "records, read with its siblings), a checkpoint beside such files, or the run "
+            "folder that holds them.",
             metavar="RUN",
         ),
     ],
@@ -39,8 +41,8 @@ def trajectory(
     figure: Annotated[
         Path | None,
         typer.Option(
-            help="Also draw the gates over the epochs to this .png, .svg or .pdf file "
-            "(units × epochs, one panel a layer, a row of panels a task).",
+            help="Also draw the gates over the records to this .png, .svg or .pdf file "
+            "(units × records, one panel a layer, a row of panels a task).",
             callback=figure_path,
             metavar="FILE",
         ),
@@ -55,9 +57,9 @@ def trajectory(
 ) -> None:
     """Masks through training: per task and layer, when each settled, and what it switched.
 
-    The settle point is the first record (an epoch; -1 before training) after which the
-    binary mask (gate at least 0.5) never changes again; the switches are the units turned
-    on and off between consecutive records.
+    The settle point is the first record (an epoch or a step; -1 before training) after
+    which the binary mask (gate above 0.5) never changes again; the switches are the units
+    turned on and off between consecutive records.
 
     Examples:
 

@@ -49,8 +49,12 @@ ONE_TASK_SOURCES = ("clarena", "hatinspect")
 # how a layout's masks are made from real values, where the caller may choose: the keyword
 # of its import_object, and what the choice applies to
 RULES = {
-    "mask_rule": (supsup.NAME, "a mask rule", "SupSup files"),
-    "mask_threshold": (piggyback.NAME, "a mask threshold", "Piggyback's training checkpoints"),
+    "mask_rule": (supsup.NAME, "--mask-rule (mask_rule=)", "SupSup files"),
+    "mask_threshold": (
+        piggyback.NAME,
+        "--mask-threshold (mask_threshold=)",
+        "Piggyback's training checkpoints",
+    ),
 }
 
 
@@ -101,8 +105,8 @@ def refuse_rules(path: Path, layout: str | None, rules: dict) -> None:
     for keyword in rules:
         applies_to, choice, files = RULES[keyword]
         if layout != applies_to:
-            what = f"a {layout} file" if layout else "this file"
-            raise CheckpointError(f"{path}: {choice} applies to {files} only, not to {what}")
+            what = f"a {layout} file" if layout else "another kind of file"
+            raise CheckpointError(f"{path}: {choice} applies to {files} only; this is {what}")
 
 
 def whole_object(payload):

@@ -1,5 +1,5 @@
 """How a trajectory shows itself: a table of each task's layers (when each settled, what
-it switched), and the figure of the gates over the records, units × epochs, one panel a
+it switched), and the figure of the gates over the records, units × records, one panel a
 layer and a row of panels a task, as HAT's paper draws masks settling."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _(report: TrajectoryReport, width: int | None = None, **_layout) -> list:
     out += [Note(note) for note in report.notes]
     if report.kept:
         kept = ", ".join(f"task {t}: {report.unit} {e}" for t, e in report.kept)
-        out.append(Note(f"training kept the model of the least validation loss ({kept})"))
+        out.append(Note(f"training kept the model of {report.kept_by} ({kept})"))
     if any(_after_kept(layer, dict(report.kept).get(layer.task)) for layer in report.layers):
         out.append(Note(f"*: settled after the {report.unit} whose model training kept"))
     return out

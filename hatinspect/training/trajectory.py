@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hatinspect.model.trajectory import BEFORE_TRAINING, BINARY_THRESHOLD, TaskTrajectory
+from hatinspect.model.trajectory import BEFORE_TRAINING, TaskTrajectory, binary_mask
 from hatinspect.native.trajectory_file import file_name, write_trajectory
 
 UNITS = ("epoch", "step")
@@ -39,15 +39,15 @@ def record_scalars(
     previous: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Per layer: the share of units on, the mean gate and, against the ``previous``
-    record, the units switched on and off (binary masks: gates >= ``BINARY_THRESHOLD``)."""
+    record, the units switched on and off (binary masks: ``model.trajectory.binary_mask``)."""
     scalars = {}
     for layer, now in gates.items():
         name = f"{METRIC_PREFIX}/task_{task}/{layer}"
-        on = now >= BINARY_THRESHOLD
+        on = binary_mask(now)
         scalars[f"{name}/active_share"] = float(on.mean())
         scalars[f"{name}/mean_gate"] = float(now.mean())
         if previous is not None:
-            before = previous[layer] >= BINARY_THRESHOLD
+            before = binary_mask(previous[layer])
             scalars[f"{name}/switched_on"] = float((on & ~before).sum())
             scalars[f"{name}/switched_off"] = float((before & ~on).sum())
     return scalars

@@ -40,8 +40,8 @@ CASES = [
     [[0.9, 0.1, 0.0], [0.99, 0.2, 0.0], [1.0, 0.0, 0.4]],
     # one on, then one off, then stays
     [[0.0, 1.0, 0.0], [0.7, 1.0, 0.0], [0.7, 0.2, 0.0], [0.8, 0.1, 0.3]],
-    # changes at the last record; gates exactly at the threshold count as on
-    [[0.0, 0.0], [0.5, 0.0], [0.5, 0.0], [0.49, 1.0]],
+    # changes at the last record; gates exactly at the threshold are off
+    [[0.0, 0.0], [0.5, 0.0], [0.51, 0.0], [0.49, 1.0]],
     # changes back and forth
     [[1.0], [0.0], [1.0], [0.0], [0.0]],
 ]
@@ -50,7 +50,7 @@ CASES = [
 @pytest.mark.parametrize("rows", CASES)
 def test_settle_point_and_switches_match_plain_loops(rows):
     layer = layer_trajectory(_trajectory(rows), "fc1")
-    binary = [[int(g >= 0.5) for g in row] for row in rows]
+    binary = [[int(g > 0.5) for g in row] for row in rows]
     settled, on, off = _plain(binary, list(layer.points))
     assert layer.settled_after == settled
     assert list(layer.switched_on) == on and list(layer.switched_off) == off
@@ -146,3 +146,64 @@ def test_a_folder_with_two_kinds_of_trajectories_is_refused(tmp_path, monkeypatc
     monkeypatch.setattr(trajectory_files, "READERS", [*trajectory_files.READERS, per_task])
     with pytest.raises(HatinspectError, match="as original-hat-logs and per-task files"):
         read_trajectories(tmp_path)
+
+
+def _recorded_folder(folder, units=("epoch", "epoch")):
+    """Two tasks' trajectory files, written by the format's own writer."""
+    from hatinspect.native.trajectory_file import file_name, write_trajectory
+
+    for task, unit in enumerate(units, start=1):
+        gates = np.array(CASES[task], dtype=np.float32)
+        points = tuple(range(-1, len(gates) - 1))
+        write_trajectory(
+            folder / file_name(task),
+            TaskTrajectory(task, points, unit, ("fc1",), {"fc1": gates}),
+            4,
+        )
+    return folder
+
+
+def test_recorded_files_read_as_one_run_by_folder_or_file(tmp_path):
+    _recorded_folder(tmp_path)
+    for given in (tmp_path, tmp_path / "trajectory-task-2.safetensors"):
+        found = read_trajectories(given)
+        assert found.path == str(tmp_path) and found.tasks == (1, 2)
+        assert found.kept == {1: 2, 2: 2}  # the last points and found.kept_by == "the last record"
+        assert found.curves == {} and found.accuracy is None
+    report = trajectory_report(found)
+    for layer, rows in zip(report.layers, CASES[1:3], strict=True):
+        binary = [[int(g > 0.5) for g in row] for row in rows]
+        assert layer.settled_after == _plain(binary, list(layer.points))[0]
+
+
+def test_a_renamed_trajectory_file_reads_alone(tmp_path):
+    _recorded_folder(tmp_path)
+    (tmp_path / "trajectory-task-2.safetensors").rename(tmp_path / "task-two.safetensors")
+    found = read_trajectories(tmp_path / "task-two.safetensors")
+    assert found.tasks == (2,) and found.path == str(tmp_path / "task-two.safetensors")
+    assert read_trajectories(tmp_path).tasks == (1,)
+
+
+def test_recorded_files_by_epoch_and_by_step_are_refused(tmp_path):
+    _recorded_folder(tmp_path, units=("epoch", "step"))
+    with pytest.raises(HatinspectError, match="trajectory files by epoch and by step"):
+        read_trajectories(tmp_path)
+
+
+def test_a_file_of_no_known_kind_names_the_kinds(tmp_path):
+    other = tmp_path / "x.bin"
+    other.write_bytes(b"nothing")
+    with pytest.raises(HatinspectError, match="trajectory-task-<t>.safetensors files"):
+        read_trajectories(other)
+
+
+def test_recorded_files_by_step_read_through_the_api(tmp_path):
+    import hatinspect
+    from hatinspect.render.layout import tables
+    from hatinspect.render.trajectory import DEFAULT_LOOK  # noqa: F401  (registers the view)
+
+    _recorded_folder(tmp_path, units=("step", "step"))
+    report = hatinspect.trajectory(tmp_path / "trajectory-task-1.safetensors", layer="fc1")
+    assert report.unit == "step" and report.tasks == (1, 2) and report.kept_by == "the last record"
+    assert str(tables(report)[0]).startswith("Masks through training, by step")
+    assert record(report)["curves"] == {} and record(report)["kept"] == {"1": 2, "2": 2}

@@ -181,7 +181,7 @@ def test_a_rule_for_another_layout_is_refused_in_one_line(tmp_path):
     one_error_line(run("info", HERE / "supsup_sign.pt", "--mask-threshold", "0.1"), "Piggyback")
     out = tmp_path / "out.safetensors"
     assert run("convert", HERE / "supsup_sign.pt", out).exit_code == 0
-    one_error_line(run("masks", out, "--mask-rule", "topk"), "no mask rule applies")
+    one_error_line(run("masks", out, "--mask-rule", "topk"), "--mask-rule and --mask-threshold")
     assert run("masks", HERE / "supsup_sign.pt", "--mask-rule", "median").exit_code == 2
 
 
@@ -313,10 +313,12 @@ def test_the_api_functions_take_the_rule(tmp_path):
 
 def test_a_rule_names_the_layout_it_does_not_apply_to():
     clarena = PEERS / "clarena_hat_mlp.pth"
-    line = one_error_line(run("masks", clarena, "--mask-rule", "topk"), "a mask rule applies")
-    assert "not to a clarena file" in line
+    line = one_error_line(
+        run("masks", clarena, "--mask-rule", "topk"), "--mask-rule (mask_rule=) applies"
+    )
+    assert "this is a clarena file" in line
     wsn = PEERS / "clarena-main" / "wsn_mlp" / "cl_model.pth"
-    one_error_line(run("info", wsn, "--mask-threshold", "0.5"), "not to a clarena file")
+    one_error_line(run("info", wsn, "--mask-threshold", "0.5"), "this is a clarena file")
 
 
 def test_individual_heads_are_weights_not_masks_and_trained_weights_are_noted(tmp_path):

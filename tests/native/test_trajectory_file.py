@@ -48,8 +48,9 @@ def test_round_trip_keeps_every_gate_and_the_metadata(tmp_path):
     for layer, gates in GATES.items():
         assert back.gates[layer].dtype == np.float32
         assert (back.gates[layer] == gates).all()
-    # binary masks are gates >= 0.5: 0.49 is off, 0.5 on
-    assert back.binary("fc/1").tolist() == [[False, True], [False, True]]
+    # binary masks are gates > 0.5, as HAT's: 0.49 and 0.5 are off, 0.7 on
+    assert back.binary("fc/1").tolist() == [[False, True], [False, False]]
+    assert back.binary("fc/0").tolist() == [[False, False, True], [True, False, False]]
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary left
     from safetensors import safe_open
 

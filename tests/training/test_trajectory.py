@@ -113,10 +113,10 @@ def test_scalars_by_hand():
     now = {"fc/0": np.array([0.2, 0.8, 0.5, 0.1], np.float32)}
     assert record_scalars(3, now, previous) == pytest.approx(
         {
-            "trajectory/task_3/fc/0/active_share": 0.5,  # 0.8 and 0.5 are on
+            "trajectory/task_3/fc/0/active_share": 0.25,  # 0.8 is on, 0.5 is not
             "trajectory/task_3/fc/0/mean_gate": 0.4,
             "trajectory/task_3/fc/0/switched_on": 1.0,  # unit 1
-            "trajectory/task_3/fc/0/switched_off": 1.0,  # unit 0 (unit 2 stays on at 0.5)
+            "trajectory/task_3/fc/0/switched_off": 2.0,  # units 0 and 2 (0.6, then 0.5: off)
         }
     )
     assert set(record_scalars(3, now)) == {
