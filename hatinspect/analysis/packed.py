@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hatinspect.model.bits import BIT_ORDER, WORD, packed_size, popcounts, shared_counts
+from hatinspect.model.bits import BIT_ORDER, WORD, SharedCounts, packed_size, popcounts
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 
 # packed bytes of every task's masks held at once (the counts make a few temporaries of it)
@@ -119,10 +119,11 @@ def _earlier(rows: np.ndarray) -> np.ndarray:
 def shared_weights(checkpoint: Checkpoint, layer: LayerInfo, tasks: Sequence[int]) -> np.ndarray:
     """(tasks, tasks) int64: the weights of ``layer`` both tasks' masks keep (a popcount of
     the packed masks ANDed, pair by pair); the diagonal is each mask's size."""
-    shared = np.zeros((len(tasks), len(tasks)), dtype=np.int64)
-    for start, stop in byte_spans(packed_size(entries(layer)), len(tasks), PAIR_BYTES):
-        shared += shared_counts(checkpoint.packed_rows(tasks, layer.name, start, stop))
-    return shared
+    spans = list(byte_spans(packed_size(entries(layer)), len(tasks), PAIR_BYTES))
+    pairs = SharedCounts(len(tasks), max((stop - start for start, stop in spans), default=0))
+    for start, stop in spans:
+        pairs.add(checkpoint.packed_rows(tasks, layer.name, start, stop))
+    return pairs.total()
 
 
 class LayerTally(NamedTuple):
