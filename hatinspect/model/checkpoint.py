@@ -161,7 +161,7 @@ def _reduce(checkpoint: Checkpoint, layer: LayerInfo, op, dtype) -> np.ndarray:
 
 @record.register
 def _(checkpoint: Checkpoint) -> dict:
-    return {
+    out = {
         "checkpoint": checkpoint.path,
         "backbone": checkpoint.backbone,
         "source": checkpoint.source,
@@ -182,6 +182,10 @@ def _(checkpoint: Checkpoint) -> dict:
         "metadata": _metadata(checkpoint.metadata),
         "notes": list(checkpoint.notes),
     }
+    if checkpoint.covers == Covers.PARAMETERS:  # masks of weights: whether they cover biases
+        for layer, entry in zip(checkpoint.layers, out["layers"], strict=True):
+            entry["bias_masked"] = layer.bias_masked
+    return out
 
 
 def _metadata(metadata) -> dict:

@@ -148,3 +148,14 @@ def test_convert_writes_the_masks_of_weights_packed(tmp_path):
     assert result.exit_code == 0, result.output
     converted = hatinspect.open_checkpoint(tmp_path / "w.safetensors")
     assert converted.covers == "parameters"
+
+
+def test_info_says_which_layers_masks_cover_their_biases():
+    result = run_cli("info", str(FOLDER / "cl_model.pth"), "--format", "json")
+    assert result.exit_code == 0, result.output
+    layers = json.loads(result.stdout)["layers"]
+    assert [(layer["name"], layer["bias_masked"]) for layer in layers] == [
+        ("fc/0", True),
+        ("fc/1", True),
+        ("fc/2", True),
+    ]
