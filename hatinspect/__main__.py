@@ -1,3 +1,3 @@
-from hatinspect.cli.app import main
+from hatinspect.cli.entry import main
 
 main()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
@@ -211,11 +212,13 @@ def overlap(
     source: str | None = None,
     task_id: int | None = None,
     of: str = "masks",
+    progress: bool = False,
 ) -> OverlapReport | ImportanceOverlap:
     """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer.
     ``heatmap``: also draw the task x task Jaccard matrix to a figure file, its colours
     spanning ``scale`` (0 to 1 unless given). ``of="importance"``: FG-AdaHAT's importances
-    compared instead, by weighted Jaccard (network-wide and per layer; no figure)."""
+    compared instead, by weighted Jaccard (network-wide and per layer; no figure).
+    ``progress``: a progress bar on stderr."""
     from hatinspect.analysis.overlap import overlap as task_overlap
 
     checkpoint = open_any(checkpoint, source, task_id)
@@ -225,9 +228,9 @@ def overlap(
         return with_sources(importance_overlap(checkpoint), [checkpoint])
     if of != "masks":
         raise ValueError(f"of must be masks or importance, not {of!r}")
-    result = with_sources(
-        task_overlap(checkpoint, _many(task), _many(layer), _many(exclude)), [checkpoint]
-    )
+    with _progress(progress):
+        found = task_overlap(checkpoint, _many(task), _many(layer), _many(exclude))
+    result = with_sources(found, [checkpoint])
     look = dict(dpi=dpi, cmap=cmap, figsize=figsize, title=title)
     return _drawn(result, heatmap, look, scale=scale)
 
@@ -240,15 +243,17 @@ def audit(
     tolerance: float | None = None,
     source: str | None = None,
     task_id: int | None = None,
+    progress: bool = False,
 ) -> AuditReport:
     """The parameters BEFORE protects, checked in AFTER (``.ok``): bit for bit for HAT;
     AdaHAT's drift is reported and passes unless ``strict``; ``tolerance`` allows changes
-    up to that size."""
+    up to that size. ``progress``: the bytes read, as a progress bar on stderr."""
     from hatinspect.analysis.audit import audit as audit_files
     from hatinspect.checkpoints import read_tensors
 
     opened = [open_any(before, source, task_id), open_any(after, source, task_id)]
-    report = audit_files(*opened, strict=strict, tolerance=tolerance, read_tensors=read_tensors)
+    with _progress(progress):
+        report = audit_files(*opened, strict=strict, tolerance=tolerance, read_tensors=read_tensors)
     return with_sources(report, opened)
 
 
@@ -267,12 +272,15 @@ def compare(
     title: str | None = None,
     source: str | None = None,
     task_id: int | None = None,
+    progress: bool = False,
 ) -> Comparison:
     """Runs side by side; a run is a checkpoint or a folder of after-task files.
-    ``plot``: also draw every run's capacity curves to a figure file."""
+    ``plot``: also draw every run's capacity curves to a figure file. ``progress``: the
+    files read, as a progress bar on stderr."""
     from hatinspect.analysis.compare import compare as compare_runs
 
-    opened = [open_run(run, source=source, task_id=task_id) for run in runs]
+    with _progress(progress):
+        opened = [open_run(run, source=source, task_id=task_id) for run in runs]
     result = with_sources(compare_runs(opened), [run.final for run in opened])
     return _drawn(result, plot, dict(dpi=dpi, figsize=figsize, title=title))
 
@@ -282,22 +290,26 @@ def report(
     output: PathLike | None = None,
     source: str | None = None,
     task_id: int | None = None,
+    progress: bool = False,
 ) -> Report:
     """Everything about one or more runs: what each file is, capacity, masks, overlap,
     measures, the audit between a run's files, and the comparison of several runs.
 
     Two or more checkpoints of one run (each holding the tasks of the one before) are
     read as that run. With ``output`` (.html, .md or .json) the report is also written.
+    ``progress``: the runs and layers done, as progress bars on stderr.
     """
     from hatinspect.analysis.report import build_report, one_run_or_many
     from hatinspect.checkpoints import read_tensors
 
-    opened = one_run_or_many([open_run(run, source=source, task_id=task_id) for run in runs])
-    result = with_sources(build_report(opened, read_tensors), [run.final for run in opened])
-    if output is not None:
-        from hatinspect.render.report import write_report
+    with _progress(progress):
+        read = [open_run(run, source=source, task_id=task_id) for run in runs]
+        opened = one_run_or_many(read)
+        result = with_sources(build_report(opened, read_tensors), [run.final for run in opened])
+        if output is not None:
+            from hatinspect.render.report import write_report
 
-        write_report(result, output_path(output))
+            write_report(result, output_path(output))
     return result
 
 
@@ -314,6 +326,16 @@ def open_run(
         opened = open_any(run)
         return Run(name=Path(opened.path).name, path=opened.path, checkpoints=(opened,))
     return read_run(checkpoint_path(run), lambda path: open_any(path, source, task_id))
+
+
+def _progress(shown: bool):
+    """Progress bars on stderr for the block when asked for; else whatever the caller
+    installed (none by default: the API prints nothing)."""
+    if not shown:
+        return nullcontext()
+    from hatinspect.render.progress import bars
+
+    return bars(transient=False)
 
 
 def _drawn(result, path: PathLike | None, look: dict, **options):

@@ -33,6 +33,7 @@ from hatinspect.model.names import (
     UNLEARNED_KEY,
     UPDATE_NORMS_KEY,
 )
+from hatinspect.model.progress import track
 from hatinspect.model.records import csv_rows, fields_of, record, values_of
 from hatinspect.model.result import Result
 from hatinspect.native.blocks import (
@@ -214,18 +215,17 @@ def audit(
     old_keys, new_keys = _keys(layer for layer, _ in pairs), _keys(twin for _, twin in pairs)
     old_file = _open(before.path, old_keys, read_tensors)
     with old_file as old, _open(after.path, new_keys, read_tensors) as new:
+        read = track(pairs, "audit", unit="bytes", size=lambda pair: _bytes(*pair, old, new))
         if before.covers == Covers.PARAMETERS:  # each weight an earlier task's mask keeps
             tasks = kept.retained_task_ids
             if frozen:  # every backbone weight, as if one task owned them all
                 kept, tasks = replace(before, masks={0: _everything(before)}, task_ids=(0,)), (0,)
-            layers = tuple(
-                _audit_owned(layer, twin, kept, tasks, old, new) for layer, twin in pairs
-            )
+            layers = tuple(_audit_owned(layer, twin, kept, tasks, old, new) for layer, twin in read)
         else:
             cumulative = kept.cumulative_mask()
             layers = tuple(
                 _audit_layer(layer, twin, _protection(before, layer, cumulative), old, new)
-                for layer, twin in pairs
+                for layer, twin in read
             )
     # the stored tasks' batch norms: not those of one still training
     tasks = [task for task in before.task_ids if task in before.task_norms]
@@ -233,6 +233,16 @@ def audit(
 
 
 # --- before comparing ------------------------------------------------------------------
+
+
+def _bytes(layer: LayerInfo, twin: LayerInfo, old, new) -> int:
+    """The bytes of a layer's weight and bias in both files: what auditing it reads."""
+    return sum(
+        tensors.entry(key).nbytes
+        for tensors, info in ((old, layer), (new, twin))
+        for key in (info.weight_key, info.bias_key)
+        if key is not None
+    )
 
 
 def _audit_task_norms(

@@ -13,6 +13,7 @@ from hatinspect.analysis.masks import entry_word, joined_masks
 from hatinspect.analysis.packed import shared_weights
 from hatinspect.analysis.select import select_layers, select_tasks
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
+from hatinspect.model.progress import track
 from hatinspect.model.records import csv_line, csv_rows, csv_text, record
 from hatinspect.model.result import Result
 
@@ -94,7 +95,7 @@ def _weight_overlap(checkpoint: Checkpoint, tasks, layers) -> OverlapReport:
             None,
             _frozen(shared_weights(checkpoint, layer, tasks)),
         )  # fmt: skip
-        for layer in layers
+        for layer in track(layers, "overlap", unit="layers")
     ]
     network = _frozen(sum((scope.counts for scope in scopes), np.zeros((len(tasks),) * 2, int)))
     total = sum(scope.units for scope in scopes)
@@ -111,7 +112,9 @@ def network_matrix(
     layer after layer."""
     size = sum(layer.mask_size(checkpoint.covers) for layer in layers)
     matrix = np.empty((len(tasks), size), dtype=np.uint8)
-    for row, task in zip(matrix, tasks, strict=True):
+    for row, task in track(
+        zip(matrix, tasks, strict=True), "overlap", total=len(tasks), unit="tasks"
+    ):
         masks = checkpoint.masks[task]
         row[:] = joined_masks([masks[layer.name] for layer in layers], row.size)
     return matrix

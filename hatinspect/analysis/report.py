@@ -26,6 +26,7 @@ from hatinspect.analysis.runs import Run, check_trajectory
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError, HatinspectError
 from hatinspect.model.names import TITLES
+from hatinspect.model.progress import track
 from hatinspect.model.records import document, record
 from hatinspect.model.result import Result
 from hatinspect.native.reader import read_native_tensors
@@ -121,7 +122,7 @@ def build_report(runs: Sequence[Run], read_tensors: TensorReader = read_native_t
     files through `read_tensors`, as `core.audit.audit` does)."""
     if not runs:
         raise HatinspectError("a report needs at least one checkpoint or run")
-    reports = tuple(run_report(run, read_tensors) for run in runs)
+    reports = tuple(run_report(run, read_tensors) for run in track(runs, "report", unit="runs"))
     return Report(reports, compare(runs) if len(runs) > 1 else None)
 
 
@@ -150,7 +151,10 @@ def run_report(run: Run, read_tensors: TensorReader = read_native_tensors) -> Ru
         masks=summarise_masks(final),
         overlap=overlap(final),
         # the parameter-wise measures spread unit masks; masks of weights are already that
-        measures=tuple(layer_measures(final, layer) for layer in final.layers)
+        measures=tuple(
+            layer_measures(final, layer)
+            for layer in track(final.layers, f"measures of {run.name}", unit="layers")
+        )
         if final.covers == Covers.UNITS
         else (),
         audits=tuple(audit(before, after, read_tensors=read_tensors) for before, after in pairs),

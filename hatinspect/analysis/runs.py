@@ -29,6 +29,7 @@ from hatinspect.analysis.clarena_output import (
 )
 from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.model.errors import CheckpointError, HatinspectError
+from hatinspect.model.progress import track
 from hatinspect.model.records import csv_rows, fields_of, record
 from hatinspect.model.result import Result
 
@@ -61,7 +62,7 @@ def read_run(path: str | os.PathLike, open_file: Opener | None = None) -> Run:
     if found:
         return _clarena_run(path, name, found, open_file)
     files = run_files(path) if path.is_dir() else [path]
-    checkpoints = tuple(open_file(file) for file in files)
+    checkpoints = tuple(open_file(file) for file in track(files, f"reading {name}", unit="files"))
     check_trajectory(checkpoints)
     return Run(name=name, path=str(path), checkpoints=checkpoints)
 

@@ -16,9 +16,10 @@ from typer.exceptions import TyperException
 
 import hatinspect
 from hatinspect.cli import inspect_commands, run_commands, train_command  # noqa: F401
-from hatinspect.cli.errors import fail, one_line_errors, usage_message
+from hatinspect.cli.errors import INTERRUPTED, fail, one_line_errors, usage_message
 from hatinspect.cli.help import TypedPlaceholders
 from hatinspect.cli.registry import COMMANDS
+from hatinspect.cli.streams import with_stream_options
 
 
 class _PlainFlags:
@@ -89,7 +90,8 @@ def _root(
 
 def _register(commands) -> None:
     for declared in commands:
-        wrapped = one_line_errors(declared.function, declared.name)
+        function = with_stream_options(declared.function, declared.name)
+        wrapped = one_line_errors(function, declared.name)
         app.command(declared.name, cls=_Command, **declared.options)(wrapped)
 
 
@@ -104,6 +106,9 @@ def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         app()
+    except KeyboardInterrupt:  # before or after a command's own work
+        fail("interrupted")
+        sys.exit(INTERRUPTED)
     finally:
         # The process ends here. Frozen, what is alive is left out of the interpreter's
         # last collections, which walk every object torch made (README, "Leaving").

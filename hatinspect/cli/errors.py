@@ -14,6 +14,7 @@ from hatinspect.model.errors import HatinspectError
 from hatinspect.model.extras import missing_dependency
 
 DEBUG_ENV = "HATINSPECT_DEBUG"
+INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
@@ -27,16 +28,21 @@ def one_line_errors(fn: Callable, name: str) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a pipe closed early fails here, not at the interpreter's exit
+            return result
         except (typer.Exit, typer.Abort, TyperException):
             raise
+        except BrokenPipeError:  # `| head`: the reader has what it wanted
+            stdout_gone()
+            raise typer.Exit(0) from None
         except ModuleNotFoundError as exc:  # an optional dependency: what to install
             missing = missing_dependency(exc, name)
             if missing is None or os.environ.get(DEBUG_ENV):
                 raise
             raise fail(str(missing)) from None
         except KeyboardInterrupt:
-            raise fail("interrupted", code=130) from None
+            raise fail("interrupted", code=INTERRUPTED) from None
         except HatinspectError as exc:  # bad input, said in its own words
             if os.environ.get(DEBUG_ENV):
                 raise
@@ -53,6 +59,17 @@ def one_line_errors(fn: Callable, name: str) -> Callable:
             ) from None
 
     return wrapper
+
+
+def stdout_gone() -> None:
+    """Point stdout at the null device once its reader has closed it, so that what is
+    still buffered, flushed at exit, fails nowhere (Python's advice on SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind stdout (captured)
+        pass
 
 
 def _os_error(exc: OSError) -> str:

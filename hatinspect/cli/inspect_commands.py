@@ -4,7 +4,7 @@ Each parses its options, calls one library function and renders the result as a 
 JSON or CSV on stdout; notes go to stderr. Figures import matplotlib only when drawn.
 """
 
-import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +40,7 @@ from hatinspect.cli.options import (
 )
 from hatinspect.cli.output import emit, figure_look, load, load_run, outputs_free, write_output
 from hatinspect.cli.registry import command
+from hatinspect.render.stderr import detail, note, say
 
 
 @command("masks")
@@ -95,11 +96,10 @@ def masks(
 
 
 def _show(report, width: int | None) -> None:
-    from rich.console import Console
-
+    from hatinspect.render.layout import OutputConsole
     from hatinspect.render.terminal_heatmap import mask_lines
 
-    console = Console(highlight=False, width=width)
+    console = OutputConsole(highlight=False, width=width)
     for line in mask_lines(report, console.width):
         console.print(line, no_wrap=True, overflow="crop")
 
@@ -348,10 +348,10 @@ def audit(
     """
     opened = (load(before, source, task_id), load(after, source, task_id))
     report = api.audit(*opened, strict=strict, tolerance=tolerance)
-    shown = {note for checkpoint in opened for note in checkpoint.notes}  # by load()
-    for note in report.notes:
-        if note not in shown:
-            print(f"note: {note}", file=sys.stderr)
+    shown = {caveat for checkpoint in opened for caveat in checkpoint.notes}  # by load()
+    for caveat in report.notes:
+        if caveat not in shown:
+            note(caveat)
     emit(report, fmt, opened)
     if not report.ok:
         raise fail(*_audit_failure(report))
@@ -398,14 +398,19 @@ def convert(
     with heavy_imports():
         from hatinspect.torch_io.convert import convert as convert_file
 
+    started = time.perf_counter()
     convert_file(src, dst, source=source.value if source else None, task_id=task_id)
+    seconds = time.perf_counter() - started
     written = read_native_header(dst)  # convert read the whole file back already
-    for note in written.notes:
-        print(f"note: {note}", file=sys.stderr)
-    print(
+    detail(
+        f"{src}: {src.stat().st_size:,} bytes, read by the {written.source} importer; "
+        f"{dst}: {dst.stat().st_size:,} bytes, written and checked in {seconds:.2f} s"
+    )
+    for caveat in written.notes:
+        note(caveat)
+    say(
         f"wrote {dst}: {written.backbone}, {len(written.layers)} layers, "
-        f"{len(written.task_ids)} task(s), from a {written.source} checkpoint",
-        file=sys.stderr,
+        f"{len(written.task_ids)} task(s), from a {written.source} checkpoint"
     )
 
 

@@ -2,6 +2,7 @@
 checking their outputs are free, writing results and figures."""
 
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ from hatinspect.cli.errors import fail
 from hatinspect.cli.heavy import heavy_imports
 from hatinspect.cli.options import Format, Source
 from hatinspect.render.files import check_writable
+from hatinspect.render.stderr import detail, note, say, verbosity
 
 if TYPE_CHECKING:
     from hatinspect.model.checkpoint import Checkpoint
@@ -21,11 +23,30 @@ def load(path: Path, source: Source | None = None, task_id: int | None = None) -
 
     if path.is_dir():
         raise fail(*_pick_a_file(path))
+    started = time.perf_counter()
     with heavy_imports():  # a PyTorch file imports torch
         checkpoint = open_checkpoint(path, source=source.value if source else None, task_id=task_id)
-    for note in checkpoint.notes:
-        print(f"note: {note}", file=sys.stderr)
+    _describe(checkpoint, time.perf_counter() - started)
+    for caveat in checkpoint.notes:
+        note(caveat)
     return checkpoint
+
+
+def _describe(checkpoint: "Checkpoint", seconds: float | None = None) -> None:
+    """What ``-v`` says of an opened file: its size, what read it, how long it took."""
+    from hatinspect.native.reader import sniff
+
+    if not verbosity.get().verbose:
+        return
+    path = Path(checkpoint.path)
+    size = f"{path.stat().st_size:,} bytes" if path.is_file() else "a folder"
+    native = path.is_file() and sniff(path) == "safetensors"
+    reader = "the native reader" if native else f"the {checkpoint.source} importer"
+    detail(
+        f"{path}: {size}, read by {reader} (a {checkpoint.source} checkpoint, "
+        f"{checkpoint.backbone}, {len(checkpoint.layers)} layers)"
+        + ("" if seconds is None else f" in {seconds:.2f} s")
+    )
 
 
 def _pick_a_file(folder: Path) -> tuple[str, str]:
@@ -52,10 +73,14 @@ def load_run(path: Path, source: Source | None = None, task_id: int | None = Non
     or one checkpoint; notes on stderr."""
     if not path.is_dir() and path.name != "acc.csv":
         return load(path, source, task_id)
+    started = time.perf_counter()
     with heavy_imports():  # a run of PyTorch files imports torch
         run = api.open_run(path, source=source.value if source else None, task_id=task_id)
-    for note in run.final.notes:
-        print(f"note: {note}", file=sys.stderr)
+    detail(f"{path}: {len(run.checkpoints)} file(s) in {time.perf_counter() - started:.2f} s")
+    for checkpoint in run.checkpoints:
+        _describe(checkpoint)
+    for caveat in run.final.notes:
+        note(caveat)
     return run
 
 
@@ -84,7 +109,7 @@ def write_output(write, result, path: Path | None, *options, **keywords) -> None
     """``write(result, path, ...)`` when a path is given, then say so on stderr."""
     if path is not None:
         write(result, path, *options, **keywords)
-        print(f"wrote {path}", file=sys.stderr)
+        say(f"wrote {path}")
 
 
 def figure_look(dpi: int, cmap: str | None, figsize: str | None, title: str | None):

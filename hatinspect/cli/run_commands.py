@@ -1,6 +1,5 @@
 """The commands over whole runs: compare (runs side by side) and report (a shareable file)."""
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +22,7 @@ from hatinspect.cli.options import (
 from hatinspect.cli.output import emit, figure_look, load_run, outputs_free, write_output
 from hatinspect.cli.registry import command
 from hatinspect.render.files import output_format
+from hatinspect.render.stderr import say
 
 _report_path = usage_check(lambda path: output_format(path, ("html", "md", "json")))
 
@@ -116,4 +116,4 @@ def report(
     extra = [figure_folder(output)] if output.suffix.lower() == ".md" else []
     outputs_free(force, tuple(runs), output=(output, *extra))
     result = api.report(*(load_run(path, source, task_id) for path in runs), output=output)
-    print(f"wrote {output}: {result.summary}", file=sys.stderr)
+    say(f"wrote {output}: {result.summary}")

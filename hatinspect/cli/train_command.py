@@ -19,6 +19,7 @@ from hatinspect.cli.heavy import heavy_imports
 from hatinspect.cli.options import WidthOption, choices
 from hatinspect.cli.registry import command
 from hatinspect.model.names import ALGORITHMS
+from hatinspect.render.stderr import note, say, verbosity
 
 # the library's choices, repeated here so that --help needs no torch (a test keeps them equal)
 BACKBONES = ("mlp", "resnet18")
@@ -221,16 +222,10 @@ def _train(run, config, out: Path):
         with _Progress(config.tasks, config.epochs) as progress:
             result = run(config, out, progress.epoch_done)
     except KeyboardInterrupt:
-        print(
-            f"note: every checkpoint already in {out} is complete (each is written atomically)",
-            file=sys.stderr,
-        )
+        note(f"every checkpoint already in {out} is complete (each is written atomically)")
         raise
     if result is not None:
-        print(
-            f"trained {result.tasks} task(s) with {config.algorithm} in {result.seconds:.1f} s",
-            file=sys.stderr,
-        )
+        say(f"trained {result.tasks} task(s) with {config.algorithm} in {result.seconds:.1f} s")
     return result
 
 
@@ -299,6 +294,7 @@ class _Progress:
             MofNCompleteColumn(),
             TextColumn("epochs  loss {task.fields[loss]}  accuracy {task.fields[accuracy]}"),
             console=Console(stderr=True),
+            disable=verbosity.get().quiet,
         )
 
     def __enter__(self) -> "_Progress":

@@ -20,6 +20,7 @@ from hatinspect.importers.safety.unpickler import (
     refuse_globals,
 )
 from hatinspect.model.errors import CheckpointError, shown
+from hatinspect.model.progress import reading
 from hatinspect.native import format as fmt
 
 
@@ -49,7 +50,7 @@ def load_checked(path: Path, checked: CheckedFile, whole=None):
             # the importers) and refused or noted there. So every warning is silenced.
             warnings.simplefilter("ignore")
             # a file object, not the path: torch.load treats a path by its suffix
-            with path.open("rb") as f:
+            with reading(path, f"loading {path.name}") as f:
                 return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not checked.zipped:  # what the scan took it for, never a second guess

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,8 @@ from rich.padding import Padding
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
+
+from hatinspect.render.stderr import note as print_note
 
 UNLIMITED = 1_000_000  # the console width standing for "no limit"
 
@@ -39,8 +42,16 @@ def output_width(width: int | None = None, stream=None) -> int | None:
     return None
 
 
+class OutputConsole(Console):
+    """A console for stdout whose closed pipe (``| head``) is the caller's to handle as a
+    ``BrokenPipeError``: rich's own handling exits with 1."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 def console_for(width: int | None, **kwargs) -> Console:
-    return Console(highlight=False, width=width or UNLIMITED, **kwargs)
+    return OutputConsole(highlight=False, width=width or UNLIMITED, **kwargs)
 
 
 def print_tables(result, width: int | None = None, **options) -> None:
@@ -59,7 +70,7 @@ def print_renderables(renderables: Sequence[RenderableType | Note], width: int |
         else:
             console.print(renderable, crop=width is not None)  # no limit: nothing to crop
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        print_note(note)
 
 
 @singledispatch

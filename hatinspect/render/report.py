@@ -59,16 +59,33 @@ def figure_folder(path: Path) -> Path:
 def _write_markdown(report: Report, figures: dict, path: Path) -> list[Path]:
     folder = figure_folder(path)
     drawn = [f for group in figures.values() for f in group.values() if f is not None]
+    made = drawn and not folder.exists()
     if drawn:
         folder.mkdir(exist_ok=True)
-    written = []
-    for figure in drawn:
-        target = folder / f"{figure.name}.svg"
-        write_atomically(target, lambda tmp, svg=figure.svg: Path(tmp).write_text(svg))
-        written.append(target)
-    text = render(report, figures, "report.md.j2", figure_dir=folder.name)
-    write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    written, new = [], []
+    try:
+        for figure in drawn:
+            target = folder / f"{figure.name}.svg"
+            existed = target.exists()
+            write_atomically(target, lambda tmp, svg=figure.svg: Path(tmp).write_text(svg))
+            written.append(target)
+            new += [] if existed else [target]
+        text = render(report, figures, "report.md.j2", figure_dir=folder.name)
+        write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    except BaseException:  # an error or Ctrl-C: no report, nor figures of one, left behind
+        _remove(new, folder if made else None)
+        raise
     return [path, *written]
+
+
+def _remove(files: list[Path], folder: Path | None) -> None:
+    for file in files:
+        file.unlink(missing_ok=True)
+    if folder is not None:
+        try:
+            folder.rmdir()
+        except OSError:  # something else was put in it meanwhile: left as it is
+            pass
 
 
 def render(report: Report, figures: dict, template: str, **extra) -> str:
