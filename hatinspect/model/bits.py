@@ -73,18 +73,18 @@ def shared_counts(rows: np.ndarray) -> np.ndarray:
 
 class SharedCounts:
     """Adds up ``shared_counts`` of blocks of packed rows (n rows, at most ``width``
-    bytes a block) with the buffers made once: the AND of row a with the rows after it
-    and its popcounts (uint8 a word), summed in uint32 (a block's row holds fewer than
-    2**32 bits) into an int64 upper triangle."""
+    bytes a block) with the buffers made once: the AND of row a with itself and the rows
+    after it and its popcounts (uint8 a word), summed in uint32 (where a block's row holds
+    fewer than 2**32 bits) and added to an int64 upper triangle once a block."""
 
     def __init__(self, rows: int, width: int) -> None:
         self._upper = np.zeros((rows, rows), dtype=np.int64)
-        self._diagonal = self._upper.reshape(-1)[:: rows + 1]  # a view of the diagonal
         words = -(-width // WORD)
         self._padded = np.zeros((rows, words * WORD), dtype=np.uint8)
         self._both = np.empty((rows, words), dtype=np.uint64)
         self._counts = np.empty((rows, words), dtype=np.uint8)
-        self._sums = np.empty(rows, dtype=np.uint64 if 8 * words * WORD >= 2**32 else np.uint32)
+        # one block's counts, the upper triangle written row by row (the rest stays 0)
+        self._block = np.zeros((rows, rows), np.uint64 if 8 * words * WORD >= 2**32 else np.uint32)
 
     def add(self, rows: np.ndarray) -> None:
         """Counts one (n, bytes) block of the n packed rows (bytes <= the width)."""
@@ -97,16 +97,13 @@ class SharedCounts:
             return
         words = self._into_words(rows)
         used = words.shape[1]
-        both, counts, sums = self._both[:, :used], self._counts[:, :used], self._sums
-        np.bitwise_count(words, out=counts)  # the diagonal: each row's own bits
-        np.add.reduce(counts, axis=-1, dtype=sums.dtype, out=sums)
-        self._diagonal += sums
-        for a in range(n - 1):
-            rest = slice(a + 1, n)
+        both, counts, block = self._both[:, :used], self._counts[:, :used], self._block
+        for a in range(n):  # row a ANDed with itself and the rows after it
+            rest = slice(a, n)
             np.bitwise_and(words[a], words[rest], out=both[rest])
             np.bitwise_count(both[rest], out=counts[rest])
-            np.add.reduce(counts[rest], axis=-1, dtype=sums.dtype, out=sums[rest])
-            upper[a, rest] += sums[rest]
+            np.add.reduce(counts[rest], axis=-1, dtype=block.dtype, out=block[a, rest])
+        upper += block
 
     def total(self) -> np.ndarray:
         """(n, n) int64: the counts so far, mirrored below the diagonal."""
