@@ -80,7 +80,8 @@ class SharedCounts:
     def __init__(self, rows: int, width: int) -> None:
         self._upper = np.zeros((rows, rows), dtype=np.int64)
         words = -(-width // WORD)
-        self._padded = np.zeros((rows, words * WORD), dtype=np.uint8)
+        self._padded: np.ndarray | None = None  # made once a block needs it
+        self._shape = (rows, words * WORD)
         self._both = np.empty((rows, words), dtype=np.uint64)
         self._counts = np.empty((rows, words), dtype=np.uint8)
         # one block's counts, the upper triangle written row by row (the rest stays 0)
@@ -115,6 +116,8 @@ class SharedCounts:
         if rows.shape[-1] % WORD == 0 and rows.flags.c_contiguous:
             return rows.view(np.uint64)
         used = -(-rows.shape[-1] // WORD) * WORD
+        if self._padded is None:
+            self._padded = np.zeros(self._shape, dtype=np.uint8)
         padded = self._padded[:, :used]
         padded[:, rows.shape[-1] :] = 0
         padded[:, : rows.shape[-1]] = rows
