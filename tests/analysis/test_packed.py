@@ -123,18 +123,20 @@ def test_overlap_counts_shared_weights_of_every_pair(opened, block):
 ODD = (LayerInfo("odd", 3, (3, 67), "backbone.odd.weight", None, None),)
 
 
-@pytest.mark.parametrize("count", [1, 2, 33])
+@pytest.mark.parametrize("count", [1, 2, 33, 70])
 def test_overlap_of_one_task_or_many_on_a_layer_of_no_whole_words(tmp_path, block, count):
     """Pair counts where the last word of each block is part padding: with one task (the
-    diagonal only), two, and more tasks than a block has rows of whole words."""
+    diagonal only), two, and more tasks than a block has rows of whole words (70: more
+    than a word has bits)."""
     tasks = tuple(range(count))
     masks = random_masks(ODD, tasks=tasks, seed=count, density=0.6)
     path = write_packed(tmp_path / f"odd{count}.safetensors", masks, ODD)
+    # dense 0/1 rows multiplied in int64: each pair's common weights, counted apart
+    dense = np.stack([masks[t]["odd"].reshape(-1).astype(np.int64) for t in tasks])
+    expected = (dense @ dense.T).tolist()
     for checkpoint in (dense_checkpoint(masks, ODD), hatinspect.open_checkpoint(path)):
-        shared = overlap(checkpoint).layers[0].shared
-        rows = [[int(v) for v in masks[t]["odd"].reshape(-1)] for t in tasks]
-        expected = [[sum(x & y for x, y in zip(a, b, strict=True)) for b in rows] for a in rows]
-        assert shared.tolist() == expected
+        assert overlap(checkpoint).layers[0].shared.tolist() == expected
+        assert overlap(checkpoint).network.shared.tolist() == expected
 
 
 def test_padding_bits_set_on_disk_count_for_no_pair(tmp_path):
