@@ -4,6 +4,7 @@ WSNMaskMLP (tests/fixtures/peers/clarena-main/wsn_mlp), counted against brute fo
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -159,3 +160,48 @@ def test_info_says_which_layers_masks_cover_their_biases():
         ("fc/1", True),
         ("fc/2", True),
     ]
+
+
+def _with_bias_masks(change):
+    """The producer's object as unpickled, its ``bias_masks`` changed, imported again."""
+    from hatinspect.importers import clarena_wsn
+    from hatinspect.importers.dispatch import whole_object
+    from hatinspect.importers.payload import load_payload
+
+    path = FOLDER / "cl_model.pth"
+    obj = load_payload(path, whole_object)
+    state = obj.__dict__["state"]
+    state["bias_masks"] = change(
+        {task: dict(layers) for task, layers in state["bias_masks"].items()}
+    )
+    return clarena_wsn.import_wsn(path, obj, None, None).checkpoint
+
+
+def test_layers_whose_biases_no_task_masks_keep_masks_of_their_weights():
+    def without_fc2(masks):
+        for layers in masks.values():
+            layers["fc/2"] = None
+        return masks
+
+    checkpoint = _with_bias_masks(without_fc2)
+    assert [layer.bias_masked for layer in checkpoint.layers] == [True, True, False]
+    assert checkpoint.masks[1]["fc/2"].shape == SHAPES["fc/2"]
+    assert (checkpoint.masks[2]["fc/2"].astype(bool) == _truth_weights(2, "fc/2")).all()
+    assert any("the biases of fc/0, fc/1 are masked" in note for note in checkpoint.notes)
+    assert _with_bias_masks(lambda masks: None).layers[0].bias_masked is False
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: {**m, 1: {**m[1], "fc/0": None}}, "for tasks [2, 3] only"),
+        (lambda m: {**m, 1: {**m[1], "fc/0": torch.ones(5)}}, "not a tensor of shape (24,)"),
+        (lambda m: {**m, 1: {**m[1], "fc/0": torch.full((24,), 0.5)}}, "fc/0"),
+        (lambda m: {k: v for k, v in m.items() if k != 3}, "holds tasks [1, 2]"),
+        (lambda m: [1, 2], "not a mapping of tasks"),
+    ],
+)
+def test_malformed_bias_masks_are_one_line(change, message):
+    with pytest.raises(hatinspect.CheckpointError, match=re.escape(message)) as error:
+        _with_bias_masks(change)
+    assert "\n" not in str(error.value)
