@@ -2,7 +2,8 @@
 
 Importing the package is cheap: everything is loaded on first use. One function per
 command (``masks``, ``capacity``, ``measure``, ``overlap``, ``audit``, ``info``, ``compare``,
-``report``) returns the result the command renders, which shows itself in a notebook;
+``report``, ``trajectory``) returns the result the command renders, which shows itself in a
+notebook;
 ``open_checkpoint`` reads native files without torch; the torch-side helpers
 (``save_checkpoint``, ``load_backbone``, ``convert``) need the torch extra.
 """
@@ -14,7 +15,9 @@ from hatinspect.model.errors import CheckpointError, HatinspectError
 
 __version__ = "0.1.0"
 
-_API = ("masks", "capacity", "measure", "overlap", "audit", "info", "compare", "report")
+_API = (
+    "masks", "capacity", "measure", "overlap", "audit", "info", "compare", "report", "trajectory",
+)  # fmt: skip
 _LAZY_EXPORTS = {
     **dict.fromkeys(_API, "hatinspect.api"),
     "open_checkpoint": "hatinspect.checkpoints",

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the core loads numpy: imported by the functions, so `--help
     from hatinspect.analysis.overlap import OverlapReport
     from hatinspect.analysis.report import Report
     from hatinspect.analysis.runs import Run, RunCapacity
+    from hatinspect.analysis.trajectory import TrajectoryReport
     from hatinspect.model.checkpoint import Checkpoint
 
 
@@ -63,6 +64,7 @@ def bind_annotations() -> None:
         overlap,
         report,
         runs,
+        trajectory,
     )
     from hatinspect.model.checkpoint import Checkpoint
 
@@ -73,16 +75,22 @@ def bind_annotations() -> None:
         MaskReport=masks.MaskReport, LayerMeasure=measure.LayerMeasure,
         OverlapReport=overlap.OverlapReport, Report=report.Report, Run=runs.Run,
         RunCapacity=runs.RunCapacity, Checkpoint=Checkpoint,
+        TrajectoryReport=trajectory.TrajectoryReport,
     )  # fmt: skip
     names["PathLike"] = str | os.PathLike
     names["CheckpointLike"] = str | os.PathLike | Checkpoint | LiveBackbone
 
 
 def open_any(
-    checkpoint: CheckpointLike, source: str | None = None, task_id: int | None = None
+    checkpoint: CheckpointLike,
+    source: str | None = None,
+    task_id: int | None = None,
+    mask_rule: str | None = None,
+    mask_threshold: float | None = None,
 ) -> Checkpoint:
     """An opened checkpoint as is; a live backbone saved as it is now; a path read with
-    ``open_checkpoint``."""
+    ``open_checkpoint`` (``mask_rule``: SupSup's "topk" or "sign"; ``mask_threshold``:
+    Piggyback's threshold, each replacing what the file implies)."""
     from hatinspect.model.checkpoint import Checkpoint
 
     if isinstance(checkpoint, Checkpoint):
@@ -93,7 +101,13 @@ def open_any(
         return live_checkpoint(checkpoint)
     from hatinspect.checkpoints import open_checkpoint
 
-    return open_checkpoint(checkpoint, source=source, task_id=task_id)
+    return open_checkpoint(
+        checkpoint,
+        source=source,
+        task_id=task_id,
+        mask_rule=mask_rule,
+        mask_threshold=mask_threshold,
+    )
 
 
 def is_live(value) -> bool:
@@ -115,13 +129,15 @@ def masks(
     title: str | None = None,
     source: str | None = None,
     task_id: int | None = None,
+    mask_rule: str | None = None,
+    mask_threshold: float | None = None,
 ) -> MaskReport:
     """Per layer and task: units each mask keeps; cumulative and summative masks.
     ``heatmap``: also draw the masks to this .png, .svg or .pdf file (``figsize`` in
     inches, ``title``: as the command's options; a notebook draws them so too)."""
     from hatinspect.analysis.masks import summarise_masks
 
-    checkpoint = open_any(checkpoint, source, task_id)
+    checkpoint = open_any(checkpoint, source, task_id, mask_rule, mask_threshold)
     result = with_sources(
         summarise_masks(checkpoint, _many(task), _many(layer), _many(exclude)), [checkpoint]
     )
@@ -141,6 +157,8 @@ def capacity(
     title: str | None = None,
     source: str | None = None,
     task_id: int | None = None,
+    mask_rule: str | None = None,
+    mask_threshold: float | None = None,
 ) -> CapacityReport | RunCapacity:
     """Units and parameters used and protected, per layer, in total and task by task
     (``task`` counts only those tasks; ``layer``/``exclude`` choose the layers); for a run
@@ -152,13 +170,13 @@ def capacity(
     chosen = (_many(task), _many(layer), _many(exclude))
     look = dict(dpi=dpi, figsize=figsize, title=title)
     if _is_folder(checkpoint) or _is_acc_csv(checkpoint) or isinstance(checkpoint, Run):
-        run = open_run(checkpoint, source=source, task_id=task_id)
+        run = open_run(checkpoint, source, task_id, mask_rule, mask_threshold)
         result = with_sources(run_capacity(run, *chosen), [run.final])
         _drawn(result.capacity, plot, look)
         return result
     from hatinspect.analysis.adjustment import with_network_capacity
 
-    opened = open_any(checkpoint, source, task_id)
+    opened = open_any(checkpoint, source, task_id, mask_rule, mask_threshold)
     report = with_network_capacity(report_capacity(opened, *chosen), opened)
     result = with_sources(report, [opened])
     return _drawn(result, plot, look)
@@ -178,6 +196,8 @@ def measure(
     title: str | None = None,
     source: str | None = None,
     task_id: int | None = None,
+    mask_rule: str | None = None,
+    mask_threshold: float | None = None,
     sparsity: float | None = None,
 ) -> LayerMeasure:
     """The parameter-wise measure of one layer (``of``: cumulative, summative, task:N or
@@ -187,7 +207,7 @@ def measure(
     from hatinspect.analysis.measure import parse_unit_wise
 
     parse_unit_wise(of)
-    opened = open_any(checkpoint, source, task_id)
+    opened = open_any(checkpoint, source, task_id, mask_rule, mask_threshold)
     result = with_sources(layer_measure(opened, layer, of, aggregation, sparsity), [opened])
     _drawn(result, heatmap, dict(dpi=dpi, cmap=cmap, figsize=figsize, title=title))
     if save is not None:
@@ -211,6 +231,8 @@ def overlap(
     title: str | None = None,
     source: str | None = None,
     task_id: int | None = None,
+    mask_rule: str | None = None,
+    mask_threshold: float | None = None,
     of: str = "masks",
     progress: bool = False,
 ) -> OverlapReport | ImportanceOverlap:
@@ -221,7 +243,7 @@ def overlap(
     ``progress``: a progress bar on stderr."""
     from hatinspect.analysis.overlap import overlap as task_overlap
 
-    checkpoint = open_any(checkpoint, source, task_id)
+    checkpoint = open_any(checkpoint, source, task_id, mask_rule, mask_threshold)
     if of == "importance":
         from hatinspect.analysis.importance import importance_overlap
 
@@ -243,6 +265,8 @@ def audit(
     tolerance: float | None = None,
     source: str | None = None,
     task_id: int | None = None,
+    mask_rule: str | None = None,
+    mask_threshold: float | None = None,
     progress: bool = False,
 ) -> AuditReport:
     """The parameters BEFORE protects, checked in AFTER (``.ok``): bit for bit for HAT;
@@ -251,17 +275,23 @@ def audit(
     from hatinspect.analysis.audit import audit as audit_files
     from hatinspect.checkpoints import read_tensors
 
-    opened = [open_any(before, source, task_id), open_any(after, source, task_id)]
+    rules = (source, task_id, mask_rule, mask_threshold)
+    opened = [open_any(before, *rules), open_any(after, *rules)]
     with _progress(progress):
         report = audit_files(*opened, strict=strict, tolerance=tolerance, read_tensors=read_tensors)
     return with_sources(report, opened)
 
 
 def info(
-    checkpoint: CheckpointLike, *, source: str | None = None, task_id: int | None = None
+    checkpoint: CheckpointLike,
+    *,
+    source: str | None = None,
+    task_id: int | None = None,
+    mask_rule: str | None = None,
+    mask_threshold: float | None = None,
 ) -> Checkpoint:
     """What a checkpoint holds: backbone, layers, tasks, source format and metadata."""
-    return open_any(checkpoint, source, task_id)
+    return open_any(checkpoint, source, task_id, mask_rule, mask_threshold)
 
 
 def compare(
@@ -272,6 +302,8 @@ def compare(
     title: str | None = None,
     source: str | None = None,
     task_id: int | None = None,
+    mask_rule: str | None = None,
+    mask_threshold: float | None = None,
     progress: bool = False,
 ) -> Comparison:
     """Runs side by side; a run is a checkpoint or a folder of after-task files.
@@ -280,7 +312,7 @@ def compare(
     from hatinspect.analysis.compare import compare as compare_runs
 
     with _progress(progress):
-        opened = [open_run(run, source=source, task_id=task_id) for run in runs]
+        opened = [open_run(run, source, task_id, mask_rule, mask_threshold) for run in runs]
     result = with_sources(compare_runs(opened), [run.final for run in opened])
     return _drawn(result, plot, dict(dpi=dpi, figsize=figsize, title=title))
 
@@ -290,6 +322,8 @@ def report(
     output: PathLike | None = None,
     source: str | None = None,
     task_id: int | None = None,
+    mask_rule: str | None = None,
+    mask_threshold: float | None = None,
     progress: bool = False,
 ) -> Report:
     """Everything about one or more runs: what each file is, capacity, masks, overlap,
@@ -303,7 +337,7 @@ def report(
     from hatinspect.checkpoints import read_tensors
 
     with _progress(progress):
-        read = [open_run(run, source=source, task_id=task_id) for run in runs]
+        read = [open_run(run, source, task_id, mask_rule, mask_threshold) for run in runs]
         opened = one_run_or_many(read)
         result = with_sources(build_report(opened, read_tensors), [run.final for run in opened])
         if output is not None:
@@ -313,8 +347,38 @@ def report(
     return result
 
 
+def trajectory(
+    run: PathLike,
+    *,
+    task: Many = None,
+    layer: Many = None,
+    figure: PathLike | None = None,
+    dpi: int = 100,
+    cmap: str | None = None,
+    figsize: Figsize = None,
+    title: str | None = None,
+) -> TrajectoryReport:
+    """A run's masks through training (the original HAT code's ``.pkz`` logs, or the
+    ``trajectory-task-<t>.safetensors`` files training records; ``run`` is such a file, a
+    checkpoint beside them, or the run folder): per task and layer, the record after which
+    the binary mask stopped changing, the units switched on and off between records, and
+    the active share at each. ``figure``: also draw the gates over the records (units ×
+    records, one panel a layer) to this file."""
+    from hatinspect.analysis.trajectory import trajectory_report
+    from hatinspect.analysis.trajectory_files import read_trajectories
+
+    found = read_trajectories(checkpoint_path(run))
+    result = trajectory_report(found, _many(task), _many(layer))
+    look = dict(dpi=dpi, cmap=cmap, figsize=figsize, title=title)
+    return _drawn(result, figure, look)
+
+
 def open_run(
-    run: CheckpointLike | Run, source: str | None = None, task_id: int | None = None
+    run: CheckpointLike | Run,
+    source: str | None = None,
+    task_id: int | None = None,
+    mask_rule: str | None = None,
+    mask_threshold: float | None = None,
 ) -> Run:
     """A checkpoint or a run folder (its files checked to agree), or a ``Run`` as is."""
     from hatinspect.analysis.runs import Run, read_run
@@ -325,7 +389,8 @@ def open_run(
     if isinstance(run, Checkpoint) or is_live(run):
         opened = open_any(run)
         return Run(name=Path(opened.path).name, path=opened.path, checkpoints=(opened,))
-    return read_run(checkpoint_path(run), lambda path: open_any(path, source, task_id))
+    rules = (source, task_id, mask_rule, mask_threshold)
+    return read_run(checkpoint_path(run), lambda path: open_any(path, *rules))
 
 
 def _progress(shown: bool):

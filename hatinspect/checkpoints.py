@@ -16,29 +16,43 @@ from hatinspect.native.reader import existing_file, open_native, read_native_ten
 
 
 def open_checkpoint(
-    path: str | os.PathLike, source: str | None = None, task_id: int | None = None
+    path: str | os.PathLike,
+    source: str | None = None,
+    task_id: int | None = None,
+    *,
+    mask_rule: str | None = None,
+    mask_threshold: float | None = None,
 ) -> Checkpoint:
     """Read a checkpoint's layers and binary masks.
 
     Native files are read without torch; PyTorch files go through the importers, which
     recognise the layout unless ``source`` names it. ``task_id`` names the task of a
-    foreign file that holds one task's embedding and does not say whose. Raises
+    foreign file that holds one task's embedding and does not say whose. ``mask_rule``
+    ("topk" or "sign") chooses how a SupSup file's scores become masks (by default its
+    ``args.conv_type``); ``mask_threshold`` replaces a Piggyback file's threshold. Raises
     ``CheckpointError`` for anything unreadable or inconsistent (the system's errors too:
     a name too long, no permission, no memory).
     """
     with reading(path):
-        return _open(existing_file(path), source, task_id)
+        return _open(existing_file(path), source, task_id, mask_rule, mask_threshold)
 
 
-def _open(path, source: str | None, task_id: int | None) -> Checkpoint:
+def _open(path, source: str | None, task_id: int | None, rule, threshold) -> Checkpoint:
     if sniff(path) == "torch":
         from hatinspect.importers import import_checkpoint
 
-        return import_checkpoint(path, source, task_id).checkpoint
-    if task_id is not None:
-        from hatinspect.model.errors import CheckpointError
+        return import_checkpoint(
+            path, source, task_id, mask_rule=rule, mask_threshold=threshold
+        ).checkpoint
+    from hatinspect.model.errors import CheckpointError
 
+    if task_id is not None:
         raise CheckpointError(f"{path}: a native file records its task ids; task_id does not apply")
+    if rule is not None or threshold is not None:
+        raise CheckpointError(
+            f"{path}: a native file stores binary masks; --mask-rule and --mask-threshold"
+            " (mask_rule=, mask_threshold=) do not apply"
+        )
     return open_native(path, source)
 
 

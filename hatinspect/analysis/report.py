@@ -23,6 +23,7 @@ from hatinspect.analysis.masks import MaskReport, summarise_masks
 from hatinspect.analysis.measure import Stats, pair_stats, stats_record
 from hatinspect.analysis.overlap import OverlapReport, overlap
 from hatinspect.analysis.runs import Run, check_trajectory
+from hatinspect.analysis.trajectory import TrajectoryReport, trajectory_report
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError, HatinspectError
 from hatinspect.model.names import TITLES
@@ -58,6 +59,7 @@ class RunReport:
     audits: tuple[AuditReport, ...]  # each file against the next; empty for one file
     outcome: RunSummary  # task by task: usage, accuracy, forgetting, backward transfer
     importance: ImportanceOverlap | None = None  # FG-AdaHAT: how alike tasks' importances are
+    trajectory: TrajectoryReport | None = None  # the masks through training, where logged
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -160,6 +162,7 @@ def run_report(run: Run, read_tensors: TensorReader = read_native_tensors) -> Ru
         audits=tuple(audit(before, after, read_tensors=read_tensors) for before, after in pairs),
         outcome=summarise(run),
         importance=importance_overlap(final) if importances(final) is not None else None,
+        trajectory=None if run.trajectories is None else trajectory_report(run.trajectories),
     )
 
 
@@ -220,6 +223,7 @@ def _run(run: RunReport) -> dict:
         ],
         "outcome": _outcome_record(run.outcome),
         "importance_overlap": None if run.importance is None else record(run.importance),
+        "trajectory": None if run.trajectory is None else record(run.trajectory),
     }
 
 

@@ -1,5 +1,8 @@
 """Runs: one checkpoint, a folder of ``after-task-<t>.safetensors`` files of one run, or a
 CLArena output folder (its saved models and metrics files: ``analysis.clarena_output``).
+A run folder may also hold its masks through training (``analysis.trajectory_files``: the
+original HAT code's ``.pkz`` logs, whose accuracy matrix stands in where the checkpoints keep
+none, or the ``trajectory-task-<t>.safetensors`` files training records).
 
 A folder is read as a trajectory: each file's tasks must be stored, with the same masks,
 in every later file (HAT never changes a stored mask), or the folder is refused, naming
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from hatinspect.analysis.accuracy import accuracy_matrix
 from hatinspect.analysis.capacity import USAGE_FIELDS, CapacityReport, Shares, capacity
 from hatinspect.analysis.clarena_output import (
     ACCURACY,
@@ -26,6 +30,11 @@ from hatinspect.analysis.clarena_output import (
     output_files,
     output_folder,
     read_metrics,
+)
+from hatinspect.analysis.trajectory_files import (
+    Trajectories,
+    disagreement,
+    trajectory_source,
 )
 from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.model.errors import CheckpointError, HatinspectError
@@ -44,6 +53,7 @@ class Run:
     checkpoints: tuple[Checkpoint, ...]  # in training order; the last holds every task
     # a CLArena output folder's metrics files (accuracy, unlearning metrics), as read
     metrics: tuple[MetricsTable, ...] = ()
+    trajectories: Trajectories | None = None  # the run folder's masks through training
 
     @property
     def final(self) -> Checkpoint:
@@ -60,11 +70,45 @@ def read_run(path: str | os.PathLike, open_file: Opener | None = None) -> Run:
     name = path.name or str(path)
     found = output_files(path) if path.is_dir() and not _has_run_files(path) else {}
     if found:
-        return _clarena_run(path, name, found, open_file)
+        return with_trajectories(_clarena_run(path, name, found, open_file))
     files = run_files(path) if path.is_dir() else [path]
     checkpoints = tuple(open_file(file) for file in track(files, f"reading {name}", unit="files"))
     check_trajectory(checkpoints)
-    return Run(name=name, path=str(path), checkpoints=checkpoints)
+    return with_trajectories(Run(name=name, path=str(path), checkpoints=checkpoints))
+
+
+def with_trajectories(run: Run) -> Run:
+    """`run` with its folder's file of masks through training, if it has one; its accuracy
+    matrix in each checkpoint that keeps none (where it covers the checkpoint's tasks)."""
+    folder = Path(run.path)
+    source = trajectory_source(folder) if folder.is_dir() else None
+    if source is None:
+        return run
+    from dataclasses import replace
+
+    reader, found = source
+    trajectories = reader.read(found)
+    problem = disagreement(run.final, trajectories)
+    if problem is not None:  # shown as logged, with no accuracy taken from it
+        final = replace(run.final, notes=(*run.final.notes, f"{problem}: not this run's logs?"))
+        return replace(run, checkpoints=(*run.checkpoints[:-1], final), trajectories=trajectories)
+    checkpoints = tuple(_logged_accuracy(c, trajectories) for c in run.checkpoints)
+    return replace(run, checkpoints=checkpoints, trajectories=trajectories)
+
+
+def _logged_accuracy(checkpoint: Checkpoint, logs: Trajectories) -> Checkpoint:
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    if logs.accuracy is None or accuracy_matrix(checkpoint) is not None:
+        return checkpoint
+    tasks = checkpoint.task_ids
+    if logs.tasks[: len(tasks)] != tasks:
+        note = f"{logs.path} does not log the tasks of {checkpoint.path}: no accuracy shown"
+        return replace(checkpoint, notes=(*checkpoint.notes, note))
+    rows = [list(row) for row in logs.accuracy[: len(tasks)]]
+    metadata = {**checkpoint.metadata, "accuracy": json.dumps(rows)}
+    return replace(checkpoint, metadata=MappingProxyType(metadata))
 
 
 def _has_run_files(folder: Path) -> bool:

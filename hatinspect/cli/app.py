@@ -15,7 +15,12 @@ from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import TyperException
 
 import hatinspect
-from hatinspect.cli import inspect_commands, run_commands, train_command  # noqa: F401
+from hatinspect.cli import (  # noqa: F401
+    inspect_commands,
+    run_commands,
+    train_command,
+    trajectory_command,
+)
 from hatinspect.cli.errors import INTERRUPTED, fail, one_line_errors, usage_message
 from hatinspect.cli.help import TypedPlaceholders
 from hatinspect.cli.registry import COMMANDS

@@ -25,6 +25,8 @@ from hatinspect.cli.options import (
     FormatOption,
     HeatmapOption,
     LayerOption,
+    MaskRuleOption,
+    MaskThresholdOption,
     OverlapOf,
     RunArg,
     SourceOption,
@@ -70,6 +72,8 @@ def masks(
     width: WidthOption = None,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
+    mask_rule: MaskRuleOption = None,
+    mask_threshold: MaskThresholdOption = None,
 ) -> None:
     """Per layer and task: units each mask keeps, and the cumulative and summative masks.
 
@@ -83,7 +87,7 @@ def masks(
     if show and fmt is not Format.table:
         raise typer.BadParameter("--show draws in the terminal; use it with --format table")
     outputs_free(force, (checkpoint,), heatmap=heatmap)
-    opened = load(checkpoint, source, task_id)
+    opened = load(checkpoint, source, task_id, mask_rule, mask_threshold)
     report = api.masks(opened, task=task, layer=layer, exclude=exclude)
     if heatmap:
         from hatinspect.render.drawing import draw_figure
@@ -141,6 +145,8 @@ def capacity(
     width: WidthOption = None,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
+    mask_rule: MaskRuleOption = None,
+    mask_threshold: MaskThresholdOption = None,
 ) -> None:
     """How much of the network the stored tasks use, and what is still free.
 
@@ -157,7 +163,7 @@ def capacity(
     hatinspect capacity examples/hat-toy/after-task-5.safetensors --plot c.pdf
     """
     outputs_free(force, (checkpoint,), plot=plot)
-    opened = load_run(checkpoint, source, task_id)
+    opened = load_run(checkpoint, source, task_id, mask_rule, mask_threshold)
     result = api.capacity(opened, task=task, layer=layer, exclude=exclude)
     report = getattr(result, "capacity", result)  # a run folder's: its final file's
     if plot:
@@ -230,6 +236,8 @@ def measure(
     width: WidthOption = None,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
+    mask_rule: MaskRuleOption = None,
+    mask_threshold: MaskThresholdOption = None,
 ) -> None:
     """The parameter-wise measure of one layer: statistics, histogram, heatmap, export.
 
@@ -242,7 +250,7 @@ def measure(
       -l fc/0 --save measure.safetensors
     """
     outputs_free(force, (checkpoint,), heatmap=heatmap, save=save)
-    opened = load(checkpoint, source, task_id)
+    opened = load(checkpoint, source, task_id, mask_rule, mask_threshold)
     result = api.measure(opened, layer, of=of, aggregation=aggregation.value, sparsity=sparsity)
     if heatmap:
         from hatinspect.render.drawing import draw_figure
@@ -290,6 +298,8 @@ def overlap(
     width: WidthOption = None,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
+    mask_rule: MaskRuleOption = None,
+    mask_threshold: MaskThresholdOption = None,
 ) -> None:
     """Units shared by every pair of tasks (count and Jaccard), network-wide and per layer.
 
@@ -300,7 +310,7 @@ def overlap(
       --heatmap overlap.pdf --format csv
     """
     outputs_free(force, (checkpoint,), heatmap=heatmap)
-    opened = load(checkpoint, source, task_id)
+    opened = load(checkpoint, source, task_id, mask_rule, mask_threshold)
     if of == OverlapOf.importance:
         if heatmap or task or layer or exclude:
             raise fail("--of importance compares every task and layer, and draws no --heatmap",
@@ -332,6 +342,8 @@ def audit(
     fmt: FormatOption = Format.table,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
+    mask_rule: MaskRuleOption = None,
+    mask_threshold: MaskThresholdOption = None,
 ) -> None:
     """Check that the parameters BEFORE protects are unchanged in AFTER (exit 1 if not).
 
@@ -346,7 +358,8 @@ def audit(
     hatinspect audit examples/hat-toy/after-task-1.safetensors \\
       examples/hat-toy/after-task-5.safetensors --format json
     """
-    opened = (load(before, source, task_id), load(after, source, task_id))
+    rules = (source, task_id, mask_rule, mask_threshold)
+    opened = (load(before, *rules), load(after, *rules))
     report = api.audit(*opened, strict=strict, tolerance=tolerance)
     shown = {caveat for checkpoint in opened for caveat in checkpoint.notes}  # by load()
     for caveat in report.notes:
@@ -382,6 +395,8 @@ def convert(
     force: ForceOption = False,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
+    mask_rule: MaskRuleOption = None,
+    mask_threshold: MaskThresholdOption = None,
 ) -> None:
     """Write any checkpoint the reader understands in the native safetensors format.
 
@@ -399,7 +414,10 @@ def convert(
         from hatinspect.torch_io.convert import convert as convert_file
 
     started = time.perf_counter()
-    convert_file(src, dst, source=source.value if source else None, task_id=task_id)
+    convert_file(
+        src, dst, source=source.value if source else None, task_id=task_id,
+        mask_rule=mask_rule.value if mask_rule else None, mask_threshold=mask_threshold,
+    )  # fmt: skip
     seconds = time.perf_counter() - started
     written = read_native_header(dst)  # convert read the whole file back already
     detail(
@@ -421,6 +439,8 @@ def info(
     width: WidthOption = None,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
+    mask_rule: MaskRuleOption = None,
+    mask_threshold: MaskThresholdOption = None,
 ) -> None:
     """What a checkpoint holds: backbone, layers, tasks, source format and metadata.
 
@@ -432,5 +452,5 @@ def info(
     hatinspect info examples/hat-toy/after-task-5.safetensors
     hatinspect info examples/hat-toy-state-dict.pt --format json
     """
-    opened = load(checkpoint, source, task_id)
+    opened = load(checkpoint, source, task_id, mask_rule, mask_threshold)
     emit(api.info(opened), fmt, (opened,), width)

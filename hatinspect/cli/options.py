@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hatinspect.model.names import SOURCES
+from hatinspect.model.names import MASK_RULES, SOURCES
 from hatinspect.render.files import FIGURE_FORMATS, output_format
 
 
@@ -28,6 +28,7 @@ class OverlapOf(StrEnum):
 
 
 Source = StrEnum("Source", {name: name for name in SOURCES})
+MaskRule = StrEnum("MaskRule", {name: name for name in MASK_RULES})
 
 
 def usage_check(check):
@@ -42,6 +43,13 @@ def usage_check(check):
         return value
 
     return callback
+
+
+def _check_finite(value: float) -> None:
+    import math
+
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number")
 
 
 def _check_cmap(value: str) -> None:
@@ -117,6 +125,23 @@ TaskIdOption = Annotated[
         min=0,
         metavar="N",
         help="The task of a foreign file that holds one task's embedding and does not say which.",
+    ),
+]
+MaskRuleOption = Annotated[
+    MaskRule | None,
+    typer.Option(
+        metavar=choices(MASK_RULES),
+        help="How a SupSup file's scores become masks: topk keeps the largest |scores| at the"
+        " stored sparsity, sign keeps scores >= 0 (default: the file's module class, else topk).",
+    ),
+]
+MaskThresholdOption = Annotated[
+    float | None,
+    typer.Option(
+        metavar="X",
+        callback=usage_check(lambda value: _check_finite(value)),
+        help="Piggyback: a weight is used where its mask_real is above X (default: the file's"
+        " threshold, 5e-3 in their code).",
     ),
 ]
 TaskOption = Annotated[

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from hatinspect import api
 from hatinspect.cli.errors import fail
 from hatinspect.cli.heavy import heavy_imports
-from hatinspect.cli.options import Format, Source
+from hatinspect.cli.options import Format, MaskRule, Source
 from hatinspect.render.files import check_writable
 from hatinspect.render.stderr import detail, note, say, verbosity
 
@@ -17,7 +17,13 @@ if TYPE_CHECKING:
     from hatinspect.model.checkpoint import Checkpoint
 
 
-def load(path: Path, source: Source | None = None, task_id: int | None = None) -> "Checkpoint":
+def load(
+    path: Path,
+    source: Source | None = None,
+    task_id: int | None = None,
+    mask_rule: MaskRule | None = None,
+    mask_threshold: float | None = None,
+) -> "Checkpoint":
     """Open a checkpoint (the one seam to the reader) and show its caveats on stderr."""
     from hatinspect.checkpoints import open_checkpoint
 
@@ -25,7 +31,10 @@ def load(path: Path, source: Source | None = None, task_id: int | None = None) -
         raise fail(*_pick_a_file(path))
     started = time.perf_counter()
     with heavy_imports():  # a PyTorch file imports torch
-        checkpoint = open_checkpoint(path, source=source.value if source else None, task_id=task_id)
+        checkpoint = open_checkpoint(
+            path, _value(source), task_id, mask_rule=_value(mask_rule),
+            mask_threshold=mask_threshold,
+        )  # fmt: skip
     _describe(checkpoint, time.perf_counter() - started)
     for caveat in checkpoint.notes:
         note(caveat)
@@ -68,14 +77,24 @@ def _pick_a_file(folder: Path) -> tuple[str, str]:
     return f"{folder} is a folder with no checkpoint in it", "give a checkpoint file"
 
 
-def load_run(path: Path, source: Source | None = None, task_id: int | None = None):
+def _value(choice):
+    return choice.value if choice else None
+
+
+def load_run(
+    path: Path,
+    source: Source | None = None,
+    task_id: int | None = None,
+    mask_rule: MaskRule | None = None,
+    mask_threshold: float | None = None,
+):
     """A run folder (its files checked to agree), a CLArena output folder or its acc.csv,
     or one checkpoint; notes on stderr."""
     if not path.is_dir() and path.name != "acc.csv":
-        return load(path, source, task_id)
+        return load(path, source, task_id, mask_rule, mask_threshold)
     started = time.perf_counter()
     with heavy_imports():  # a run of PyTorch files imports torch
-        run = api.open_run(path, source=source.value if source else None, task_id=task_id)
+        run = api.open_run(path, _value(source), task_id, _value(mask_rule), mask_threshold)
     detail(f"{path}: {len(run.checkpoints)} file(s) in {time.perf_counter() - started:.2f} s")
     for checkpoint in run.checkpoints:
         _describe(checkpoint)
@@ -94,7 +113,7 @@ def emit(
     """Write a result to stdout; `checkpoints` give JSON its notes, `options` shape the
     table and CSV views, `width` the table alone."""
     from hatinspect.model import records
-    from hatinspect.render import runs, tables  # noqa: F401  (each registers its views)
+    from hatinspect.render import runs, tables, trajectory  # noqa: F401  (each registers its views)
     from hatinspect.render.layout import print_tables
 
     if fmt is Format.json:

@@ -12,6 +12,8 @@ from hatinspect.cli.options import (
     ForceOption,
     Format,
     FormatOption,
+    MaskRuleOption,
+    MaskThresholdOption,
     SourceOption,
     TaskIdOption,
     TitleOption,
@@ -58,6 +60,8 @@ def compare(
     width: WidthOption = None,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
+    mask_rule: MaskRuleOption = None,
+    mask_threshold: MaskThresholdOption = None,
 ) -> None:
     """Runs side by side, task by task: units, protected parameters, accuracy, forgetting.
 
@@ -72,7 +76,8 @@ def compare(
     hatinspect compare examples/hat-toy --plot curves.pdf
     """
     outputs_free(force, tuple(runs), plot=plot)
-    result = api.compare(*(load_run(path, source, task_id) for path in runs))
+    rules = (source, task_id, mask_rule, mask_threshold)
+    result = api.compare(*(load_run(path, *rules) for path in runs))
     if plot:
         from hatinspect.render.drawing import draw_figure
 
@@ -97,6 +102,8 @@ def report(
     force: ForceOption = False,
     source: SourceOption = None,
     task_id: TaskIdOption = None,
+    mask_rule: MaskRuleOption = None,
+    mask_threshold: MaskThresholdOption = None,
 ) -> None:
     """A file to share: what each run is, its capacity, accuracy, masks, overlap and audit.
 
@@ -115,5 +122,6 @@ def report(
 
     extra = [figure_folder(output)] if output.suffix.lower() == ".md" else []
     outputs_free(force, tuple(runs), output=(output, *extra))
-    result = api.report(*(load_run(path, source, task_id) for path in runs), output=output)
+    rules = (source, task_id, mask_rule, mask_threshold)
+    result = api.report(*(load_run(path, *rules) for path in runs), output=output)
     say(f"wrote {output}: {result.summary}")

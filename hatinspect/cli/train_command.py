@@ -27,6 +27,7 @@ DATASETS = ("toy", "digits")
 FORMATS = ("table", "json")
 DEFAULT_EPOCHS = 15
 ENGINES = ("plain", "lightning")
+LOGGERS = ("tensorboard", "csv")
 STRATEGIES = ("auto", "ddp")
 
 
@@ -105,6 +106,24 @@ StrategyOption = Annotated[
         help="Lightning's strategy for --engine lightning; ddp runs one process per device.",
     ),
 ]
+RecordEveryOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        metavar="N",
+        help="Record every task's gates before training and every N epochs (the last "
+        "always) into DIR/trajectory-task-<t>.safetensors; 0: none.",
+    ),
+]
+LoggerOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar=choices(LOGGERS),
+        help="Log the epochs' loss and accuracy, and with --record-every each record's "
+        "per-layer scalars and heatmaps, to Lightning's TensorBoardLogger or CSVLogger in "
+        "DIR/logs/ (needs the lightning extra).",
+    ),
+]
 FormatOption = Annotated[
     str,
     typer.Option(
@@ -126,6 +145,8 @@ def train_demo(
     engine: EngineOption = "plain",
     devices: DevicesOption = 1,
     strategy: StrategyOption = "auto",
+    record_every: RecordEveryOption = 0,
+    logger: LoggerOption = None,
     force: ForceOption = False,
     width: WidthOption = None,
 ) -> None:
@@ -134,7 +155,7 @@ def train_demo(
     Examples:
 
     hatinspect train-demo --out demo
-    hatinspect train-demo --algorithm finetuning --out ft -n 3
+    hatinspect train-demo --out recorded -n 2 --record-every 1 --logger csv
     hatinspect train-demo --algorithm hat,adahat,finetuning --out runs -n 2
     """
     algorithms = [name.strip() for name in algorithm.split(",")]
@@ -145,11 +166,12 @@ def train_demo(
         ("--backbone", [backbone], BACKBONES),
         ("--dataset", [dataset], DATASETS),
         ("--algorithm", algorithms, ALGORITHMS),
+        ("--logger", [logger] if logger is not None else [], LOGGERS),
     )
     for option, value in (("--tasks", tasks), ("--epochs", epochs)):
         if value < 1:
             raise fail(must_be(option, "a whole number of at least 1", str(value)), HELP, 2)
-    run = _engine(engine, devices, strategy)
+    run = _recording(_engine(engine, devices, strategy), record_every, logger)
     from hatinspect.training.demo import DemoConfig
     from hatinspect.training.tasks import DIGITS_CLASSES, DIGITS_CLASSES_PER_TASK, max_tasks
 
@@ -248,15 +270,51 @@ def _engine(engine: str, devices: int, strategy: str):
         with heavy_imports():
             from hatinspect.training.demo import run_demo
 
-        return run_demo
+        return lambda config, out, on_epoch, record_every=0, logger=None: run_demo(
+            config,
+            out,
+            on_epoch,
+            record_every=record_every,
+            loggers=() if logger is None else (logger,),
+        )
     try:
         with heavy_imports():
             from hatinspect.lightning.demo import run_lightning_demo
     except ImportError as exc:
         raise fail(str(exc)) from None
-    return lambda config, out, on_epoch: run_lightning_demo(
-        config, out, on_epoch, devices=devices, strategy=strategy
+    return lambda config, out, on_epoch, record_every=0, logger=None: run_lightning_demo(
+        config,
+        out,
+        on_epoch,
+        devices=devices,
+        strategy=strategy,
+        record_every=record_every,
+        logger=logger,
     )
+
+
+def _recording(run, record_every: int, logger: str | None):
+    """``run`` recording every ``record_every`` epochs, logging to a new ``logger`` of
+    each run's folder: ``run(config, out, on_epoch) -> DemoResult | None`` still."""
+    if not record_every and logger is None:
+        return run
+    make_logger = None
+    if logger is not None:
+        try:
+            with heavy_imports():
+                from hatinspect.lightning.loggers import demo_logger
+        except ImportError as exc:
+            raise fail(str(exc)) from None
+        make_logger = demo_logger
+
+    def recording(config, out: Path, on_epoch):
+        try:
+            made = make_logger(logger, out) if make_logger is not None else None
+        except ImportError as exc:
+            raise fail(str(exc)) from None
+        return run(config, out, on_epoch, record_every=record_every, logger=made)
+
+    return recording
 
 
 def _prepare(out: Path, force: bool) -> None:

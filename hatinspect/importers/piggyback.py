@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -96,26 +97,41 @@ def tensors(path: Path, payload) -> dict[str, Tensor]:
     return state
 
 
-def import_object(path: Path, payload, source: str | None, task_id: int | None) -> Imported:
+def import_object(
+    path: Path, payload, source: str | None, task_id: int | None, mask_threshold=None
+) -> Imported:
+    """``mask_threshold`` replaces every module's threshold (``mask_real > threshold``)."""
     if source not in (None, NAME):
         raise CheckpointError(f"{path}: a Piggyback file; source={shown(source)} does not apply")
     if task_id is not None:
         raise CheckpointError(f"{path}: a Piggyback file names its tasks; no task id applies")
     if PACKED in payload:
+        if mask_threshold is not None:
+            raise CheckpointError(
+                f"{path}: pack.py's dataset2masks are binary already; no mask threshold applies"
+            )
         return _import_packed(path, payload[PACKED])
-    return _import_trained(path, payload)
+    if mask_threshold is not None and (
+        isinstance(mask_threshold, bool)
+        or not isinstance(mask_threshold, numbers.Real)
+        or not math.isfinite(mask_threshold)
+    ):
+        raise CheckpointError(
+            f"{path}: the mask threshold {shown(mask_threshold)} is not a finite number"
+        )
+    return _import_trained(path, payload, None if mask_threshold is None else float(mask_threshold))
 
 
 # --- training checkpoints --------------------------------------------------------------
 
 
-def _import_trained(path: Path, payload) -> Imported:
+def _import_trained(path: Path, payload, chosen: float | None) -> Imported:
     model = payload["model"]
     state = tensors(path, payload)
     modules = _masked_modules(path, model)
     masks, rules = {}, set()
     for name, module in modules.values():
-        masks[_layer(name)], rule = _task_mask(path, name, module, state)
+        masks[_layer(name)], rule = _task_mask(path, name, module, state, chosen)
         rules.add(rule)
     if len(rules) != 1:
         raise CheckpointError(f"{path}: the masked layers threshold differently: {sorted(rules)}")
@@ -123,7 +139,7 @@ def _import_trained(path: Path, payload) -> Imported:
     task, dataset = _task(path, model, args)
     layers = _layers(path, state, modules)
     rule = rules.pop()
-    notes = [_rule_note(*rule), *_args_notes(args, rule)]
+    notes = [_rule_note(*rule, chosen is not None), *_args_notes(args, rule)]
     if not any(mask.any() for mask in masks.values()):
         notes.append("the task's mask keeps no weight")
     native = {key: fmt.OTHER_PREFIX + key for key in state}
@@ -165,9 +181,11 @@ def _backbone(path: Path, name: str, module: Placeholder) -> dict[str, Tensor]:
     return out
 
 
-def _task_mask(path: Path, name: str, module: Placeholder, state) -> tuple[np.ndarray, tuple]:
-    """The mask the module's ``threshold_fn`` makes of its ``mask_real``, and (rule,
-    threshold)."""
+def _task_mask(
+    path: Path, name: str, module: Placeholder, state, chosen: float | None
+) -> tuple[np.ndarray, tuple]:
+    """The mask the module's ``threshold_fn`` makes of its ``mask_real`` (at the
+    ``chosen`` threshold, where given), and (rule, threshold)."""
     attrs = attributes(path, module)
     thresholder = attrs.get("threshold_fn")
     kind = class_name(thresholder) if isinstance(thresholder, Placeholder) else None
@@ -195,6 +213,7 @@ def _task_mask(path: Path, name: str, module: Placeholder, state) -> tuple[np.nd
     values = numpy_of(real).astype(np.float64)
     if np.isnan(values).any():
         raise CheckpointError(f"{path}: {name}.mask_real contains NaN")
+    threshold = threshold if chosen is None else chosen
     used = values > threshold
     if kind == "Ternarizer":
         used |= values < 0  # -1: the weight is used with its sign flipped
@@ -226,13 +245,18 @@ def _task(path: Path, model, args) -> tuple[int, str]:
     raise CheckpointError(f"{path}: the model's datasets do not name the dataset trained")
 
 
-def _rule_note(kind: str, threshold: float) -> str:
+def _rule_note(kind: str, threshold: float, chosen: bool) -> str:
+    given = " (the threshold chosen, not the file's)" if chosen else ""
     if kind == "Ternarizer":
         return (
             f"Piggyback masks weights (ternarizer): a weight is used where its ternary mask is"
-            f" nonzero: mask_real below 0 (-1, its sign flipped) or above {threshold:g} (1)"
+            f" nonzero: mask_real below 0 (-1, its sign flipped) or above {threshold:g}"
+            f" (1){given}"
         )
-    return f"Piggyback masks weights: a weight is used where its mask_real is above {threshold:g}"
+    return (
+        f"Piggyback masks weights: a weight is used where its mask_real is above"
+        f" {threshold:g}{given}"
+    )
 
 
 def _args_notes(args, rule) -> list[str]:

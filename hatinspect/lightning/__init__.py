@@ -1,5 +1,6 @@
 """PyTorch Lightning integration: a callback that writes a native checkpoint after every
-task (``HATMaskCheckpoint``) and HAT / AdaHAT / fine-tuning as a LightningModule
+task (``HATMaskCheckpoint``), one that records every task's gates as it trains
+(``HATMaskTrajectory``) and HAT / AdaHAT / fine-tuning as a LightningModule
 (``HATModule``).
 
 Needs the ``lightning`` extra; nothing else in hatinspect imports this package.
@@ -14,5 +15,6 @@ except ImportError:
 
 from hatinspect.lightning.checkpoint import HATMaskCheckpoint
 from hatinspect.lightning.module import HATModule
+from hatinspect.lightning.trajectory import HATMaskTrajectory
 
-__all__ = ["HATMaskCheckpoint", "HATModule"]
+__all__ = ["HATMaskCheckpoint", "HATMaskTrajectory", "HATModule"]

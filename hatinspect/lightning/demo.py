@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from hatinspect.lightning.checkpoint import HATMaskCheckpoint
 from hatinspect.lightning.module import HATModule
+from hatinspect.lightning.trajectory import HATMaskTrajectory
 from hatinspect.training.demo import (
     CHECKPOINT_NAME,
     DemoConfig,
@@ -35,9 +36,13 @@ def run_lightning_demo(
     devices: int = 1,
     strategy: str = "auto",
     num_nodes: int = 1,
+    record_every: int = 0,
+    logger=None,
 ) -> DemoResult | None:
     """Train ``config``'s tasks with ``HATModule``; with ``out``, ``HATMaskCheckpoint``
-    writes ``out/after-task-<t>.safetensors`` after each. The result on global rank zero,
+    writes ``out/after-task-<t>.safetensors`` after each, and with ``record_every`` N > 0
+    ``HATMaskTrajectory`` records every N epochs into ``out/trajectory-task-<t>.safetensors``.
+    ``logger`` (Lightning's) is every task's ``Trainer``'s. The result on global rank zero,
     ``None`` on the other processes."""
     start = time.perf_counter()
     _quiet()
@@ -62,6 +67,10 @@ def run_lightning_demo(
             # the demo's folder is rewritten by each run, as the plain engine's is
             checkpoint = HATMaskCheckpoint(out, filename=name, metadata=metadata, overwrite=True)
             callbacks.append(checkpoint)
+        trajectory = None
+        if record_every and out is not None:
+            trajectory = HATMaskTrajectory(out, every_n_epochs=record_every, overwrite=True)
+            callbacks.append(trajectory)
         for task in tasks:
             module.start_task(task.task_id, task.num_classes)
             trainer = Trainer(
@@ -70,7 +79,7 @@ def run_lightning_demo(
                 strategy=strategy,
                 max_epochs=config.epochs,
                 callbacks=list(callbacks),
-                logger=False,
+                logger=logger if logger is not None else False,
                 enable_checkpointing=checkpoint is not None,
                 enable_progress_bar=False,
                 enable_model_summary=False,
@@ -86,7 +95,10 @@ def run_lightning_demo(
         return None
     written = checkpoint.paths if checkpoint is not None else {}
     paths = [str(written[task]) for task in sorted(written)]
-    return DemoResult.of_run(config, module.accuracy, module.capacity_by_task, paths, start)
+    recorded = trajectory.paths if trajectory is not None else {}
+    trajectories = [str(recorded[task]) for task in sorted(recorded)]
+    capacity = module.capacity_by_task
+    return DemoResult.of_run(config, module.accuracy, capacity, paths, start, trajectories)
 
 
 def _test_loader(task) -> DataLoader:

@@ -13,6 +13,7 @@ SOURCES = (
     "avalanche-packnet",
     "original-packnet",
     "piggyback",
+    "supsup",
     "wsn",
 )
 
@@ -20,7 +21,9 @@ SOURCES = (
 ALGORITHMS = ("hat", "adahat", "finetuning")
 
 # Every algorithm a file may name: those trained here and the rest of CLArena's HAT family.
-READ_ALGORITHMS = (*ALGORITHMS, "fg-adahat", "amnesiac-hat", "wsn", "packnet", "piggyback")
+READ_ALGORITHMS = (
+    *ALGORITHMS, "fg-adahat", "amnesiac-hat", "wsn", "packnet", "piggyback", "supsup"
+)  # fmt: skip
 TITLES = {
     "hat": "HAT",
     "adahat": "AdaHAT",
@@ -30,12 +33,13 @@ TITLES = {
     "wsn": "WSN",
     "packnet": "PackNet",
     "piggyback": "Piggyback",
+    "supsup": "SupSup",
 }
 
 # How an algorithm treats what earlier tasks use: HAT keeps it bit-identical ("hard");
 # AdaHAT and its descendants move it by a per-parameter adjustment rate ("soft").
 HARD, SOFT, NO_PROTECTION = "hard", "soft", "none"
-FROZEN = "frozen"  # the whole backbone stays bit-identical, whatever the masks (Piggyback)
+FROZEN = "frozen"  # the whole backbone stays bit-identical, whatever the masks (Piggyback, SupSup)
 PROTECTIONS = {
     "hat": HARD,
     "adahat": SOFT,
@@ -45,7 +49,13 @@ PROTECTIONS = {
     "wsn": HARD,  # the weights an earlier task's mask keeps are frozen
     "packnet": HARD,
     "piggyback": FROZEN,
+    "supsup": FROZEN,  # the random weights are never trained (--train-weight-tasks 0)
 }
+
+# How a file's real-valued scores become binary masks, where its layout lets one choose
+# (SupSup): the top-k of |scores| at the stored sparsity, or scores >= 0.
+TOPK, SIGN = "topk", "sign"
+MASK_RULES = (TOPK, SIGN)
 
 # User metadata keys an import writes (without the native format's "user." prefix); their
 # values are JSON text.

@@ -13,11 +13,17 @@ from typing import Literal
 
 import numpy as np
 
-# a mask entry at or above this gate value counts as on (HAT's gates at s_max are ~0 or ~1)
+# a mask entry whose gate is above this value counts as on, as HAT binarises its gates:
+# sigmoid(s_max * e) > 0.5, the same as e > 0 (a gate of exactly 0.5 is off)
 BINARY_THRESHOLD = 0.5
 
 # the point of a record taken before the task's first epoch (the original HAT logs' -1)
 BEFORE_TRAINING = -1
+
+
+def binary_mask(gates: np.ndarray) -> np.ndarray:
+    """The units on: gates strictly above ``BINARY_THRESHOLD``."""
+    return np.asarray(gates) > BINARY_THRESHOLD
 
 
 @dataclass(frozen=True, repr=False)
@@ -44,7 +50,7 @@ class TaskTrajectory:
 
     def binary(self, layer: str) -> np.ndarray:
         """``(points, units)`` bool: the layer's binary mask at each record."""
-        return self.gates[layer] >= BINARY_THRESHOLD
+        return binary_mask(self.gates[layer])
 
     def __repr__(self) -> str:
         return (

@@ -50,6 +50,8 @@ NOTES_KEY = "hatinspect.notes"  # JSON list of caveats about what could be recov
 INFERRED_KEY = "hatinspect.preceding_inferred"  # JSON list of layers whose preceding is inferred
 COVERS_KEY = "hatinspect.covers"  # "parameters" (version 2): masks of weights; absent: units
 COVERS = tuple(map(str, Covers))
+# the version key of a trajectory file (native.trajectory_file), never of a checkpoint
+TRAJECTORY_KEY = "hatinspect.trajectory"
 USER_PREFIX = "user."  # + a user metadata key; value a string or JSON text
 # User metadata keys hatinspect itself writes and reads (without the prefix).
 RUN_ID_KEY = "run_id"  # the same in every checkpoint of one training run
@@ -165,6 +167,8 @@ def decode_header(metadata: Mapping[str, str] | None) -> Header:
     """Parse and check ``__metadata__``; ``ValueError`` says what is missing or malformed."""
     if not metadata:
         raise ValueError("no hatinspect metadata in the header (not a hatinspect checkpoint)")
+    if TRAJECTORY_KEY in metadata:
+        raise ValueError("a trajectory file (one task's recorded gates), not a checkpoint")
     missing = [key for key in REQUIRED_KEYS if key not in metadata]
     if missing:
         raise ValueError(f"metadata lacks {', '.join(map(repr, missing))}")

@@ -81,7 +81,7 @@ def read_native_tensors(path: str | os.PathLike, keys: Iterable[str]) -> dict[st
     with reading(path):
         path = _native_file(path)
         keys = list(keys)
-        with _safetensors(path) as f:
+        with open_safetensors(path) as f:
             missing = sorted(set(keys) - set(f.keys()))
             if missing:
                 raise CheckpointError(f"{path}: no tensor {shown(missing[0])}")
@@ -124,7 +124,7 @@ def read_native(path: Path) -> tuple[fmt.Header, dict[int, dict[str, np.ndarray]
 
 def _read_native(path: Path) -> tuple[fmt.Header, dict, dict[int, tuple[str, ...]]]:
     """Header, masks and task id -> its batch norms' keys, from one opening of the file."""
-    with reading(path), _safetensors(path) as f:
+    with reading(path), open_safetensors(path) as f:
         header = _header(path, f)
         keys = _keys_by_offset(f)
         masks = _masks(path, f, header, keys)
@@ -140,7 +140,7 @@ def _task_norms(path: Path, keys: list[str]) -> dict[int, tuple[str, ...]]:
 
 def read_native_header(path: str | os.PathLike) -> fmt.Header:
     """A native file's header alone, checked as ``read_native`` checks it; no mask is read."""
-    with reading(path), _safetensors(Path(path)) as f:
+    with reading(path), open_safetensors(Path(path)) as f:
         return _header(Path(path), f)
 
 
@@ -163,6 +163,9 @@ def existing_file(path: str | os.PathLike) -> Path:
     return path
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def sniff(path: Path) -> str:
     """``"safetensors"`` or ``"torch"`` (read by the importers: PyTorch files and the
     ``.npy`` files of a WSN run) from the first bytes; ``CheckpointError`` otherwise."""
@@ -175,6 +178,11 @@ def sniff(path: Path) -> str:
         return "torch"
     if _is_text(start):
         raise CheckpointError(f"{path}: not a checkpoint (it starts with text)")
+    if start.startswith(GZIP_MAGIC):
+        raise CheckpointError(
+            f"{path}: gzip data (the original HAT code's .pkz logs?), not a checkpoint; "
+            "`hatinspect trajectory` reads such logs, and a run folder shows the one it holds"
+        )
     if path.suffix == fmt.SUFFIX:
         return "safetensors"
     raise CheckpointError(f"{path}: neither a safetensors file nor a PyTorch checkpoint")
@@ -188,7 +196,9 @@ def _is_text(start: bytes) -> bool:
 
 
 @contextmanager
-def _safetensors(path: Path):
+def open_safetensors(path: Path):
+    """``safe_open(path, framework="numpy")`` once the header length is checked against
+    the file and safetensors' limit; its errors as one ``CheckpointError``."""
     _check_header_length(path)
     try:
         with safe_open(path, framework="numpy") as f:

@@ -26,6 +26,7 @@ def record(result) -> dict:
         "mean_forgetting": result.mean_forgetting,
         "capacity": list(result.capacity),
         "checkpoints": list(result.checkpoints),
+        "trajectories": list(getattr(result, "trajectories", ())),
     }
 
 

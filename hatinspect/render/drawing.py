@@ -10,7 +10,8 @@ from hatinspect.analysis.compare import Comparison
 from hatinspect.analysis.masks import MaskReport
 from hatinspect.analysis.measure import LayerMeasure
 from hatinspect.analysis.overlap import OverlapReport
-from hatinspect.render import figures, runs
+from hatinspect.analysis.trajectory import TrajectoryReport
+from hatinspect.render import figures, runs, trajectory
 from hatinspect.render.figures import JACCARD_SCALE, Look
 
 DEFAULT_LOOK = Look()
@@ -45,3 +46,8 @@ def _(result: OverlapReport, path: Path, look: Look = DEFAULT_LOOK, scale=JACCAR
 @draw_figure.register
 def _(result: Comparison, path: Path, look: Look = DEFAULT_LOOK) -> None:
     runs.capacity_curves(result, path, look)
+
+
+@draw_figure.register
+def _(result: TrajectoryReport, path: Path, look: Look = DEFAULT_LOOK) -> None:
+    trajectory.draw_trajectory(result, path, look)

@@ -24,6 +24,7 @@ from hatinspect.analysis.masks import MaskReport
 from hatinspect.analysis.overlap import OverlapReport
 from hatinspect.analysis.report import Report
 from hatinspect.analysis.runs import RunCapacity
+from hatinspect.analysis.trajectory import TrajectoryReport
 from hatinspect.model.errors import HatinspectError
 from hatinspect.render.layout import Note, cell_rows, tables
 
@@ -167,7 +168,13 @@ def _(result: RunCapacity) -> list:
 @figures.register
 def _(report: Report) -> list:
     parts = [part for run in report.runs for part in (run.capacity, run.masks, run.overlap)]
+    parts += [run.trajectory for run in report.runs if run.trajectory is not None]
     return [figure for part in (*parts, report.comparison) for figure in figures(part)]
+
+
+@figures.register
+def _(report: TrajectoryReport) -> list:
+    return [(report, {})] if report.trajectories else []
 
 
 def figure_html(figure: tuple) -> str:

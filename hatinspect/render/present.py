@@ -10,7 +10,7 @@ from rich.text import Text
 from hatinspect.model.presenters import presenter
 
 # `runs` and `tables` register every result's tables (a report's too) on `layout.tables`
-from hatinspect.render import html, runs, summaries  # noqa: F401
+from hatinspect.render import html, runs, summaries, trajectory  # noqa: F401
 from hatinspect.render import tables as _views  # noqa: F401
 from hatinspect.render.layout import Note, tables
 

@@ -147,12 +147,17 @@ def draw_figures(report: Report) -> dict[str, dict[str, Figure | None]]:
     figures = {"comparison": {"curves": None}}
     for index, run in enumerate(report.runs):
         stem = f"run{index + 1}"
-        drawn = dict.fromkeys(("capacity", "masks", "overlap"))  # None: nothing to draw
+        drawn = dict.fromkeys(("capacity", "masks", "overlap", "trajectory"))  # None: none
         if run.capacity.tasks:
             drawn["capacity"] = _svg(f"{stem}-capacity", "Capacity task by task", growth_plot,
                                      run.capacity)  # fmt: skip
             drawn["masks"] = _svg(f"{stem}-masks", "Task masks", mask_heatmap, run.masks)
             drawn["overlap"] = _svg(f"{stem}-overlap", "Shared units", overlap_heatmap, run.overlap)
+        if run.trajectory is not None and _drawable(run.trajectory):
+            from hatinspect.render.trajectory import draw_trajectory
+
+            drawn["trajectory"] = _svg(f"{stem}-trajectory", "Masks through training",
+                                       draw_trajectory, run.trajectory)  # fmt: skip
         figures[stem] = drawn
     if report.comparison is not None and any(run.steps for run in report.comparison.runs):
         from hatinspect.render.runs import capacity_curves
@@ -161,6 +166,13 @@ def draw_figures(report: Report) -> dict[str, dict[str, Figure | None]]:
             "curves": _svg("comparison", "Capacity curves", capacity_curves, report.comparison)
         }
     return figures
+
+
+def _drawable(trajectory) -> bool:
+    from hatinspect.render.figures import MAX_PANELS
+
+    layers = len(trajectory.trajectories[0].layers) if trajectory.trajectories else 0
+    return 0 < len(trajectory.trajectories) * layers <= MAX_PANELS
 
 
 def _svg(name: str, title: str, draw: Callable, result) -> Figure:

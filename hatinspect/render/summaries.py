@@ -17,6 +17,7 @@ from hatinspect.analysis.measure import LayerMeasure
 from hatinspect.analysis.overlap import OverlapReport
 from hatinspect.analysis.report import Report
 from hatinspect.analysis.runs import RunCapacity
+from hatinspect.analysis.trajectory import TrajectoryReport
 from hatinspect.model.checkpoint import Checkpoint
 
 
@@ -121,3 +122,13 @@ def _(comparison: Comparison) -> str:
 def _(report: Report) -> str:
     names = ", ".join(run.run.name for run in report.runs)
     return f"{names}: {report.summary}"
+
+
+@summary.register
+def _(report: TrajectoryReport) -> str:
+    settled = max((layer.settled_after for layer in report.layers), default=None)
+    records = len(report.trajectories[0].points) if report.trajectories else 0
+    return (
+        f"{short(report.path)}: {tasks(len(report.tasks))}, {records} records by "
+        f"{report.unit}, every mask settled by {report.unit} {settled}"
+    )

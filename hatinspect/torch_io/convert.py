@@ -24,17 +24,23 @@ def convert(
     dst: str | os.PathLike,
     source: str | None = None,
     task_id: int | None = None,
+    *,
+    mask_rule: str | None = None,
+    mask_threshold: float | None = None,
 ) -> Path:
     """Write ``src`` (original HAT, HAT-CL, CLArena or a hatinspect state_dict; ``source``
-    forces the layout, ``task_id`` names a one-task file's task) as a native file at
-    ``dst``, which remembers its source and which preceding layers were inferred; masks
-    of weights (WSN, PackNet) are stored as packed bits."""
+    forces the layout, ``task_id`` names a one-task file's task; ``mask_rule`` and
+    ``mask_threshold`` as ``open_checkpoint`` takes them) as a native file at ``dst``,
+    which remembers its source and which preceding layers were inferred; masks of
+    weights (WSN, PackNet, Piggyback, SupSup) are stored as packed bits."""
     src, dst = existing_file(src), output_path(dst)
     if dst.resolve() == src.resolve():
         raise CheckpointError(f"{src}: converting it onto itself would overwrite the source")
     if sniff(src) != "torch":
         raise CheckpointError(f"{src}: already a native hatinspect file")
-    imported = import_checkpoint(src, source, task_id)
+    imported = import_checkpoint(
+        src, source, task_id, mask_rule=mask_rule, mask_threshold=mask_threshold
+    )
     if imported.checkpoint.metadata.get(MASKS_ONLY_KEY) == "true":
         raise CheckpointError(f"{src}: cannot be converted: it holds masks only, no weights")
     header = _header(imported)

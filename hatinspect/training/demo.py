@@ -101,9 +101,12 @@ class DemoResult:
     capacity: tuple[float, ...]  # share of the backbone's parameters protected after each task
     checkpoints: tuple[str, ...]
     seconds: float
+    trajectories: tuple[str, ...] = ()  # trajectory-task-<t>.safetensors, when recorded
 
     @classmethod
-    def of_run(cls, config: DemoConfig, accuracy, capacity, checkpoints, start: float):
+    def of_run(
+        cls, config: DemoConfig, accuracy, capacity, checkpoints, start: float, trajectories=()
+    ):
         """The result of a run of `config` begun at `start` (``time.perf_counter()``)."""
         return cls(
             algorithm=config.algorithm,
@@ -116,6 +119,7 @@ class DemoResult:
             capacity=tuple(capacity),
             checkpoints=tuple(checkpoints),
             seconds=time.perf_counter() - start,
+            trajectories=tuple(trajectories),
         )
 
     @property
@@ -137,9 +141,16 @@ def run_demo(
     out: Path | None = None,
     on_epoch: EpochCallback | None = None,
     on_checkpoint: CheckpointCallback | None = None,
+    record_every: int = 0,
+    loggers: Sequence = (),
 ) -> DemoResult:
     """Train ``config.tasks`` tasks; write ``out/after-task-<t>.safetensors`` after each when
-    ``out`` is given. The same config gives the same masks and accuracies."""
+    ``out`` is given. The same config gives the same masks and accuracies.
+
+    ``record_every`` N > 0 records every task's gates before training and every N epochs
+    (the last always) into ``out/trajectory-task-<t>.safetensors``. ``loggers`` (Lightning's
+    ``TensorBoardLogger``, ``CSVLogger``, ...) get the epochs' loss and accuracy and the
+    records' scalars and heatmaps, at a step that counts the run's epochs."""
     start = time.perf_counter()
     checkpoints: list[str] = []
     with torch.random.fork_rng(devices=[]), _threads(BACKBONE_THREADS[config.backbone]):
@@ -157,13 +168,71 @@ def run_demo(
                 if on_checkpoint is not None:
                     on_checkpoint(path)
 
+        recording = _Recording(config, backbone, out, record_every, loggers, on_epoch)
+
+        def task_end(task_id: int, accuracy: list[list[float]]) -> None:
+            save(task_id, accuracy)
+            recording.task_done(task_id)
+
         generator = torch.Generator().manual_seed(config.seed)
-        accuracy = train_sequence(
-            backbone, heads, tasks, config.train_config, generator, on_epoch, save
-        )
-    return DemoResult.of_run(
-        config, accuracy, capacity_after_each_task(backbone, config.algorithm), checkpoints, start
-    )
+        status = "failed"
+        try:
+            accuracy = train_sequence(
+                backbone,
+                heads,
+                tasks,
+                config.train_config,
+                generator,
+                recording.epoch_done,
+                task_end,
+                recording.task_started,
+            )
+            status = "success"
+        finally:
+            for logger in loggers:  # written out, as a Trainer does at the end of a fit
+                logger.finalize(status)
+    capacity = capacity_after_each_task(backbone, config.algorithm)
+    return DemoResult.of_run(config, accuracy, capacity, checkpoints, start, recording.trajectories)
+
+
+class _Recording:
+    """The demo's epochs and tasks told to the loggers and the trajectory recorder; the
+    step of a record or an epoch's metrics is the number of epochs the run has trained."""
+
+    def __init__(self, config, backbone, out, record_every, loggers, on_epoch) -> None:
+        from hatinspect.training.trajectory import TrajectoryRecorder
+
+        self.epochs, self.loggers, self.on_epoch = config.epochs, tuple(loggers), on_epoch
+        self.recorder = None
+        if record_every:
+            s_max = config.train_config.s_max
+            self.recorder = TrajectoryRecorder(
+                backbone, s_max, record_every, "epoch", out, self.loggers
+            )
+
+    @property
+    def trajectories(self) -> list[str]:
+        written = self.recorder.written if self.recorder is not None else {}
+        return [str(written[task]) for task in sorted(written)]
+
+    def task_started(self, task_id: int) -> None:
+        if self.recorder is not None:
+            self.recorder.start(task_id, step=(task_id - 1) * self.epochs)
+
+    def epoch_done(self, report) -> None:
+        from hatinspect.training.trajectory import log_metrics
+
+        step = (report.task_id - 1) * self.epochs + report.epoch
+        metrics = {"train/loss": report.loss, "train/accuracy": report.accuracy}
+        log_metrics(self.loggers, metrics, step)
+        if self.recorder is not None and self.recorder.due(report.epoch):
+            self.recorder.record(report.epoch - 1, step)  # points count epochs from 0
+        if self.on_epoch is not None:
+            self.on_epoch(report)
+
+    def task_done(self, task_id: int) -> None:
+        if self.recorder is not None:
+            self.recorder.finish(self.epochs - 1, step=task_id * self.epochs)
 
 
 @contextmanager

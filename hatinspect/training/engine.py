@@ -68,6 +68,8 @@ class EpochReport:
 EpochCallback = Callable[[EpochReport], None]
 # task id, accuracy rows so far: row t holds the accuracy on tasks 1..t after learning task t
 TaskEndCallback = Callable[[int, list[list[float]]], None]
+# task id, once its embeddings are initialised and before its first epoch
+TaskStartCallback = Callable[[int], None]
 
 
 def train_sequence(
@@ -78,6 +80,7 @@ def train_sequence(
     generator: torch.Generator,
     on_epoch: EpochCallback | None = None,
     on_task_end: TaskEndCallback | None = None,
+    on_task_start: TaskStartCallback | None = None,
 ) -> list[list[float]]:
     """Learn ``tasks`` in order (task ids 1, 2, ...); return the accuracy rows.
 
@@ -88,7 +91,7 @@ def train_sequence(
     run_id(backbone)
     accuracy: list[list[float]] = []
     for t, task in enumerate(tasks, start=1):
-        train_task(backbone, heads, task, config, generator, on_epoch)
+        train_task(backbone, heads, task, config, generator, on_epoch, on_task_start)
         accuracy.append([evaluate(backbone, heads, earlier) for earlier in tasks[:t]])
         if on_task_end is not None:
             on_task_end(task.task_id, accuracy)
@@ -102,11 +105,14 @@ def train_task(
     config: TrainConfig,
     generator: torch.Generator,
     on_epoch: EpochCallback | None = None,
+    on_task_start: TaskStartCallback | None = None,
 ) -> None:
     """Learn one task, then store its binary mask in the backbone."""
     backbone.setup_task_id(task.task_id)
     head = heads.add_task(task.task_id, task.num_classes)
     step = make_step(backbone, config)
+    if on_task_start is not None:
+        on_task_start(task.task_id)
     optimiser = task_optimiser(backbone, head, config.lr)
     backbone.train()
     heads.train()

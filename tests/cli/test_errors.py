@@ -173,7 +173,7 @@ def test_an_existing_file_is_left_alone():
          "--format must be one of table, json, csv, not 'xml'"),
         (["capacity", "net.safetensors", "--source", "keras"],
          "--source must be one of hatinspect, original-hat, hat-cl, clarena, "
-         "avalanche-packnet, original-packnet, piggyback, wsn, not 'keras'"),
+         "avalanche-packnet, original-packnet, piggyback, supsup, wsn, not 'keras'"),
         (["masks", "net.safetensors", "--heatmap", "m.jpg"],
          "--heatmap: m.jpg: the extension must be one of .png, .svg, .pdf"),
         (["masks", "net.safetensors", "--heatmap", "m"],

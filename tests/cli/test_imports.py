@@ -1,6 +1,7 @@
 """The torch-free commands start fast: neither torch nor matplotlib gets imported."""
 
 from support.cli_runs import modules_left_out, run_in_fresh_python, write_examples
+from support.paths import REPO
 
 HELP_COMMANDS = (
     "masks",
@@ -11,6 +12,7 @@ HELP_COMMANDS = (
     "convert",
     "info",
     "train-demo",
+    "trajectory",
 )
 COMMANDS = [
     ["masks", "--help"],
@@ -22,6 +24,7 @@ COMMANDS = [
     ["overlap", "net.safetensors", "-f", "json"],
     ["audit", "net.safetensors", "net.safetensors"],
     ["info", "net.safetensors"],
+    ["trajectory", str(REPO / "examples" / "hat-logs.pkz"), "-f", "json"],
 ]
 
 

@@ -138,3 +138,60 @@ def test_help_names_the_choices_and_the_cost_of_resnet18():
     text = " ".join(result.stdout.replace("│", " ").split())  # unwrap rich's help panel
     for word in ("hat | adahat | finetuning", "mlp | resnet18", "toy | digits", "minutes per task"):
         assert word in text
+
+
+def test_record_every_with_the_csv_logger(tmp_path):
+    import csv
+
+    pytest.importorskip("lightning")
+    from hatinspect.native.trajectory_file import read_trajectories
+
+    result = train("-n", "2", "-e", "2", "-o", str(tmp_path), "-f", "json",
+                   "--record-every", "1", "--logger", "csv")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    files = [str(tmp_path / f"trajectory-task-{t}.safetensors") for t in (1, 2)]
+    assert doc["trajectories"] == files
+    recorded = read_trajectories(tmp_path)
+    assert [(t.task, t.points) for t in recorded] == [(1, (-1, 0, 1)), (2, (-1, 0, 1))]
+    with open(tmp_path / "logs" / "version_0" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows if r["train/loss"]] == [1, 2, 3, 4]  # epochs trained
+    column = "trajectory/task_2/fc/1/active_share"
+    shares = [float(r[column]) for r in rows if r.get(column)]
+    assert shares == pytest.approx((recorded[1].gates["fc/1"] > 0.5).mean(axis=1).tolist())
+    # a run folder still reads as one: the trajectory files and logs/ sit beside it
+    assert len(hatinspect.capacity(tmp_path).trajectory) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--logger", "wandb"], "error: --logger must be one of tensorboard, csv, not 'wandb'"),
+        (["--record-every", "-1"], "--record-every"),
+    ],
+)
+def test_bad_recording_options_are_one_line_and_exit_2(tmp_path, args, words):
+    result = train(*args, "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert words in result.stderr
+
+
+def test_tensorboard_missing_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    pytest.importorskip("lightning")
+    from lightning.fabric.loggers import tensorboard
+
+    monkeypatch.setattr(tensorboard, "_TENSORBOARD_AVAILABLE", False)
+    monkeypatch.setattr(tensorboard, "_TENSORBOARDX_AVAILABLE", False)
+    result = train("-n", "1", "-e", "1", "-o", str(tmp_path), "--logger", "tensorboard")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: --logger tensorboard needs TensorBoard: pip install 'hatinspect[lightning]'\n"
+    )
+
+
+def test_cli_loggers_are_the_librarys():
+    pytest.importorskip("lightning")
+    from hatinspect.lightning import loggers
+
+    assert train_command.LOGGERS == loggers.LOGGERS

@@ -51,6 +51,7 @@ HOSTILE_VALUES = [
 # digits) or the largest one
 KEY_NUMBERS = ["9" * 5000, "9" * 11, str(2**31), str(2**31 - 1), "01", "00", "-1", "\u0663", "1e3"]
 NUMBER_IN_KEY = re.compile(r"(?<![^./])[0-9]+(?![^./])")  # a dot-separated run of digits
+TRAJECTORY_CASE = "trajectory-task-"  # a trajectory file's cases: read by its own reader
 SAFETENSORS_DTYPES = ["BF16", "F16", "F8_E4M3", "F8_E5M2", "I64", "BOOL", "U8", "F64", "X", ""]
 
 
@@ -205,6 +206,25 @@ def pathctl(data: bytes, rng: random.Random) -> bytes:
     """The file as it is: the worker opens it under a name of control characters and
     hands the API paths that are none (see fuzz_worker.hostile_paths)."""
     return data
+
+
+def trajectory_field(data: bytes, rng: random.Random) -> bytes:
+    """A trajectory file's points or layers reordered, repeated, cut or given a hostile value."""
+    header, body = _split(data)
+    metadata = header["__metadata__"]
+    key = rng.choice(["hatinspect.points", "hatinspect.layers"])
+    values = json.loads(metadata[key])
+    choice = rng.random()
+    if choice < 0.2:
+        values.reverse()
+    elif choice < 0.4:
+        values.append(values[-1])
+    elif choice < 0.6:
+        values.pop()
+    else:
+        values[rng.randrange(len(values))] = rng.choice(HOSTILE_VALUES)
+    metadata[key] = json.dumps(values)
+    return _join(header, body)
 
 
 SAFETENSORS_MUTATORS = [metadata_field, metadata_field, layer_field, layer_field, tensor_entry,
@@ -550,6 +570,17 @@ def hostile_objects() -> list[tuple[str, Callable[[], object]]]:
     def config(**changes):
         return full()["config"] | changes
 
+    def supsup(args=None, **changes):
+        # SupSup's main.py dict, ``args`` a plain dict: its scores of the weight's shape
+        state = {
+            "linear.0.weight": torch.randn(4, 3, 1, 1),
+            "linear.0.scores.0": torch.randn(4, 3, 1, 1),
+            "linear.0.scores.1": torch.randn(4, 3, 1, 1),
+        }
+        state.update(changes)
+        stored = {"conv_type": "MultitaskMaskConv", "sparsity": 0.5} if args is None else args
+        return {"epoch": 1, "arch": "Tiny", "state_dict": state, "args": stored}
+
     big = torch.zeros(1).expand(2**33)
     return [
         ("sparse embedding", lambda: original(**{"ec.weight": torch.randn(2, 4).to_sparse()})),
@@ -621,6 +652,67 @@ def hostile_objects() -> list[tuple[str, Callable[[], object]]]:
             ),
         ),  # fmt: skip
         ("nan embedding", lambda: original(**{"ec.weight": torch.full((2, 4), float("nan"))})),
+        ("SupSup as is", lambda: supsup()),
+        ("SupSup scores shape", lambda: supsup(**{"linear.0.scores.1": torch.randn(4, 3)})),
+        (
+            "SupSup scores NaN",
+            lambda: supsup(**{"linear.0.scores.0": torch.full((4, 3, 1, 1), float("nan"))}),
+        ),  # fmt: skip
+        (
+            "SupSup scores int",
+            lambda: supsup(**{"linear.0.scores.0": torch.ones(4, 3, 1, 1, dtype=torch.int64)}),
+        ),  # fmt: skip
+        (
+            "SupSup scores fp8",
+            lambda: supsup(
+                **{"linear.0.scores.0": torch.randn(4, 3, 1, 1).to(torch.float8_e4m3fn)}
+            ),
+        ),  # fmt: skip
+        (
+            "SupSup scores sparse",
+            lambda: supsup(**{"linear.0.scores.0": torch.randn(4, 3, 1, 1).to_sparse()}),
+        ),  # fmt: skip
+        (
+            "SupSup scores stride-0",
+            lambda: supsup(
+                **{
+                    "linear.0.weight": big.reshape(2**31, 4, 1, 1),
+                    "linear.0.scores.0": big.reshape(2**31, 4, 1, 1),
+                }
+            ),
+        ),  # fmt: skip
+        ("SupSup sparsity 2", lambda: supsup({"conv_type": "MultitaskMaskConv", "sparsity": 2})),
+        ("SupSup sparsity nan", lambda: supsup({"sparsity": float("nan")})),
+        ("SupSup sparsity tensor", lambda: supsup({"sparsity": torch.tensor(0.5)})),
+        ("SupSup no sparsity", lambda: supsup({"conv_type": "MultitaskMaskConv"})),
+        ("SupSup args tensor", lambda: supsup(torch.ones(2))),
+        ("SupSup conv_type junk", lambda: supsup({"conv_type": ["x"], "sparsity": 0.5})),
+        (
+            "SupSup er_sparsity 2-d",
+            lambda: supsup(
+                {"sparsity": 0.5, "er_sparsity": True},
+                **{
+                    "linear.0.weight": torch.randn(4, 3),
+                    "linear.0.scores.0": torch.randn(4, 3),
+                    "linear.0.scores.1": torch.randn(4, 3),
+                },
+            ),
+        ),  # fmt: skip
+        ("SupSup task hole", lambda: supsup(**{"linear.0.scores.5": torch.randn(4, 3, 1, 1)})),
+        (
+            "SupSup task 2^31",
+            lambda: {"w.weight": torch.randn(2, 2), f"w.scores.{2**31}": torch.randn(2, 2)},
+        ),  # fmt: skip
+        (
+            "SupSup huge task",
+            lambda: {"w.weight": torch.randn(2, 2), f"w.scores.{'9' * 5000}": torch.randn(2, 2)},
+        ),  # fmt: skip
+        ("SupSup no weight", lambda: {"w.scores.0": torch.randn(2, 2)}),
+        ("SupSup 1-d weight", lambda: {"w.weight": torch.randn(2), "w.scores.0": torch.randn(2)}),
+        (
+            "SupSup half prefixed",
+            lambda: supsup(**{"module.linear.0.scores.0": torch.randn(4, 3, 1, 1)}),
+        ),  # fmt: skip
         (
             "bad preceding flow",
             lambda: {
@@ -654,6 +746,8 @@ def split_case_name(name: str) -> tuple[str, str]:
 
 
 def kind_of(name: str) -> str:
+    if TRAJECTORY_CASE in name:
+        return "trajectory"
     if name.endswith(".safetensors"):
         return "safetensors"
     return "legacy" if "legacy" in name else "zip"
@@ -661,6 +755,15 @@ def kind_of(name: str) -> str:
 
 MUTATORS = {
     "safetensors": SAFETENSORS_MUTATORS + BYTE_MUTATORS,
+    "trajectory": [
+        metadata_field,
+        trajectory_field,
+        trajectory_field,
+        tensor_entry,
+        retyped_tensor,
+        pathctl,
+    ]
+    + BYTE_MUTATORS,  # fmt: skip
     "zip": ZIP_MUTATORS + [scalar_entry] + BYTE_MUTATORS,
     "legacy": [legacy_pickle, legacy_pickle, legacy_key_number, legacy_scalar, pathctl]
     + BYTE_MUTATORS,

@@ -73,6 +73,12 @@ def build_seeds(folder: Path) -> dict[str, Path]:
     # too, from tests/fixtures/peers): the legacy format, unpickled inertly
     save("original-packnet-legacy.pt", _packnet_payload(), _use_new_zipfile_serialization=False)
     save("piggyback-packed.pt", _piggyback_packed())
+    # SupSup's dict (args a Namespace: a whole object), and one of plain containers with
+    # DataParallel's prefix (their own files are seeds too, from tests/fixtures/peers)
+    save("supsup-legacy.pt", _supsup_payload(), _use_new_zipfile_serialization=False)
+    plain = _supsup_payload()
+    state = {"module." + k: v for k, v in plain["state_dict"].items()}
+    save("supsup-state.pt", {"state_dict": state, "args": vars(plain["args"])})
     for name, src in (("native-conv.safetensors", original), ("native-hatcl.safetensors",
                                                              seeds["hat-cl.pt"])):  # fmt: skip
         seeds[name] = hatinspect.convert(src, folder / name)
@@ -87,6 +93,7 @@ def build_seeds(folder: Path) -> dict[str, Path]:
     ):
         if (FIXTURES / "peers" / peer).is_file():  # masks of weights, packed (version 2)
             seeds[name] = hatinspect.convert(FIXTURES / "peers" / peer, folder / name)
+    seeds["trajectory-task-2.safetensors"] = _trajectory(folder / "trajectory-task-2.safetensors")
     for name, path in seeds.items():  # safetensors writes its header in varying order
         if name.endswith(".safetensors"):
             path.write_bytes(_join(*_split(path.read_bytes()), sort=True))
@@ -100,6 +107,25 @@ def build_seeds(folder: Path) -> dict[str, Path]:
             folders = fixture.relative_to(FIXTURES).parts[1:-1]
             seeds["-".join(("fixture", *folders, fixture.name))] = fixture
     return seeds
+
+
+def _trajectory(path: Path) -> Path:
+    """A recorded trajectory of a small HAT MLP's task: three records of three layers."""
+    import torch
+
+    from hatinspect.native.trajectory_file import write_trajectory
+    from hatinspect.training.trajectory import TrajectoryRecorder
+
+    torch.manual_seed(0)
+    backbone = hat_mlp(tasks=(0, 1))
+    recorder = TrajectoryRecorder(backbone, s_max=4.0, every=1)
+    recorder.start(2, step=0)
+    for epoch in (0, 1):
+        with torch.no_grad():
+            for embedding in backbone.task_embedding_t.values():
+                embedding.weight.add_(torch.randn_like(embedding.weight))
+        recorder.record(epoch, step=epoch + 1)
+    return write_trajectory(path, recorder.finish(1, step=2), s_max=4.0)
 
 
 def _hat_cl_state() -> dict:
@@ -160,3 +186,19 @@ def _piggyback_packed() -> dict:
     mask = torch.tensor([0, 1, 255, 1, 0, 1], dtype=torch.uint8).reshape(3, 2, 1, 1)
     return {"dataset2masks": {"a": {1: mask}, "b": {1: 1 - mask.clamp(max=1)}},
             "dataset2classifiers": {}}  # fmt: skip
+
+
+def _supsup_payload() -> dict:
+    """SupSup's main.py dict: ``<module>.scores.<t>`` of the weight's shape, two tasks."""
+    import argparse
+
+    import torch
+
+    g = torch.Generator().manual_seed(2)
+    state = {}
+    for module, shape in (("linear.0", (4, 3, 1, 1)), ("linear.2", (2, 4, 1, 1))):
+        state[f"{module}.weight"] = torch.randn(shape, generator=g)
+        for task in range(2):
+            state[f"{module}.scores.{task}"] = torch.randn(shape, generator=g)
+    args = argparse.Namespace(conv_type="MultitaskMaskConv", sparsity=0.5, num_tasks=2)
+    return {"epoch": 1, "arch": "Tiny", "state_dict": state, "args": args}

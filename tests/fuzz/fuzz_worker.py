@@ -17,6 +17,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from fuzz_mutations import TRAJECTORY_CASE
+
 FORBIDDEN_EVENTS = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
                     "subprocess.Popen", "pty.spawn", "socket.connect", "ctypes.dlopen",
                     "os.remove", "os.rename", "shutil.rmtree")  # fmt: skip
@@ -103,9 +105,10 @@ def hostile_paths(path: Path) -> str | None:
 
 def run_case(path: Path, scratch: Path) -> dict:
     """The case's outcome; a warning it raised or text it left on stderr is a finding."""
+    run = _run_trajectory_case if TRAJECTORY_CASE in path.name else _run_case
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = _run_case(path, scratch)
+        result = run(path, scratch)
     if caught and not result["finding"]:
         first = caught[0]
         text = " ".join(str(first.message).split())[:200]
@@ -191,6 +194,47 @@ def _run_case(path: Path, scratch: Path) -> dict:
     return {"status": status, "finding": finding}
 
 
+def _run_trajectory_case(path: Path, scratch: Path) -> dict:
+    """A trajectory file's case: read by ``read_trajectory``, which loads it whole or
+    refuses it in one line naming the file."""
+    import hatinspect
+    from hatinspect.model.errors import one_line
+    from hatinspect.native.trajectory_file import read_trajectory
+
+    global armed
+    before, status, finding = _digest(path), "refused", None
+    executed.clear()
+    if "-pathctl" in path.name:  # the same file, named with control characters
+        shutil.copyfile(path, scratch / CONTROL_NAME)
+    opened = scratch / CONTROL_NAME if "-pathctl" in path.name else path
+    armed = True
+    try:
+        trajectory = read_trajectory(opened)
+        for layer in trajectory.layers:
+            trajectory.binary(layer)
+        status = "loaded"
+    except hatinspect.CheckpointError as exc:
+        text = str(exc)
+        if "\n" in text or not text.startswith(one_line(str(opened))):
+            finding = f"message not one line naming the file: {text[:300]!r}"
+    except BaseException as exc:  # noqa: BLE001 - any other escape is what we look for
+        finding = f"read_trajectory: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    finally:
+        armed = False
+    if status != "loaded" and "-seed-" in path.name and not finding:
+        finding = "a valid seed file was refused"
+    if executed:
+        finding = f"executed: {', '.join(executed)}"
+    if _digest(path) != before:
+        finding = "the input file changed"
+    left = sorted(p.name for p in scratch.iterdir() if p.name != CONTROL_NAME)
+    if left:
+        finding = f"files appeared: {left[:3]}"
+    for item in scratch.iterdir():
+        shutil.rmtree(item) if item.is_dir() else item.unlink()
+    return {"status": status, "finding": finding}
+
+
 def main() -> None:
     manifest, start, memory_mb = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     import torch
@@ -200,6 +244,7 @@ def main() -> None:
     import hatinspect.analysis.measure  # noqa: F401
     import hatinspect.backbones  # noqa: F401 - everything imported before the limit and
     import hatinspect.importers.dispatch  # noqa: F401
+    import hatinspect.native.trajectory_file  # noqa: F401
     import hatinspect.torch_io.convert  # noqa: F401
 
     limit = _vm_bytes() + memory_mb * 2**20

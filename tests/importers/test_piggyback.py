@@ -22,6 +22,7 @@ from support.paths import PEERS  # noqa: E402
 
 import hatinspect  # noqa: E402
 from hatinspect.model.checkpoint import Covers  # noqa: E402
+from hatinspect.model.names import HPARAMS_KEY  # noqa: E402
 
 HERE = PEERS / "piggyback"
 TRUTH = json.loads((HERE / "truth.json").read_text())
@@ -302,3 +303,48 @@ def test_a_file_as_torch_0_2_wrote_it_reads_alike(tmp_path):
     assert a.layers == b.layers and (a.masks[1]["shared/0"] == b.masks[1]["shared/0"]).all()
     report = hatinspect.audit(new, old)  # every backbone weight read bit for bit alike
     assert report.ok and report.protected == 6 and report.changed == 0
+
+
+# --- a chosen threshold ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.008, 0.012])
+@pytest.mark.parametrize("name", TRAINED)
+def test_a_chosen_threshold_replaces_every_modules_own(name, threshold):
+    truth = TRUTH[name]
+    task = truth["datasets"].index(truth["dataset"])
+    checkpoint = hatinspect.open_checkpoint(HERE / name, mask_threshold=threshold)
+    for layer in _layers(name).values():
+        chosen = {**layer, "threshold": threshold}  # their rule, at the threshold chosen
+        mask = checkpoint.masks[task]["shared/" + layer["name"].replace(".", "/")]
+        assert mask.flatten().tolist() == _used(chosen)
+    assert json.loads(checkpoint.metadata[HPARAMS_KEY])["threshold"] == threshold
+    assert any("the threshold chosen, not the file's" in note for note in checkpoint.notes)
+
+
+def test_the_ternarizer_keeps_its_negative_entries_at_any_threshold():
+    layer = _layers(LEGACY)[1]
+    checkpoint = hatinspect.open_checkpoint(HERE / LEGACY, mask_threshold=1.0)  # above all
+    mask = checkpoint.masks[1]["shared/conv1"].flatten()
+    assert mask.tolist() == [int(v < 0) for v in layer["mask_real"]]
+    assert 0 < mask.sum() < mask.size
+
+
+def test_the_command_line_takes_a_threshold_and_refuses_where_none_applies():
+    name = "flowers_binarizer.pt"
+    layers = _layers(name)
+    result = run("masks", HERE / name, "--mask-threshold", "0.01", "--format", "json")
+    counts = [layer["tasks"]["1"]["active"] for layer in json.loads(result.stdout)["layers"]]
+    assert counts == [sum(_used({**layer, "threshold": 0.01})) for layer in layers.values()]
+    one_error_line(run("info", HERE / "packed_binary.pt", "--mask-threshold", "0.01"),
+                   "binary already; no mask threshold applies")  # fmt: skip
+    assert run("info", HERE / name, "--mask-threshold", "inf").exit_code == 2
+    assert run("info", HERE / name, "--mask-threshold", "nan").exit_code == 2
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), True, "0.01"])
+def test_a_threshold_that_is_no_finite_number_is_refused(threshold):
+    with pytest.raises(hatinspect.CheckpointError, match="is not a finite number"):
+        hatinspect.open_checkpoint(HERE / "flowers_binarizer.pt", mask_threshold=threshold)
+    chosen = hatinspect.open_checkpoint(HERE / "flowers_binarizer.pt", mask_threshold=np.float32(1))
+    assert not any(mask.any() for mask in chosen.masks[1].values())  # no mask_real above 1

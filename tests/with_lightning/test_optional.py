@@ -39,3 +39,15 @@ def test_the_lightning_engine_without_lightning_is_one_error_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {HINT}"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_logger_without_lightning_is_one_error_line(tmp_path):
+    code = WITHOUT_LIGHTNING + (
+        "from hatinspect.cli.app import main\n"
+        "sys.argv = ['hatinspect', 'train-demo', '--logger', 'csv', '-o', 'out']\n"
+        "main()\n"
+    )
+    result = python(code, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {HINT}"
+    assert not (tmp_path / "out").exists()

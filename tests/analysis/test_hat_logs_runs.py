@@ -1,0 +1,117 @@
+"""A run folder with the original HAT code's .pkz logs beside its checkpoints: the logged
+accuracy matrix in compare and report, the masks through training as a report section."""
+
+import gzip
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+from support.inspect_checkpoints import layer, make_checkpoint, write_native
+from support.paths import PEERS
+
+from hatinspect import api
+from hatinspect.analysis.hat_logs import read_hat_logs
+from hatinspect.model.errors import HatinspectError
+
+LOGS = PEERS / "original-hat-logs" / "hat-mlp-np2-p5.pkz"
+TRUTH = json.loads((PEERS / "original-hat-logs" / "truth-hat-mlp-np2-p5.json").read_text())
+LAYERS = (layer("fc1", (12, 16)), layer("fc2", (12, 12), "fc1"))
+
+
+def kept_masks() -> dict:
+    """Each task's binary mask at its best-validation epoch, from the truth file."""
+    masks = {}
+    for t, task in TRUTH["tasks"].items():
+        row = task["epochs"].index(task["best_epoch"])
+        masks[int(t)] = {
+            name: task["layers"][str(i)]["binary"][row] for i, name in enumerate(["fc1", "fc2"])
+        }
+    return masks
+
+
+def test_the_kept_masks_are_those_the_logs_protect():
+    """mask_pre[t] (the logs' cumulative mask before task t) is the union of the earlier
+    tasks' masks at their best-validation epochs: the epochs the reader says were kept."""
+    with gzip.open(LOGS) as file:
+        raw = pickle.load(file)  # the committed fixture, written by the original code
+    logs, masks = read_hat_logs(LOGS), kept_masks()
+    assert dict(logs.best_epochs) == {int(t): e["best_epoch"] for t, e in TRUTH["tasks"].items()}
+    for t in (1, 2):
+        for i, name in enumerate(["fc1", "fc2"]):
+            union = np.zeros(12, bool)
+            for earlier in range(t):
+                union |= np.array(masks[earlier][name], bool)
+            np.testing.assert_array_equal(raw["mask_pre"][t][i].reshape(-1) > 0.5, union)
+
+
+@pytest.fixture
+def run_folder(tmp_path):
+    masks = kept_masks()
+    for t in range(3):
+        upto = {task: masks[task] for task in range(t + 1)}
+        write_native(tmp_path / f"after-task-{t}.safetensors", make_checkpoint(LAYERS, upto))
+    shutil.copy(LOGS, tmp_path / "logs.pkz")
+    return tmp_path
+
+
+def test_compare_shows_the_logged_accuracy_matrix(run_folder):
+    document = api.compare(run_folder).to_dict()
+    matrix = document["runs"][0]["accuracy_matrix"]
+    assert matrix == {"tasks": [0, 1, 2], "rows": TRUTH["accuracy"]}
+    by_task = document["runs"][0]["by_task"]
+    assert by_task[-1]["accuracy"] == pytest.approx(sum(TRUTH["accuracy"][-1]) / 3)
+
+
+def test_the_report_has_the_trajectory_section(run_folder, tmp_path):
+    report = api.report(run_folder)
+    trajectory = report.to_dict()["runs"][0]["trajectory"]
+    settled = {(x["task"], x["layer"]): x["settled_after"] for x in trajectory["layers"]}
+    assert settled == {
+        (int(t), name): e["layers"][str(i)]["settled_after"]
+        for t, e in TRUTH["tasks"].items()
+        for i, name in enumerate(["fc1", "fc2"])
+    }
+    html = tmp_path / "report.html"
+    api.report(run_folder, output=html)
+    text = html.read_text()
+    assert "Masks through training" in text and 'alt="Masks through training"' in text
+    markdown = tmp_path / "report.md"
+    api.report(run_folder, output=markdown)
+    assert (tmp_path / "report-figures" / "run1-trajectory.svg").is_file()
+    assert "| 2 | fc1 | 12 |" in markdown.read_text()
+
+
+def test_logs_of_other_tasks_give_no_accuracy_and_say_so(tmp_path):
+    masks = {5: kept_masks()[0]}
+    write_native(tmp_path / "after-task-5.safetensors", make_checkpoint(LAYERS, masks))
+    shutil.copy(LOGS, tmp_path / "logs.pkz")
+    run = api.open_run(tmp_path)
+    assert "does not log the tasks" in run.final.notes[-1]
+    assert api.compare(run).to_dict()["runs"][0]["accuracy_matrix"] is None
+
+
+def test_logs_whose_kept_mask_differs_give_no_accuracy_and_say_so(tmp_path):
+    masks = kept_masks()
+    masks[1]["fc2"] = [1 - on for on in masks[1]["fc2"]]
+    write_native(tmp_path / "after-task-1.safetensors", make_checkpoint(LAYERS, masks))
+    shutil.copy(LOGS, tmp_path / "logs.pkz")
+    run = api.open_run(tmp_path)
+    assert "task 1's mask of layer fc2 at epoch 3 (the model training kept)" in run.final.notes[-1]
+    assert api.compare(run).to_dict()["runs"][0]["accuracy_matrix"] is None
+    assert run.trajectories is not None
+
+
+def test_logs_of_another_network_say_so(tmp_path):
+    other = (layer("fc/0", (12, 16)), layer("fc/1", (12, 12), "fc/0"))
+    masks = {t: {"fc/0": m["fc1"], "fc/1": m["fc2"]} for t, m in kept_masks().items()}
+    write_native(tmp_path / "after-task-2.safetensors", make_checkpoint(other, masks))
+    shutil.copy(LOGS, tmp_path / "logs.pkz")
+    assert "layers (fc1, fc2) are not those of" in api.open_run(tmp_path).final.notes[-1]
+
+
+def test_two_log_files_in_a_folder_are_refused(run_folder):
+    shutil.copy(LOGS, run_folder / "again.pkz")
+    with pytest.raises(HatinspectError, match="holds 2 files of masks through training"):
+        api.open_run(run_folder)
