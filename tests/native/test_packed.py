@@ -3,6 +3,8 @@ without unpacking, and every malformed table, length or padding refused in one l
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from support.checkpoint_factories import write_native
@@ -206,3 +208,19 @@ def test_a_layer_whose_masks_cover_its_bias_reads_back_rows_of_weights_then_bias
     ]:
         with pytest.raises(ValueError, match=message):
             fmt.decode_layers([record])
+
+
+def test_a_unit_file_whose_layer_claims_a_masked_bias_is_refused():
+    layer = {"name": "fc/0", "units": 3, "weight_shape": [3, 4], "preceding": None,
+             "weight_key": "backbone.fc.0.weight", "bias_key": "backbone.fc.0.bias",
+             "bias_masked": True}  # fmt: skip
+    metadata = {
+        fmt.VERSION_KEY: "1",
+        fmt.BACKBONE_KEY: "Net",
+        fmt.LAYERS_KEY: json.dumps([layer]),
+        fmt.TASK_IDS_KEY: "[0]",
+    }
+    with pytest.raises(ValueError, match="bias_masked in a file of masks of units"):
+        fmt.decode_header(metadata)
+    covers = {**metadata, fmt.VERSION_KEY: "2", fmt.COVERS_KEY: "parameters"}
+    assert fmt.decode_header(covers).layers[0].bias_masked
