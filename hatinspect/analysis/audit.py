@@ -292,7 +292,11 @@ def _counterpart(layer: LayerInfo, after: Checkpoint) -> LayerInfo:
             f"{after.path} has no layer {layer.name}, which the "
             "earlier checkpoint has: not the same network"
         ) from None
-    if (twin.weight_shape, twin.has_bias) != (layer.weight_shape, layer.has_bias):
+    if (twin.weight_shape, twin.has_bias, twin.bias_masked) != (
+        layer.weight_shape,
+        layer.has_bias,
+        layer.bias_masked,
+    ):
         raise CheckpointError(
             f"layer {layer.name} differs in shape between the checkpoints: "
             f"{layer.weight_shape} and {twin.weight_shape}"
@@ -463,21 +467,33 @@ def _audit_layer(layer, twin, protection, old, new) -> LayerAudit:
 
 
 def _audit_owned(layer, twin, checkpoint: Checkpoint, tasks, old, new) -> LayerAudit:
-    """Masks of weights: every weight one of `checkpoint`'s `tasks` keeps, compared a
-    block at a time, the union of their masks taken on packed bits; blocks owning none
-    are not read. Biases are not masked, so not protected."""
+    """Masks of weights: every weight (and, where the masks cover it, bias) one of
+    `checkpoint`'s `tasks` keeps, compared a block at a time, the union of their masks taken
+    on packed bits; blocks owning none are not read. Biases no mask covers are not
+    protected."""
     entry = _same_entry(layer.name, old, new, layer.weight_key, twin.weight_key)
+    dtypes = {layer.weight_key: entry.dtype}
+    if layer.bias_masked:
+        dtypes[layer.bias_key] = _same_entry(
+            layer.name, old, new, layer.bias_key, twin.bias_key
+        ).dtype
     tally, protected = _Tally(), 0
     for first, count, union in owned_spans(checkpoint, layer, tasks, entry.itemsize):
         owned = popcount(union)
         if not owned:
             continue
         protected += owned
-        a, b = old.read(layer.weight_key, first, count), new.read(twin.weight_key, first, count)
         keeps = np.unpackbits(union, count=count, bitorder=BIT_ORDER).view(bool)
-        where = np.flatnonzero((as_bits(a) != as_bits(b)) & keeps)
-        if where.size:
-            tally.add(np.abs(as_float64(b[where], entry.dtype) - as_float64(a[where], entry.dtype)))
+        if not layer.bias_masked:
+            parts = [(layer.weight_key, twin.weight_key, first, keeps)]
+        else:
+            parts = _weight_and_bias(layer, twin, first, keeps)
+        for old_key, new_key, start, kept in parts:
+            a, b = old.read(old_key, start, kept.size), new.read(new_key, start, kept.size)
+            where = np.flatnonzero((as_bits(a) != as_bits(b)) & kept)
+            if where.size:
+                dtype = dtypes[old_key]
+                tally.add(np.abs(as_float64(b[where], dtype) - as_float64(a[where], dtype)))
     return LayerAudit(
         name=layer.name,
         protected=protected,
@@ -485,6 +501,27 @@ def _audit_owned(layer, twin, checkpoint: Checkpoint, tasks, old, new) -> LayerA
         max_abs_change=tally.max,
         mean_abs_change=tally.total / tally.count if tally.count else 0.0,
     )
+
+
+def _weight_and_bias(layer: LayerInfo, twin: LayerInfo, first: int, keeps: np.ndarray):
+    """A span of a mask whose rows hold each unit's weights, then its bias, as two reads:
+    (old key, new key, first element, which elements are kept) of the weight and the bias."""
+    per_row = layer.weights_per_unit + 1
+    entries = first + np.arange(keeps.size)
+    rows, columns = np.divmod(entries, per_row)
+    is_bias = columns == layer.weights_per_unit
+    out = []
+    for old_key, new_key, chosen, index in (
+        (layer.weight_key, twin.weight_key, ~is_bias, rows * layer.weights_per_unit + columns),
+        (layer.bias_key, twin.bias_key, is_bias, rows),
+    ):
+        if not chosen.any():
+            continue
+        positions = index[chosen]  # increasing and without gaps within a span
+        kept = np.zeros(positions[-1] - positions[0] + 1, dtype=bool)
+        kept[positions - positions[0]] = keeps[chosen]
+        out.append((old_key, new_key, int(positions[0]), kept))
+    return out
 
 
 def _same_entry(name, old, new, old_key, new_key):

@@ -38,6 +38,10 @@ class RunStep(Shares):
     forgetting: float | None  # mean forgetting of the earlier tasks; None after the first
     # mean change of the earlier tasks' accuracy since each was learned; None after the first
     backward_transfer: float | None = None
+    # masks of weights: the weights this task owns that no earlier task had, and those it
+    # shares with earlier ones; None where the masks cover units
+    new_params: int | None = None
+    reused_params: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,11 @@ class RunSummary:
     accuracy: tuple[tuple[float, ...], ...] | None = None
     accuracy_tasks: tuple[int, ...] = ()  # the task of each row and column
     metrics: tuple[MetricsTable, ...] = ()  # a CLArena folder's other metrics files
+    covers: str = "units"  # what a mask's entries are: "units", or "parameters" (weights)
+
+    @property
+    def covers_weights(self) -> bool:
+        return self.covers != "units"
 
     @property
     def accuracy_view(self) -> AccuracyView | None:
@@ -102,6 +111,8 @@ def summarise(run: Run, name: str | None = None) -> RunSummary:
             accuracy=None if row is None else average_accuracy(matrix, row),
             forgetting=None if row is None else mean_forgetting(matrix, row),
             backward_transfer=None if row is None else backward_transfer(matrix, row),
+            new_params=growth.new_params,
+            reused_params=growth.reused_params,
         )
         for growth in report.by_task
         # the accuracy matrix has a row per stored task, unlearned ones too
@@ -118,6 +129,7 @@ def summarise(run: Run, name: str | None = None) -> RunSummary:
         accuracy=None if matrix is None else tuple(map(tuple, matrix)),
         accuracy_tasks=final.task_ids,
         metrics=tuple(table for table in run.metrics if Path(table.path).name != ACCURACY),
+        covers=report.covers,
     )
 
 
@@ -133,6 +145,7 @@ STEP_KEYS = [
     "forgetting",
     "backward_transfer",
 ]
+WEIGHT_STEP_KEYS = ["new_params", "reused_params"]  # runs whose masks cover weights
 LAYER_KEYS = USAGE_FIELDS
 
 
@@ -142,20 +155,24 @@ def _(comparison: Comparison) -> dict:
 
 
 def _run_record(run: RunSummary) -> dict:
-    return {
+    keys = [*STEP_KEYS, *WEIGHT_STEP_KEYS] if run.covers_weights else STEP_KEYS
+    out = {
         "name": run.name,
         "path": run.path,
         "files": list(run.files),
         "backbone": run.backbone,
         "algorithm": run.algorithm,
         "tasks": [step.task for step in run.steps],
-        "by_task": [fields_of(step, STEP_KEYS) for step in run.steps],
+        "by_task": [fields_of(step, keys) for step in run.steps],
         "layers": [{"name": layer.name, **fields_of(layer, LAYER_KEYS)} for layer in run.layers],
         "accuracy_matrix": None
         if run.accuracy is None
         else {"tasks": list(run.accuracy_tasks), "rows": [list(row) for row in run.accuracy]},
         "metrics_files": [_metrics_record(table) for table in run.metrics],
     }
+    if run.covers_weights:  # as capacity says it
+        out["covers"] = run.covers
+    return out
 
 
 def _metrics_record(table: MetricsTable) -> dict:
@@ -178,7 +195,8 @@ def _(comparison: Comparison, per_layer: bool = False) -> tuple[list[str], list[
             for layer in run.layers
         ]
         return ["run", "layer", *LAYER_KEYS], rows
-    rows = [
-        [run.name, *values_of(step, STEP_KEYS)] for run in comparison.runs for step in run.steps
-    ]
-    return ["run", *STEP_KEYS], rows
+    keys = STEP_KEYS
+    if any(run.covers_weights for run in comparison.runs):  # blank for runs of units
+        keys = [*STEP_KEYS, *WEIGHT_STEP_KEYS]
+    rows = [[run.name, *values_of(step, keys)] for run in comparison.runs for step in run.steps]
+    return ["run", *keys], rows

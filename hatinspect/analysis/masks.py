@@ -153,7 +153,7 @@ def _weight_masks(checkpoint: Checkpoint, tasks: tuple[int, ...], layer, tally) 
         cumulative=int(tally.histogram[1:].sum()),
         histogram=tuple(tally.histogram.tolist()),
         rows=lambda: task_matrix(checkpoint, layer, tasks),
-        shape=layer.weight_shape,
+        shape=layer.mask_shape(checkpoint.covers),
     )
 
 

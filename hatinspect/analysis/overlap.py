@@ -10,7 +10,7 @@ from itertools import chain, cycle, repeat
 import numpy as np
 
 from hatinspect.analysis.masks import entry_word, joined_masks
-from hatinspect.analysis.packed import shared_weights
+from hatinspect.analysis.packed import per_layer, shared_weights
 from hatinspect.analysis.select import select_layers, select_tasks
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.progress import track
@@ -87,15 +87,11 @@ def overlap(
 
 def _weight_overlap(checkpoint: Checkpoint, tasks, layers) -> OverlapReport:
     """Masks of weights: each layer's shared weights popcounted on packed bits, a block at
-    a time; the network's are the layers' summed."""
+    a time, layers side by side (``per_layer``); the network's are the layers' summed."""
+    counts = per_layer(shared_weights, checkpoint, layers, tasks, "overlap")
     scopes = [
-        Overlap(
-            layer.name,
-            layer.mask_size(checkpoint.covers),
-            None,
-            _frozen(shared_weights(checkpoint, layer, tasks)),
-        )  # fmt: skip
-        for layer in track(layers, "overlap", unit="layers")
+        Overlap(layer.name, layer.mask_size(checkpoint.covers), None, _frozen(shared))
+        for layer, shared in zip(layers, counts, strict=True)
     ]
     network = _frozen(sum((scope.counts for scope in scopes), np.zeros((len(tasks),) * 2, int)))
     total = sum(scope.units for scope in scopes)

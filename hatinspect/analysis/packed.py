@@ -15,8 +15,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hatinspect.model.bits import BIT_ORDER, WORD, packed_size, popcounts, shared_counts
+from hatinspect.model.bits import BIT_ORDER, WORD, SharedCounts, packed_size, popcounts
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
+from hatinspect.model.progress import track
 
 # packed bytes of every task's masks held at once (the counts make a few temporaries of it)
 BLOCK_BYTES = 4 * 2**20
@@ -26,12 +27,25 @@ PAIR_BYTES = 2**20  # the same for pair counts, which go over a block once per t
 WORKERS = min(4, os.cpu_count() or 1)
 
 
-def per_layer(count: Callable, checkpoint: Checkpoint, layers, tasks: Sequence[int]) -> list:
-    """``count(checkpoint, layer, tasks)`` of each of ``layers``, in their order."""
+def per_layer(
+    count: Callable,
+    checkpoint: Checkpoint,
+    layers,
+    tasks: Sequence[int],
+    description: str | None = None,
+) -> list:
+    """``count(checkpoint, layer, tasks)`` of each of ``layers``, in their order; each
+    layer done is reported as progress of ``description``, where one is given."""
+
+    def tracked(results):
+        if description is None:
+            return list(results)
+        return list(track(results, description, total=len(layers), unit="layers"))
+
     if WORKERS == 1 or len(layers) == 1:
-        return [count(checkpoint, layer, tasks) for layer in layers]
+        return tracked(count(checkpoint, layer, tasks) for layer in layers)
     with ThreadPoolExecutor(WORKERS) as pool:
-        return list(pool.map(lambda layer: count(checkpoint, layer, tasks), layers))
+        return tracked(pool.map(lambda layer: count(checkpoint, layer, tasks), layers))
 
 
 def entries(layer: LayerInfo) -> int:
@@ -119,10 +133,11 @@ def _earlier(rows: np.ndarray) -> np.ndarray:
 def shared_weights(checkpoint: Checkpoint, layer: LayerInfo, tasks: Sequence[int]) -> np.ndarray:
     """(tasks, tasks) int64: the weights of ``layer`` both tasks' masks keep (a popcount of
     the packed masks ANDed, pair by pair); the diagonal is each mask's size."""
-    shared = np.zeros((len(tasks), len(tasks)), dtype=np.int64)
-    for start, stop in byte_spans(packed_size(entries(layer)), len(tasks), PAIR_BYTES):
-        shared += shared_counts(checkpoint.packed_rows(tasks, layer.name, start, stop))
-    return shared
+    spans = list(byte_spans(packed_size(entries(layer)), len(tasks), PAIR_BYTES))
+    pairs = SharedCounts(len(tasks), max((stop - start for start, stop in spans), default=0))
+    for start, stop in spans:
+        pairs.add(checkpoint.packed_rows(tasks, layer.name, start, stop))
+    return pairs.total()
 
 
 class LayerTally(NamedTuple):

@@ -173,6 +173,16 @@ def train_demo(
             raise fail(must_be(option, "a whole number of at least 1", str(value)), HELP, 2)
     run = _recording(_engine(engine, devices, strategy), record_every, logger)
     from hatinspect.training.demo import DemoConfig
+    from hatinspect.training.tasks import DIGITS_CLASSES, DIGITS_CLASSES_PER_TASK, max_tasks
+
+    limit = max_tasks(dataset)
+    if limit is not None and tasks > limit:
+        raise fail(
+            f"--tasks must be 1..{limit} with --dataset {dataset} ({DIGITS_CLASSES} classes,"
+            f" {DIGITS_CLASSES_PER_TASK} a task), got {tasks}",
+            HELP,
+            2,
+        )
 
     try:
         configs = [DemoConfig(name, tasks, epochs, seed, backbone, dataset) for name in algorithms]

@@ -65,30 +65,63 @@ def popcounts(rows: np.ndarray) -> np.ndarray:
 def shared_counts(rows: np.ndarray) -> np.ndarray:
     """(n, n) int64: entry (a, b) the bits set in both row a and row b of an (n, bytes)
     uint8 array of packed bits (a popcount of each pair's AND, the upper triangle
-    counted and mirrored). The AND and the counts go to buffers made once per call."""
-    n = len(rows)
-    shared = np.zeros((n, n), dtype=np.int64)
-    if not _HAS_BITWISE_COUNT:
-        for a in range(n):
-            shared[a, a:] = _TABLE[rows[a] & rows[a:]].sum(axis=-1, dtype=np.int64)
-        return shared + np.triu(shared, 1).T
-    words = _words(rows)
-    both, counts = np.empty_like(words), np.empty(words.shape, dtype=np.uint8)
-    for a in range(n):
-        np.bitwise_and(words[a], words[a:], out=both[a:])
-        np.bitwise_count(both[a:], out=counts[a:])
-        shared[a, a:] = counts[a:].sum(axis=-1, dtype=np.int64)
-    return shared + np.triu(shared, 1).T
+    counted and mirrored; the diagonal is each row's popcount)."""
+    pairs = SharedCounts(len(rows), rows.shape[-1])
+    pairs.add(rows)
+    return pairs.total()
 
 
-def _words(rows: np.ndarray) -> np.ndarray:
-    """(n, words) uint64 view of (n, bytes) packed bits, zero bytes added to fill a word."""
-    short = -rows.shape[-1] % WORD
-    if short or not rows.flags.c_contiguous:
-        padded = np.zeros((len(rows), rows.shape[-1] + short), dtype=np.uint8)
+class SharedCounts:
+    """Adds up ``shared_counts`` of blocks of packed rows (n rows, at most ``width``
+    bytes a block) with the buffers made once: the AND of row a with itself and the rows
+    after it and its popcounts (uint8 a word), summed in uint32 (where a block's row holds
+    fewer than 2**32 bits) and added to an int64 upper triangle once a block."""
+
+    def __init__(self, rows: int, width: int) -> None:
+        self._upper = np.zeros((rows, rows), dtype=np.int64)
+        words = -(-width // WORD)
+        self._padded: np.ndarray | None = None  # made once a block needs it
+        self._shape = (rows, words * WORD)
+        self._both = np.empty((rows, words), dtype=np.uint64)
+        self._counts = np.empty((rows, words), dtype=np.uint8)
+        # one block's counts, the upper triangle written row by row (the rest stays 0)
+        self._block = np.zeros((rows, rows), np.uint64 if 8 * words * WORD >= 2**32 else np.uint32)
+
+    def add(self, rows: np.ndarray) -> None:
+        """Counts one (n, bytes) block of the n packed rows (bytes <= the width)."""
+        n, upper = len(rows), self._upper
+        if n != len(upper):
+            raise ValueError(f"{n} rows, counted in pairs of {len(upper)}")
+        if not _HAS_BITWISE_COUNT:
+            for a in range(n):
+                upper[a, a:] += _TABLE[rows[a] & rows[a:]].sum(axis=-1, dtype=np.int64)
+            return
+        words = self._into_words(rows)
+        used = words.shape[1]
+        both, counts, block = self._both[:, :used], self._counts[:, :used], self._block
+        for a in range(n):  # row a ANDed with itself and the rows after it
+            rest = slice(a, n)
+            np.bitwise_and(words[a], words[rest], out=both[rest])
+            np.bitwise_count(both[rest], out=counts[rest])
+            np.add.reduce(counts[rest], axis=-1, dtype=block.dtype, out=block[a, rest])
+        upper += block
+
+    def total(self) -> np.ndarray:
+        """(n, n) int64: the counts so far, mirrored below the diagonal."""
+        return self._upper + np.triu(self._upper, 1).T
+
+    def _into_words(self, rows: np.ndarray) -> np.ndarray:
+        """(n, words) uint64 view of the rows: the rows themselves where they fill whole
+        words and lie contiguous, else copied into the padded buffer (zeros after)."""
+        if rows.shape[-1] % WORD == 0 and rows.flags.c_contiguous:
+            return rows.view(np.uint64)
+        used = -(-rows.shape[-1] // WORD) * WORD
+        if self._padded is None:
+            self._padded = np.zeros(self._shape, dtype=np.uint8)
+        padded = self._padded[:, :used]
+        padded[:, rows.shape[-1] :] = 0
         padded[:, : rows.shape[-1]] = rows
-        rows = padded
-    return rows.view(np.uint64)
+        return padded.view(np.uint64)
 
 
 def popcount(packed: np.ndarray) -> int:

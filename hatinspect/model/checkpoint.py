@@ -37,6 +37,9 @@ class LayerInfo:
     # True when a foreign file did not record `preceding` and it was inferred from its
     # layer names and weight shapes
     preceding_inferred: bool = False
+    # masks of weights only: True when the masks cover the bias too (CLArena's WSN), each
+    # unit's row of the mask holding its weights, then its bias
+    bias_masked: bool = False
 
     @property
     def has_bias(self) -> bool:
@@ -55,9 +58,19 @@ class LayerInfo:
     def params(self) -> int:
         return math.prod(self.weight_shape) + (self.units if self.has_bias else 0)
 
+    @property
+    def weights_per_unit(self) -> int:
+        """Weights of one output unit: its row of the weight (inputs x kernel)."""
+        return math.prod(self.weight_shape[1:])
+
     def mask_shape(self, covers: Covers = Covers.UNITS) -> tuple[int, ...]:
-        """The shape of this layer's mask when each entry covers ``covers``."""
-        return (self.units,) if covers == Covers.UNITS else self.weight_shape
+        """The shape of this layer's mask when each entry covers ``covers``: (units,), the
+        weight's shape, or (units, weights of a unit + 1) where the bias is masked too."""
+        if covers == Covers.UNITS:
+            return (self.units,)
+        if self.bias_masked:
+            return (self.units, self.weights_per_unit + 1)
+        return self.weight_shape
 
     def mask_size(self, covers: Covers = Covers.UNITS) -> int:
         """The entries of this layer's mask when each covers ``covers``."""
@@ -148,7 +161,7 @@ def _reduce(checkpoint: Checkpoint, layer: LayerInfo, op, dtype) -> np.ndarray:
 
 @record.register
 def _(checkpoint: Checkpoint) -> dict:
-    return {
+    out = {
         "checkpoint": checkpoint.path,
         "backbone": checkpoint.backbone,
         "source": checkpoint.source,
@@ -169,6 +182,10 @@ def _(checkpoint: Checkpoint) -> dict:
         "metadata": _metadata(checkpoint.metadata),
         "notes": list(checkpoint.notes),
     }
+    if checkpoint.covers == Covers.PARAMETERS:  # masks of weights: whether they cover biases
+        for layer, entry in zip(checkpoint.layers, out["layers"], strict=True):
+            entry["bias_masked"] = layer.bias_masked
+    return out
 
 
 def _metadata(metadata) -> dict:

@@ -59,6 +59,7 @@ ALGORITHM_KEY = "algorithm"  # one of ALGORITHMS
 
 
 LAYER_FIELDS = ("name", "units", "weight_shape", "weight_key", "bias_key", "preceding")
+BIAS_MASKED = "bias_masked"  # optional: true where a mask of weights covers the bias too
 REQUIRED_KEYS = (VERSION_KEY, BACKBONE_KEY, LAYERS_KEY, TASK_IDS_KEY)
 MAX_TASK_ID = 2**31 - 1  # task ids are non-negative and fit an int32
 # The longest JSON header safetensors writes or reads (its crate's MAX_HEADER_SIZE): the
@@ -175,6 +176,10 @@ def decode_header(metadata: Mapping[str, str] | None) -> Header:
     layers = _mark_inferred(
         decode_layers(_json(metadata, LAYERS_KEY)), _optional(metadata, INFERRED_KEY, list) or []
     )
+    covers = _covers(metadata.get(COVERS_KEY, "units"), version)
+    masked = next((layer.name for layer in layers if layer.bias_masked), None)
+    if masked is not None and covers == Covers.UNITS:
+        raise ValueError(f"layer {shown(masked)} has {BIAS_MASKED} in a file of masks of units")
     return Header(
         backbone=metadata[BACKBONE_KEY],
         config=check_config(_optional(metadata, CONFIG_KEY, dict), layers=len(layers)),
@@ -188,7 +193,7 @@ def decode_header(metadata: Mapping[str, str] | None) -> Header:
             for k, v in sorted(metadata.items())
             if k.startswith(USER_PREFIX)
         },
-        covers=_covers(metadata.get(COVERS_KEY, "units"), version),
+        covers=covers,
     )
 
 
@@ -287,6 +292,8 @@ def _check_layer(layer: LayerInfo) -> None:
     for key in (layer.bias_key, layer.preceding):
         if key is not None and not text(key):
             raise ValueError(f"{where}: bias_key and preceding must be strings or null")
+    if layer.bias_masked and layer.bias_key is None:
+        raise ValueError(f"{where}: its masks cover a bias it does not have")
 
 
 def text(value) -> bool:
@@ -347,13 +354,22 @@ def _mark_inferred(layers: tuple[LayerInfo, ...], names: list) -> tuple[LayerInf
 def _layer_record(layer: LayerInfo) -> dict:
     record = {name: getattr(layer, name) for name in LAYER_FIELDS}
     record["weight_shape"] = list(layer.weight_shape)
+    if layer.bias_masked:  # only then: the files of every other layout stay as they were
+        record[BIAS_MASKED] = True
     return record
 
 
 def _layer(record, index: int) -> LayerInfo:
     where = f"layer record {index}"
-    if type(record) is not dict or set(record) != set(LAYER_FIELDS):
-        raise ValueError(f"{where} must be an object with keys {', '.join(LAYER_FIELDS)}")
+    if type(record) is not dict or set(record) - {BIAS_MASKED} != set(LAYER_FIELDS):
+        raise ValueError(
+            f"{where} must be an object with keys {', '.join(LAYER_FIELDS)}"
+            f" (and {BIAS_MASKED} in a file of masks of weights)"
+        )
+    if record.get(BIAS_MASKED, True) is not True:
+        raise ValueError(f"{where}: {BIAS_MASKED} must be true where present")
+    if BIAS_MASKED in record and record["bias_key"] is None:
+        raise ValueError(f"{where}: {BIAS_MASKED} on a layer without bias")
     shape = record["weight_shape"]
     if not (isinstance(shape, list) and len(shape) >= 2 and all(_positive(d) for d in shape)):
         raise ValueError(f"{where}: weight_shape must be a list of >= 2 positive integers")

@@ -38,7 +38,7 @@ def packed_masks(
     offsets = {where: starts[key] for where, key in wanted.items()}
     reader = _Reader(path, offsets, {layer.name: _entries(layer) for layer in layers})
     reader.check_padding()
-    shapes = {layer.name: layer.weight_shape for layer in layers}
+    shapes = {layer.name: layer.mask_shape(Covers.PARAMETERS) for layer in layers}
     return PackedMasks(header.task_ids, shapes, reader)
 
 

@@ -52,25 +52,53 @@ STEP_COLUMNS = (
     "forgetting",
     "backward\ntransfer",
 )
+# runs whose masks cover weights count what each task took in weights
+WEIGHT_COLUMNS = ("new\nweights", "reused\nweights")
+
+
+def step_columns(comparison: Comparison) -> list[str]:
+    """The columns of the steps table: runs of unit masks count units, runs of weight
+    masks weights; a comparison of both kinds has both columns, "-" where a run has none."""
+    kinds = {run.covers_weights for run in comparison.runs}
+    columns = list(STEP_COLUMNS)
+    if kinds == {True}:
+        columns[3:6] = ["weights\nprotected", *WEIGHT_COLUMNS]
+    elif kinds == {True, False}:
+        columns[6:6] = WEIGHT_COLUMNS
+    return columns
 
 
 def _steps(comparison: Comparison) -> Grid:
-    grid = Grid(list(STEP_COLUMNS), text=2)
+    columns = step_columns(comparison)
+    grid = Grid(columns, text=2)
     for t in range(comparison.task_count):
         for run in comparison.runs:
             if t < len(run.steps):
-                grid.add_row(f"task {run.steps[t].task}", run.name, *_step_cells(run.steps[t]))
+                cells = _step_cells(run.steps[t], columns)
+                grid.add_row(f"task {run.steps[t].task}", run.name, *cells)
         if t + 1 < comparison.task_count:
             grid.add_section()
     return grid
 
 
-def _step_cells(step: RunStep) -> list[str]:
+def _step_cells(step: RunStep, columns: list[str]) -> list[str]:
+    def maybe(value: int | None) -> str:
+        return "-" if value is None else count(value)
+
+    counted = {
+        "new\nunits": count(step.new_units),
+        "reused\nunits": count(step.reused_units),
+        "new\nweights": maybe(step.new_params),
+        "reused\nweights": maybe(step.reused_params),
+    }
+    if step.new_params is not None and "new\nweights" in columns and "new\nunits" in columns:
+        counted["new\nunits"] = counted["reused\nunits"] = "-"  # a run of weights: weights
+    elif step.new_params is None:
+        counted["new\nweights"] = counted["reused\nweights"] = "-"
     return [
         of(step.units_used, step.unit_usage),
         of(step.params_protected, step.param_usage),
-        count(step.new_units),
-        count(step.reused_units),
+        *(counted[column] for column in columns if column in counted),
         share(step.network_sparsity),
         "-" if step.accuracy is None else share(step.accuracy),
         points(step.forgetting),
@@ -79,8 +107,7 @@ def _step_cells(step: RunStep) -> list[str]:
 
 
 def _layers(comparison: Comparison) -> Grid:
-    names = [run.name for run in comparison.runs]
-    grid = Grid(["layer", *(f"{name}:\nunits / params" for name in names)])
+    grid = Grid(["layer", *(f"{run.name}:\nunits / {_entries(run)}" for run in comparison.runs)])
     usage = [{layer.name: layer for layer in run.layers} for run in comparison.runs]
     for layer in comparison.layer_names:
         cells = [
@@ -89,6 +116,11 @@ def _layers(comparison: Comparison) -> Grid:
         ]
         grid.add_row(layer, *cells)
     return grid
+
+
+def _entries(run) -> str:
+    """What a run's parameter counts are: the weights its masks cover, or every param."""
+    return "weights" if run.covers_weights else "params"
 
 
 # capacity of a run folder

@@ -19,7 +19,14 @@ from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.native.format import ALGORITHM_KEY
 from hatinspect.training.engine import ALGORITHMS, EpochCallback, TrainConfig, train_sequence
 from hatinspect.training.heads import TaskHeads
-from hatinspect.training.tasks import DATASETS, Task, make_tasks, max_tasks
+from hatinspect.training.tasks import (
+    DATASETS,
+    DIGITS_CLASSES,
+    DIGITS_CLASSES_PER_TASK,
+    Task,
+    make_tasks,
+    max_tasks,
+)
 
 MLP_WIDTH = 100  # both hidden layers and the feature
 # Training settings per backbone. The ResNet keeps one batch norm per task after every
@@ -61,7 +68,12 @@ class DemoConfig:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(options)}")
         limit = max_tasks(self.dataset)
         if self.tasks < 1 or (limit is not None and self.tasks > limit):
-            bound = f"1..{limit} for dataset {self.dataset}" if limit else "at least 1"
+            bound = (
+                f"1..{limit} for dataset {self.dataset} ({DIGITS_CLASSES} classes,"
+                f" {DIGITS_CLASSES_PER_TASK} a task)"
+                if limit
+                else "at least 1"
+            )
             raise ValueError(f"the number of tasks must be {bound}, got {self.tasks}")
         if self.epochs < 0:
             raise ValueError(f"the number of epochs must be 0 or more, got {self.epochs}")

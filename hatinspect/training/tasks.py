@@ -22,6 +22,7 @@ IMAGE_SHAPE = (1, 16, 16)  # (channels, height, width) of the toy images for Res
 CLUSTERS = 12  # each task labels half of them 1
 TRAIN_PER_TASK = 768
 TEST_PER_TASK = 384
+DIGITS_CLASSES = 10  # the digits 0-9
 DIGITS_CLASSES_PER_TASK = 2
 
 
@@ -57,7 +58,7 @@ def make_tasks(dataset: str, num_tasks: int, seed: int, images: bool = False) ->
 
 def max_tasks(dataset: str) -> int | None:
     """The longest sequence a dataset can make, or None when it has no limit."""
-    return 10 // DIGITS_CLASSES_PER_TASK if dataset == "digits" else None
+    return DIGITS_CLASSES // DIGITS_CLASSES_PER_TASK if dataset == "digits" else None
 
 
 def _toy_task(task_id: int, centres: Tensor, generator: torch.Generator, images: bool) -> Task:

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 from support.cli_runs import one_error_line, run
 from support.inspect_checkpoints import layer, make_checkpoint, write_native
@@ -212,3 +213,57 @@ def test_a_fine_tuning_run_is_compared_as_protecting_nothing(tmp_path):
     assert [[cell.strip() for cell in row.split("│")[3:5]] for row in rows] == [
         ["5 (100%)", "0 (0%)"]
     ] * 2
+
+
+def test_runs_of_weight_masks_are_counted_in_weights_and_a_mixed_table_says_which(runs):
+    from support.weight_masks import LAYERS as WEIGHT_LAYERS
+    from support.weight_masks import random_masks, write_packed
+
+    masks = random_masks(tasks=(0, 1, 2), seed=5, density=0.5)
+    write_packed(runs / "wsn.safetensors", masks)
+    # by brute force: per task, the weights no earlier task kept, and those it shares
+    owned = {layer.name: np.zeros(layer.weight_shape, bool) for layer in WEIGHT_LAYERS}
+    expected = []
+    for task in (0, 1, 2):
+        mine = {name: masks[task][name].astype(bool) for name in owned}
+        new = sum(int((mine[n] & ~owned[n]).sum()) for n in owned)
+        reused = sum(int((mine[n] & owned[n]).sum()) for n in owned)
+        expected.append((new, reused))
+        for name in owned:
+            owned[name] |= mine[name]
+    comparison = hatinspect.compare("hat", "wsn.safetensors")
+    hat, wsn = comparison.runs
+    assert (hat.covers, wsn.covers) == ("units", "parameters")
+    assert [(s.new_params, s.reused_params) for s in wsn.steps] == expected
+    assert [(s.new_params, s.reused_params) for s in hat.steps] == [(None, None)] * 3
+    # JSON: the weight run says what it covers and counts weights, the unit run as before
+    document = comparison.to_dict()
+    assert document["runs"][1]["covers"] == "parameters" and "covers" not in document["runs"][0]
+    by_task = document["runs"][1]["by_task"]
+    assert [(s["new_params"], s["reused_params"]) for s in by_task] == expected
+    assert "new_params" not in document["runs"][0]["by_task"][0]
+    # the mixed table: unit columns and weight columns, "-" where a run counts none
+    table = run("compare", "hat", "wsn.safetensors", "--width", "250").stdout
+    header = [" ".join(cell.split()) for cell in _header_cells(table)]
+    assert header[2:8] == ["units used", "params protected", "new units", "reused units",
+                           "new weights", "reused weights"]  # fmt: skip
+    rows = {cells[1]: cells for cells in _body_rows(table) if cells[0] == "task 1"}
+    assert rows["wsn.safetensors"][4:8] == ["-", "-", *(f"{n:,}" for n in expected[1])]
+    assert rows["hat"][4:8] == ["2", "0", "-", "-"]  # its first task (EXPECTED)
+    # only runs of weights: the columns say weights, not units
+    alone = run("compare", "wsn.safetensors", "--width", "250").stdout
+    header = [" ".join(cell.split()) for cell in _header_cells(alone)]
+    assert header[3:6] == ["weights protected", "new weights", "reused weights"]
+    assert "units / weights" in " ".join(alone.split())
+
+
+def _header_cells(table: str) -> list[str]:
+    """The first table's header cells, its two lines joined."""
+    lines = [line for line in table.splitlines() if line.startswith("┃")][:2]
+    split = [line.strip("┃").split("┃") for line in lines]
+    return [f"{a} {b}" for a, b in zip(*split, strict=True)]
+
+
+def _body_rows(table: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip("│").split("│")]
+            for line in table.splitlines() if line.startswith("│")]  # fmt: skip

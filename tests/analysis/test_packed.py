@@ -8,7 +8,13 @@ import itertools
 
 import numpy as np
 import pytest
-from support.weight_masks import LAYERS, dense_checkpoint, random_masks, write_packed
+from support.weight_masks import (
+    LAYERS,
+    dense_checkpoint,
+    packed_tensors,
+    random_masks,
+    write_packed,
+)
 
 import hatinspect
 from hatinspect.analysis import packed
@@ -16,6 +22,9 @@ from hatinspect.analysis.audit import audit
 from hatinspect.analysis.capacity import capacity
 from hatinspect.analysis.masks import summarise_masks
 from hatinspect.analysis.overlap import overlap
+from hatinspect.model import bits
+from hatinspect.model.checkpoint import LayerInfo
+from hatinspect.model.errors import CheckpointError
 
 TASKS = (0, 1, 2, 3, 5)
 
@@ -108,6 +117,43 @@ def test_overlap_counts_shared_weights_of_every_pair(opened, block):
     union = sizes[:, None] + sizes[None, :] - network
     np.testing.assert_allclose(report.network.jaccard, network / union)
     assert report.entries == "weights"
+
+
+# one layer of 3 x 67 = 201 weights: no whole number of 64-bit words (nor bytes)
+ODD = (LayerInfo("odd", 3, (3, 67), "backbone.odd.weight", None, None),)
+
+
+@pytest.mark.parametrize("count", [1, 2, 33, 70])
+def test_overlap_of_one_task_or_many_on_a_layer_of_no_whole_words(tmp_path, block, count):
+    """Pair counts where the last word of each block is part padding: with one task (the
+    diagonal only), two, and more tasks than a block has rows of whole words (70: more
+    than a word has bits)."""
+    tasks = tuple(range(count))
+    masks = random_masks(ODD, tasks=tasks, seed=count, density=0.6)
+    path = write_packed(tmp_path / f"odd{count}.safetensors", masks, ODD)
+    # dense 0/1 rows multiplied in int64: each pair's common weights, counted apart
+    dense = np.stack([masks[t]["odd"].reshape(-1).astype(np.int64) for t in tasks])
+    expected = (dense @ dense.T).tolist()
+    for checkpoint in (dense_checkpoint(masks, ODD), hatinspect.open_checkpoint(path)):
+        assert overlap(checkpoint).layers[0].shared.tolist() == expected
+        assert overlap(checkpoint).network.shared.tolist() == expected
+
+
+def test_padding_bits_set_on_disk_count_for_no_pair(tmp_path):
+    """A packed mask whose bits past the last weight are set (as a careless writer leaves
+    them): the reader refuses the file, and counts of rows given straight to the pair
+    counter see only the bytes they are given."""
+    masks = random_masks(ODD, tasks=(0, 1), seed=4, density=1.0)
+    tensors = packed_tensors(masks, ODD)
+    for task in (0, 1):
+        tensors[f"pmask.{task}.odd"] = tensors[f"pmask.{task}.odd"].copy()
+        tensors[f"pmask.{task}.odd"][-1] |= 0xFF  # 201 = 25 * 8 + 1: 7 padding bits set
+    path = write_packed(tmp_path / "padded.safetensors", masks, ODD, tensors=tensors)
+    with pytest.raises(CheckpointError, match="padding"):
+        overlap(hatinspect.open_checkpoint(path))
+    rows = np.stack([tensors[f"pmask.{t}.odd"] for t in (0, 1)])
+    assert bits.shared_counts(rows).tolist() == [[208, 208], [208, 208]]  # 26 full bytes
+    assert bits.shared_counts(rows[:, :-1]).tolist() == [[200, 200], [200, 200]]
 
 
 def test_the_masks_table_counts_each_task_and_how_many_keep_each_weight(opened, block):

@@ -264,3 +264,14 @@ def test_every_typed_option_refuses_in_our_words(name, option, value):
     line = one_error_line(result, option, "'zzz'")
     assert "Value error" not in line and "Input should" not in line and "valid" not in line
     assert " must be " in line or ": " in line
+
+
+@pytest.mark.torch
+def test_too_many_tasks_for_the_digits_are_worded_with_the_options_given():
+    result = run("train-demo", "--dataset", "digits", "-n", "6", "--out", "demo")
+    assert result.exit_code == 2
+    line = one_error_line(
+        result, "--tasks must be 1..5 with --dataset digits (10 classes, 2 a task), got 6"
+    )
+    assert "the number of tasks" not in line
+    assert not Path("demo").exists()  # refused before anything is written

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from support.inspect_checkpoints import layer, make_checkpoint, random_masks, write_native
+from support.terminal import read_terminal
 
 from hatinspect.cli.app import app
 
@@ -47,20 +48,6 @@ def environment(**extra) -> dict:
     return env
 
 
-def read_all(leader: int) -> str:
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    return b"".join(chunks).decode(errors="replace")
-
-
 def stderr_in_terminal(*args, cwd: Path, **env) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of `hatinspect ARGS` whose stderr is a terminal."""
     leader, follower = pty.openpty()
@@ -71,7 +58,7 @@ def stderr_in_terminal(*args, cwd: Path, **env) -> tuple[int, str, str]:
             stdout=stdout, stderr=follower, stdin=follower, cwd=cwd, env=environment(**env),
         )  # fmt: skip
         os.close(follower)
-        stderr = read_all(leader)
+        stderr = read_terminal(leader)
         code = process.wait(timeout=60)
     text = out.read_text()
     out.unlink()
@@ -262,7 +249,7 @@ def interrupted(args: list, cwd: Path) -> tuple[int, str]:
     process.send_signal(signal.SIGINT)
     stderr = process.stderr.read().decode()
     code = process.wait(timeout=30)
-    read_all(leader)
+    read_terminal(leader)
     return code, ANSI.sub("", stderr)
 
 

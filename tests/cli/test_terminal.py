@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from support.inspect_checkpoints import layer, make_checkpoint, random_masks, write_native
+from support.terminal import read_terminal
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 STEP_HEADERS = [
@@ -50,19 +51,9 @@ def in_terminal(columns: int, *args, cwd: Path) -> tuple[str, str]:
         stdout=follower, stderr=subprocess.PIPE, stdin=follower, cwd=cwd, env=env,
     )  # fmt: skip
     os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
+    text = read_terminal(leader).replace("\r\n", "\n")
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) == 0, stderr
-    text = b"".join(chunks).decode().replace("\r\n", "\n")
     return ANSI.sub("", text), stderr
 
 

@@ -88,3 +88,21 @@ def _loop_shared(rows):
         return sum(bin(int(x) & int(y)).count("1") for x, y in zip(a, b, strict=True))
 
     return [[both(a, b) for b in rows] for a in rows]
+
+
+@pytest.mark.parametrize("table", [False, True], ids=["bitwise_count", "table"])
+def test_shared_counts_add_up_blocks_of_any_width(monkeypatch, table):
+    """Blocks of 16, 13 (a part word, copied into the padded buffer) and 1 byte, the
+    buffers made once for the widest: the sums are those of the rows joined."""
+    if table:
+        monkeypatch.setattr(bits, "_HAS_BITWISE_COUNT", False)
+    elif not bits._HAS_BITWISE_COUNT:
+        pytest.skip("numpy < 2 has no bitwise_count")
+    rows = np.random.default_rng(3).integers(0, 256, (7, 30), dtype=np.uint8)
+    pairs = bits.SharedCounts(7, 16)
+    for start, stop in ((0, 16), (16, 29), (29, 30)):
+        pairs.add(rows[:, start:stop])
+    assert pairs.total().tolist() == _loop_shared(rows)
+    one = bits.SharedCounts(1, 3)
+    one.add(rows[:1, :3])
+    assert one.total().tolist() == _loop_shared(rows[:1, :3])

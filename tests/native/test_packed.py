@@ -3,6 +3,8 @@ without unpacking, and every malformed table, length or padding refused in one l
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from support.checkpoint_factories import write_native
@@ -17,6 +19,7 @@ from support.weight_masks import (
 
 import hatinspect
 from hatinspect.model.bits import PackedMasks
+from hatinspect.model.checkpoint import Covers
 from hatinspect.native import format as fmt
 
 
@@ -174,3 +177,50 @@ def test_the_commands_on_packed_masks_import_no_torch(tmp_path, masks):
     ]  # fmt: skip
     result = run_in_fresh_python(commands, modules_left_out("torch", "matplotlib"), tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_layer_whose_masks_cover_its_bias_reads_back_rows_of_weights_then_bias(tmp_path):
+    """``bias_masked``: each unit's row of the mask holds its weights, then its bias, packed
+    in that order; a record that claims it wrongly is refused in one line."""
+    from dataclasses import replace
+
+    layers = tuple(replace(layer, bias_masked=layer.has_bias) for layer in LAYERS)
+    shapes = {layer.name: layer.mask_shape(Covers.PARAMETERS) for layer in layers}
+    assert shapes["conv2"] == (7, 6) and shapes["conv1"] == (5, 3, 3, 3)  # conv1: no bias
+    rng = np.random.default_rng(2)
+    masks = {t: {n: (rng.random(s) < 0.5).astype(np.uint8) for n, s in shapes.items()}
+             for t in (0, 1)}  # fmt: skip
+    path = write_packed(tmp_path / "b.safetensors", masks, layers)
+    checkpoint = hatinspect.open_checkpoint(path)
+    assert [layer.bias_masked for layer in checkpoint.layers] == [False, True, False, True]
+    for task in (0, 1):
+        for name, shape in shapes.items():
+            assert checkpoint.masks[task][name].shape == shape
+            assert checkpoint.masks[task][name].tolist() == masks[task][name].tolist()
+    shared = hatinspect.overlap(checkpoint).layers[1].shared  # conv2: 42 entries a mask
+    both = int((masks[0]["conv2"] & masks[1]["conv2"]).sum())
+    assert shared.tolist()[0][1] == both and hatinspect.overlap(checkpoint).layers[1].units == 42
+    conv1 = {"name": "conv1", "units": 5, "weight_shape": [5, 3, 3, 3], "preceding": None,
+             "weight_key": "backbone.conv1.weight", "bias_key": None}  # fmt: skip
+    for record, message in [
+        ({**conv1, "bias_key": "backbone.conv1.bias", "bias_masked": False}, "must be true"),
+        ({**conv1, "bias_masked": True}, "without bias"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            fmt.decode_layers([record])
+
+
+def test_a_unit_file_whose_layer_claims_a_masked_bias_is_refused():
+    layer = {"name": "fc/0", "units": 3, "weight_shape": [3, 4], "preceding": None,
+             "weight_key": "backbone.fc.0.weight", "bias_key": "backbone.fc.0.bias",
+             "bias_masked": True}  # fmt: skip
+    metadata = {
+        fmt.VERSION_KEY: "1",
+        fmt.BACKBONE_KEY: "Net",
+        fmt.LAYERS_KEY: json.dumps([layer]),
+        fmt.TASK_IDS_KEY: "[0]",
+    }
+    with pytest.raises(ValueError, match="bias_masked in a file of masks of units"):
+        fmt.decode_header(metadata)
+    covers = {**metadata, fmt.VERSION_KEY: "2", fmt.COVERS_KEY: "parameters"}
+    assert fmt.decode_header(covers).layers[0].bias_masked

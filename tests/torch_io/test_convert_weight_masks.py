@@ -39,7 +39,8 @@ def test_the_masks_come_back_bit_for_bit(pair):
     assert converted.task_ids == original.task_ids
 
     def shapes(checkpoint):
-        return [(layer.name, layer.weight_shape, layer.preceding) for layer in checkpoint.layers]
+        return [(layer.name, layer.weight_shape, layer.preceding, layer.bias_masked)
+                for layer in checkpoint.layers]  # fmt: skip
 
     assert shapes(converted) == shapes(original)
     assert converted.source == original.source and converted.notes == original.notes
@@ -77,6 +78,18 @@ def test_the_audit_of_converted_packnet_files_matches_the_originals(tmp_path):
     expected, report = hatinspect.audit(before, after), hatinspect.audit(*native)
     assert report.ok and (report.protected, report.changed) == (expected.protected, 0)
     assert report.protected > 0
+
+
+def test_the_audit_of_converted_wsn_files_protects_the_masked_biases_too(tmp_path):
+    folder = PEERS / "clarena-main" / "wsn_mlp"
+    before, after = (folder / f"model_after_task_{k}.pth" for k in (1, 2))
+    native = [hatinspect.convert(p, tmp_path / f"{p.stem}.safetensors") for p in (before, after)]
+    converted = hatinspect.open_checkpoint(native[0])
+    assert all(layer.bias_masked for layer in converted.layers)
+    expected, report = hatinspect.audit(before, after), hatinspect.audit(*native)
+    weights = sum(int(converted.masks[1][layer.name][:, :-1].sum()) for layer in converted.layers)
+    assert report.ok and (report.protected, report.changed) == (expected.protected, 0)
+    assert report.protected > weights  # the biases task 1 keeps count too
 
 
 def test_the_commands_open_a_converted_file(tmp_path):
