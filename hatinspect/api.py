@@ -398,7 +398,7 @@ def _progress(shown: bool):
     installed (none by default: the API prints nothing)."""
     if not shown:
         return nullcontext()
-    from hatinspect.render.progress import bars
+    from hatinspect.terminal.progress import bars
 
     return bars(transient=False)
 

@@ -48,7 +48,7 @@ def with_stream_options(fn: Callable, name: str) -> Callable:
         with ExitStack() as stack:
             stack.enter_context(speaking(quiet, verbose))
             if not quiet and sys.stderr.isatty():
-                from hatinspect.render.progress import bars
+                from hatinspect.terminal.progress import bars
 
                 stack.enter_context(bars())
             result = fn(*args, **kwargs)

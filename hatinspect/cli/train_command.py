@@ -19,6 +19,7 @@ from hatinspect.cli.heavy import heavy_imports
 from hatinspect.cli.options import WidthOption, choices
 from hatinspect.cli.registry import command
 from hatinspect.model.names import ALGORITHMS
+from hatinspect.model.progress import SILENT, reporting
 from hatinspect.render.stderr import note, say, verbosity
 
 # the library's choices, repeated here so that --help needs no torch (a test keeps them equal)
@@ -241,7 +242,9 @@ def _train_and_compare(run, configs, out: Path, fmt: str, force: bool, width) ->
 
 def _train(run, config, out: Path):
     try:
-        with _Progress(config.tasks, config.epochs) as progress:
+        # the epochs' bars alone: the files' writes, reported too, would draw a second
+        # live display on the same stderr
+        with _Progress(config.tasks, config.epochs) as progress, reporting(SILENT):
             result = run(config, out, progress.epoch_done)
     except KeyboardInterrupt:
         note(f"every checkpoint already in {out} is complete (each is written atomically)")

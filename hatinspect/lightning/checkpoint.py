@@ -42,7 +42,9 @@ from safetensors import safe_open
 from torch import Tensor, nn
 
 from hatinspect.checkpoints import open_checkpoint
+from hatinspect.lightning.progress import writes_shown
 from hatinspect.model.errors import CheckpointError
+from hatinspect.model.progress import reading
 from hatinspect.native.format import RUN_ID_KEY, SUFFIX, encode_user
 from hatinspect.torch_io.save import checkpoint_tensors, run_id, save_checkpoint, set_run_id
 
@@ -81,6 +83,11 @@ class HATMaskCheckpoint(Checkpoint):
     and a new one per ``Trainer`` write the same files. ``overwrite=False``: a task's file
     that exists already with other content (the task trained again, or a folder of an
     earlier run) stops the run with an error naming it; ``overwrite=True`` replaces it.
+
+    ``progress``: a bar on stderr of each file's writing (the tensors copied, the bytes
+    written, the bytes read back to check it) once it has lasted half a second; None: when
+    stderr is a terminal, as Lightning draws its own; False: never; True: always (off a
+    terminal, one plain line per file once written).
     """
 
     def __init__(
@@ -89,6 +96,7 @@ class HATMaskCheckpoint(Checkpoint):
         filename: str = "after-task-{task}",
         metadata: Mapping | None = None,
         overwrite: bool = False,
+        progress: bool | None = None,
     ) -> None:
         super().__init__()
         if "{task}" not in filename:
@@ -97,7 +105,7 @@ class HATMaskCheckpoint(Checkpoint):
         self.dirpath = Path(dirpath)
         self.filename = filename
         self.metadata = dict(metadata or {})
-        self.overwrite = overwrite
+        self.overwrite, self.progress = overwrite, progress
         self.paths: dict[int, Path] = {}  # task id -> the file written when it appeared
         self.file_digests: dict[int, str] = {}  # task id -> sha256 of that file
         # task id -> digest of its mask, for every mask already written or there at fit start
@@ -189,10 +197,9 @@ class HATMaskCheckpoint(Checkpoint):
         error, outcome = None, None
         if trainer.is_global_zero:  # decides alone whether the file is written, kept or refused
             try:
-                outcome = (
-                    None,
-                    self._save_or_keep(path, task, trainer, pl_module, backbone, digests),
-                )
+                with writes_shown(self.progress, trainer):
+                    sha256 = self._save_or_keep(path, task, trainer, pl_module, backbone, digests)
+                outcome = (None, sha256)
             except Exception as exc:  # every rank must hear of it, not wait for ever
                 error, outcome = exc, (str(exc), None)
         # the barrier: every rank waits here until rank zero's file is complete (or failed)
@@ -318,7 +325,8 @@ def gather_digests(trainer, masks: Mapping[int, Mapping[str, Tensor]]) -> list[s
 
 
 def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
+    """The file's sha256: its bytes read back, reported as ``checking <name>``."""
+    with reading(path, f"checking {path.name}") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 

@@ -64,12 +64,17 @@ def run_lightning_demo(
         if out is not None:
             metadata = {"dataset": config.dataset, "seed": config.seed, "epochs": config.epochs}
             name = CHECKPOINT_NAME.removesuffix(".safetensors")
-            # the demo's folder is rewritten by each run, as the plain engine's is
-            checkpoint = HATMaskCheckpoint(out, filename=name, metadata=metadata, overwrite=True)
+            # the demo's folder is rewritten by each run, as the plain engine's is; its
+            # progress is the command's own bars, which another one would scramble
+            checkpoint = HATMaskCheckpoint(
+                out, filename=name, metadata=metadata, overwrite=True, progress=False
+            )
             callbacks.append(checkpoint)
         trajectory = None
         if record_every and out is not None:
-            trajectory = HATMaskTrajectory(out, every_n_epochs=record_every, overwrite=True)
+            trajectory = HATMaskTrajectory(
+                out, every_n_epochs=record_every, overwrite=True, progress=False
+            )
             callbacks.append(trajectory)
         for task in tasks:
             module.start_task(task.task_id, task.num_classes)

@@ -28,6 +28,7 @@ from pathlib import Path
 from lightning.pytorch import Callback
 
 from hatinspect.lightning.checkpoint import fit_task, hat_backbone
+from hatinspect.lightning.progress import writes_shown
 from hatinspect.model.errors import CheckpointError
 from hatinspect.model.trajectory import BEFORE_TRAINING
 from hatinspect.training.trajectory import TrajectoryRecorder
@@ -38,7 +39,9 @@ class HATMaskTrajectory(Callback):
     ``every_n_steps`` steps into ``dirpath``, logging them to the trainer's loggers
     (``log=False``: files only). ``s_max``: the module's own (its ``s_max`` attribute or
     hyper-parameter) unless given. A task's file that exists already stops the run unless
-    ``overwrite=True``."""
+    ``overwrite=True``. ``progress``: a bar on stderr of each file's bytes written once it
+    has lasted half a second; None: when stderr is a terminal, as Lightning draws its own;
+    False: never; True: always (off a terminal, one plain line per file once written)."""
 
     def __init__(
         self,
@@ -48,6 +51,7 @@ class HATMaskTrajectory(Callback):
         s_max: float | None = None,
         log: bool = True,
         overwrite: bool = False,
+        progress: bool | None = None,
     ) -> None:
         super().__init__()
         if every_n_epochs is not None and every_n_steps is not None:
@@ -59,6 +63,7 @@ class HATMaskTrajectory(Callback):
             raise ValueError(f"record every 1 or more {self.unit}s, got {self.every}")
         self.dirpath = Path(dirpath)
         self.s_max, self.log, self.overwrite = s_max, log, overwrite
+        self.progress = progress
         self.recorder: TrajectoryRecorder | None = None
         self.paths: dict[int, Path] = {}  # task id -> its trajectory file
         self._resumed: dict | None = None  # a .ckpt's recording, taken up at train start
@@ -130,7 +135,8 @@ class HATMaskTrajectory(Callback):
         if recorder is None or recorder.task is None:
             return
         task = recorder.task
-        recorder.finish(self._last_point(trainer), trainer.global_step)
+        with writes_shown(self.progress, trainer):
+            recorder.finish(self._last_point(trainer), trainer.global_step)
         self.paths[task] = recorder.written[task]
 
     def _last_point(self, trainer) -> int:

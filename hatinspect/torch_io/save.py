@@ -18,6 +18,7 @@ from hatinspect.model.bits import pack
 from hatinspect.model.checkpoint import Covers
 from hatinspect.model.errors import CheckpointError
 from hatinspect.model.paths import output_path
+from hatinspect.model.progress import growing, track
 from hatinspect.native import format as fmt
 from hatinspect.native.atomic import write_atomically
 from hatinspect.native.reader import read_native
@@ -97,7 +98,7 @@ def prefixed(prefix: str, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 def write_checkpoint(path: str | os.PathLike, tensors: Mapping[str, Tensor], header) -> Path:
     """Write a native file atomically (``native.atomic``), checked by reading it back."""
     path = output_path(path)
-    tensors = _plain(tensors)
+    tensors = _plain(tensors, f"copying {path.name}'s tensors")
     metadata = fmt.encode_header(header)
     bounds = check_header_fits(path, tensors, metadata)  # before a file is made
     write_atomically(
@@ -115,7 +116,7 @@ def check_header_fits(
     """The least and most bytes the file's header can take (``header_bytes``); refused,
     before anything is written, when even the least is over safetensors' limit, which
     safetensors would refuse to write (and to read back)."""
-    least, most = header_bytes(tensors, metadata)
+    least, most = header_bytes(tensors, metadata)  # of the file's first 8 + least...most bytes
     if least > fmt.MAX_HEADER_BYTES:
         raise CheckpointError(_header_over_limit(path, len(tensors)))
     return least, most
@@ -149,8 +150,10 @@ def _header_over_limit(path: Path, tensors: int) -> str:
 def _save_file(path: Path, tmp: str, tensors: dict, metadata: dict, bounds) -> None:
     """``save_file`` to ``tmp``; a refusal is said of ``path``: the header limit where the
     header's (least, most) ``bounds`` straddle it (the offsets' digits decided)."""
+    size = 8 + bounds[0] + sum(t.numel() * t.element_size() for t in tensors.values())
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        with growing(tmp, size, f"writing {path.name}"):
+            save_file(tensors, tmp, metadata=metadata)
     except SafetensorError as exc:
         if bounds[1] > fmt.MAX_HEADER_BYTES:
             raise CheckpointError(_header_over_limit(path, len(tensors))) from None
@@ -164,11 +167,11 @@ def _heads_state(heads) -> Mapping[str, Tensor]:
     return heads.state_dict() if isinstance(heads, nn.Module) else heads
 
 
-def _plain(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def _plain(tensors: Mapping[str, Tensor], description: str) -> dict[str, Tensor]:
     """Contiguous CPU tensors with no shared memory (safetensors refuses aliases)."""
     seen: set[int] = set()
     plain = {}
-    for key, tensor in tensors.items():
+    for key, tensor in track(tensors.items(), description, unit="tensors", total=len(tensors)):
         tensor = tensor.detach().cpu().contiguous()
         pointer = tensor.untyped_storage().data_ptr()
         plain[key] = tensor.clone() if pointer in seen and tensor.numel() else tensor

@@ -1,6 +1,8 @@
 """Progress bars on stderr, drawn by rich for the work `model.progress` reports: bytes
 with their rate and the time left, layers and files counted. Drawing starts only once the
-work has lasted `DELAY` seconds, so that quick commands draw nothing."""
+work has lasted `DELAY` seconds, so that quick commands draw nothing (a delay of 0 draws
+at once). `below` draws them on a line of their own under another program's bar that
+holds the cursor's line (Lightning's, on stdout), and gives that line back."""
 
 from __future__ import annotations
 
@@ -48,7 +50,9 @@ class _Amount(ProgressColumn):
 class Bars:
     """A `model.progress.Reporter` drawing one bar per piece of work on `console`."""
 
-    def __init__(self, console: Console, delay: float = DELAY, transient: bool = True) -> None:
+    def __init__(
+        self, console: Console, delay: float = DELAY, transient: bool = True, below: bool = False
+    ) -> None:
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -59,16 +63,20 @@ class Bars:
             redirect_stdout=False,  # the output is stdout's own, never drawn among the bars
             redirect_stderr=False,
         )
+        self._delay = delay
         self._timer = threading.Timer(delay, self._show)
         self._timer.daemon = True
         self._lock = threading.Lock()
-        self._transient = transient
+        self._transient, self._below = transient, below and console.is_terminal
         self._shown = self._closed = False
 
     def start(self, description: str, total: int | None, unit: str) -> TaskID:
-        if not self._timer.is_alive() and not self._shown and not self._closed:
+        handle = self._progress.add_task(description, total=total, unit=unit)
+        if self._delay == 0:
+            self._show()  # not left to a timer that quick work could outrun
+        elif not self._timer.is_alive() and not self._shown and not self._closed:
             self._timer.start()
-        return self._progress.add_task(description, total=total, unit=unit)
+        return handle
 
     def advance(self, handle: TaskID, amount: int) -> None:
         self._progress.advance(handle, amount)
@@ -79,7 +87,9 @@ class Bars:
 
     def _show(self) -> None:
         with self._lock:
-            if not self._closed:
+            if not self._closed and not self._shown:
+                if self._below:
+                    self._progress.console.file.write("\n")
                 self._progress.start()
                 self._shown = True
 
@@ -89,6 +99,9 @@ class Bars:
             self._closed = True
             if self._shown:
                 self._progress.stop()
+                if self._below and self._transient:  # the cursor back on the other bar's line
+                    self._progress.console.file.write("\x1b[1A")
+                    self._progress.console.file.flush()
 
 
 def delay() -> float:
@@ -99,10 +112,13 @@ def delay() -> float:
 
 
 @contextmanager
-def bars(console: Console | None = None, transient: bool = True) -> Iterator[Bars]:
+def bars(
+    console: Console | None = None, transient: bool = True, below: bool = False
+) -> Iterator[Bars]:
     """Progress of the work inside the block drawn on `console` (stderr by default);
-    `transient`: the bars are wiped once done (else the last state is left)."""
-    shown = Bars(console or Console(file=sys.stderr), delay(), transient)
+    `transient`: the bars are wiped once done (else the last state is left); `below`: under
+    the line the cursor is on, which is left as it was."""
+    shown = Bars(console or Console(file=sys.stderr), delay(), transient, below)
     try:
         with reporting(shown):
             yield shown

@@ -1,4 +1,4 @@
-"""`render.progress`: rich bars that wait their delay before drawing anything, and the
+"""`terminal.progress`: rich bars that wait their delay before drawing anything, and the
 API's ``progress=True``, which draws them on stderr (never by default)."""
 
 import io
@@ -10,7 +10,7 @@ from rich.console import Console
 
 import hatinspect
 from hatinspect.model.progress import track
-from hatinspect.render.progress import bars
+from hatinspect.terminal.progress import bars
 
 RUN = Path(__file__).resolve().parents[2] / "examples" / "hat-toy"
 
