@@ -147,3 +147,21 @@ def test_progress_none_follows_the_terminal(monkeypatch, choice, terminal, drawn
     trainer = SimpleNamespace(is_global_zero=True, progress_bar_callback=None)
     with writes_shown(choice, trainer):
         assert isinstance(progress.reporter.get(), Bars) is drawn
+
+
+@pytest.mark.parametrize("engine", ["plain", "lightning"])
+def test_train_demo_draws_its_own_bars_alone(tmp_path, engine):
+    # its epochs' bars hold stderr: a write's bar there would scramble them
+    leader, follower = pty.openpty()
+    args = ["train-demo", "-n", "2", "-e", "1", "--engine", engine, "--record-every", "1"]
+    with open(tmp_path / "stdout", "wb") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hatinspect", *args, "-o", str(tmp_path / "run")],
+            stdout=stdout, stderr=follower, stdin=follower, env=environment(),
+        )  # fmt: skip
+        os.close(follower)
+        text = ANSI.sub("", read_terminal(leader))
+        assert process.wait(timeout=120) == 0, text
+    assert "task 2/2" in text and "trained 2 task(s)" in text
+    assert "writing" not in text and "checking" not in text and "copying" not in text
+    assert (tmp_path / "run" / "trajectory-task-2.safetensors").is_file()
