@@ -68,3 +68,31 @@ def test_audit_and_overlap_show_progress_when_asked(capfd, monkeypatch):
     err = capfd.readouterr().err
     assert "audit" in err and "kB" in err
     assert "5/5 tasks" in err
+
+
+def test_a_delay_of_0_draws_even_the_quickest_work(monkeypatch):
+    monkeypatch.setenv("HATINSPECT_PROGRESS_AFTER", "0")
+    console, stream = terminal()
+    with bars(console):
+        assert list(track(["a"], "instant", unit="files")) == ["a"]
+    assert "instant" in stream.getvalue()
+
+
+def test_below_draws_on_a_line_of_its_own_and_gives_the_cursor_back(monkeypatch):
+    monkeypatch.setenv("HATINSPECT_PROGRESS_AFTER", "0")
+    console, stream = terminal()
+    stream.write("Epoch 1/1 ━━━━ 2/2")  # another bar holds the cursor's line
+    with bars(console, below=True):
+        list(track(["a"], "writing a", unit="files"))
+    drawn = stream.getvalue()
+    assert drawn.startswith("Epoch 1/1 ━━━━ 2/2\n")  # that line left whole
+    assert "writing a" in drawn
+    assert drawn.endswith("\x1b[1A")  # the bars wiped, the cursor back up on it
+
+
+def test_below_off_a_terminal_writes_no_cursor_moves(monkeypatch):
+    monkeypatch.setenv("HATINSPECT_PROGRESS_AFTER", "0")
+    stream = io.StringIO()
+    with bars(Console(file=stream, width=100), transient=False, below=True):
+        list(track(["a"], "writing a", unit="files"))
+    assert stream.getvalue().startswith("writing a") and "\x1b" not in stream.getvalue()

@@ -2,9 +2,9 @@
 during a real fit (Lightning's own bar on the same terminal), never on a pipe unless asked
 (then as plain lines), never with ``progress=False``, never off global rank zero.
 
-Each child process trains one tiny task twice: first with the callbacks' ``progress`` as
-the test's first choice, then (after a line saying so on stderr) as its second, so that one
-start of torch and Lightning checks both."""
+Each child process trains one tiny task once for each of the test's choices (the callbacks'
+``progress`` and the bars' delay), a line on stderr between two fits, so that one start of
+torch and Lightning checks them all."""
 
 import os
 import pty
@@ -27,7 +27,7 @@ from hatinspect.terminal.progress import Bars  # noqa: E402
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\r")
 BAR = "━"
-SWITCH = "--- second fit ---"
+SWITCH = "--- next fit ---"
 CHILD = """
 import sys
 from pathlib import Path
@@ -50,10 +50,14 @@ def fit(folder, progress):
                       accelerator="cpu", enable_progress_bar=True)
     trainer.fit(module, loader(n=16))
 
-choice = {"none": None, "false": False, "true": True}
-fit(Path(sys.argv[1]) / "first", choice[sys.argv[2]])
-print(sys.argv[4], file=sys.stderr, flush=True)
-fit(Path(sys.argv[1]) / "second", choice[sys.argv[3]])
+import os
+switch, choices = sys.argv[2], sys.argv[3:]
+for i, choice in enumerate(choices):
+    progress, delay = choice.split(":")
+    os.environ["HATINSPECT_PROGRESS_AFTER"] = delay
+    if i:
+        print(switch, file=sys.stderr, flush=True)
+    fit(Path(sys.argv[1]) / str(i), {"none": None, "false": False, "true": True}[progress])
 """
 
 
@@ -62,17 +66,21 @@ def environment() -> dict:
     env.update(
         TERM="xterm-256color",
         PYTHONPATH=os.pathsep.join(sys.path),
-        HATINSPECT_PROGRESS_AFTER="0",  # every write counts as long from its start
         PYTHONWARNINGS="ignore",
     )
     return env
 
 
-def in_terminal(folder: Path, first: str, second: str) -> str:
+def child(folder: Path, choices: tuple[str, ...]) -> list[str]:
+    """The child's command line: each choice is ``<progress>:<the bars' delay in s>``."""
+    return [sys.executable, "-c", CHILD, str(folder), SWITCH, *choices]
+
+
+def in_terminal(folder: Path, *choices: str) -> str:
     """What the child wrote on its terminal (stdout and stderr both, as on a console)."""
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(folder), first, second, SWITCH],
+        child(folder, choices),
         stdout=follower, stderr=follower, stdin=follower, env=environment(),
     )  # fmt: skip
     os.close(follower)
@@ -81,9 +89,9 @@ def in_terminal(folder: Path, first: str, second: str) -> str:
     return text
 
 
-def on_a_pipe(folder: Path, first: str, second: str) -> str:
+def on_a_pipe(folder: Path, *choices: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(folder), first, second, SWITCH],
+        child(folder, choices),
         capture_output=True, text=True, env=environment(), timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -97,9 +105,10 @@ def written(folder: Path) -> None:
 
 
 def test_a_terminal_shows_the_writes_unless_progress_is_false(tmp_path):
-    text = in_terminal(tmp_path, "false", "none")
-    quiet, shown = text.split(SWITCH)
-    for folder in ("first", "second"):
+    # the delay 0: every write counts as long from its start; 0.5 s, Lightning's quick ones
+    text = in_terminal(tmp_path, "false:0", "none:0", "none:0.5")
+    quiet, shown, quick = text.split(SWITCH)
+    for folder in ("0", "1", "2"):
         written(tmp_path / folder)
     # Lightning's own bar drew in both fits; the callbacks' only where not told False
     assert "Epoch 1" in ANSI.sub("", quiet)
@@ -112,16 +121,19 @@ def test_a_terminal_shows_the_writes_unless_progress_is_false(tmp_path):
     assert "kB" in plain
     # each bar goes on a line of its own below Lightning's, and gives the line back
     assert shown.count("\x1b[1A") >= 2
+    # writes quicker than the delay draw nothing, as on the command line
+    assert "Epoch 1" in ANSI.sub("", quick)
+    assert "after-task-1" not in quick and "trajectory-task-1" not in quick
 
 
 def test_a_pipe_shows_nothing_by_default_and_plain_lines_when_asked(tmp_path):
-    stderr = on_a_pipe(tmp_path, "none", "true")
+    stderr = on_a_pipe(tmp_path, "none:0", "true:0")
     unasked, asked = stderr.split(SWITCH)
-    for folder in ("first", "second"):
+    for folder in ("0", "1"):
         written(tmp_path / folder)
     assert BAR not in unasked and "after-task-1" not in unasked
     assert "\x1b" not in asked  # no terminal's codes: a log file reads it as it is
-    size = (tmp_path / "second" / "after-task-1.safetensors").stat().st_size
+    size = (tmp_path / "1" / "after-task-1.safetensors").stat().st_size
     [line] = [line for line in asked.splitlines() if line.startswith("writing after-task-1")]
     assert BAR in line and f"{size / 1000:.1f}/{size / 1000:.1f} kB" in line
     [line] = [line for line in asked.splitlines() if line.startswith("checking after-task-1")]
@@ -157,7 +169,8 @@ def test_train_demo_draws_its_own_bars_alone(tmp_path, engine):
     with open(tmp_path / "stdout", "wb") as stdout:
         process = subprocess.Popen(
             [sys.executable, "-m", "hatinspect", *args, "-o", str(tmp_path / "run")],
-            stdout=stdout, stderr=follower, stdin=follower, env=environment(),
+            stdout=stdout, stderr=follower, stdin=follower,
+            env=dict(environment(), HATINSPECT_PROGRESS_AFTER="0"),
         )  # fmt: skip
         os.close(follower)
         text = ANSI.sub("", read_terminal(leader))
