@@ -39,8 +39,8 @@ class HATMaskTrajectory(Callback):
     ``every_n_steps`` steps into ``dirpath``, logging them to the trainer's loggers
     (``log=False``: files only). ``s_max``: the module's own (its ``s_max`` attribute or
     hyper-parameter) unless given. A task's file that exists already stops the run unless
-    ``overwrite=True``. ``progress``: a bar on stderr of each file's bytes written once it
-    has lasted half a second; None: when stderr is a terminal, as Lightning draws its own;
+    ``overwrite=True``. ``progress``: a bar on stderr of each file's writing once it has
+    lasted half a second; None: when stderr is a terminal, as Lightning draws its own;
     False: never; True: always (off a terminal, one plain line per file once written)."""
 
     def __init__(

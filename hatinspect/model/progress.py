@@ -2,7 +2,7 @@
 
 The library's long loops (a report's runs, an overlap's layers, an audit's bytes) go
 through `track`, a PyTorch file's loading through `reading`, a file written by a writer
-that cannot count its bytes (safetensors') through `growing`; what shows it is the
+that cannot count its bytes (safetensors') through `writing`; what shows it is the
 `Reporter` in `reporter`, a context variable that holds a `Silent` one unless a caller
 installs another with `reporting` (the command line, or an API function called with
 ``progress=True``). Nothing here draws or imports rich.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -130,38 +129,14 @@ def track(
             advance(1 if size is None else size(item))
 
 
-GROWTH_POLL = 0.05  # seconds between two looks at a growing file's size
-
-
 @contextmanager
-def growing(path: str | os.PathLike, total: int | None, description: str) -> Iterator[None]:
-    """The block writes `path` (about `total` bytes): its size, looked at every
-    `GROWTH_POLL` seconds in a thread while the block runs, reported as the bytes written."""
+def writing(path: str | os.PathLike, description: str) -> Iterator[None]:
+    """The block writes `path` with a writer that cannot count its bytes (safetensors',
+    whose file has its whole size, or no name, while it is written): reported as work of
+    unknown length, done with the file's size once the block is through."""
     if reporter.get() is SILENT:
         yield
         return
-    with task(description, total) as advance:
-        done = threading.Event()
-        seen = [0]
-
-        def look() -> None:
-            try:
-                size = os.path.getsize(path)
-            except OSError:  # not made yet, or gone
-                return
-            if size > seen[0]:
-                advance(size - seen[0])
-                seen[0] = size
-
-        def watch() -> None:
-            while not done.wait(GROWTH_POLL):
-                look()
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        try:
-            yield
-        finally:
-            done.set()
-            watcher.join()
-            look()
+    with task(description, None) as advance:
+        yield
+        advance(os.path.getsize(path))

@@ -23,7 +23,7 @@ from safetensors.numpy import save_file
 
 from hatinspect.model.errors import CheckpointError, reason, shown
 from hatinspect.model.paths import checkpoint_path
-from hatinspect.model.progress import growing
+from hatinspect.model.progress import writing
 from hatinspect.model.trajectory import BEFORE_TRAINING, TaskTrajectory
 from hatinspect.native import format as fmt
 from hatinspect.native.atomic import write_atomically
@@ -127,9 +127,6 @@ def write_trajectory(path: str | os.PathLike, trajectory: TaskTrajectory, s_max:
         for layer in trajectory.layers
     }
     metadata = encode_metadata(trajectory, s_max)
-    # about the file's size: 8 bytes, the header (its table's entries guessed), the data
-    size = 8 + len(json.dumps({"__metadata__": metadata}))
-    size += sum(len(key) + 64 + array.nbytes for key, array in tensors.items())
 
     def verify(temporary: str) -> None:
         back = read_trajectory(temporary)
@@ -140,7 +137,7 @@ def write_trajectory(path: str | os.PathLike, trajectory: TaskTrajectory, s_max:
             raise CheckpointError(f"{temporary}: reads back other gates than were written")
 
     def write(temporary: str) -> None:
-        with growing(temporary, size, f"writing {path.name}"):
+        with writing(temporary, f"writing {path.name}"):
             save_file(tensors, temporary, metadata)
 
     write_atomically(path, write, verify)

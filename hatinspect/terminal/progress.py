@@ -82,6 +82,9 @@ class Bars:
         self._progress.advance(handle, amount)
 
     def finish(self, handle: TaskID) -> None:
+        for task in self._progress.tasks:  # work of unknown length: as long as what was done
+            if task.id == handle and task.total is None:
+                self._progress.update(handle, total=task.completed)
         if self._transient:  # a finished bar goes; else it stays, to be read at the end
             self._progress.remove_task(handle)
 

@@ -18,7 +18,7 @@ from hatinspect.model.bits import pack
 from hatinspect.model.checkpoint import Covers
 from hatinspect.model.errors import CheckpointError
 from hatinspect.model.paths import output_path
-from hatinspect.model.progress import growing, track
+from hatinspect.model.progress import track, writing
 from hatinspect.native import format as fmt
 from hatinspect.native.atomic import write_atomically
 from hatinspect.native.reader import read_native
@@ -116,7 +116,7 @@ def check_header_fits(
     """The least and most bytes the file's header can take (``header_bytes``); refused,
     before anything is written, when even the least is over safetensors' limit, which
     safetensors would refuse to write (and to read back)."""
-    least, most = header_bytes(tensors, metadata)  # of the file's first 8 + least...most bytes
+    least, most = header_bytes(tensors, metadata)
     if least > fmt.MAX_HEADER_BYTES:
         raise CheckpointError(_header_over_limit(path, len(tensors)))
     return least, most
@@ -150,9 +150,8 @@ def _header_over_limit(path: Path, tensors: int) -> str:
 def _save_file(path: Path, tmp: str, tensors: dict, metadata: dict, bounds) -> None:
     """``save_file`` to ``tmp``; a refusal is said of ``path``: the header limit where the
     header's (least, most) ``bounds`` straddle it (the offsets' digits decided)."""
-    size = 8 + bounds[0] + sum(t.numel() * t.element_size() for t in tensors.values())
     try:
-        with growing(tmp, size, f"writing {path.name}"):
+        with writing(tmp, f"writing {path.name}"):
             save_file(tensors, tmp, metadata=metadata)
     except SafetensorError as exc:
         if bounds[1] > fmt.MAX_HEADER_BYTES:

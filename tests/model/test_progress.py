@@ -1,9 +1,6 @@
 """`model.progress`: loops report what they have done to the reporter installed, and to
 nobody by default."""
 
-import threading
-import time
-
 from hatinspect.model import progress
 
 
@@ -106,23 +103,18 @@ def test_reading_a_file_reports_its_bytes(tmp_path):
     assert recorder.calls[-1][0] == "finish"
 
 
-def test_a_growing_file_is_reported_in_the_bytes_it_gained(tmp_path, monkeypatch):
-    monkeypatch.setattr(progress, "GROWTH_POLL", 0.01)
+def test_a_file_whose_writer_cannot_count_is_reported_done_with_its_size(tmp_path):
     path = tmp_path / "written.bin"
     recorder = Recorder()
-    with progress.reporting(recorder), progress.growing(path, 3000, "writing written.bin"):
-        with open(path, "wb") as f:
-            for _ in range(3):
-                f.write(b"x" * 1000)
-                f.flush()
-                time.sleep(0.05)
-    assert recorder.calls[0] == ("start", "writing written.bin", 3000, "bytes")
-    assert recorder.calls[-1] == ("finish", 1)
-    amounts = [call[2] for call in recorder.calls[1:-1]]
-    assert sum(amounts) == 3000 and len(amounts) >= 2  # seen as it grew, not only at the end
+    with progress.reporting(recorder), progress.writing(path, "writing written.bin"):
+        path.write_bytes(b"x" * 3000)
+    assert recorder.calls == [
+        ("start", "writing written.bin", None, "bytes"),  # its length unknown till done
+        ("advance", 1, 3000),
+        ("finish", 1),
+    ]
 
 
-def test_a_growing_file_goes_unwatched_by_default(tmp_path):
-    threads = threading.active_count()
-    with progress.growing(tmp_path / "never.bin", 10, "writing never.bin"):
-        assert threading.active_count() == threads  # no watcher started
+def test_a_write_goes_unreported_by_default(tmp_path):
+    with progress.writing(tmp_path / "never.bin", "writing never.bin"):
+        pass  # no file made, none looked for

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 import hatinspect
-from hatinspect.model.progress import track
+from hatinspect.model.progress import track, writing
 from hatinspect.terminal.progress import bars
 
 RUN = Path(__file__).resolve().parents[2] / "examples" / "hat-toy"
@@ -96,3 +96,12 @@ def test_below_off_a_terminal_writes_no_cursor_moves(monkeypatch):
     with bars(Console(file=stream, width=100), transient=False, below=True):
         list(track(["a"], "writing a", unit="files"))
     assert stream.getvalue().startswith("writing a") and "\x1b" not in stream.getvalue()
+
+
+def test_work_of_unknown_length_is_left_as_long_as_what_was_done(monkeypatch, tmp_path):
+    monkeypatch.setenv("HATINSPECT_PROGRESS_AFTER", "0")
+    console, stream = terminal()
+    path = tmp_path / "out.bin"
+    with bars(console, transient=False), writing(path, "writing out.bin"):
+        path.write_bytes(b"x" * 2000)
+    assert "2.0/2.0 kB" in stream.getvalue()
