@@ -85,9 +85,9 @@ class HATMaskCheckpoint(Checkpoint):
     earlier run) stops the run with an error naming it; ``overwrite=True`` replaces it.
 
     ``progress``: a bar on stderr of each file's writing (the tensors copied to the CPU,
-    the file written, its bytes read back to check it) once it has lasted half a second; None: when
-    stderr is a terminal, as Lightning draws its own; False: never; True: always (off a
-    terminal, one plain line per file once written).
+    the file written, its bytes read back to check it) once it has lasted half a second;
+    None: when stderr is a terminal, as Lightning draws its own; False: never; True:
+    always (off a terminal, one plain line per file once written).
     """
 
     def __init__(
