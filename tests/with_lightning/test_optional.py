@@ -4,6 +4,7 @@ Lightning pieces say in one line what to install."""
 import subprocess
 import sys
 
+import pytest
 from support.cli_runs import modules_left_out, run_in_fresh_python, write_examples
 
 WITHOUT_LIGHTNING = "import sys\nsys.modules['lightning'] = None  # as if not installed\n"
@@ -41,6 +42,7 @@ def test_the_lightning_engine_without_lightning_is_one_error_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.torch  # train-demo asks for torch before it looks for a logger
 def test_a_logger_without_lightning_is_one_error_line(tmp_path):
     code = WITHOUT_LIGHTNING + (
         "from hatinspect.cli.app import main\n"
