@@ -95,22 +95,29 @@ def test_audit_finds_the_owned_weights_bit_identical_across_tasks():
         assert report.ok and report.protected == owned and report.changed == 0
 
 
-def test_a_changed_owned_weight_fails_the_audit(tmp_path):
-    # the producer's file after task 2, one weight that task 1 owns moved in its zip record
+def _after_task_2_with(tmp_path, key_of, index, change: float):
+    """The producer's file after task 2 with one entry of a layer's tensor moved by `change`
+    in its zip record: ``key_of(layer)`` names the tensor (its weight or bias key)."""
     source = FOLDER / "model_after_task_2.pth"
-    key = hatinspect.open_checkpoint(source).layer("fc/1").weight_key
-    weight = hatinspect.checkpoints.read_tensors(source, [key])[key].astype(np.float32)
+    key = key_of(hatinspect.open_checkpoint(source).layer("fc/1"))
+    tensor = hatinspect.checkpoints.read_tensors(source, [key])[key].astype(np.float32)
     with zipfile.ZipFile(source) as archive:
         entries = {name: archive.read(name) for name in archive.namelist()}
-    record = next(n for n, data in entries.items() if "/data/" in n and data == weight.tobytes())
-    i, j = np.argwhere(_truth_mask(1, "fc/1"))[0]
-    moved = weight.copy()
-    moved[i, j] += 1
+    record = next(n for n, data in entries.items() if "/data/" in n and data == tensor.tobytes())
+    moved = tensor.copy()
+    moved[index] += change
     entries[record] = moved.tobytes()
     path = tmp_path / "model_after_task_2.pth"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         for name, data in entries.items():
             archive.writestr(name, data)
+    return path
+
+
+def test_a_changed_owned_weight_fails_the_audit(tmp_path):
+    # one weight that task 1 owns moved
+    owned_weight = tuple(np.argwhere(_truth_mask(1, "fc/1"))[0])
+    path = _after_task_2_with(tmp_path, lambda layer: layer.weight_key, owned_weight, 1.0)
     result = run_cli("audit", str(FOLDER / "model_after_task_1.pth"), str(path))
     owned = sum(int(_truth_mask(1, n).sum()) for n in SHAPES)  # task 1's weights and biases
     assert owned == 241 + sum(int(_truth_bias(1, n).sum()) for n in SHAPES)
@@ -118,21 +125,9 @@ def test_a_changed_owned_weight_fails_the_audit(tmp_path):
 
 
 def test_a_changed_owned_bias_fails_the_audit(tmp_path):
-    # as above, one bias that task 1's mask keeps moved: the biases WSN masks are protected
-    source = FOLDER / "model_after_task_2.pth"
-    key = hatinspect.open_checkpoint(source).layer("fc/1").bias_key
-    bias = hatinspect.checkpoints.read_tensors(source, [key])[key].astype(np.float32)
-    with zipfile.ZipFile(source) as archive:
-        entries = {name: archive.read(name) for name in archive.namelist()}
-    record = next(n for n, data in entries.items() if "/data/" in n and data == bias.tobytes())
+    # one bias that task 1's mask keeps moved: the biases WSN masks are protected
     unit = int(np.flatnonzero(_truth_bias(1, "fc/1"))[0])
-    moved = bias.copy()
-    moved[unit] -= 0.5
-    entries[record] = moved.tobytes()
-    path = tmp_path / "model_after_task_2.pth"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
+    path = _after_task_2_with(tmp_path, lambda layer: layer.bias_key, unit, -0.5)
     report = hatinspect.audit(FOLDER / "model_after_task_1.pth", path)
     assert not report.ok and report.changed == 1
     assert report.max_abs_change == pytest.approx(0.5)
