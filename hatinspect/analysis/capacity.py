@@ -36,7 +36,10 @@ class Shares:
         return self.units_used / self.units
 
     @property
-    def param_usage(self) -> float:
+    def param_usage(self) -> float | None:
+        """None where the parameters are unknown (a run known from its logs alone)."""
+        if self.params is None or self.params_protected is None:
+            return None
         return self.params_protected / self.params
 
 
@@ -47,12 +50,13 @@ class Usage(Shares):
     name: str
     units: int
     units_used: int  # units in the cumulative mask
-    params: int  # weights + biases
-    params_protected: int
+    params: int | None  # weights + biases; None where the file holds no weights
+    params_protected: int | None
 
     @property
-    def free(self) -> float:
-        return 1.0 - self.param_usage
+    def free(self) -> float | None:
+        usage = self.param_usage
+        return None if usage is None else 1.0 - usage
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,8 @@ class TaskGrowth:
     reused_units: int  # units this task shares with earlier ones
     free_before: int  # units no earlier task had used, over the network
     units_used: int  # after this task
-    params_protected: int  # after this task
-    params: int
+    params_protected: int | None  # after this task; None where the weights are unknown
+    params: int | None
     # masks of parameters: the weights this task owns that no earlier task had, and those
     # it shares with earlier tasks (its units are those with a weight of its own)
     new_params: int | None = None
@@ -78,7 +82,9 @@ class TaskGrowth:
         return self.new_units / self.free_before if self.free_before else 0.0
 
     @property
-    def param_usage(self) -> float:
+    def param_usage(self) -> float | None:
+        if self.params is None or self.params_protected is None:
+            return None
         return self.params_protected / self.params
 
 
@@ -166,14 +172,9 @@ def capacity(
         checkpoint = replace(checkpoint, task_ids=checkpoint.retained_task_ids)
     layers = checkpoint.layers
     chosen = select_layers(checkpoint, include, exclude) if include or exclude else layers
-    columns = _columns(layers)
     counts = _counts(checkpoint)
     protects = protects_anything(checkpoint)
-    # (layers, tasks): parameters protected after each task; none where no mask protects
-    protected = _protected(columns, counts.used, _fan_in_used(layers, columns, counts.used))
-    if not protects:
-        protected = np.zeros_like(protected)
-    params = columns.params.tolist()
+    protected, params = _parameters(checkpoint, counts, protects)
     if chosen is not layers:
         wanted = {layer.name for layer in chosen}
         rows = [i for i, layer in enumerate(layers) if layer.name in wanted]
@@ -191,8 +192,8 @@ def capacity(
         "total",
         sum(layer.units for layer in chosen),
         sum(used_last),
-        sum(params),
-        sum(protected_last),
+        _sum(params),
+        _sum(protected_last),
     )
     return CapacityReport(
         checkpoint=checkpoint.path,
@@ -203,6 +204,23 @@ def capacity(
         protects=protects,
         unlearning=unlearned,
     )
+
+
+def _parameters(checkpoint: Checkpoint, counts: _Counts, protects: bool):
+    """(layers, tasks): parameters protected after each task (none where no mask protects),
+    and each layer's parameters; None in both where the file holds no weights."""
+    layers = checkpoint.layers
+    if not checkpoint.weights_known:  # units alone (training logs): no parameter is counted
+        return np.full(counts.used.shape, None, dtype=object), [None] * len(layers)
+    columns = _columns(layers)
+    protected = _protected(columns, counts.used, _fan_in_used(layers, columns, counts.used))
+    if not protects:
+        protected = np.zeros_like(protected)
+    return protected, columns.params.tolist()
+
+
+def _sum(counts: list) -> int | None:
+    return None if None in counts else sum(counts)
 
 
 def parameter_capacity(checkpoint: Checkpoint, chosen=None) -> CapacityReport:
@@ -340,7 +358,7 @@ def _growth(
     active = counts.active.sum(axis=0)
     new = counts.new.sum(axis=0)
     units, params = total.units, total.params
-    protected_after = protected.sum(axis=0)
+    protected_after = protected.sum(axis=0) if params is not None else [None] * len(used_after)
     return tuple(
         TaskGrowth(
             task=task,
@@ -348,7 +366,7 @@ def _growth(
             reused_units=int(active[t] - new[t]),
             free_before=int(units - used_after[t] + new[t]),
             units_used=int(used_after[t]),
-            params_protected=int(protected_after[t]),
+            params_protected=None if params is None else int(protected_after[t]),
             params=params,
         )
         for t, task in enumerate(checkpoint.task_ids)

@@ -82,6 +82,8 @@ def protection_summary(report: CapacityReport) -> str:
     if not report.protects:
         why = "no masks: a fine-tuning run" if report.tasks else "no task stored"
         return f"nothing protected ({why})"
+    if report.total.param_usage is None:
+        return "parameters unknown (logs without weights)"
     return f"{report.total.param_usage:.0%} of parameters protected"
 
 
@@ -157,8 +159,8 @@ def run_report(run: Run, read_tensors: TensorReader = read_native_tensors) -> Ru
             layer_measures(final, layer)
             for layer in track(final.layers, f"measures of {run.name}", unit="layers")
         )
-        if final.covers == Covers.UNITS
-        else (),
+        if final.covers == Covers.UNITS and final.weights_known
+        else (),  # the logs of a run hold no weights to measure
         audits=tuple(audit(before, after, read_tensors=read_tensors) for before, after in pairs),
         outcome=summarise(run),
         importance=importance_overlap(final) if importances(final) is not None else None,

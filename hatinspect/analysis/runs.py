@@ -4,6 +4,9 @@ A run folder may also hold its masks through training (``analysis.trajectory_fil
 original HAT code's ``.pkz`` logs, whose accuracy matrix stands in where the checkpoints keep
 none, or the ``trajectory-task-<t>.safetensors`` files training records).
 
+The ``.pkz`` logs alone (a file, or a folder with no checkpoint) are a run too: a checkpoint
+of units built from them (``analysis.logged_run``), whose parameters are unknown.
+
 A folder is read as a trajectory: each file's tasks must be stored, with the same masks,
 in every later file (HAT never changes a stored mask), or the folder is refused, naming
 the file that contradicts. Torch-free for native files.
@@ -31,9 +34,12 @@ from hatinspect.analysis.clarena_output import (
     output_folder,
     read_metrics,
 )
+from hatinspect.analysis.logged_run import SOURCE as LOGS_READER
+from hatinspect.analysis.logged_run import logged_checkpoint
 from hatinspect.analysis.trajectory_files import (
     Trajectories,
     disagreement,
+    read_trajectories,
     trajectory_source,
 )
 from hatinspect.model.checkpoint import Checkpoint
@@ -71,6 +77,9 @@ def read_run(path: str | os.PathLike, open_file: Opener | None = None) -> Run:
     found = output_files(path) if path.is_dir() and not _has_run_files(path) else {}
     if found:
         return with_trajectories(_clarena_run(path, name, found, open_file))
+    logs = _logs_alone(path)
+    if logs is not None:  # the original HAT code's logs, with no checkpoint beside them
+        return Run(name, str(path), (logged_checkpoint(logs),), trajectories=logs)
     files = run_files(path) if path.is_dir() else [path]
     checkpoints = tuple(open_file(file) for file in track(files, f"reading {name}", unit="files"))
     check_trajectory(checkpoints)
@@ -109,6 +118,21 @@ def _logged_accuracy(checkpoint: Checkpoint, logs: Trajectories) -> Checkpoint:
     rows = [list(row) for row in logs.accuracy[: len(tasks)]]
     metadata = {**checkpoint.metadata, "accuracy": json.dumps(rows)}
     return replace(checkpoint, metadata=MappingProxyType(metadata))
+
+
+def _logs_alone(path: Path) -> Trajectories | None:
+    """The `.pkz` logs of the original HAT code given as a file, or as the one file of
+    masks through training of a folder that has no checkpoint; None otherwise."""
+    from hatinspect.analysis.hat_logs import is_hat_log
+
+    if path.is_dir():
+        source = None if _has_run_files(path) else trajectory_source(path)
+        if source is None or source[0].name != LOGS_READER:
+            return None
+        path = source[1]
+    elif not (path.is_file() and is_hat_log(path)):
+        return None
+    return read_trajectories(path)
 
 
 def _has_run_files(folder: Path) -> bool:

@@ -89,8 +89,10 @@ def load_run(
     mask_threshold: float | None = None,
 ):
     """A run folder (its files checked to agree), a CLArena output folder or its acc.csv,
-    or one checkpoint; notes on stderr."""
-    if not path.is_dir() and path.name != "acc.csv":
+    the original HAT code's .pkz logs, or one checkpoint; notes on stderr."""
+    from hatinspect.analysis.hat_logs import is_hat_log
+
+    if not path.is_dir() and path.name != "acc.csv" and not is_hat_log(path):
         return load(path, source, task_id, mask_rule, mask_threshold)
     started = time.perf_counter()
     with heavy_imports():  # a run of PyTorch files imports torch

@@ -30,7 +30,9 @@ class LayerInfo:
 
     name: str  # "/"-separated module path, e.g. "fc/0" or "conv2x/0/conv1"
     units: int  # output features / channels, the length of its mask
-    weight_shape: tuple[int, ...]  # (out, in) for linear, (out, in, kh, kw) for conv
+    # (out, in) for linear, (out, in, kh, kw) for conv; () where the file holds no weights
+    # (a run known from its training logs alone): its parameters are unknown
+    weight_shape: tuple[int, ...]
     weight_key: str  # tensor name of the weight in the file it came from
     bias_key: str | None  # tensor name of the bias, None when the layer has none
     preceding: str | None  # layer whose output units feed this one; None for the first
@@ -55,7 +57,14 @@ class LayerInfo:
         return math.prod(self.weight_shape[2:])
 
     @property
-    def params(self) -> int:
+    def weights_known(self) -> bool:
+        return bool(self.weight_shape)
+
+    @property
+    def params(self) -> int | None:
+        """Weights and biases; None where the weights are unknown."""
+        if not self.weights_known:
+            return None
         return math.prod(self.weight_shape) + (self.units if self.has_bias else 0)
 
     @property
@@ -97,6 +106,18 @@ class Checkpoint(Result):
     @property
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
+
+    @property
+    def weights_known(self) -> bool:
+        """False where the file holds no weights (training logs): no parameter is known."""
+        return all(layer.weights_known for layer in self.layers)
+
+    @property
+    def params(self) -> int | None:
+        """Every layer's weights and biases; None where the weights are unknown."""
+        if not self.weights_known:
+            return None
+        return sum(layer.params for layer in self.layers)
 
     def layer(self, name: str) -> LayerInfo:
         """The layer called `name` (KeyError when there is none); a dictionary look-up."""
@@ -171,8 +192,8 @@ def _(checkpoint: Checkpoint) -> dict:
             {
                 "name": layer.name,
                 "units": layer.units,
-                "weight_shape": list(layer.weight_shape),
-                "has_bias": layer.has_bias,
+                "weight_shape": list(layer.weight_shape) if layer.weights_known else None,
+                "has_bias": layer.has_bias if layer.weights_known else None,
                 "preceding": layer.preceding,
                 "preceding_inferred": layer.preceding_inferred,
                 "params": layer.params,
@@ -212,10 +233,10 @@ def _(checkpoint: Checkpoint) -> tuple[list[str], list[list]]:
         [
             layer.name,
             layer.units,
-            "x".join(map(str, layer.weight_shape)),
+            "x".join(map(str, layer.weight_shape)) if layer.weights_known else "",
             layer.has_bias,
             layer.preceding or "",
-            layer.params,
+            "" if layer.params is None else layer.params,
         ]
         for layer in checkpoint.layers
     ]

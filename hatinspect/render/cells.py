@@ -11,20 +11,23 @@ def heading(text: str) -> Text:
     return Text(text, "bold")
 
 
-def count(n: int) -> str:
-    return f"{n:,}"
+# None: a count the file cannot know (a run known from its logs has no weights): "-"
 
 
-def share(x: float) -> str:
-    return f"{x:.1%}"
+def count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
 
 
-def of(n: int, fraction: float) -> str:
-    return f"{n:,} ({fraction:.0%})"
+def share(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def of(n: int | None, fraction: float | None) -> str:
+    return "-" if n is None else f"{n:,} ({fraction:.0%})"
 
 
 def dims(shape: tuple[int, ...]) -> str:
-    return "×".join(map(str, shape))
+    return "×".join(map(str, shape)) or "-"
 
 
 def new_table(*columns: str, text: int = 1) -> Table:

@@ -335,7 +335,8 @@ def growth_figure(report: CapacityReport, look: Look = Look()):
         "network sparsity": [step.network_sparsity for step in report.by_task],
     }
     for (label, values), style in zip(series.items(), ("-o", "-s", ":^"), strict=True):
-        ax.plot(steps, values, style, label=label, markersize=3)
+        if None not in values:  # param usage is unknown for logs without weights
+            ax.plot(steps, values, style, label=label, markersize=3)
     ax.set_ylim(0, 1.02)
     ax.yaxis.set_major_formatter("{x:.0%}")
     _label_ticks(ax, "x", report.tasks)

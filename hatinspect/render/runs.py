@@ -111,11 +111,15 @@ def _layers(comparison: Comparison) -> Grid:
     usage = [{layer.name: layer for layer in run.layers} for run in comparison.runs]
     for layer in comparison.layer_names:
         cells = [
-            f"{u[layer].unit_usage:.0%} / {u[layer].param_usage:.0%}" if layer in u else "-"
+            f"{u[layer].unit_usage:.0%} / {_percent(u[layer].param_usage)}" if layer in u else "-"
             for u in usage
         ]
         grid.add_row(layer, *cells)
     return grid
+
+
+def _percent(usage: float | None) -> str:
+    return "-" if usage is None else f"{usage:.0%}"
 
 
 def _entries(run) -> str:
@@ -180,9 +184,12 @@ def curves_figure(comparison: Comparison, look=None):
     for index, run in enumerate(comparison.runs):
         colour = f"C{index % 10}"
         x = range(1, len(run.steps) + 1)
-        ax.plot(x, [s.param_usage for s in run.steps], "-o", color=colour, label=run.name,
-                markersize=3)  # fmt: skip
-        ax.plot(x, [s.unit_usage for s in run.steps], "--", color=colour, alpha=0.7)
+        known = all(s.param_usage is not None for s in run.steps)  # logs alone: units only
+        if known:
+            ax.plot(x, [s.param_usage for s in run.steps], "-o", color=colour, label=run.name,
+                    markersize=3)  # fmt: skip
+        ax.plot(x, [s.unit_usage for s in run.steps], "--", color=colour, alpha=0.7,
+                label=None if known else run.name)  # fmt: skip
     ax.set_ylim(0, 1.02)
     ax.yaxis.set_major_formatter("{x:.0%}")
     ax.set_xlabel("tasks learned")

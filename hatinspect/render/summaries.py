@@ -64,8 +64,12 @@ def _(report: CapacityReport) -> str:
     total = report.total
     return (
         f"{short(report.checkpoint)}: {tasks(len(report.tasks))}, {layers(len(report.layers))}, "
-        f"{total.param_usage:.1%} of params protected, {total.unit_usage:.1%} of units used"
+        f"{_params(total.param_usage)}, {total.unit_usage:.1%} of units used"
     )
+
+
+def _params(usage: float | None) -> str:
+    return "params unknown" if usage is None else f"{usage:.1%} of params protected"
 
 
 @summary.register

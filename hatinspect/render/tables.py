@@ -444,13 +444,19 @@ def _about(checkpoint: Checkpoint) -> Table:
         ("source", checkpoint.source),
         ("tasks", task_list(checkpoint)),
         ("weighted layers", str(len(checkpoint.layers))),
-        ("their parameters", count(sum(layer.params for layer in checkpoint.layers))),
+        ("their parameters", count(checkpoint.params)),
         *algorithm_rows(checkpoint.metadata),
         *other_metadata(checkpoint.metadata),
     ]
     for key, value in facts:
         table.add_row(key, value)
     return table
+
+
+def _bias(layer) -> str:
+    if not layer.weights_known:
+        return "-"
+    return "yes" if layer.has_bias else "no"
 
 
 def _layers(checkpoint: Checkpoint) -> Grid:
@@ -460,7 +466,7 @@ def _layers(checkpoint: Checkpoint) -> Grid:
             layer.name,
             f"{layer.preceding} (inferred)" if layer.preceding_inferred else layer.preceding or "-",
             dims(layer.weight_shape),
-            "yes" if layer.has_bias else "no",
+            _bias(layer),
             count(layer.units),
             count(layer.params),
         )

@@ -1,0 +1,76 @@
+"""A run known from its training logs alone (the original HAT code saves its ``.pkz`` logs
+and no checkpoint): each task's binary mask at the point whose model training kept, as a
+checkpoint of units whose weights, and so parameters, are unknown."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import numpy as np
+
+from hatinspect.analysis.trajectory_files import Trajectories
+from hatinspect.model.checkpoint import Checkpoint, LayerInfo
+from hatinspect.model.errors import CheckpointError
+from hatinspect.model.trajectory import TaskTrajectory
+
+SOURCE = "original-hat-logs"
+NO_WEIGHTS_NOTE = (
+    "the logs hold no weights: parameters, weights and measures are not known; "
+    "units are each task's gates above 0.5 at the kept epoch"
+)
+
+
+def logged_checkpoint(logs: Trajectories) -> Checkpoint:
+    """The logs' tasks, each with its mask at the kept point (the last where the logs do not
+    tell it), in layers of known units and unknown weights; the accuracy matrix in the
+    metadata where the logs hold it."""
+    if not logs.trajectories:
+        raise CheckpointError(f"{logs.path}: the logs hold no task's masks")
+    names = logs.trajectories[0].layers
+    widths = {name: logs.trajectories[0].gates[name].shape[1] for name in names}
+    layers = tuple(
+        LayerInfo(name, widths[name], (), "", None, names[i - 1] if i else None)
+        for i, name in enumerate(names)
+    )
+    masks, notes = {}, [NO_WEIGHTS_NOTE, *logs.notes]
+    for trajectory in logs.trajectories:
+        row = _kept_row(logs, trajectory, notes)
+        masks[trajectory.task] = MappingProxyType(
+            {name: _read_only(trajectory.binary(name)[row]) for name in names}
+        )
+    metadata = {}
+    if logs.accuracy is not None:
+        metadata["accuracy"] = _matrix_text(logs.accuracy)
+    return Checkpoint(
+        path=logs.path,
+        backbone="unknown (training logs)",
+        source=SOURCE,
+        layers=layers,
+        task_ids=logs.tasks,
+        masks=MappingProxyType(masks),
+        metadata=MappingProxyType(metadata),
+        notes=tuple(notes),
+    )
+
+
+def _kept_row(logs: Trajectories, trajectory: TaskTrajectory, notes: list[str]) -> int:
+    kept = logs.kept.get(trajectory.task)
+    if kept in trajectory.points:
+        return trajectory.points.index(kept)
+    notes.append(
+        f"task {trajectory.task}: the logs do not tell the kept {trajectory.unit}; "
+        f"its mask is that of the last, {trajectory.points[-1]}"
+    )
+    return len(trajectory.points) - 1
+
+
+def _read_only(mask: np.ndarray) -> np.ndarray:
+    out = mask.astype(np.uint8)
+    out.flags.writeable = False
+    return out
+
+
+def _matrix_text(rows) -> str:
+    import json
+
+    return json.dumps([list(row) for row in rows])
