@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 from support.inspect_checkpoints import layer, make_checkpoint, write_native
-from support.paths import PEERS
+from support.paths import PEERS, REPO
 
 from hatinspect import api
 from hatinspect.analysis.hat_logs import read_hat_logs
@@ -115,3 +115,99 @@ def test_two_log_files_in_a_folder_are_refused(run_folder):
     shutil.copy(LOGS, run_folder / "again.pkz")
     with pytest.raises(HatinspectError, match="holds 2 files of masks through training"):
         api.open_run(run_folder)
+
+
+# the logs alone (the original HAT code saves no checkpoint): a run of units
+
+FIXTURES = sorted((PEERS / "original-hat-logs").glob("*.pkz"))
+TOY = REPO / "examples" / "hat-toy"
+
+
+def truth_of(logs) -> dict:
+    return json.loads(logs.with_name(f"truth-{logs.stem}.json").read_text())
+
+
+def kept_units(truth: dict) -> dict[int, list[np.ndarray]]:
+    """By task, each layer's units on at the kept epoch: a plain count of gates > 0.5 (for
+    a wide layer, the writing process keeps that binary mask as a string of 0s and 1s)."""
+    out = {}
+    for t, task in truth["tasks"].items():
+        row = task["epochs"].index(task["best_epoch"])
+        layers = [task["layers"][str(i)] for i in range(len(task["layers"]))]
+        out[int(t)] = [_on(layer, row) for layer in layers]
+    return out
+
+
+def _on(layer: dict, row: int) -> np.ndarray:
+    if "gates" in layer:
+        return np.array(layer["gates"][row]) > 0.5
+    return np.array([c == "1" for c in layer["binary"][row]])
+
+
+def by_hand(rows: list[list[float]], t: int) -> tuple:
+    """Average accuracy, mean forgetting and backward transfer after row t, by hand."""
+    average = sum(rows[t]) / len(rows[t])
+    if t == 0:
+        return average, None, None
+    forgetting = [max(rows[i][j] for i in range(j, t)) - rows[t][j] for j in range(t)]
+    transfer = [rows[t][j] - rows[j][j] for j in range(t)]
+    return average, sum(forgetting) / t, sum(transfer) / t
+
+
+@pytest.mark.parametrize("logs", FIXTURES, ids=lambda path: path.stem)
+def test_compare_takes_the_logs_alone(logs):
+    truth = truth_of(logs)
+    document = api.compare(logs, TOY).to_dict()
+    run, toy = document["runs"]
+    assert run["accuracy_matrix"]["rows"] == truth["accuracy"]
+    units, union = kept_units(truth), None
+    for step in run["by_task"]:
+        average, forgetting, transfer = by_hand(truth["accuracy"], step["task"])
+        assert step["accuracy"] == pytest.approx(average)
+        assert step["forgetting"] == (None if forgetting is None else pytest.approx(forgetting))
+        assert step["backward_transfer"] == (None if transfer is None else pytest.approx(transfer))
+        mask = np.concatenate(units[step["task"]])
+        before = np.zeros_like(mask) if union is None else union
+        union = before | mask
+        assert step["new_units"] == int((mask & ~before).sum())
+        assert step["reused_units"] == int((mask & before).sum())
+        assert step["units_used"] == int(union.sum()) and step["units"] == mask.size
+        assert step["params"] is None and step["params_protected"] is None
+        assert step["param_usage"] is None
+    for usage, masks in zip(run["layers"], zip(*units.values(), strict=True), strict=True):
+        assert usage["units_used"] == int(np.logical_or.reduce(masks).sum())
+        assert usage["params"] is None and usage["param_usage"] is None
+    assert toy["by_task"][0]["params"] > 0  # the checkpoints beside it keep theirs
+
+
+def test_a_folder_holding_only_the_logs_is_the_same_run(tmp_path):
+    shutil.copy(LOGS, tmp_path / "logs.pkz")
+    alone, folder = api.compare(LOGS).to_dict(), api.compare(tmp_path).to_dict()
+    assert folder["runs"][0]["by_task"] == alone["runs"][0]["by_task"]
+    assert folder["runs"][0]["accuracy_matrix"] == alone["runs"][0]["accuracy_matrix"]
+
+
+def test_the_logs_run_says_it_holds_no_weights():
+    run = api.open_run(LOGS)
+    assert run.trajectories is not None and len(run.checkpoints) == 1
+    info = run.final.to_dict()
+    assert all(
+        layer["params"] is None and layer["weight_shape"] is None for layer in info["layers"]
+    )
+    assert sum("hold no weights" in note for note in info["notes"]) == 1
+
+
+def test_the_report_of_the_logs_alone_has_accuracy_and_trajectory(tmp_path):
+    document = api.report(LOGS).to_dict()
+    (run,) = document["runs"]
+    assert run["outcome"]["accuracy_matrix"]["rows"] == TRUTH["accuracy"]
+    assert run["capacity"]["total"]["params"] is None and run["measures"] == []
+    settled = {(x["task"], x["layer"]): x["settled_after"] for x in run["trajectory"]["layers"]}
+    assert settled[(2, "fc1")] == TRUTH["tasks"]["2"]["layers"]["0"]["settled_after"]
+    for name in ("report.html", "report.md"):
+        api.report(LOGS, output=tmp_path / name)
+        text = (tmp_path / name).read_text()
+        assert "Accuracy" in text and "Masks through training" in text
+        assert "parameters unknown: the logs hold no weights" in text
+        average = sum(TRUTH["accuracy"][-1]) / 3
+        assert f"{average:.1%}" in text
