@@ -25,6 +25,7 @@ COMMANDS = [
     ["audit", "net.safetensors", "net.safetensors"],
     ["info", "net.safetensors"],
     ["trajectory", str(REPO / "examples" / "hat-logs.pkz"), "-f", "json"],
+    ["compare", str(REPO / "examples" / "hat-logs.pkz"), "-f", "json"],
 ]
 
 
