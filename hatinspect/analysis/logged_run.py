@@ -8,12 +8,12 @@ from types import MappingProxyType
 
 import numpy as np
 
-from hatinspect.analysis.trajectory_files import Trajectories
+from hatinspect.analysis.trajectory_files import HAT_LOGS, Trajectories
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 from hatinspect.model.errors import CheckpointError
 from hatinspect.model.trajectory import TaskTrajectory
 
-SOURCE = "original-hat-logs"
+SOURCE = HAT_LOGS
 NO_WEIGHTS_NOTE = (
     "the logs hold no weights: parameters, weights and measures are not known; "
     "units are each task's gates above 0.5 at the kept epoch"
@@ -29,7 +29,8 @@ def logged_checkpoint(logs: Trajectories) -> Checkpoint:
     names = logs.trajectories[0].layers
     widths = {name: logs.trajectories[0].gates[name].shape[1] for name in names}
     layers = tuple(
-        LayerInfo(name, widths[name], (), "", None, names[i - 1] if i else None)
+        # the original networks are sequential: each gated layer feeds the next
+        LayerInfo(name, widths[name], (), "", None, names[i - 1] if i else None, bool(i))
         for i, name in enumerate(names)
     )
     masks, notes = {}, [NO_WEIGHTS_NOTE, *logs.notes]

@@ -34,9 +34,9 @@ from hatinspect.analysis.clarena_output import (
     output_folder,
     read_metrics,
 )
-from hatinspect.analysis.logged_run import SOURCE as LOGS_READER
 from hatinspect.analysis.logged_run import logged_checkpoint
 from hatinspect.analysis.trajectory_files import (
+    HAT_LOGS,
     Trajectories,
     disagreement,
     read_trajectories,
@@ -127,7 +127,7 @@ def _logs_alone(path: Path) -> Trajectories | None:
 
     if path.is_dir():
         source = None if _has_run_files(path) else trajectory_source(path)
-        if source is None or source[0].name != LOGS_READER:
+        if source is None or source[0].name != HAT_LOGS:
             return None
         path = source[1]
     elif not (path.is_file() and is_hat_log(path)):

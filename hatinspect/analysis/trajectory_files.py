@@ -116,8 +116,9 @@ def _recorded_in(folder: Path) -> Path | None:
     return folder if found else None
 
 
+HAT_LOGS = "original-hat-logs"  # the reader's name, and the source of a run of logs alone
 READERS: list[Reader] = [
-    Reader("original-hat-logs", _is_hat_log, _hat_log_in, _hat_logs),
+    Reader(HAT_LOGS, _is_hat_log, _hat_log_in, _hat_logs),
     Reader("recorded trajectory files", _is_recorded, _recorded_in, _recorded),
 ]
 KNOWN = "the original HAT code's .pkz logs, trajectory-task-<t>.safetensors files"

@@ -43,10 +43,10 @@ def layers(n: int) -> str:
 
 @summary.register
 def _(checkpoint: Checkpoint) -> str:
-    params = sum(layer.params for layer in checkpoint.layers)
+    params = "unknown" if checkpoint.params is None else f"{checkpoint.params:,}"
     return (
         f"{short(checkpoint.path)}: {checkpoint.backbone} ({checkpoint.source}), "
-        f"{tasks(len(checkpoint.task_ids))}, {layers(len(checkpoint.layers))}, {params:,} params"
+        f"{tasks(len(checkpoint.task_ids))}, {layers(len(checkpoint.layers))}, {params} params"
     )
 
 

@@ -211,3 +211,14 @@ def test_the_report_of_the_logs_alone_has_accuracy_and_trajectory(tmp_path):
         assert "parameters unknown: the logs hold no weights" in text
         average = sum(TRUTH["accuracy"][-1]) / 3
         assert f"{average:.1%}" in text
+
+
+def test_the_logs_run_shows_itself_with_parameters_unknown():
+    """repr and the notebook's HTML of what compare and report return, and of the run's
+    checkpoint, all the way through (a count of None would fail in any of them)."""
+    run = api.open_run(LOGS)
+    assert "unknown params" in repr(run.final)
+    for result in (run.final, api.compare(LOGS, TOY), api.report(LOGS)):
+        assert repr(result) and result._repr_html_()
+    capacity = api.capacity(run.final)
+    assert "params unknown" in repr(capacity) and capacity.to_dict()["total"]["free"] is None
