@@ -209,6 +209,7 @@ def test_the_report_of_the_logs_alone_has_accuracy_and_trajectory(tmp_path):
         text = (tmp_path / name).read_text()
         assert "Accuracy" in text and "Masks through training" in text
         assert "parameters unknown: the logs hold no weights" in text
+        assert "Not known: the logs hold no weights." in text  # the measures
         average = sum(TRUTH["accuracy"][-1]) / 3
         assert f"{average:.1%}" in text
 
@@ -222,3 +223,17 @@ def test_the_logs_run_shows_itself_with_parameters_unknown():
         assert repr(result) and result._repr_html_()
     capacity = api.capacity(run.final)
     assert "params unknown" in repr(capacity) and capacity.to_dict()["total"]["free"] is None
+
+
+def test_logs_without_validation_losses_take_the_last_epoch_and_say_so(tmp_path):
+    with gzip.open(LOGS) as file:
+        raw = pickle.load(file)  # the committed fixture, written by the original code
+    del raw["valid_loss"]
+    path = tmp_path / "logs.pkz"
+    path.write_bytes(gzip.compress(pickle.dumps(raw, protocol=4)))
+    run = api.open_run(path)
+    assert sum("do not tell the kept epoch" in note for note in run.final.notes) == 3
+    for t, task in TRUTH["tasks"].items():
+        for i, name in enumerate(["fc1", "fc2"]):
+            last = task["layers"][str(i)]["binary"][-1]
+            assert run.final.masks[int(t)][name].tolist() == last
