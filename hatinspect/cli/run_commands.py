@@ -32,7 +32,7 @@ RunsArg = Annotated[
     list[Path],
     typer.Argument(
         help="Checkpoints, run folders of after-task-<t>.safetensors files, CLArena output "
-        "folders or their acc.csv.",
+        "folders or their acc.csv, the original HAT code's .pkz logs.",
         metavar="RUN",
     ),
 ]
@@ -66,7 +66,8 @@ def compare(
     """Runs side by side, task by task: units, protected parameters, accuracy, forgetting.
 
     A RUN is a checkpoint, a folder of after-task-<t>.safetensors files, a CLArena output
-    folder or its acc.csv. Each run's accuracy matrix follows, where its files hold one.
+    folder or its acc.csv, or the original HAT code's .pkz logs (units and accuracy; no
+    weights, so no parameters). Each run's accuracy matrix follows, where its files hold one.
 
     Examples:
 
