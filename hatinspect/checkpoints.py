@@ -1,6 +1,7 @@
 """Opening any checkpoint: the one place that chooses between native and foreign files.
 
-Native safetensors files are read by the torch-free core; PyTorch files (``.pt``, ``.pth``,
+Native safetensors files, and the original HAT code's ``.pkz`` logs (masks, no weights), are
+read by the torch-free core; PyTorch files (``.pt``, ``.pth``,
 ``.ckpt``) by the importers, which need torch and are imported only for them.
 """
 
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from hatinspect.analysis.hat_logs import is_hat_log
 from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.native.reader import existing_file, open_native, read_native_tensors, reading, sniff
 
@@ -38,6 +40,8 @@ def open_checkpoint(
 
 
 def _open(path, source: str | None, task_id: int | None, rule, threshold) -> Checkpoint:
+    if is_hat_log(path):
+        return _open_logs(path, source, task_id, rule, threshold)
     if sniff(path) == "torch":
         from hatinspect.importers import import_checkpoint
 
@@ -54,6 +58,21 @@ def _open(path, source: str | None, task_id: int | None, rule, threshold) -> Che
             " (mask_rule=, mask_threshold=) do not apply"
         )
     return open_native(path, source)
+
+
+def _open_logs(path, source: str | None, task_id: int | None, rule, threshold) -> Checkpoint:
+    """The original HAT code's ``.pkz`` logs: each task's units at its kept epoch, no weights."""
+    from hatinspect.analysis.logged_run import SOURCE, open_logs
+    from hatinspect.model.errors import CheckpointError
+
+    if source not in (None, SOURCE):
+        raise CheckpointError(f"{path}: the original HAT code's .pkz logs, not a {source} file")
+    if task_id is not None or rule is not None or threshold is not None:
+        raise CheckpointError(
+            f"{path}: the logs record their tasks and binary masks; task_id, --mask-rule and"
+            " --mask-threshold do not apply"
+        )
+    return open_logs(path)
 
 
 def read_tensors(path: str | os.PathLike, keys: Iterable[str]) -> dict[str, np.ndarray]:

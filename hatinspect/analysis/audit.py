@@ -21,6 +21,7 @@ import numpy as np
 
 from hatinspect.analysis.capacity import inputs_per_unit
 from hatinspect.analysis.packed import owned_spans, same_masks
+from hatinspect.analysis.select import NO_WEIGHTS, READ_BY_LOGS
 from hatinspect.model.bits import BIT_ORDER, popcount
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.errors import CheckpointError, HatinspectError
@@ -190,6 +191,10 @@ def audit(
     for checkpoint in (before, after):
         if checkpoint.metadata.get(MASKS_ONLY_KEY) == "true":
             raise AuditRefused(f"{checkpoint.path} holds masks only, no weights: nothing to audit")
+        if not checkpoint.weights_known:
+            raise AuditRefused(
+                f"{checkpoint.path}: {NO_WEIGHTS}: nothing to audit ({READ_BY_LOGS})"
+            )
     pairs = [(layer, _counterpart(layer, after)) for layer in before.layers]
     inputs = (note for checkpoint in (before, after) for note in checkpoint.notes)
     frozen = protection_of(before.metadata) == FROZEN  # Piggyback: every backbone weight

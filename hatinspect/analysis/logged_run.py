@@ -4,20 +4,28 @@ checkpoint of units whose weights, and so parameters, are unknown."""
 
 from __future__ import annotations
 
+import os
 from types import MappingProxyType
 
 import numpy as np
 
-from hatinspect.analysis.trajectory_files import HAT_LOGS, Trajectories
+from hatinspect.analysis.select import NO_WEIGHTS
+from hatinspect.analysis.trajectory_files import HAT_LOGS, Trajectories, read_trajectories
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 from hatinspect.model.errors import CheckpointError
 from hatinspect.model.trajectory import TaskTrajectory
 
 SOURCE = HAT_LOGS
 NO_WEIGHTS_NOTE = (
-    "the logs hold no weights: parameters, weights and measures are not known; "
+    f"{NO_WEIGHTS}: parameters, weights and measures are not known; "
     "units are each task's gates above 0.5 at the kept epoch"
 )
+
+
+def open_logs(path: str | os.PathLike) -> Checkpoint:
+    """The checkpoint of the original HAT code's ``.pkz`` logs at ``path`` (see
+    ``logged_checkpoint``)."""
+    return logged_checkpoint(read_trajectories(path))
 
 
 def logged_checkpoint(logs: Trajectories) -> Checkpoint:
@@ -39,7 +47,7 @@ def logged_checkpoint(logs: Trajectories) -> Checkpoint:
         masks[trajectory.task] = MappingProxyType(
             {name: _read_only(trajectory.binary(name)[row]) for name in names}
         )
-    metadata = {}
+    metadata = {"kept": _kept_text(logs)}
     if logs.accuracy is not None:
         metadata["accuracy"] = _matrix_text(logs.accuracy)
     return Checkpoint(
@@ -63,6 +71,13 @@ def _kept_row(logs: Trajectories, trajectory: TaskTrajectory, notes: list[str]) 
         f"its mask is that of the last, {trajectory.points[-1]}"
     )
     return len(trajectory.points) - 1
+
+
+def _kept_text(logs: Trajectories) -> str:
+    """How training chose the point each task's mask is taken at, and the points."""
+    unit = logs.trajectories[0].unit
+    points = ", ".join(f"task {t}: {p}" for t, p in sorted(logs.kept.items()))
+    return f"the {unit} of {logs.kept_by}" + (f" ({points})" if points else "")
 
 
 def _read_only(mask: np.ndarray) -> np.ndarray:

@@ -17,7 +17,12 @@ import numpy as np
 from hatinspect.analysis.adjustment import adjustment, rate_factors
 from hatinspect.analysis.capacity import inputs_per_unit
 from hatinspect.analysis.importance import importances
-from hatinspect.analysis.select import find_layer, require_unit_masks, select_tasks
+from hatinspect.analysis.select import (
+    find_layer,
+    require_unit_masks,
+    require_weights,
+    select_tasks,
+)
 from hatinspect.model.checkpoint import Checkpoint
 from hatinspect.model.errors import HatinspectError
 from hatinspect.model.records import csv_rows, record
@@ -114,6 +119,7 @@ def measure(
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be min or max, not {aggregation!r}")
     require_unit_masks(checkpoint, "the parameter-wise measure")
+    require_weights(checkpoint, "the parameter-wise measure")
     layer = find_layer(checkpoint, layer_name)
     basis = None
     if of == ADJUSTMENT:  # a rate falls as importance rises: min of importance, max of rate

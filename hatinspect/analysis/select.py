@@ -52,6 +52,19 @@ def require_unit_masks(checkpoint: Checkpoint, analysis: str) -> None:
         )
 
 
+def require_weights(checkpoint: Checkpoint, analysis: str) -> None:
+    """Refuse, in one line, an analysis that reads weights on a checkpoint that has none
+    (one made of training logs alone)."""
+    if not checkpoint.weights_known:
+        raise HatinspectError(
+            f"{checkpoint.path}: {NO_WEIGHTS}; {analysis} reads weights ({READ_BY_LOGS})"
+        )
+
+
+NO_WEIGHTS = "the logs hold no weights"
+READ_BY_LOGS = "info, masks, capacity, overlap, trajectory, compare and report read the logs"
+
+
 def find_layer(checkpoint: Checkpoint, name: str) -> LayerInfo:
     """One layer: called `name`, or PyTorch's dotted spelling of it (`conv5x.0.conv2`),
     or the only one a glob matches (as `--layer` globs elsewhere); the error suggests

@@ -1,10 +1,15 @@
-"""compare and report given the original HAT code's .pkz logs alone: the logged accuracy
-and the units at each task's kept epoch, parameters shown as unknown, one note saying why."""
+"""The original HAT code's .pkz logs alone: compare and report (the logged accuracy), info,
+masks, capacity and overlap (the units at each task's kept epoch, parameters shown as
+unknown, one note saying why); the commands that read weights refuse them in one line."""
 
 import json
+import subprocess
 
-from support.cli_runs import one_error_line, run
+import pytest
+from support.cli_runs import modules_left_out, one_error_line, run, run_in_fresh_python
 from support.paths import PEERS, REPO
+
+import hatinspect
 
 FILE = PEERS / "original-hat-logs" / "hat-mlp-np2-p5.pkz"
 TRUTH = json.loads((PEERS / "original-hat-logs" / "truth-hat-mlp-np2-p5.json").read_text())
@@ -52,5 +57,130 @@ def test_report_of_the_logs_alone(tmp_path):
         assert "Accuracy" in text and "Masks through training" in text
 
 
-def test_info_on_the_logs_still_points_to_trajectory():
-    one_error_line(run("info", FILE), "`hatinspect trajectory` reads such logs")
+LOGS = ("hat-mlp-np2-p5", "hat-alexnet-np2-p5", "hat-mlp-np1-p4")
+
+
+def truth_units(name: str) -> dict[int, list[list[bool]]]:
+    """By task, each layer's units (in the logs' order): its gates above 0.5 at the kept
+    epoch, the best-validation one, from the truth file the original code's run wrote."""
+    truth = json.loads((PEERS / "original-hat-logs" / f"truth-{name}.json").read_text())
+    units = {}
+    for t, entry in truth["tasks"].items():
+        row = entry["epochs"].index(entry["best_epoch"])
+        layers = [entry["layers"][str(i)] for i in range(len(entry["layers"]))]
+        units[int(t)] = [_above_a_half(layer, row) for layer in layers]
+    return units
+
+
+def _above_a_half(layer: dict, row: int) -> list[bool]:
+    if "gates" in layer:
+        return [gate > 0.5 for gate in layer["gates"][row]]
+    # a wide layer: the truth file keeps each record's gates > 0.5 as a string of 0 and 1
+    return [bit == "1" for bit in layer["binary"][row]]
+
+
+def json_of(*args) -> dict:
+    result = run(*args, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count(NOTE) == 1
+    return json.loads(result.stdout)
+
+
+def test_info_says_what_the_logs_are():
+    document = json_of("info", FILE)
+    assert document["source"] == "original-hat-logs"
+    assert document["tasks"] == [0, 1, 2]
+    assert [layer["name"] for layer in document["layers"]] == ["fc1", "fc2"]
+    for layer in document["layers"]:
+        assert layer["units"] == 12
+        assert layer["params"] is None and layer["weight_shape"] is None
+    best = {t: e["best_epoch"] for t, e in TRUTH["tasks"].items()}
+    kept = document["metadata"]["kept"]
+    assert kept.startswith("the epoch of the least validation loss")
+    assert all(f"task {t}: {epoch}" in kept for t, epoch in best.items())
+    table = run("info", FILE, COLUMNS="160")
+    assert table.exit_code == 0 and "original-hat-logs" in table.stdout
+
+
+@pytest.mark.parametrize("name", LOGS)
+def test_masks_counts_the_gates_above_a_half_at_the_kept_epoch(name):
+    units = truth_units(name)
+    document = json_of("masks", PEERS / "original-hat-logs" / f"{name}.pkz")
+    assert document["tasks"] == sorted(units)
+    for i, layer in enumerate(document["layers"]):
+        assert layer["units"] == len(units[0][i])
+        for t, by_layer in units.items():
+            assert layer["tasks"][str(t)]["active"] == sum(by_layer[i])
+        union = [any(by_layer[i][u] for by_layer in units.values()) for u in range(layer["units"])]
+        assert layer["cumulative"]["active"] == sum(union)
+
+
+@pytest.mark.parametrize("name", LOGS)
+def test_capacity_counts_units_and_leaves_parameters_unknown(name):
+    units = truth_units(name)
+    document = json_of("capacity", PEERS / "original-hat-logs" / f"{name}.pkz")
+    used = 0
+    for i, layer in enumerate(document["layers"]):
+        union = sum(any(column) for column in zip(*(by[i] for by in units.values()), strict=True))
+        assert layer["units_used"] == union and layer["units"] == len(units[0][i])
+        assert [layer[k] for k in ("params", "params_protected", "param_usage")] == [None] * 3
+        used += union
+    assert document["total"]["units_used"] == used
+
+
+@pytest.mark.parametrize("name", LOGS)
+def test_overlap_counts_shared_units_by_brute_force(name):
+    units = truth_units(name)
+    flat = {t: [unit for layer in by_layer for unit in layer] for t, by_layer in units.items()}
+    document = json_of("overlap", PEERS / "original-hat-logs" / f"{name}.pkz")
+    tasks = document["tasks"]
+    for a, ta in enumerate(tasks):
+        for b, tb in enumerate(tasks):
+            both = sum(x and y for x, y in zip(flat[ta], flat[tb], strict=True))
+            either = sum(x or y for x, y in zip(flat[ta], flat[tb], strict=True))
+            assert document["network"]["shared"][a][b] == both
+            assert document["network"]["union"][a][b] == either
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("measure", FILE, "-l", "fc1"), ("audit", FILE, FILE), ("convert", FILE, "out.safetensors")],
+    ids=["measure", "audit", "convert"],
+)
+def test_what_reads_weights_refuses_the_logs_in_one_line(args, tmp_path):
+    args = tuple(tmp_path / a if a == "out.safetensors" else a for a in args)
+    result = run(*args, "-q")
+    assert result.exit_code == 1
+    one_error_line(result, NOTE, "masks, capacity, overlap")
+
+
+def test_open_checkpoint_reads_the_logs():
+    checkpoint = hatinspect.open_checkpoint(FILE)
+    assert checkpoint.source == "original-hat-logs" and not checkpoint.weights_known
+    assert checkpoint.task_ids == (0, 1, 2)
+    units = truth_units("hat-mlp-np2-p5")
+    for t, by_layer in units.items():
+        for i, name in enumerate(checkpoint.layer_names):
+            assert checkpoint.masks[t][name].tolist() == [int(u) for u in by_layer[i]]
+
+
+def test_the_logs_are_inspected_without_torch():
+    commands = [[name, str(FILE), "-f", "json", "-q"] for name in ("info", "masks", "capacity")]
+    commands.append(["overlap", str(FILE), "-q"])
+    result = run_in_fresh_python(commands, modules_left_out("torch", "matplotlib"))
+    assert result.returncode == 0, result.stderr
+
+
+LIGHT = REPO.parent / "main" / ".venv-light" / "bin" / "python"
+
+
+@pytest.mark.skipif(not LIGHT.exists(), reason="no torch-free environment beside the repository")
+def test_the_torch_free_install_reads_the_logs():
+    code = (
+        "import sys, hatinspect; c = hatinspect.open_checkpoint(sys.argv[1]);"
+        "print(hatinspect.masks(c).to_dict()['layers'][0]['tasks']['0']['active'])"
+    )
+    env = {"PYTHONPATH": str(REPO)}
+    done = subprocess.run([LIGHT, "-c", code, FILE], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == sum(truth_units("hat-mlp-np2-p5")[0][0])
