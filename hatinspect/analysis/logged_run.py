@@ -9,7 +9,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from hatinspect.analysis.select import NO_WEIGHTS
+from hatinspect.analysis.hat_logs import is_hat_log
+from hatinspect.analysis.select import NO_WEIGHTS, READ_BY_LOGS
 from hatinspect.analysis.trajectory_files import HAT_LOGS, Trajectories, read_trajectories
 from hatinspect.model.checkpoint import Checkpoint, LayerInfo
 from hatinspect.model.errors import CheckpointError
@@ -26,6 +27,15 @@ def open_logs(path: str | os.PathLike) -> Checkpoint:
     """The checkpoint of the original HAT code's ``.pkz`` logs at ``path`` (see
     ``logged_checkpoint``)."""
     return logged_checkpoint(read_trajectories(path))
+
+
+def refuse_logs(path: str | os.PathLike, why: str) -> None:
+    """Refuse, in one line, the ``.pkz`` logs to what reads weights (``why``: what it does
+    not do), naming what reads the logs instead."""
+    if is_hat_log(path):
+        raise CheckpointError(
+            f"{path}: the original HAT code's .pkz logs; {NO_WEIGHTS}, {why} ({READ_BY_LOGS})"
+        )
 
 
 def logged_checkpoint(logs: Trajectories) -> Checkpoint:

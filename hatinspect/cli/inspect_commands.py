@@ -407,9 +407,11 @@ def convert(
     hatinspect convert examples/hat-toy-state-dict.pt copy.safetensors \\
       --source clarena
     """
+    from hatinspect.analysis.logged_run import refuse_logs
     from hatinspect.native.reader import read_native_header
 
     outputs_free(force, (src,), DST=dst)  # before importing torch: a usage error comes first
+    refuse_logs(src, "nothing to convert")
     with heavy_imports():
         from hatinspect.torch_io.convert import convert as convert_file
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hatinspect.analysis.hat_logs import is_hat_log
-from hatinspect.analysis.select import NO_WEIGHTS, READ_BY_LOGS
+from hatinspect.analysis.logged_run import refuse_logs
 from hatinspect.importers import Imported, import_checkpoint
 from hatinspect.model.checkpoint import Covers
 from hatinspect.model.errors import CheckpointError
@@ -38,11 +37,7 @@ def convert(
     src, dst = existing_file(src), output_path(dst)
     if dst.resolve() == src.resolve():
         raise CheckpointError(f"{src}: converting it onto itself would overwrite the source")
-    if is_hat_log(src):
-        raise CheckpointError(
-            f"{src}: the original HAT code's .pkz logs; {NO_WEIGHTS}, nothing to convert"
-            f" ({READ_BY_LOGS})"
-        )
+    refuse_logs(src, "nothing to convert")
     if sniff(src) != "torch":
         raise CheckpointError(f"{src}: already a native hatinspect file")
     imported = import_checkpoint(
