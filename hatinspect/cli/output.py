@@ -43,19 +43,28 @@ def load(
 
 def _describe(checkpoint: "Checkpoint", seconds: float | None = None) -> None:
     """What ``-v`` says of an opened file: its size, what read it, how long it took."""
-    from hatinspect.native.reader import sniff
-
     if not verbosity.get().verbose:
         return
     path = Path(checkpoint.path)
     size = f"{path.stat().st_size:,} bytes" if path.is_file() else "a folder"
-    native = path.is_file() and sniff(path) == "safetensors"
-    reader = "the native reader" if native else f"the {checkpoint.source} importer"
+    reader = _reader(path, checkpoint.source)
     detail(
         f"{path}: {size}, read by {reader} (a {checkpoint.source} checkpoint, "
         f"{checkpoint.backbone}, {len(checkpoint.layers)} layers)"
         + ("" if seconds is None else f" in {seconds:.2f} s")
     )
+
+
+def _reader(path: Path, source: str) -> str:
+    """What read the file: the native reader, the .pkz logs' reader or an importer."""
+    from hatinspect.analysis.hat_logs import is_hat_log
+    from hatinspect.native.reader import sniff
+
+    if path.is_file() and is_hat_log(path):
+        return "the .pkz logs' reader"
+    if path.is_file() and sniff(path) == "safetensors":
+        return "the native reader"
+    return f"the {source} importer"
 
 
 def _pick_a_file(folder: Path) -> tuple[str, str]:

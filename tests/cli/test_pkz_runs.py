@@ -98,8 +98,9 @@ def test_info_says_what_the_logs_are():
     kept = document["metadata"]["kept"]
     assert kept.startswith("the epoch of the least validation loss")
     assert all(f"task {t}: {epoch}" in kept for t, epoch in best.items())
-    table = run("info", FILE, COLUMNS="160")
+    table = run("info", FILE, "-v", COLUMNS="160")
     assert table.exit_code == 0 and "original-hat-logs" in table.stdout
+    assert "read by the .pkz logs' reader" in table.stderr
 
 
 @pytest.mark.parametrize("name", LOGS)
