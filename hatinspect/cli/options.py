@@ -85,7 +85,11 @@ valid_unit_wise = usage_check(_check_unit_wise)
 
 
 CheckpointArg = Annotated[
-    Path, typer.Argument(help="Checkpoint: native .safetensors, or .pt/.pth/.ckpt to import.")
+    Path,
+    typer.Argument(
+        help="Checkpoint: native .safetensors, .pt/.pth/.ckpt to import, or the original HAT"
+        " code's .pkz logs (masks, no weights)."
+    ),
 ]
 RunArg = Annotated[
     Path,
