@@ -10,6 +10,7 @@ from support.cli_runs import modules_left_out, one_error_line, run, run_in_fresh
 from support.paths import PEERS, REPO
 
 import hatinspect
+from hatinspect.model.errors import CheckpointError, HatinspectError
 
 FILE = PEERS / "original-hat-logs" / "hat-mlp-np2-p5.pkz"
 TRUTH = json.loads((PEERS / "original-hat-logs" / "truth-hat-mlp-np2-p5.json").read_text())
@@ -185,3 +186,12 @@ def test_the_torch_free_install_reads_the_logs():
     done = subprocess.run([LIGHT, "-c", code, FILE], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) == sum(truth_units("hat-mlp-np2-p5")[0][0])
+
+
+def test_open_checkpoint_refuses_options_the_logs_do_not_take():
+    with pytest.raises(CheckpointError, match="not a hat-cl file"):
+        hatinspect.open_checkpoint(FILE, source="hat-cl")
+    with pytest.raises(CheckpointError, match="do not apply"):
+        hatinspect.open_checkpoint(FILE, task_id=1)
+    with pytest.raises(HatinspectError, match=NOTE):
+        hatinspect.measure(FILE, "fc1")
