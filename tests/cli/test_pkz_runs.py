@@ -3,7 +3,6 @@ masks, capacity and overlap (the units at each task's kept epoch, parameters sho
 unknown, one note saying why); the commands that read weights refuse them in one line."""
 
 import json
-import subprocess
 
 import pytest
 from support.cli_runs import modules_left_out, one_error_line, run, run_in_fresh_python
@@ -171,21 +170,6 @@ def test_the_logs_are_inspected_without_torch():
     commands.append(["overlap", str(FILE), "-q"])
     result = run_in_fresh_python(commands, modules_left_out("torch", "matplotlib"))
     assert result.returncode == 0, result.stderr
-
-
-LIGHT = REPO.parent / "main" / ".venv-light" / "bin" / "python"
-
-
-@pytest.mark.skipif(not LIGHT.exists(), reason="no torch-free environment beside the repository")
-def test_the_torch_free_install_reads_the_logs():
-    code = (
-        "import sys, hatinspect; c = hatinspect.open_checkpoint(sys.argv[1]);"
-        "print(hatinspect.masks(c).to_dict()['layers'][0]['tasks']['0']['active'])"
-    )
-    env = {"PYTHONPATH": str(REPO)}
-    done = subprocess.run([LIGHT, "-c", code, FILE], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr
-    assert int(done.stdout) == sum(truth_units("hat-mlp-np2-p5")[0][0])
 
 
 def test_open_checkpoint_refuses_options_the_logs_do_not_take():
