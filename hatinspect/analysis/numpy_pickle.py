@@ -15,13 +15,14 @@ import gzip
 import io
 import math
 import pickle
+import pickletools
 import re
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from hatinspect.model.errors import HatinspectError, reason, shown
+from hatinspect.model.errors import CheckpointError, reason, shown
 
 MAX_COMPRESSED = 256 * 2**20  # bytes of a .pkz file
 # bytes once decompressed, arrays included (stored in-band): the masks of 200 epochs of 20
@@ -34,8 +35,9 @@ DTYPE_SPEC = re.compile(r"[biuf][1248]")  # numpy's pickled dtype names: 'f4', '
 BYTE_ORDERS = {"<", ">", "|", "="}
 
 
-class PickleRefused(HatinspectError, ValueError):
-    """A file that is not a gzipped pickle of plain data and numpy arrays."""
+class PickleRefused(CheckpointError):
+    """A file that is not a gzipped pickle of plain data and numpy arrays (opened as a
+    checkpoint, the logs' refusals are the reader's)."""
 
 
 def read_gzip(path: Path, limit: int | None = None) -> bytes:
@@ -64,6 +66,7 @@ def load_numpy_pickle(data: bytes, where: str) -> object:
     """The object a pickle of dicts, lists, tuples, strings, numbers and numpy arrays
     holds, rebuilt inertly; PickleRefused (one line, naming `where`) otherwise."""
     try:
+        _check_opcodes(data)
         loaded = _Unpickler(io.BytesIO(data)).load()
     except PickleRefused as exc:
         raise PickleRefused(f"{where}: {exc}") from None
@@ -74,6 +77,16 @@ def load_numpy_pickle(data: bytes, where: str) -> object:
         return _Resolved(where).value(loaded)
     except TypeError as exc:  # an array as a dict's key: unhashable once rebuilt
         raise PickleRefused(f"{where}: not a pickle of plain data ({reason(exc, 120)})") from None
+
+
+def _check_opcodes(data: bytes) -> None:
+    """Every opcode's argument lies within `data`: a length claimed past its end (which the
+    C unpickler would try to allocate, printing a SystemError as it fails) is refused here."""
+    try:
+        for _ in pickletools.genops(data):
+            pass
+    except ValueError as exc:
+        raise PickleRefused(f"a damaged pickle ({reason(exc, 120)})") from None
 
 
 def load_gzip_pickle(path: Path) -> object:

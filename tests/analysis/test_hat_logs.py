@@ -10,6 +10,7 @@ import pickletools
 import numpy as np
 import pytest
 
+import hatinspect
 from hatinspect.analysis import numpy_pickle
 from hatinspect.analysis.hat_logs import LogFileError, is_hat_log, layer_names, read_hat_logs
 from hatinspect.analysis.numpy_pickle import PickleRefused, load_numpy_pickle
@@ -258,3 +259,25 @@ def test_per_epoch_curves_are_those_logged(name):
         for key, values in curves.items():
             assert values == tuple(float(v) for v in raw[key][task])
         assert len(curves["valid_loss"]) == len(logs.trajectories[task].points) - 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x1f\x8b", b"\x1f\x8b\x08\x00" + b"\x00" * 20, gzip.compress(b"not a pickle")],
+    ids=["gzip magic alone", "a gzip header alone", "gzip of no pickle"],
+)
+def test_damaged_logs_opened_as_a_checkpoint_are_one_checkpoint_error(tmp_path, data):
+    path = tmp_path / "logs.pkz"
+    path.write_bytes(data)
+    with pytest.raises(hatinspect.CheckpointError, match=r"logs\.pkz: ") as caught:
+        hatinspect.open_checkpoint(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_length_claimed_past_the_end_is_refused_before_unpickling(capfd):
+    # BYTEARRAY8 claiming 2**47 bytes: the C unpickler's failed allocation printed a
+    # SystemError on stderr as it unwound
+    data = b"\x80\x05\x96" + (2**47).to_bytes(8, "little") + b"\x00" * 16 + b"."
+    with pytest.raises(PickleRefused, match="x: a damaged pickle .*bytearray8"):
+        load_numpy_pickle(data, "x")
+    assert capfd.readouterr().err == ""

@@ -7,6 +7,7 @@ deterministically from a seed, so a run is reproduced by its seed and case count
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import pickle
@@ -745,9 +746,16 @@ def split_case_name(name: str) -> tuple[str, str]:
     return stem, "." + ext
 
 
+def gzipped_pickle(data: bytes, rng: random.Random) -> bytes:
+    """A ``.pkz`` log (a gzipped pickle) with its pickle mutated, gzipped again."""
+    return gzip.compress(mutate_pickle(gzip.decompress(data), rng), mtime=0)
+
+
 def kind_of(name: str) -> str:
     if TRAJECTORY_CASE in name:
         return "trajectory"
+    if name.endswith(".pkz"):
+        return "pkz"
     if name.endswith(".safetensors"):
         return "safetensors"
     return "legacy" if "legacy" in name else "zip"
@@ -764,6 +772,7 @@ MUTATORS = {
         pathctl,
     ]
     + BYTE_MUTATORS,  # fmt: skip
+    "pkz": [gzipped_pickle, gzipped_pickle, gzipped_pickle] + BYTE_MUTATORS,
     "zip": ZIP_MUTATORS + [scalar_entry] + BYTE_MUTATORS,
     "legacy": [legacy_pickle, legacy_pickle, legacy_key_number, legacy_scalar, pathctl]
     + BYTE_MUTATORS,

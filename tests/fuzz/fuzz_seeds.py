@@ -13,7 +13,7 @@ from support.paths import FIXTURES  # noqa: E402
 
 # peers' own files, when committed under tests/fixtures (read if present)
 FINDINGS = "fuzz-findings"  # below FIXTURES: mutated files kept as regression cases
-FIXTURE_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
+FIXTURE_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".pkz")
 MAX_FIXTURE = 256 * 1024  # small ones only: every case is a mutated copy
 # a WSN authors' run: a case of one of its files is written beside the run's other needed
 # file, unchanged, under the case's own prefix (fuzz_harness.write_cases)

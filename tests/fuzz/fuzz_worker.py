@@ -142,8 +142,9 @@ def _run_case(path: Path, scratch: Path) -> dict:
         checkpoint = hatinspect.open_checkpoint(path)
         phase = "read_tensors"
         keys = [k for layer in checkpoint.layers for k in (layer.weight_key, layer.bias_key) if k]
-        weightless = checkpoint.metadata.get("masks_only") == "true"  # pack.py's: masks only
-        arrays = read_tensors(path, [] if weightless else keys)
+        # pack.py's files hold masks only, the original HAT code's .pkz logs units alone
+        weightless = checkpoint.metadata.get("masks_only") == "true" or not checkpoint.weights_known
+        arrays = read_tensors(path, [] if weightless else keys) if checkpoint.weights_known else {}
         for layer in checkpoint.layers if not weightless else ():
             if arrays[layer.weight_key].shape != layer.weight_shape:
                 finding = f"read_tensors gave {layer.weight_key} another shape than its layer"
@@ -151,9 +152,9 @@ def _run_case(path: Path, scratch: Path) -> dict:
         capacity(checkpoint)
         units = checkpoint.covers == "units"  # masks of weights: no unit measure
         phase = "measure"
-        for layer in checkpoint.layers if units else ():
+        for layer in checkpoint.layers if units and not weightless else ():
             measure(checkpoint, layer.name)
-        if sniff(path) == "torch" and not weightless:  # masks of weights too: stored packed
+        if not weightless and sniff(path) == "torch":  # masks of weights too: stored packed
             phase = "convert"
             armed = False  # convert writes and replaces its own temporary file
             converted = hatinspect.convert(path, scratch / "converted.safetensors")
