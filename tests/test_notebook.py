@@ -4,10 +4,10 @@ the results' HTML: their tables and figures, no error anywhere."""
 from __future__ import annotations
 
 import os
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from support.html_tables import TableCells
 
 nbclient = pytest.importorskip("nbclient", reason="needs the notebook extra: hatinspect[notebook]")
 nbformat = pytest.importorskip("nbformat", reason="needs the notebook extra: hatinspect[notebook]")
@@ -30,32 +30,6 @@ def executed():
     )
     client.execute(env={**os.environ, "PYTHONPATH": path})
     return notebook
-
-
-class Tables(HTMLParser):
-    """The text of every table cell, row by row, and the tags seen."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[list[str]] = []
-        self.tags: list[str] = []
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag, attrs) -> None:
-        self.tags.append(tag)
-        if tag == "tr":
-            self.rows.append([])
-        elif tag in ("td", "th"):
-            self._cell = []
-
-    def handle_endtag(self, tag) -> None:
-        if tag in ("td", "th") and self._cell is not None:
-            self.rows[-1].append("".join(self._cell))
-            self._cell = None
-
-    def handle_data(self, data) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
 
 
 def html_of(cell) -> str:
@@ -94,7 +68,7 @@ def test_each_result_shows_its_tables(executed, fragment, heading, row):
     (cell,) = code_cells(executed, fragment)
     html = html_of(cell)
     assert heading in html
-    tables = Tables()
+    tables = TableCells()
     tables.feed(html)
     assert "table" in tables.tags
     assert any(cells and cells[0] == row for cells in tables.rows), tables.rows

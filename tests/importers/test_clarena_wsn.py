@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import zipfile
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ torch = pytest.importorskip("torch")
 
 from support.cli_runs import run as run_cli  # noqa: E402
 from support.paths import PEERS  # noqa: E402
+from support.tensor_bytes import with_tensor_bytes  # noqa: E402
 
 import hatinspect  # noqa: E402
 from hatinspect.model.checkpoint import Covers  # noqa: E402
@@ -101,17 +101,9 @@ def _after_task_2_with(tmp_path, key_of, index, change: float):
     source = FOLDER / "model_after_task_2.pth"
     key = key_of(hatinspect.open_checkpoint(source).layer("fc/1"))
     tensor = hatinspect.checkpoints.read_tensors(source, [key])[key].astype(np.float32)
-    with zipfile.ZipFile(source) as archive:
-        entries = {name: archive.read(name) for name in archive.namelist()}
-    record = next(n for n, data in entries.items() if "/data/" in n and data == tensor.tobytes())
     moved = tensor.copy()
     moved[index] += change
-    entries[record] = moved.tobytes()
-    path = tmp_path / "model_after_task_2.pth"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return path
+    return with_tensor_bytes(source, tensor.tobytes(), moved.tobytes(), tmp_path / source.name)
 
 
 def test_a_changed_owned_weight_fails_the_audit(tmp_path):

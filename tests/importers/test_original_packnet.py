@@ -5,7 +5,6 @@ against the producer's ``previous_masks`` weight by weight; hostile variants ref
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import zipfile
@@ -18,6 +17,7 @@ torch = pytest.importorskip("torch")
 from support.cli_runs import one_error_line, run  # noqa: E402
 from support.old_torch import save_as_torch_0_2  # noqa: E402
 from support.paths import PEERS  # noqa: E402
+from support.tensor_bytes import with_tensor_bytes  # noqa: E402
 
 import hatinspect  # noqa: E402
 from hatinspect.model.checkpoint import Covers  # noqa: E402
@@ -119,20 +119,7 @@ def _changed_copy(tmp_path, name, index, where):
     weights = _weights(name, index)
     old = weights.tobytes()
     weights[where] += 1
-    if zipfile.is_zipfile(HERE / name):
-        out = io.BytesIO()
-        with zipfile.ZipFile(HERE / name) as src, zipfile.ZipFile(out, "w") as dst:
-            for item in src.infolist():
-                data = src.read(item)
-                dst.writestr(item, weights.tobytes() if data == old else data)
-        raw = out.getvalue()
-    else:
-        raw = (HERE / name).read_bytes()
-        assert raw.count(old) == 1
-        raw = raw.replace(old, weights.tobytes())
-    path = tmp_path / name
-    path.write_bytes(raw)
-    return path
+    return with_tensor_bytes(HERE / name, old, weights.tobytes(), tmp_path / name)
 
 
 @pytest.mark.parametrize("after", ["flowers.pt", LEGACY])

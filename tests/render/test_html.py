@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import io
 import re
-from html.parser import HTMLParser
 
 import pytest
 from rich.console import Console
 from support.cli_runs import modules_left_out, run, run_in_fresh_python, write_examples
+from support.html_tables import cells_of
 from support.inspect_checkpoints import make_checkpoint, write_native
 from support.paths import REPO
 
@@ -44,40 +44,6 @@ def examples(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_examples(tmp_path)
     write_native(tmp_path / "later.safetensors", make_checkpoint(), metadata={"s_max": 400})
-
-
-class Cells(HTMLParser):
-    """Every table row's cell texts (<br> read as a line break), and every tag."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[list[str]] = []
-        self.tags: list[str] = []
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag, attrs) -> None:
-        self.tags.append(tag)
-        if tag == "tr":
-            self.rows.append([])
-        elif tag in ("td", "th"):
-            self._cell = []
-        elif tag == "br" and self._cell is not None:
-            self._cell.append(" ")
-
-    def handle_endtag(self, tag) -> None:
-        if tag in ("td", "th") and self._cell is not None:
-            self.rows[-1].append("".join(self._cell))
-            self._cell = None
-
-    def handle_data(self, data) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def cells_of(html: str) -> list[list[str]]:
-    parser = Cells()
-    parser.feed(html)
-    return parser.rows
 
 
 def printed_rows(text: str) -> list[list[str]]:

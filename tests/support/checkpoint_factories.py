@@ -58,14 +58,20 @@ def binary_masks(units: dict[str, int], tasks, seed=0, density=0.5) -> Masks:
     }
 
 
-def native_tensors(layers, masks: Masks, seed=0) -> dict[str, np.ndarray]:
-    """Random weights and biases for ``layers`` plus ``masks`` under their native keys."""
+def random_weights(layers, seed=0) -> dict[str, np.ndarray]:
+    """Random float32 weights and biases for ``layers``, under their keys."""
     rng = np.random.default_rng(seed)
     tensors = {}
     for layer in layers:
         tensors[layer.weight_key] = rng.standard_normal(layer.weight_shape).astype(np.float32)
         if layer.bias_key:
             tensors[layer.bias_key] = rng.standard_normal(layer.units).astype(np.float32)
+    return tensors
+
+
+def native_tensors(layers, masks: Masks, seed=0) -> dict[str, np.ndarray]:
+    """Random weights and biases for ``layers`` plus ``masks`` under their native keys."""
+    tensors = random_weights(layers, seed)
     for task, by_layer in masks.items():
         for name, mask in by_layer.items():
             tensors[fmt.mask_key(task, name)] = np.asarray(mask, dtype=np.uint8)

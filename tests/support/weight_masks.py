@@ -12,6 +12,7 @@ from safetensors.numpy import save_file
 
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.native import format as fmt
+from support.checkpoint_factories import random_weights
 
 # sizes whose weights are no whole number of bytes or words: the padding matters
 LAYERS = (
@@ -51,12 +52,7 @@ def dense_checkpoint(masks: dict, layers=LAYERS) -> Checkpoint:
 
 def packed_tensors(masks: dict, layers=LAYERS, seed=0) -> dict[str, np.ndarray]:
     """Weights, biases and every mask packed under its ``pmask.`` key."""
-    rng = np.random.default_rng(seed)
-    tensors = {}
-    for layer in layers:
-        tensors[layer.weight_key] = rng.standard_normal(layer.weight_shape).astype(np.float32)
-        if layer.bias_key:
-            tensors[layer.bias_key] = rng.standard_normal(layer.units).astype(np.float32)
+    tensors = random_weights(layers, seed)
     for task, by_layer in masks.items():
         for name, mask in by_layer.items():
             tensors[f"pmask.{task}.{name}"] = loop_packed(mask)
