@@ -7,8 +7,8 @@ weights in all. Each task's masks are random bits (half the weights), written in
 format as `pmask.<task>.<layer>` tensors of packed bits; the weights are holes of a sparse
 file (no disk). In one process, interleaved round after round: numpy reading every mask
 tensor once (`np.fromfile` at its offset; also the whole mask region in one read), then
-`capacity` and `overlap` through the API, each opening the file (overlap also with its
-layers counted in one thread). Peak memory is traced
+`capacity` and `overlap` through the API, each opening the file (overlap also counted in
+one thread). Peak memory is traced
 (tracemalloc, numpy's buffers included) in separate runs.
 
     python benchmarks/bench_parameter_masks.py [--tasks 20] [--rounds 7]
@@ -98,7 +98,7 @@ def read_region(path: Path, spans: dict[str, tuple]) -> int:
 
 
 def one_thread(analysis, path):
-    """``analysis(path)`` with the layers counted one after another."""
+    """``analysis(path)`` counted in one thread (blocks, or layers, one after another)."""
     workers, packed.WORKERS = packed.WORKERS, 1
     try:
         return analysis(path)
@@ -182,8 +182,8 @@ def main() -> None:
     figures = {
         "figures": f"median {wall[capacity] * 1000:.1f} / {wall[overlap] * 1000:.1f} ms "
         f"({wall[capacity] / numpy_s:.2f}× / {wall[overlap] / numpy_s:.2f}×), CPU "
-        f"{cpu[capacity] * 1000:.1f} / {cpu[overlap] * 1000:.1f} ms; `overlap` with its "
-        f"layers in one thread {one * 1000:.1f} ms ({one / numpy_s:.2f}×); peak traced "
+        f"{cpu[capacity] * 1000:.1f} / {cpu[overlap] * 1000:.1f} ms; `overlap` in one "
+        f"thread {one * 1000:.1f} ms ({one / numpy_s:.2f}×); peak traced "
         f"{peaks[capacity]:.1f} / {peaks[overlap]:.1f} MiB; masks {packed / 2**20:.1f} MiB "
         f"packed against {weights * args.tasks / 2**20:.1f} MiB as uint8",
         "baseline": f"numpy reading each mask tensor once: {numpy_s * 1000:.1f} ms",

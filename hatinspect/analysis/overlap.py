@@ -10,8 +10,8 @@ from itertools import chain, cycle, repeat
 import numpy as np
 
 from hatinspect.analysis.masks import entry_word, joined_masks
-from hatinspect.analysis.packed import per_layer, shared_weights
 from hatinspect.analysis.select import select_layers, select_tasks
+from hatinspect.analysis.shared_weights import shared_weights
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.progress import track
 from hatinspect.model.records import csv_line, csv_rows, csv_text, record
@@ -87,8 +87,8 @@ def overlap(
 
 def _weight_overlap(checkpoint: Checkpoint, tasks, layers) -> OverlapReport:
     """Masks of weights: each layer's shared weights popcounted on packed bits, a block at
-    a time, layers side by side (``per_layer``); the network's are the layers' summed."""
-    counts = per_layer(shared_weights, checkpoint, layers, tasks, "overlap")
+    a time (``shared_weights``); the network's are the layers' summed."""
+    counts = shared_weights(checkpoint, layers, tasks)
     scopes = [
         Overlap(layer.name, layer.mask_size(checkpoint.covers), None, _frozen(shared))
         for layer, shared in zip(layers, counts, strict=True)

@@ -15,13 +15,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hatinspect.model.bits import BIT_ORDER, WORD, SharedCounts, packed_size, popcounts
+from hatinspect.model.bits import BIT_ORDER, WORD, packed_size, popcounts
 from hatinspect.model.checkpoint import Checkpoint, Covers, LayerInfo
 from hatinspect.model.progress import track
 
 # packed bytes of every task's masks held at once (the counts make a few temporaries of it)
 BLOCK_BYTES = 4 * 2**20
-PAIR_BYTES = 2**20  # the same for pair counts, which go over a block once per task
 # layers counted side by side, each in a thread of its own (numpy's loops and the reads
 # release the GIL); each holds one block
 WORKERS = min(4, os.cpu_count() or 1)
@@ -128,16 +127,6 @@ def _earlier(rows: np.ndarray) -> np.ndarray:
     for t in range(1, len(rows)):
         np.bitwise_or(before[t - 1], rows[t - 1], out=before[t])
     return before
-
-
-def shared_weights(checkpoint: Checkpoint, layer: LayerInfo, tasks: Sequence[int]) -> np.ndarray:
-    """(tasks, tasks) int64: the weights of ``layer`` both tasks' masks keep (a popcount of
-    the packed masks ANDed, pair by pair); the diagonal is each mask's size."""
-    spans = list(byte_spans(packed_size(entries(layer)), len(tasks), PAIR_BYTES))
-    pairs = SharedCounts(len(tasks), max((stop - start for start, stop in spans), default=0))
-    for start, stop in spans:
-        pairs.add(checkpoint.packed_rows(tasks, layer.name, start, stop))
-    return pairs.total()
 
 
 class LayerTally(NamedTuple):

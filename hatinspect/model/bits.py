@@ -72,43 +72,70 @@ def shared_counts(rows: np.ndarray) -> np.ndarray:
 
 
 class SharedCounts:
-    """Adds up ``shared_counts`` of blocks of packed rows (n rows, at most ``width``
-    bytes a block) with the buffers made once: the AND of row a with itself and the rows
-    after it and its popcounts (uint8 a word), summed in uint32 (where a block's row holds
-    fewer than 2**32 bits) and added to an int64 upper triangle once a block."""
+    """Adds up ``shared_counts`` of blocks of packed rows (n rows, at most ``width`` bytes
+    a block), each block's bytes the parts of one or more *scopes* (the layers a block
+    holds side by side, each part starting on a word), with the buffers made once.
 
-    def __init__(self, rows: int, width: int) -> None:
-        self._upper = np.zeros((rows, rows), dtype=np.int64)
+    A block is counted a diagonal at a time: rows ``0 .. n-d`` ANDed with rows ``d .. n``
+    in one call on two contiguous slices, popcounted (uint8 a word) and summed per part
+    in uint32 (where a block's row holds fewer than 2**32 bits); the diagonals are added
+    to each scope's int64 upper triangle once a block."""
+
+    def __init__(self, rows: int, width: int, scopes: int = 1) -> None:
+        self._upper = np.zeros((scopes, rows, rows), dtype=np.int64)
         words = -(-width // WORD)
         self._padded: np.ndarray | None = None  # made once a block needs it
         self._shape = (rows, words * WORD)
-        self._both = np.empty((rows, words), dtype=np.uint64)
-        self._counts = np.empty((rows, words), dtype=np.uint8)
-        # one block's counts, the upper triangle written row by row (the rest stays 0)
-        self._block = np.zeros((rows, rows), np.uint64 if 8 * words * WORD >= 2**32 else np.uint32)
+        # flat, so that a block of any width gets contiguous (kept, used) buffers
+        self._both = np.empty(rows * words, dtype=np.uint64)
+        self._counts = np.empty(rows * words, dtype=np.uint8)
+        self._sum_type = np.uint64 if 8 * words * WORD >= 2**32 else np.uint32
+        # (d, a) of every pair (a, a + d), the order a block's diagonals are kept in
+        self._step, self._first = _diagonal_pairs(rows)
 
-    def add(self, rows: np.ndarray) -> None:
-        """Counts one (n, bytes) block of the n packed rows (bytes <= the width)."""
+    def add(self, rows: np.ndarray, parts: Sequence[tuple[int, int]] = ((0, 0),)) -> None:
+        """Counts one (n, bytes) block of the n packed rows (bytes <= the width); ``parts``
+        are the (first byte, scope) of each scope's bytes in the block, in order, every
+        first byte a whole number of words (the first 0)."""
         n, upper = len(rows), self._upper
-        if n != len(upper):
-            raise ValueError(f"{n} rows, counted in pairs of {len(upper)}")
+        if n != upper.shape[1]:
+            raise ValueError(f"{n} rows, counted in pairs of {upper.shape[1]}")
+        starts = [start for start, _ in parts]
+        scopes = np.array([scope for _, scope in parts])
+        if starts[0] != 0 or any(start % WORD for start in starts) or starts != sorted(set(starts)):
+            raise ValueError(f"parts starting at bytes {starts}: not whole words in order")
         if not _HAS_BITWISE_COUNT:
-            for a in range(n):
-                upper[a, a:] += _TABLE[rows[a] & rows[a:]].sum(axis=-1, dtype=np.int64)
+            ends = [*starts[1:], rows.shape[-1]]
+            for scope, start, end in zip(scopes, starts, ends, strict=True):
+                part = rows[:, start:end]
+                for a in range(n):
+                    both = _TABLE[part[a] & part[a:]]
+                    upper[scope, a, a:] += both.sum(axis=-1, dtype=np.int64)
             return
         words = self._into_words(rows)
         used = words.shape[1]
-        both, counts, block = self._both[:, :used], self._counts[:, :used], self._block
-        for a in range(n):  # row a ANDed with itself and the rows after it
-            rest = slice(a, n)
-            np.bitwise_and(words[a], words[rest], out=both[rest])
-            np.bitwise_count(both[rest], out=counts[rest])
-            np.add.reduce(counts[rest], axis=-1, dtype=block.dtype, out=block[a, rest])
-        upper += block
+        word_starts = np.array(starts) // WORD
+        diagonals = np.zeros((n, n, len(parts)), dtype=self._sum_type)  # [d, a, part]
+        for d in range(n):  # row a with row a + d, for every a at once
+            kept = n - d
+            both = words if d == 0 else _rows_of(self._both, kept, used)
+            if d:
+                np.bitwise_and(words[:kept], words[d:], out=both)
+            counts = _rows_of(self._counts, kept, used)
+            np.bitwise_count(both, out=counts)
+            if len(parts) == 1:
+                np.add.reduce(counts, axis=-1, dtype=self._sum_type, out=diagonals[d, :kept, 0])
+            else:
+                np.add.reduceat(counts, word_starts, axis=-1, dtype=self._sum_type,
+                                out=diagonals[d, :kept])  # fmt: skip
+        step, first = self._step, self._first
+        pairs = diagonals[step, first]  # (pairs, parts)
+        np.add.at(upper, (scopes[None, :], first[:, None], (first + step)[:, None]), pairs)
 
-    def total(self) -> np.ndarray:
-        """(n, n) int64: the counts so far, mirrored below the diagonal."""
-        return self._upper + np.triu(self._upper, 1).T
+    def total(self, scope: int = 0) -> np.ndarray:
+        """(n, n) int64: a scope's counts so far, mirrored below the diagonal."""
+        upper = self._upper[scope]
+        return upper + np.triu(upper, 1).T
 
     def _into_words(self, rows: np.ndarray) -> np.ndarray:
         """(n, words) uint64 view of the rows: the rows themselves where they fill whole
@@ -117,11 +144,22 @@ class SharedCounts:
             return rows.view(np.uint64)
         used = -(-rows.shape[-1] // WORD) * WORD
         if self._padded is None:
-            self._padded = np.zeros(self._shape, dtype=np.uint8)
-        padded = self._padded[:, :used]
+            self._padded = np.zeros(self._shape[0] * self._shape[1], dtype=np.uint8)
+        padded = _rows_of(self._padded, self._shape[0], used)
         padded[:, rows.shape[-1] :] = 0
         padded[:, : rows.shape[-1]] = rows
         return padded.view(np.uint64)
+
+
+def _diagonal_pairs(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(d, a) of every pair of rows (a, a + d), d from 0."""
+    step, first = np.nonzero(np.arange(rows)[None, :] < rows - np.arange(rows)[:, None])
+    return step, first
+
+
+def _rows_of(flat: np.ndarray, rows: int, width: int) -> np.ndarray:
+    """The first ``rows * width`` entries of a flat buffer as contiguous (rows, width)."""
+    return flat[: rows * width].reshape(rows, width)
 
 
 def popcount(packed: np.ndarray) -> int:
@@ -138,15 +176,17 @@ class PackedMasks(Mapping):
         self,
         task_ids: Sequence[int],
         shapes: Mapping[str, tuple[int, ...]],
-        read: Callable[[Sequence[int], str, int, int], np.ndarray],
+        read: Callable[..., np.ndarray],
     ) -> None:
         self._tasks = tuple(task_ids)
         self._shapes = dict(shapes)
-        self._read = read  # (tasks, layer, first byte, end byte) -> (tasks, bytes) uint8
+        # (tasks, layer, first byte, end byte, out or None) -> (tasks, bytes) uint8
+        self._read = read
 
-    def rows(self, tasks: Sequence[int], layer: str, start: int, stop: int) -> np.ndarray:
-        """(tasks, stop - start) uint8: bytes ``start .. stop`` of each task's packed mask."""
-        return self._read(tasks, layer, start, stop)
+    def rows(self, tasks: Sequence[int], layer: str, start: int, stop: int, out=None) -> np.ndarray:
+        """(tasks, stop - start) uint8: bytes ``start .. stop`` of each task's packed mask
+        (into ``out`` where given)."""
+        return self._read(tasks, layer, start, stop, out)
 
     def __getitem__(self, task: int) -> Mapping[str, np.ndarray]:
         if task not in self._tasks:

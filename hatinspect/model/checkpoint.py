@@ -145,13 +145,16 @@ class Checkpoint(Result):
         unlearned = set(self.unlearned)
         return tuple(task for task in self.task_ids if task not in unlearned)
 
-    def packed_rows(self, tasks, layer: str, start: int, stop: int) -> np.ndarray:
+    def packed_rows(
+        self, tasks, layer: str, start: int, stop: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """(tasks, stop - start) uint8: bytes ``start .. stop`` of each task's mask of
         ``layer`` as packed bits (``model.bits``): read as stored from a native file of
-        masks of weights, packed from the dense masks otherwise."""
+        masks of weights, packed from the dense masks otherwise; into ``out`` where given
+        (an array of that shape whose rows are each contiguous)."""
         if isinstance(self.masks, PackedMasks):
-            return self.masks.rows(tasks, layer, start, stop)
-        rows = np.zeros((len(tasks), stop - start), dtype=np.uint8)
+            return self.masks.rows(tasks, layer, start, stop, out)
+        rows = np.zeros((len(tasks), stop - start), dtype=np.uint8) if out is None else out
         for row, task in zip(rows, tasks, strict=True):
             row[:] = pack_slice(self.masks[task][layer], start, stop)
         return rows

@@ -74,13 +74,17 @@ class _Reader:
     def __init__(self, path: Path, offsets: dict, entries: dict[str, int]) -> None:
         self._path, self._offsets, self._entries = path, offsets, entries
 
-    def __call__(self, tasks: Sequence[int], layer: str, start: int, stop: int) -> np.ndarray:
-        """(tasks, stop - start) uint8: bytes start..stop of each task's mask of ``layer``."""
+    def __call__(
+        self, tasks: Sequence[int], layer: str, start: int, stop: int, out=None
+    ) -> np.ndarray:
+        """(tasks, stop - start) uint8: bytes start..stop of each task's mask of ``layer``
+        (into ``out`` where given: rows each contiguous)."""
         entries = self._entries[layer]
         size = packed_size(entries)
         if not 0 <= start <= stop <= size:
             raise ValueError(f"bytes {start}..{stop} of a mask of {size} bytes")
-        out = np.empty((len(tasks), stop - start), dtype=np.uint8)
+        if out is None:
+            out = np.empty((len(tasks), stop - start), dtype=np.uint8)
         fd = self._open()
         try:
             for row, task in zip(out, tasks, strict=True):

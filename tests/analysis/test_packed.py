@@ -17,7 +17,7 @@ from support.weight_masks import (
 )
 
 import hatinspect
-from hatinspect.analysis import packed
+from hatinspect.analysis import packed, shared_weights
 from hatinspect.analysis.audit import audit
 from hatinspect.analysis.capacity import capacity
 from hatinspect.analysis.masks import summarise_masks
@@ -42,7 +42,7 @@ def block(request, monkeypatch):
     """The bytes of a block: small ones cut every layer into many blocks."""
     if request.param:
         monkeypatch.setattr(packed, "BLOCK_BYTES", request.param)
-        monkeypatch.setattr(packed, "PAIR_BYTES", request.param)
+        monkeypatch.setattr(shared_weights, "PAIR_BYTES", request.param)
     return request.param
 
 

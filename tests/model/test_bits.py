@@ -53,7 +53,8 @@ def test_packed_masks_unpack_each_mask_when_asked():
              for t in (4, 9)}  # fmt: skip
     reads = []
 
-    def read(tasks, layer, start, stop):
+    def read(tasks, layer, start, stop, out=None):
+        assert out is None  # unpacking a mask asks for a fresh array
         reads.append((tuple(tasks), layer, start, stop))
         return np.array([bits.pack(dense[t][layer])[start:stop] for t in tasks])
 
@@ -106,3 +107,30 @@ def test_shared_counts_add_up_blocks_of_any_width(monkeypatch, table):
     one = bits.SharedCounts(1, 3)
     one.add(rows[:1, :3])
     assert one.total().tolist() == _loop_shared(rows[:1, :3])
+
+
+@pytest.mark.parametrize("table", [False, True], ids=["bitwise_count", "table"])
+def test_shared_counts_keep_each_part_of_a_block_to_its_scope(monkeypatch, table):
+    """A block of three parts (scopes 2, 0, 1, each from a word; the last a part word),
+    then a block of one part of scope 2: each scope's counts are those of its bytes."""
+    if table:
+        monkeypatch.setattr(bits, "_HAS_BITWISE_COUNT", False)
+    elif not bits._HAS_BITWISE_COUNT:
+        pytest.skip("numpy < 2 has no bitwise_count")
+    rows = np.random.default_rng(5).integers(0, 256, (4, 29), dtype=np.uint8)
+    more = np.random.default_rng(6).integers(0, 256, (4, 11), dtype=np.uint8)
+    pairs = bits.SharedCounts(4, 32, scopes=3)
+    pairs.add(rows, [(0, 2), (16, 0), (24, 1)])
+    pairs.add(more, [(0, 2)])
+    assert pairs.total(0).tolist() == _loop_shared(rows[:, 16:24])
+    assert pairs.total(1).tolist() == _loop_shared(rows[:, 24:])
+    both = np.concatenate([rows[:, :16], more], axis=1)
+    assert pairs.total(2).tolist() == _loop_shared(both)
+
+
+@pytest.mark.parametrize("parts", [[(8, 0)], [(0, 0), (12, 1)], [(0, 0), (16, 1), (8, 2)],
+                                   [(0, 0), (8, 1), (8, 2)]])  # fmt: skip
+def test_parts_not_starting_on_words_in_order_are_refused(parts):
+    pairs = bits.SharedCounts(2, 32, scopes=3)
+    with pytest.raises(ValueError, match="whole words in order"):
+        pairs.add(np.zeros((2, 32), dtype=np.uint8), parts)
