@@ -132,6 +132,9 @@ def _entries(run) -> str:
 
 @tables.register
 def _(result: RunCapacity, width: int | None = None, **options) -> list[RenderableType]:
+    """The last file's capacity, then each file's, where the run has more than one."""
+    if len(result.trajectory) < 2:
+        return tables(result.capacity, width=width, **options)
     return [
         *tables(result.capacity, width=width, **options),
         heading("File by file"),

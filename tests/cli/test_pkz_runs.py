@@ -129,6 +129,13 @@ def test_capacity_counts_units_and_leaves_parameters_unknown(name):
     assert document["total"]["units_used"] == used
 
 
+def test_capacity_of_one_file_has_no_file_by_file_table():
+    """A .pkz alone is a run of one file: its table would repeat the total."""
+    table = run("capacity", FILE)
+    assert table.exit_code == 0, table.stderr
+    assert "Per task" in table.stdout and "File by file" not in table.stdout
+
+
 @pytest.mark.parametrize("name", LOGS)
 def test_overlap_counts_shared_units_by_brute_force(name):
     units = truth_units(name)
