@@ -46,7 +46,7 @@ from hatinspect.native.blocks import (
     row_blocks,
     stored_name,
 )
-from hatinspect.native.format import RUN_ID_KEY, named_algorithm, protection_of
+from hatinspect.native.format import RUN_ID_KEY, named_algorithm, parse_task_id, protection_of
 from hatinspect.native.reader import existing_file, read_native_tensors, sniff
 
 # (path, keys) -> those tensors as numpy arrays
@@ -378,7 +378,10 @@ def _update_tasks(checkpoint: Checkpoint) -> set[int] | None:
         norms = json.loads(checkpoint.metadata[UPDATE_NORMS_KEY])
     except (KeyError, TypeError, ValueError):
         return None
-    return {int(task) for task in norms if str(task).isdigit()} if isinstance(norms, dict) else None
+    if not isinstance(norms, dict):
+        return None
+    tasks = (parse_task_id(task) for task in norms if isinstance(task, str))
+    return {task for task in tasks if task is not None}
 
 
 def _algorithm(before: Checkpoint, after: Checkpoint) -> str:

@@ -203,8 +203,11 @@ def parse_unit_wise(of: str) -> int | None:
     if of in ("cumulative", "summative", ADJUSTMENT, IMPORTANCE):
         return None
     kind, _, number = of.partition(":")
-    if kind not in ("task", IMPORTANCE) or not number.strip().lstrip("-").isdigit():
+    digits = number.strip().removeprefix("-")
+    if kind not in ("task", IMPORTANCE) or not (digits.isascii() and digits.isdigit()):
         raise ValueError(f"{of!r} is not one of {', '.join(UNIT_WISE)}")
+    if len(digits) > 10:  # no task id has more (and int() of 5,000 digits raises)
+        raise ValueError(f"{kind}:N: no task has a number of {len(digits)} digits")
     return int(number)
 
 

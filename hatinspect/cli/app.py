@@ -47,6 +47,7 @@ class _OneLineUsageErrors(_PlainFlags, TyperGroup):
     like every other error, instead of a framed message after the usage line."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _forget_unreadable_sizes()
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except TyperException as exc:  # the parser's usage errors
@@ -65,6 +66,15 @@ class _OneLineUsageErrors(_PlainFlags, TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code)
+
+
+def _forget_unreadable_sizes() -> None:
+    """``COLUMNS`` / ``LINES`` that are no plain number ("²", 5,000 digits) are dropped, as
+    if unset: rich would take them for a size and raise."""
+    for name in ("COLUMNS", "LINES"):
+        value = os.environ.get(name)
+        if value is not None and not (value.isascii() and value.isdigit() and len(value) < 7):
+            del os.environ[name]
 
 
 app = typer.Typer(

@@ -138,7 +138,11 @@ def inferred_note(layers) -> str | None:
 
 
 def _natural(text: str) -> list:
-    """``conv10x`` after ``conv2x``, ``layer1/10`` after ``layer1/2``."""
-    return [
-        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)
-    ]
+    """``conv10x`` after ``conv2x``, ``layer1/10`` after ``layer1/2``: a run of digits
+    ordered by its value (its length without leading zeros, then its digits; never an
+    ``int`` of it, which a hostile key of 5,000 digits would make raise)."""
+    key = []
+    for part in re.split(r"([0-9]+)", text):
+        digits = part.lstrip("0")
+        key.append((0, len(digits), digits) if part.isascii() and part.isdigit() else (1, 0, part))
+    return key

@@ -34,7 +34,7 @@ def output_width(width: int | None = None, stream=None) -> int | None:
     if width:
         return width
     columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
+    if columns.isascii() and columns.isdigit() and 0 < len(columns) < 7 and int(columns) > 0:
         return int(columns)
     stream = stream or sys.stdout
     if stream.isatty():

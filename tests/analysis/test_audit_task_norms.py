@@ -75,3 +75,17 @@ def test_a_missing_earlier_batch_norm_is_an_error(tmp_path):
 
     with pytest.raises(CheckpointError, match="task 1's batch norm"):
         audit(*two_tasks(tmp_path, drop))
+
+
+def test_stored_update_tasks_skip_keys_that_are_no_task_number():
+    """AmnesiacHAT's update norms keyed by task; keys a file may hold instead ("²", which
+    ``str.isdigit`` accepts and ``int`` refuses, 5,000 digits, "01") name no task."""
+    from types import SimpleNamespace
+
+    from hatinspect.analysis.audit import _update_tasks
+    from hatinspect.model.names import UPDATE_NORMS_KEY
+
+    keys = ["2", "²", "9" * 5000, "01", "-1", "3"]
+    metadata = {UPDATE_NORMS_KEY: "{" + ", ".join(f'"{k}": {{}}' for k in keys) + "}"}
+    assert _update_tasks(SimpleNamespace(metadata=metadata)) == {2, 3}
+    assert _update_tasks(SimpleNamespace(metadata={UPDATE_NORMS_KEY: "[1]"})) is None

@@ -55,10 +55,16 @@ def test_parse_unit_wise(text, task):
     assert parse_unit_wise(text) == task
 
 
-@pytest.mark.parametrize("text", ["", "cum", "task", "task:", "task:x", "tasks:1", "task:1.5"])
+@pytest.mark.parametrize("text", ["", "cum", "task", "task:", "task:x", "tasks:1", "task:1.5",
+                                  "task:²", "importance:٣"])  # fmt: skip
 def test_parse_unit_wise_rejects(text):
     with pytest.raises(ValueError, match="is not one of cumulative, summative, task:N"):
         parse_unit_wise(text)
+
+
+def test_a_task_number_of_thousands_of_digits_is_refused_in_one_short_line():
+    with pytest.raises(ValueError, match=r"^task:N: no task has a number of 5000 digits$"):
+        parse_unit_wise("task:" + "9" * 5000)
 
 
 def test_errors():

@@ -223,3 +223,12 @@ def test_every_view_of_a_fine_tuning_run_says_nothing_is_protected(tmp_path):
     assert {row["params_protected"] for row in csv.DictReader(io.StringIO(growth))} == {"0"}
     assert hatinspect.capacity(path).total.params_protected == 0
     assert run("capacity", str(path), "--fail-above", "0.5").exit_code == 0
+
+
+@pytest.mark.parametrize("columns", ["²", "9" * 5000, "80x", ""])
+def test_a_columns_or_lines_that_is_no_number_is_ignored(columns):
+    """rich takes ``COLUMNS``/``LINES`` for the terminal's size (``int()`` of "²", which
+    ``str.isdigit`` accepts, raises): such a value counts as unset."""
+    result = run("masks", "net.safetensors", COLUMNS=columns, LINES=columns)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == "" and "fc/0" in result.stdout

@@ -250,6 +250,16 @@ def test_every_projection_shortcut_name_reads_the_block_input(shortcut):
     }
 
 
+def test_blocks_sort_by_their_numbers_whatever_their_length():
+    """Block numbers in value order, a 5,000-digit one last (``int`` of it would raise)."""
+    from hatinspect.importers.flow import _natural
+
+    names = ["layer10", "layer" + "9" * 5000, "layer2", "layer02x", "layer1/0", "layerx"]
+    assert sorted(names, key=_natural) == [
+        "layer1/0", "layer2", "layer02x", "layer10", "layer" + "9" * 5000, "layerx",
+    ]  # fmt: skip
+
+
 def test_a_flow_the_shapes_refuse_is_one_error_naming_the_layer():
     layers = [_layer("conv1", (4, 3, 3, 3)), _layer("layer1/0/conv1", (4, 5, 3, 3))]
     with pytest.raises(hatinspect.CheckpointError) as error:
