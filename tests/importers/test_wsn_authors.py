@@ -306,6 +306,22 @@ def test_a_plain_array_claiming_other_than_it_holds_is_one_line_of_error(tmp_pat
     one_error_line(result, f"claims {8 * shape[0]:,} bytes of float64 {shape}; it holds 32")
 
 
+@pytest.mark.parametrize("header", [b"{'descr': '<f8', 'fortran_order': False, 'shape': (4,",
+                                    b"{'descr': '<f8', " + b"(" * 300])  # fmt: skip
+def test_a_header_cut_short_or_nested_deep_is_one_line_of_error(tmp_path, header):
+    """A header numpy's literal_eval refuses and then tokenizes (TokenError), or nests past
+    the parser's limit: a found fuzz case, one line naming the file."""
+    name = TWO.rpartition("/")[2]
+    for part in (".pertask.npy", ".ptmodel"):
+        shutil.copy(_file(TWO, part), tmp_path)
+    acc = tmp_path / (name + ".acc.npy")
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    acc.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header)
+    result = run_cli("info", acc)
+    assert result.exit_code == 1
+    one_error_line(result, "not a readable .npy file")
+
+
 # main_wsn_five_dataset_resnet18.py's SubnetResNet18 (networks/resnet18.py): too large to
 # commit, so a run of its module layout, saved by its lines (safe_save of .pertask, torch.save
 # of the model), with stand-in classes of its names: a SubnetBasicBlock's conv3 is its

@@ -18,6 +18,7 @@ import math
 import pickle
 import re
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 import torch
@@ -59,7 +60,8 @@ def _header(path: Path, f):
         read = {(1, 0): np.lib.format.read_array_header_1_0,
                 (2, 0): np.lib.format.read_array_header_2_0}[version]  # fmt: skip
         return read(f, max_header_size=MAX_HEADER)
-    except (ValueError, KeyError, OSError, SyntaxError) as exc:
+    except (ValueError, KeyError, OSError, SyntaxError, TokenError, RecursionError) as exc:
+        # numpy retries a header literal_eval refuses through tokenize: its TokenError
         raise CheckpointError(f"{path}: not a readable .npy file ({reason(exc, 120)})") from None
 
 
