@@ -86,11 +86,11 @@ def import_object(path: Path, payload, source: str | None, task_id: int | None) 
     datasets = _datasets(path, payload["dataset2idx"])
     count = max(datasets)
     state = saved_model_state(path, model)
-    owners, indices = _owners(
+    owners, indices, keys = _owners(
         path, payload["previous_masks"], modules_in_order(path, shared), state
     )
     check_mask_count(path, count, len(owners))
-    layers, flow_note = _layers(path, state, owners)
+    layers, flow_note = _layers(path, state, keys)
     for name, index in owners.items():
         if int(index.max(initial=0)) > count:
             raise CheckpointError(
@@ -134,11 +134,12 @@ def _task_number(value) -> int | None:
     return value if type(value) is int else None
 
 
-def _owners(path: Path, stored, modules, state) -> tuple[dict, dict]:
-    """Layer name -> its owner array (uint8, the weight's shape), and -> its module index."""
+def _owners(path: Path, stored, modules, state) -> tuple[dict, dict, dict]:
+    """Layer name -> its owner array (uint8, the weight's shape), -> its module index, and
+    -> its module's name in the state dict."""
     if not isinstance(stored, Mapping) or not stored:
         raise CheckpointError(f"{path}: previous_masks is not a mapping of module indices")
-    owners, indices = {}, {}
+    owners, indices, keys = {}, {}, {}
     for key in stored:
         if type(key) is not int or not 0 <= key < len(modules):
             raise CheckpointError(
@@ -163,16 +164,23 @@ def _owners(path: Path, stored, modules, state) -> tuple[dict, dict]:
                 f" {tuple(weight.shape)}"
             )
         layer = name.replace(".", "/")
-        owners[layer], indices[layer] = numpy_of(mask), key
-    return owners, indices
+        if layer in keys:  # "a.b" and "a/b": one layer name
+            raise CheckpointError(
+                f"{path}: modules {shown(keys[layer].removeprefix('shared.'))} and"
+                f" {shown(modules[key][0])} of model.shared"
+                " have one layer name"
+            )
+        owners[layer], indices[layer], keys[layer] = numpy_of(mask), key, name
+    return owners, indices, keys
 
 
-def _layers(path: Path, state, owners) -> tuple[tuple[LayerInfo, ...], str | None]:
-    """The masked layers in module order, with the data flow where the architecture gives
-    one (a DenseNet's concatenations give none: then no layer has a preceding one)."""
+def _layers(path: Path, state, keys) -> tuple[tuple[LayerInfo, ...], str | None]:
+    """The masked layers (layer name -> module name, in module order), with the data flow
+    where the architecture gives one (a DenseNet's concatenations give none: then no
+    layer has a preceding one)."""
     layers = []
-    for name in owners:
-        weight, bias = name.replace("/", ".") + ".weight", name.replace("/", ".") + ".bias"
+    for name, module in keys.items():
+        weight, bias = module + ".weight", module + ".bias"
         shape = tuple(state[weight].shape)
         layers.append(LayerInfo(name, shape[0], shape, weight, bias if bias in state else None,
                                 None))  # fmt: skip

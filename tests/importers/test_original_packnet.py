@@ -250,3 +250,43 @@ def test_a_file_as_torch_0_2_wrote_it_reads_alike(tmp_path):
     report = hatinspect.audit(new, old)  # every weight read bit for bit alike
     owned = sum(int((mask > 0).sum()) for mask in payload["previous_masks"].values())
     assert report.ok and report.protected == owned and report.changed == 0
+
+
+def _slashed_net(twin: bool):
+    """``shared`` holding a Linear named "x/y" (``add_module`` allows a slash), and with
+    ``twin`` a Sequential "x" whose "y" is another Linear: both read as layer shared/x/y."""
+    net = Net()
+    net.shared.add_module("x/y", torch.nn.Linear(2, 3))
+    if twin:
+        net.shared.add_module("x", torch.nn.Sequential())
+        net.shared.x.add_module("y", torch.nn.Linear(2, 3))
+    return net
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_a_module_name_with_a_slash_reads_its_own_weight(tmp_path, legacy):
+    """A fuzz finding: the layer name was turned back into the module's by swapping the
+    slashes for dots, which named no weight."""
+    payload = _payload()
+    payload["model"] = _slashed_net(twin=False)
+    payload["previous_masks"][4] = torch.tensor([[1, 2], [0, 1], [2, 2]], dtype=torch.uint8)
+    path = tmp_path / "slashed.pt"
+    torch.save(payload, path, _use_new_zipfile_serialization=not legacy)
+    checkpoint = hatinspect.open_checkpoint(path)
+    layer = checkpoint.layer("shared/x/y")
+    assert layer.weight_key == "shared.x/y.weight" and layer.weight_shape == (3, 2)
+    assert checkpoint.masks[1]["shared/x/y"].tolist() == [[1, 0], [0, 1], [0, 0]]
+    assert int(checkpoint.masks[2]["shared/x/y"].sum()) == 5
+
+
+def test_two_modules_of_one_layer_name_are_one_line_of_error(tmp_path):
+    payload = _payload()
+    payload["model"] = _slashed_net(twin=True)
+    mask = torch.ones(3, 2, dtype=torch.uint8)
+    payload["previous_masks"].update({4: mask, 6: mask})  # "x/y", then "x.y"
+    path = tmp_path / "twins.pt"
+    torch.save(payload, path)
+    message = "modules 'x/y' and 'x.y' of model.shared have one layer name"
+    with pytest.raises(hatinspect.CheckpointError, match=message):
+        hatinspect.open_checkpoint(path)
+    one_error_line(run("info", path), message)
