@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -24,6 +24,9 @@ BLOCK_BYTES = 4 * 2**20
 # layers counted side by side, each in a thread of its own (numpy's loops and the reads
 # release the GIL); each holds one block
 WORKERS = min(4, os.cpu_count() or 1)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def per_layer(
@@ -41,10 +44,22 @@ def per_layer(
             return list(results)
         return list(track(results, description, total=len(layers), unit="layers"))
 
-    if WORKERS == 1 or len(layers) == 1:
-        return tracked(count(checkpoint, layer, tasks) for layer in layers)
-    with ThreadPoolExecutor(WORKERS) as pool:
-        return tracked(pool.map(lambda layer: count(checkpoint, layer, tasks), layers))
+    return tracked(in_threads(lambda layer: count(checkpoint, layer, tasks), layers))
+
+
+def in_threads(work: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+    """``work(item)`` of each item, in order, done in up to ``WORKERS`` threads (in this
+    one where one would do). Once the caller stops early (an error, Ctrl-C), items not yet
+    begun are dropped rather than waited for."""
+    threads = min(WORKERS, len(items))
+    if threads <= 1:
+        yield from map(work, items)
+        return
+    pool = ThreadPoolExecutor(threads)
+    try:
+        yield from pool.map(work, items)
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def entries(layer: LayerInfo) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -85,14 +84,8 @@ def shared_weights(
         return len(tasks) * sum(piece.stop - piece.start for piece in block)
 
     with task("overlap", len(tasks) * sum(sizes)) as advance:
-        threads = min(packed.WORKERS, len(blocks))
-        if threads <= 1:
-            for block in blocks:
-                advance(count(block))
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                for done in pool.map(count, blocks):
-                    advance(done)
+        for done in packed.in_threads(count, blocks):
+            advance(done)
     return [sum(worker.pairs.total(index) for worker in workers) for index in range(len(layers))]
 
 

@@ -215,3 +215,24 @@ def test_the_audit_refuses_files_whose_masks_of_a_task_differ(tmp_path):
     )
     with pytest.raises(hatinspect.HatinspectError, match="task 1's mask of layer fc differs"):
         audit(hatinspect.open_checkpoint(one), hatinspect.open_checkpoint(two))
+
+
+def test_threads_stop_taking_work_once_an_item_fails(monkeypatch):
+    """An error in the first of 50 items: the items not yet begun are dropped, not run
+    while the error waits (as Ctrl-C would wait on a big file)."""
+    import time
+
+    monkeypatch.setattr(packed, "WORKERS", 2)
+    ran = []
+
+    def work(item):
+        ran.append(item)
+        if item == 0:
+            raise ValueError("damaged")
+        time.sleep(0.01)
+        return item
+
+    with pytest.raises(ValueError, match="damaged"):
+        list(packed.in_threads(work, range(50)))
+    assert len(ran) < 10
+    assert list(packed.in_threads(lambda item: item * 2, range(5))) == [0, 2, 4, 6, 8]
